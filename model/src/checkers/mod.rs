@@ -1,0 +1,111 @@
+//! Invariants: named checkers that judge a [`History`] and report counterexamples as the history
+//! entries involved (never just a count).
+//!
+//! Every checker is sound first: a correct design's history must pass it. Each module has tests
+//! with a hand-built history that violates it and one that does not.
+
+use crate::history::History;
+use serde::{Deserialize, Serialize};
+
+mod duplicate;
+mod effect_once;
+mod eventual_processing;
+mod lost_write;
+mod no_oversell;
+mod per_key_order;
+mod poll_order;
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+/// One counterexample: what went wrong, and the entries (indices into `History::entries`, in
+/// history order) that show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub message: String,
+    pub entries: Vec<usize>,
+}
+
+impl Violation {
+    pub fn new(message: impl Into<String>, mut entries: Vec<usize>) -> Self {
+        entries.sort_unstable();
+        entries.dedup();
+        Self { message: message.into(), entries }
+    }
+}
+
+/// The invariants evsim can check, by the names of ANOMALIES.md.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Invariant {
+    /// Stock never below zero; sold + remaining = initial.
+    NoOversell,
+    /// For each key, each consumer group applies its records in offset order.
+    PerKeyOrder,
+    /// Every committed business fact's event is processed by every subscribed group by the end of
+    /// the quiet period.
+    EventualProcessing,
+    /// No consumer group applies one event's effect more than once (exactly-once effects).
+    EffectOnce,
+    /// An acknowledged (or read) record below an offset that a poll read, that no poll ever read.
+    LostWrite,
+    /// The same value at two or more offsets of one key.
+    Duplicate,
+    /// A consumer's successive polls of a partition go backwards or repeat, with no rebalance
+    /// between them.
+    NonmonotonicPoll,
+    /// A consumer's successive polls of a partition jump past an offset, with no rebalance
+    /// between them.
+    PollSkip,
+}
+
+impl Invariant {
+    /// Every invariant, in the order reports list them.
+    pub const ALL: [Invariant; 8] = [
+        Invariant::NoOversell,
+        Invariant::PerKeyOrder,
+        Invariant::EventualProcessing,
+        Invariant::EffectOnce,
+        Invariant::LostWrite,
+        Invariant::Duplicate,
+        Invariant::NonmonotonicPoll,
+        Invariant::PollSkip,
+    ];
+
+    /// The name used in scenario files, reports and ANOMALIES.md.
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::NoOversell => "no-oversell",
+            Invariant::PerKeyOrder => "per-key-order",
+            Invariant::EventualProcessing => "eventual-processing",
+            Invariant::EffectOnce => "effect-once",
+            Invariant::LostWrite => "lost-write",
+            Invariant::Duplicate => "duplicate",
+            Invariant::NonmonotonicPoll => "nonmonotonic-poll",
+            Invariant::PollSkip => "poll-skip",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// Judge `history`; an empty list means the invariant held.
+    pub fn check(self, history: &History) -> Vec<Violation> {
+        match self {
+            Invariant::NoOversell => no_oversell::check(history),
+            Invariant::PerKeyOrder => per_key_order::check(history),
+            Invariant::EventualProcessing => eventual_processing::check(history),
+            Invariant::EffectOnce => effect_once::check(history),
+            Invariant::LostWrite => lost_write::check(history),
+            Invariant::Duplicate => duplicate::check(history),
+            Invariant::NonmonotonicPoll => poll_order::check_nonmonotonic(history),
+            Invariant::PollSkip => poll_order::check_skip(history),
+        }
+    }
+}
+
+impl std::fmt::Display for Invariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

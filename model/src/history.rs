@@ -1,0 +1,266 @@
+//! The history format: every operation of a run, as typed, serialisable entries.
+//!
+//! A history is what the checkers judge and what a failing seed hands to a person. It is written by
+//! a driver (the simulator, later the real Kafka runner) from what it observed: a request arriving,
+//! a DB transaction committing, a record sent, acknowledged, polled, processed, an offset commit and
+//! its result, a rebalance. Entries carry virtual time (microseconds since the run began), the
+//! process that did the operation, and the outcome.
+//!
+//! Entries are compact (numeric ids into the header's name tables) because the simulator writes
+//! millions of them per second and the history hash covers every byte.
+
+use serde::{Deserialize, Serialize};
+
+/// Virtual time in microseconds since the start of the run.
+pub type Micros = u64;
+
+/// A process of the run: a service instance, a consumer, a broker, the coordinator, the workload.
+/// Index into [`Header::nodes`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u16);
+
+/// A topic. Index into [`Header::topics`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicId(pub u16);
+
+/// A consumer group. Index into [`Header::groups`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupId(pub u16);
+
+/// A topic partition, Kafka's `TopicPartition`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Tp {
+    pub topic: TopicId,
+    pub partition: u32,
+}
+
+/// What kind of business event a record carries.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// `order-created` (seed 001), subject = order id.
+    OrderCreated,
+}
+
+/// The identity of a business event, and so of a record's value: one business fact gives one
+/// event, whichever send attempt carries it. Two offsets holding the same `EventId` for one key
+/// are a duplicate.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EventId {
+    pub kind: EventKind,
+    pub subject: u64,
+}
+
+impl EventId {
+    pub fn order_created(order: u64) -> Self {
+        Self { kind: EventKind::OrderCreated, subject: order }
+    }
+}
+
+/// Kafka error codes, by Kafka's own names, that a history can show.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    IllegalGeneration,
+    RebalanceInProgress,
+    UnknownMemberId,
+    NotEnoughReplicas,
+    NotLeaderOrFollower,
+    RequestTimedOut,
+    /// The producer gave up on a record (`delivery.timeout.ms`); librdkafka's `_MSG_TIMED_OUT`.
+    MsgTimedOut,
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` (idempotent producer).
+    OutOfOrderSequenceNumber,
+}
+
+/// Why a member left or was removed from a group.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LeaveReason {
+    /// No heartbeat within `session.timeout.ms`: the coordinator removed it.
+    SessionTimeout,
+    /// No `poll()` within `max.poll.interval.ms`: the client left the group by itself.
+    PollTimeout,
+    /// It did not rejoin a rebalance in time (the rebalance timeout is `max.poll.interval.ms`).
+    RebalanceTimeout,
+    /// A clean close (LeaveGroup).
+    Close,
+}
+
+/// One record as a poll returned it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Polled {
+    pub tp: Tp,
+    pub offset: u64,
+    pub key: Option<u64>,
+    pub value: EventId,
+}
+
+/// One operation of a run. Variants are grouped by layer: the domain (orders, stock, effects),
+/// the producer, the consumer and its group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    // --- domain: setup and final state -------------------------------------------------------
+    /// A product's stock when the run starts.
+    StockInitialised { product: u32, stock: i64 },
+    /// A product's stock when the run ends (read from the DB after the quiet period).
+    StockFinal { product: u32, stock: i64 },
+
+    // --- domain: orders (seed 001) --------------------------------------------------------------
+    /// A client asked `OrderService` to create an order.
+    OrderRequested { order: u64, user: u64, product: u32, qty: u32 },
+    /// The order transaction committed: stock deducted under the row lock, order saved PENDING.
+    /// `stock_after` is the product's stock the transaction wrote.
+    OrderCommitted { order: u64, user: u64, product: u32, qty: u32, stock_after: i64 },
+    /// The order transaction rolled back: not enough stock (`stock` is what it read).
+    OrderRejected { order: u64, product: u32, qty: u32, stock: i64 },
+
+    // --- domain: downstream effects ----------------------------------------------------------
+    /// The product ranking (Redis ZINCRBY) was incremented because of `cause`.
+    RankingIncremented { product: u32, by: u32, cause: EventId },
+    /// The user's cart was deleted because of `cause`.
+    CartDeleted { user: u64, cause: EventId },
+
+    // --- producer --------------------------------------------------------------------------------
+    /// The application handed a record to the producer (`send()`); the partitioner chose
+    /// `partition`.
+    Send { tp: Tp, key: Option<u64>, value: EventId },
+    /// The delivery report said the record is written. `offset` is `None` with `acks=0`.
+    SendOk { tp: Tp, key: Option<u64>, value: EventId, offset: Option<u64> },
+    /// The delivery report said the send failed.
+    SendFailed { tp: Tp, key: Option<u64>, value: EventId, error: ErrorCode },
+
+    // --- consumer ------------------------------------------------------------------------------
+    /// A `poll()` returned these records (empty polls are not recorded).
+    Poll { group: GroupId, records: Vec<Polled> },
+    /// The listener finished handling a record: `ok = false` when the handler failed.
+    Processed { group: GroupId, record: Polled, ok: bool },
+    /// An offset commit completed. `offsets` are next-offset-to-read. `error` is `None` on success.
+    Commit {
+        group: GroupId,
+        generation: i32,
+        offsets: Vec<(Tp, u64)>,
+        error: Option<ErrorCode>,
+    },
+    /// The consumer was given these partitions (`onPartitionsAssigned`).
+    Assigned { group: GroupId, generation: i32, partitions: Vec<Tp> },
+    /// The consumer gave these partitions up (`onPartitionsRevoked` / `onPartitionsLost`).
+    Revoked { group: GroupId, partitions: Vec<Tp> },
+    /// The consumer left its group, or was removed by the coordinator.
+    LeftGroup { group: GroupId, reason: LeaveReason },
+
+    // --- group coordinator -------------------------------------------------------------------------
+    /// The coordinator started a rebalance of `group` (a member joined, left or went silent).
+    RebalanceStarted { group: GroupId },
+    /// A rebalance completed: a new generation with these members.
+    GenerationStarted { group: GroupId, generation: i32, members: Vec<NodeId> },
+}
+
+impl Op {
+    /// The event that this committed business fact must publish, if it is such a fact.
+    pub fn expected_event(&self) -> Option<EventId> {
+        match self {
+            Op::OrderCommitted { order, .. } => Some(EventId::order_created(*order)),
+            _ => None,
+        }
+    }
+
+    /// The event that caused this downstream effect, if it is an effect.
+    pub fn effect_cause(&self) -> Option<EventId> {
+        match self {
+            Op::RankingIncremented { cause, .. } | Op::CartDeleted { cause, .. } => Some(*cause),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub time: Micros,
+    pub process: NodeId,
+    pub op: Op,
+}
+
+/// A topic as the header names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: u32,
+}
+
+/// A consumer group as the header names it, with the topics it subscribes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub topics: Vec<TopicId>,
+}
+
+/// Names and the shape of the run, so that entries can stay numeric.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub scenario: String,
+    pub seed: u64,
+    /// `NodeId` -> process name (`order-service-0`, `broker-1`, `workload`, ...).
+    pub nodes: Vec<String>,
+    pub topics: Vec<TopicInfo>,
+    pub groups: Vec<GroupInfo>,
+    /// When the workload stopped sending requests (and faults stop, once there are faults).
+    pub quiet_from: Micros,
+    /// When the run ended.
+    pub end: Micros,
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub header: Header,
+    pub entries: Vec<Entry>,
+}
+
+impl History {
+    pub fn new(header: Header) -> Self {
+        Self { header, entries: Vec::new() }
+    }
+
+    #[inline]
+    pub fn push(&mut self, time: Micros, process: NodeId, op: Op) {
+        self.entries.push(Entry { time, process, op });
+    }
+
+    pub fn node_name(&self, id: NodeId) -> &str {
+        self.header.nodes.get(id.0 as usize).map(String::as_str).unwrap_or("?")
+    }
+
+    pub fn topic_name(&self, id: TopicId) -> &str {
+        self.header.topics.get(id.0 as usize).map(|t| t.name.as_str()).unwrap_or("?")
+    }
+
+    pub fn group_name(&self, id: GroupId) -> &str {
+        self.header.groups.get(id.0 as usize).map(|g| g.name.as_str()).unwrap_or("?")
+    }
+
+    /// Groups that subscribe to `topic`.
+    pub fn subscribers(&self, topic: TopicId) -> impl Iterator<Item = GroupId> + '_ {
+        self.header
+            .groups
+            .iter()
+            .enumerate()
+            .filter(move |(_, g)| g.topics.contains(&topic))
+            .map(|(i, _)| GroupId(i as u16))
+    }
+
+    /// A stable 64-bit hash of the whole history (header and entries).
+    ///
+    /// The bytes hashed are the history's postcard encoding (a wire format that postcard 1.x keeps
+    /// stable) fed to FNV-1a 64; both are pinned here so that a seed's hash means the same thing
+    /// across releases.
+    pub fn hash(&self) -> u64 {
+        let mut h = crate::stable_hash::Fnv1a::new();
+        // Serialising into a hasher cannot fail: every type here is plain data.
+        postcard::to_io(self, &mut h).expect("history serialises");
+        h.finish()
+    }
+
+    /// A one-line, human-readable rendering of entry `i`, for counterexamples and stories.
+    pub fn describe(&self, i: usize) -> String {
+        crate::describe::describe(self, i)
+    }
+}

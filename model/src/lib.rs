@@ -1,0 +1,10 @@
+//! evsim's domain model: the e-commerce services of the seed documents as sans-IO actors, the
+//! history format, the invariants that judge a history, and the scenario format.
+//!
+//! Nothing here performs I/O or knows which driver runs it: the simulator (`evsim-sim`) and the
+//! real Kafka runner drive the very same services.
+
+pub mod checkers;
+pub mod describe;
+pub mod history;
+pub mod stable_hash;
