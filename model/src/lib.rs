@@ -4,7 +4,13 @@
 //! Nothing here performs I/O or knows which driver runs it: the simulator (`evsim-sim`) and the
 //! real Kafka runner drive the very same services.
 
+pub mod actor;
+pub mod cache;
 pub mod checkers;
+pub mod db;
 pub mod describe;
+pub mod event;
 pub mod history;
+pub mod order;
+pub mod scenario;
 pub mod stable_hash;

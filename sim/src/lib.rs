@@ -1,1 +1,14 @@
-pub fn placeholder() {}
+//! evsim's simulator: a deterministic kernel (virtual time, an event queue, named PRNG streams),
+//! a simulated Kafka cluster, and the driver that runs the model's services against it.
+//!
+//! One seed is one exact run: nothing here reads a clock, asks the OS for randomness, spawns a
+//! thread, or iterates a hash map.
+
+pub mod cluster;
+pub mod kernel;
+pub mod run;
+pub(crate) mod workload;
+pub mod world;
+
+pub use run::{RunOutcome, Verdict, run_scenario};
+pub use world::{Stats, World};

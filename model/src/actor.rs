@@ -1,0 +1,78 @@
+//! The sans-IO service protocol: a service reacts to an [`Input`] and pushes [`Command`]s into a
+//! buffer it is handed. It never performs I/O, never reads a clock and never sleeps, so the
+//! simulator and the real Kafka runner can drive the very same service.
+//!
+//! The shape follows stateright's actors: state plus `on_*` handlers that emit outputs.
+
+use crate::db::{Txn, TxnOutcome};
+use crate::event::{Event, Message};
+use crate::history::{ErrorCode, Micros, Polled, TopicId};
+
+/// A request id, a pending transaction or a pending send: chosen by the service, echoed back by
+/// the driver with the result.
+pub type Token = u64;
+
+/// A client request from the workload.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `POST /orders`.
+    CreateOrder { order: u64, user: u64, product: u32, qty: u32 },
+}
+
+/// The service's answer to a request.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Ok,
+    Rejected,
+}
+
+/// What a driver hands a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    Request(Request),
+    /// A DB transaction the service asked for has finished.
+    TxnDone { token: Token, outcome: TxnOutcome },
+    /// A producer delivery report: the offset written (`None` with `acks=0`) or the error.
+    Delivered { token: Token, result: Result<Option<u64>, ErrorCode> },
+}
+
+/// A Redis command (the seeds' cache and ranking store).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CacheOp {
+    /// `ZINCRBY ranking <by> <product>`.
+    RankingIncrement { product: u32, by: u32 },
+    /// `DEL cart:<user>`.
+    DeleteCart { user: u64 },
+}
+
+/// What a service asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run a DB transaction; the result comes back as [`Input::TxnDone`].
+    Transact { token: Token, txn: Txn },
+    /// Hand a record to the producer (`send()`); the delivery report comes back as
+    /// [`Input::Delivered`].
+    Produce { token: Token, topic: TopicId, message: Message },
+    /// Apply a cache command now. `cause` is the event whose handling this is.
+    Cache { op: CacheOp, cause: Option<crate::history::EventId> },
+    /// Answer the client's request.
+    Respond { token: Token, response: Response },
+    /// A listener acknowledges the record it was handed (manual ack).
+    Ack,
+}
+
+/// A service driven by requests, transaction results and delivery reports.
+pub trait Service {
+    fn on_input(&mut self, now: Micros, input: Input, out: &mut Vec<Command>);
+}
+
+/// A record listener (`@KafkaListener`): handles one record at a time and acknowledges it, or not.
+pub trait Listener {
+    /// Handle one record. Push [`Command::Ack`] when it succeeded and may be committed.
+    fn on_record(&mut self, now: Micros, record: &Polled, message: &Message, out: &mut Vec<Command>);
+}
+
+/// A convenience for listeners: the event a record carries.
+pub fn event_of(message: &Message) -> Event {
+    message.value
+}

@@ -1,0 +1,121 @@
+//! The simulated relational database (MySQL in the seeds): tables, atomic transactions, and
+//! durability.
+//!
+//! A transaction is the body of a service's `@Transactional` method, named by a [`Txn`] value and
+//! applied atomically: all its writes or none. Row locks are pessimistic (`SELECT ... FOR UPDATE`),
+//! so two transactions on the same product serialise; the simulator applies each transaction at
+//! the instant it commits, which is the serial order such locks produce. Committed state is durable:
+//! a service crash loses only transactions not yet committed (the driver drops them).
+
+use crate::history::Op;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An order's status.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Cancelled,
+}
+
+/// An `orders` row.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRow {
+    pub user: u64,
+    pub product: u32,
+    pub qty: u32,
+    pub status: OrderStatus,
+}
+
+/// The database's tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Db {
+    /// `products.stock`, by product id.
+    pub stock: Vec<i64>,
+    pub orders: BTreeMap<u64, OrderRow>,
+    /// Transactions committed and rolled back, for statistics.
+    pub committed: u64,
+    pub rolled_back: u64,
+}
+
+/// A transaction: the body of one `@Transactional` service method.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Txn {
+    /// `OrderService.createOrder`: lock the product row, deduct the stock if there is enough,
+    /// save the order PENDING.
+    CreateOrder { order: u64, user: u64, product: u32, qty: u32 },
+}
+
+/// Why a transaction rolled back.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rollback {
+    InsufficientStock { product: u32, stock: i64 },
+    UnknownProduct { product: u32 },
+}
+
+/// A transaction's result.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOutcome {
+    Committed,
+    RolledBack(Rollback),
+}
+
+impl Db {
+    /// A database with `products` products of `stock` units each.
+    pub fn with_products(products: u32, stock: i64) -> Self {
+        Self { stock: vec![stock; products as usize], ..Self::default() }
+    }
+
+    /// Apply `txn` atomically. The facts it establishes (the history's domain entries) are pushed
+    /// to `facts`, in order, only if it commits... and its rollback is recorded too, so a history
+    /// shows every decision the DB took.
+    pub fn apply(&mut self, txn: &Txn, facts: &mut Vec<Op>) -> TxnOutcome {
+        let outcome = match *txn {
+            Txn::CreateOrder { order, user, product, qty } => match self.stock.get_mut(product as usize) {
+                None => TxnOutcome::RolledBack(Rollback::UnknownProduct { product }),
+                Some(stock) if *stock < i64::from(qty) => {
+                    facts.push(Op::OrderRejected { order, product, qty, stock: *stock });
+                    TxnOutcome::RolledBack(Rollback::InsufficientStock { product, stock: *stock })
+                }
+                Some(stock) => {
+                    *stock -= i64::from(qty);
+                    let stock_after = *stock;
+                    self.orders.insert(order, OrderRow { user, product, qty, status: OrderStatus::Pending });
+                    facts.push(Op::OrderCommitted { order, user, product, qty, stock_after });
+                    TxnOutcome::Committed
+                }
+            },
+        };
+        match outcome {
+            TxnOutcome::Committed => self.committed += 1,
+            TxnOutcome::RolledBack(_) => self.rolled_back += 1,
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_order_deducts_stock_or_rolls_back_whole() {
+        let mut db = Db::with_products(2, 5);
+        let mut facts = Vec::new();
+        let t = Txn::CreateOrder { order: 1, user: 9, product: 1, qty: 4 };
+        assert_eq!(db.apply(&t, &mut facts), TxnOutcome::Committed);
+        assert_eq!(db.stock, vec![5, 1]);
+        assert_eq!(db.orders[&1].status, OrderStatus::Pending);
+        let t2 = Txn::CreateOrder { order: 2, user: 9, product: 1, qty: 2 };
+        assert_eq!(
+            db.apply(&t2, &mut facts),
+            TxnOutcome::RolledBack(Rollback::InsufficientStock { product: 1, stock: 1 })
+        );
+        assert_eq!(db.stock, vec![5, 1], "a rolled-back transaction writes nothing");
+        assert!(!db.orders.contains_key(&2));
+        assert_eq!(facts.len(), 2);
+        assert!(matches!(facts[0], Op::OrderCommitted { order: 1, stock_after: 1, .. }));
+        assert!(matches!(facts[1], Op::OrderRejected { order: 2, stock: 1, .. }));
+    }
+}

@@ -1,0 +1,140 @@
+use super::*;
+
+const BASIC: &str = include_str!("../../../scenarios/order-basic.toml");
+
+fn parse(src: &str) -> Result<Scenario, ScenarioError> {
+    Scenario::parse("s.toml", src)
+}
+
+/// `BASIC` with `from` replaced by `to` (which must occur).
+fn edit(from: &str, to: &str) -> String {
+    assert!(BASIC.contains(from), "test fixture lacks {from:?}");
+    BASIC.replacen(from, to, 1)
+}
+
+/// 1-based line of the first occurrence of `needle` in `src`.
+fn line_of(src: &str, needle: &str) -> usize {
+    src[..src.find(needle).expect("needle present")].lines().count() + 1
+}
+
+#[test]
+fn order_basic_parses_with_kafka_names() {
+    let s = parse(BASIC).expect("order-basic parses");
+    assert_eq!(s.name, "order-basic");
+    assert_eq!(s.topics, vec![TopicSpec { name: "order-created".into(), partitions: 3, replication_factor: 1 }]);
+    let p = &s.order_service.producer;
+    assert_eq!(p.acks, Acks::All);
+    assert_eq!(p.retries, 3);
+    assert_eq!(p.max_in_flight_requests_per_connection, 1);
+    assert!(p.enable_idempotence);
+    let c = &s.order_event_consumer.consumer;
+    assert_eq!(c.group_id, "hhplus-ecommerce-group");
+    assert!(!c.enable_auto_commit);
+    assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
+    assert_eq!(s.order_event_consumer.commit_strategy, CommitStrategy::CommitAfterProcess);
+    assert_eq!(s.run.invariants.len(), 8);
+    assert_eq!(s.broker.group_initial_rebalance_delay_ms, 3000);
+}
+
+#[test]
+fn quoted_and_dotted_kafka_keys_are_the_same() {
+    let dotted = parse(BASIC).unwrap();
+    let quoted = parse(&edit("max.in.flight.requests.per.connection = 1", "\"max.in.flight.requests.per.connection\" = 1")).unwrap();
+    assert_eq!(dotted, quoted);
+}
+
+#[test]
+fn unknown_kafka_key_names_its_line_and_the_known_keys() {
+    let src = edit("linger.ms = 5", "linger.msec = 5");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, line_of(&src, "linger.msec"), "{e}");
+    assert!(e.message.contains("unknown key `linger.msec`"), "{e}");
+    assert!(e.message.contains("linger.ms"), "lists known keys: {e}");
+}
+
+#[test]
+fn unknown_scenario_key_is_an_error_at_its_place() {
+    let src = edit("products = 50", "products = 50\nproducts_typo = 3");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, line_of(&src, "products_typo"), "{e}");
+    assert_eq!(e.column, 1);
+    assert!(e.message.contains("unknown field `products_typo`"), "{e}");
+    assert!(e.to_string().starts_with(&format!("s.toml:{}:1:", e.line)), "{e}");
+}
+
+#[test]
+fn negative_and_zero_partitions_are_rejected_at_the_value() {
+    for bad in ["partitions = -3", "partitions = 0"] {
+        let src = edit("partitions = 3", bad);
+        let e = parse(&src).unwrap_err();
+        assert_eq!(e.line, line_of(&src, bad), "{e}");
+        assert!(e.message.contains("expected an integer from 1 to"), "{e}");
+    }
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    let src = edit("rate_per_sec = 1000", "rate_per_sec = \"fast\"");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, line_of(&src, "rate_per_sec"), "{e}");
+    assert!(e.message.contains("expected"), "{e}");
+
+    let src = edit("enable.idempotence = true", "enable.idempotence = 3");
+    let e = parse(&src).unwrap_err();
+    assert!(e.message.contains("expected `true` or `false`"), "{e}");
+
+    let src = edit("acks = \"all\"", "acks = \"most\"");
+    let e = parse(&src).unwrap_err();
+    assert!(e.message.contains("expected one of `all`, `1`, `0`"), "{e}");
+    assert_eq!(e.line, line_of(&src, "acks = \"most\""));
+}
+
+#[test]
+fn acks_accepts_integers_as_kafka_does() {
+    let s = parse(&edit("acks = \"all\"", "acks = -1")).unwrap();
+    assert_eq!(s.order_service.producer.acks, Acks::All);
+    let s = parse(&edit("acks = \"all\"\nretries = 3", "acks = 1\nretries = 3\nenable.idempotence = false\n#")).unwrap();
+    assert_eq!(s.order_service.producer.acks, Acks::Leader);
+}
+
+#[test]
+fn idempotence_requires_acks_all() {
+    let e = parse(&edit("acks = \"all\"", "acks = 1")).unwrap_err();
+    assert!(e.message.contains("requires `acks = \"all\"`"), "{e}");
+}
+
+#[test]
+fn unknown_invariant_lists_the_known_ones() {
+    let src = edit("\"duplicate\",", "\"dupes\",");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, line_of(&src, "\"dupes\""));
+    assert!(e.message.contains("no-oversell"), "{e}");
+}
+
+#[test]
+fn commit_strategy_must_agree_with_enable_auto_commit() {
+    let e = parse(&edit("enable.auto.commit = false", "enable.auto.commit = true")).unwrap_err();
+    assert!(e.message.contains("needs `enable.auto.commit = false`"), "{e}");
+    let s = parse(&edit("commit_strategy = \"commit-after-process\"", "commit_strategy = \"auto-commit\"").replace("enable.auto.commit = false", "enable.auto.commit = true")).unwrap();
+    assert_eq!(s.order_event_consumer.commit_strategy, CommitStrategy::AutoCommit);
+}
+
+#[test]
+fn replication_beyond_one_is_refused_until_modelled() {
+    let e = parse(&edit("replication.factor = 1", "replication.factor = 3")).unwrap_err();
+    assert!(e.message.contains("broker"), "{e}");
+}
+
+#[test]
+fn topics_referenced_by_services_must_exist() {
+    let src = edit("topic = \"order-created\"", "topic = \"orders\"");
+    let e = parse(&src).unwrap_err();
+    assert!(e.message.contains("not declared"), "{e}");
+    assert_eq!(e.line, line_of(&src, "topic = \"orders\""));
+}
+
+#[test]
+fn not_toml_at_all_is_a_located_error() {
+    let e = parse("name = \"x\"\n[run\n").unwrap_err();
+    assert_eq!(e.line, 2, "{e}");
+}

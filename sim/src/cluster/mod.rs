@@ -1,0 +1,135 @@
+//! The simulated Kafka cluster: partition logs on brokers, producers, the group coordinator and
+//! consumers, following `KAFKA-SEMANTICS.md`.
+//!
+//! The protocol between clients and brokers is a set of request and response messages ([`Msg`])
+//! that travel over the simulated network, so latency, ordering per connection and (later) loss
+//! and partitions shape what clients observe, as on a real network.
+
+pub mod assignor;
+pub mod broker;
+pub mod consumer;
+pub mod coordinator;
+pub mod partitioner;
+pub mod producer;
+
+use evsim_model::event::Message;
+use evsim_model::history::{ErrorCode, Tp};
+use evsim_model::scenario::Acks;
+
+/// The bytes one record is taken to occupy in a batch or a fetch (key, a small JSON value and
+/// the record overhead). `batch.size` and `max.partition.fetch.bytes` are counted in these.
+pub const RECORD_BYTES: u64 = 100;
+
+/// A ProduceRequest: one batch per partition, to the partitions' leader.
+#[derive(Debug)]
+pub struct ProduceRequest {
+    pub producer: u16,
+    pub broker: u16,
+    pub request: u64,
+    pub acks: Acks,
+    /// (global partition index, records).
+    pub batches: Vec<(usize, Vec<Message>)>,
+}
+
+/// A ProduceResponse: per partition, the base offset written or the error.
+#[derive(Debug)]
+pub struct ProduceResponse {
+    pub producer: u16,
+    pub request: u64,
+    pub results: Vec<(usize, Result<u64, ErrorCode>)>,
+}
+
+/// A FetchRequest: the partitions a consumer wants from one broker, and from which offset.
+#[derive(Debug)]
+pub struct FetchRequest {
+    pub consumer: u16,
+    pub broker: u16,
+    pub fetch: u64,
+    /// (global partition index, fetch offset).
+    pub partitions: Vec<(usize, u64)>,
+    pub max_records_per_partition: u64,
+    pub max_wait_us: u64,
+}
+
+/// A FetchResponse: records per partition, starting at the requested offset.
+#[derive(Debug)]
+pub struct FetchResponse {
+    pub consumer: u16,
+    pub broker: u16,
+    pub fetch: u64,
+    /// (topic partition, first offset, records).
+    pub data: Vec<(Tp, u64, Vec<Message>)>,
+}
+
+/// Requests to the group coordinator.
+#[derive(Debug)]
+pub enum CoordinatorRequest {
+    JoinGroup {
+        group: u16,
+        consumer: u16,
+        member_id: Option<String>,
+        owned: Vec<Tp>,
+        generation: i32,
+    },
+    SyncGroup {
+        group: u16,
+        consumer: u16,
+        member_id: String,
+        generation: i32,
+        /// Only the leader sends assignments.
+        assignments: Option<Vec<(String, Vec<Tp>)>>,
+    },
+    Heartbeat { group: u16, consumer: u16, member_id: String, generation: i32 },
+    LeaveGroup { group: u16, member_id: String },
+    OffsetCommit {
+        group: u16,
+        consumer: u16,
+        member_id: String,
+        generation: i32,
+        offsets: Vec<(Tp, u64)>,
+        /// Which of the consumer's commits this is (to route the response).
+        commit: u64,
+    },
+    OffsetFetch { group: u16, consumer: u16, partitions: Vec<Tp>, generation: i32 },
+}
+
+/// A member as the coordinator describes it to the group leader.
+#[derive(Clone, Debug)]
+pub struct MemberMetadata {
+    pub member_id: String,
+    pub owned: Vec<Tp>,
+    pub generation: i32,
+}
+
+/// Responses from the group coordinator.
+#[derive(Debug)]
+pub enum CoordinatorResponse {
+    JoinGroup {
+        consumer: u16,
+        result: Result<JoinResult, ErrorCode>,
+    },
+    SyncGroup { consumer: u16, generation: i32, result: Result<Vec<Tp>, ErrorCode> },
+    Heartbeat { consumer: u16, generation: i32, error: Option<ErrorCode> },
+    OffsetCommit { consumer: u16, commit: u64, generation: i32, offsets: Vec<(Tp, u64)>, error: Option<ErrorCode> },
+    OffsetFetch { consumer: u16, generation: i32, offsets: Vec<(Tp, Option<u64>)> },
+}
+
+/// A successful JoinGroup.
+#[derive(Debug)]
+pub struct JoinResult {
+    pub member_id: String,
+    pub generation: i32,
+    /// The members' metadata, for the leader only.
+    pub members: Option<Vec<MemberMetadata>>,
+}
+
+/// A network message.
+#[derive(Debug)]
+pub enum Msg {
+    Produce(ProduceRequest),
+    ProduceResponse(ProduceResponse),
+    Fetch(FetchRequest),
+    FetchResponse(FetchResponse),
+    ToCoordinator(CoordinatorRequest),
+    FromCoordinator(CoordinatorResponse),
+}

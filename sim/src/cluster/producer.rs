@@ -1,0 +1,269 @@
+//! The producer client: partitioner, record accumulator (batches per partition, `linger.ms`,
+//! `batch.size`), the sender (one request per broker, `max.in.flight.requests.per.connection`),
+//! and delivery reports.
+//!
+//! Follows the Java client's `RecordAccumulator` and `Sender`: a partition's first batch is ready
+//! when it is full, when `linger.ms` has passed since it was created, or when more batches queue
+//! behind it. With `max.in.flight.requests.per.connection = 1` a partition with a batch in flight
+//! is muted, which is what keeps order without idempotence.
+
+use super::partitioner::{key_bytes, partition_for_key};
+use super::{Msg, ProduceRequest, ProduceResponse, RECORD_BYTES};
+use crate::world::{Ev, World};
+use evsim_model::actor::{Input, Token};
+use evsim_model::event::Message;
+use evsim_model::history::{ErrorCode, Micros, NodeId, Op, TopicId, Tp};
+use evsim_model::scenario::{Acks, Partitioner, ProducerConfig, TopicSpec};
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Debug)]
+struct Batch {
+    records: Vec<Message>,
+    tokens: Vec<Token>,
+    created: Micros,
+}
+
+#[derive(Debug, Default)]
+struct PartitionQueue {
+    batches: VecDeque<Batch>,
+    /// Batches of this partition in flight.
+    in_flight: u32,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    broker: u16,
+    /// (global partition, tokens) in request order.
+    batches: Vec<(usize, Vec<Token>, Vec<Message>)>,
+}
+
+/// One producer instance (`KafkaProducer`), owned by one service instance.
+#[derive(Debug)]
+pub struct Producer {
+    pub node: NodeId,
+    pub config: ProducerConfig,
+    queues: Vec<PartitionQueue>,
+    /// Per topic: (first global partition, partitions, current sticky partition for null keys).
+    topics: Vec<(usize, u32, Option<u32>)>,
+    /// Requests in flight per broker.
+    in_flight: Vec<u32>,
+    requests: BTreeMap<u64, InFlight>,
+    next_request: u64,
+    records_per_batch: usize,
+    linger_us: Micros,
+    /// The earliest time a `Linger` event is already scheduled for.
+    linger_armed: Option<Micros>,
+}
+
+impl Producer {
+    pub fn new(node: NodeId, config: ProducerConfig, topics: &[TopicSpec], partitions: usize, brokers: u32) -> Self {
+        let mut first = 0;
+        let topics = topics
+            .iter()
+            .map(|t| {
+                let entry = (first, t.partitions, None);
+                first += t.partitions as usize;
+                entry
+            })
+            .collect();
+        let records_per_batch = (config.batch_size / RECORD_BYTES).max(1) as usize;
+        let linger_us = config.linger_ms * 1_000;
+        Self {
+            node,
+            config,
+            queues: (0..partitions).map(|_| PartitionQueue::default()).collect(),
+            topics,
+            in_flight: vec![0; brokers as usize],
+            requests: BTreeMap::new(),
+            next_request: 0,
+            records_per_batch,
+            linger_us,
+            linger_armed: None,
+        }
+    }
+
+    /// Batches a partition may have in flight at once: one when order must be guaranteed without
+    /// idempotence (`max.in.flight.requests.per.connection = 1`), otherwise the in-flight limit.
+    fn partition_in_flight_limit(&self) -> u32 {
+        self.config.max_in_flight_requests_per_connection
+    }
+}
+
+impl World {
+    /// `producer.send()`: choose the partition, record the send, append to the accumulator.
+    pub(crate) fn producer_send(&mut self, producer: u16, topic: TopicId, message: Message, token: Token) {
+        let p = &mut self.producers[producer as usize];
+        let (first, count, sticky) = p.topics[topic.0 as usize];
+        let partition = match message.key {
+            Some(key) => {
+                let mut buf = [0u8; 20];
+                match p.config.partitioner {
+                    Partitioner::Murmur2 => partition_for_key(key_bytes(key, &mut buf), count),
+                    Partitioner::Crc32 => crc32(key_bytes(key, &mut buf)) % count,
+                }
+            }
+            // Sticky partitioning for null keys (KIP-480): keep one partition until its batch is
+            // sent, then pick another at random from the client stream.
+            None => match sticky {
+                Some(s) => s,
+                None => {
+                    let s = self.client_rng.below(u64::from(count)) as u32;
+                    p.topics[topic.0 as usize].2 = Some(s);
+                    s
+                }
+            },
+        };
+        let global = first + partition as usize;
+        let tp = Tp { topic, partition };
+        let now = self.q.now();
+        let node = p.node;
+        let per_batch = p.records_per_batch;
+        let queue = &mut p.queues[global];
+        let need_new = queue.batches.back().is_none_or(|b| b.records.len() >= per_batch);
+        if need_new {
+            queue.batches.push_back(Batch { records: Vec::with_capacity(per_batch.min(64)), tokens: Vec::new(), created: now });
+        }
+        let batch = queue.batches.back_mut().expect("just ensured");
+        batch.records.push(message);
+        batch.tokens.push(token);
+        self.stats.records_sent += 1;
+        self.record(node, Op::Send { tp, key: message.key, value: message.value.id() });
+        self.producer_drain(producer);
+    }
+
+    /// The sender loop: build requests for ready batches, per broker, within the in-flight limit;
+    /// arm the linger timer for batches not ready yet.
+    pub(crate) fn producer_drain(&mut self, producer: u16) {
+        let now = self.q.now();
+        let p = &mut self.producers[producer as usize];
+        if p.linger_armed.is_some_and(|t| t <= now) {
+            p.linger_armed = None;
+        }
+        let limit = p.partition_in_flight_limit();
+        let mut next_deadline: Option<Micros> = None;
+        let mut requests: Vec<ProduceRequest> = Vec::new();
+        for broker in 0..p.in_flight.len() {
+            if p.in_flight[broker] >= p.config.max_in_flight_requests_per_connection {
+                continue;
+            }
+            let mut batches = Vec::new();
+            let mut tokens = Vec::new();
+            for (global, partition) in self.partitions.iter().enumerate() {
+                if partition.leader as usize != broker {
+                    continue;
+                }
+                let q = &mut p.queues[global];
+                let Some(front) = q.batches.front() else { continue };
+                if q.in_flight >= limit {
+                    continue;
+                }
+                let ready = front.records.len() >= p.records_per_batch
+                    || q.batches.len() > 1
+                    || now >= front.created + p.linger_us;
+                if !ready {
+                    let deadline = front.created + p.linger_us;
+                    next_deadline = Some(next_deadline.map_or(deadline, |d: Micros| d.min(deadline)));
+                    continue;
+                }
+                let batch = q.batches.pop_front().expect("front exists");
+                q.in_flight += 1;
+                tokens.push((global, batch.tokens, batch.records.clone()));
+                batches.push((global, batch.records));
+                // A sent batch ends the sticky partition's turn for null keys.
+                let topic = partition.tp.topic.0 as usize;
+                if p.topics[topic].2 == Some(partition.tp.partition) {
+                    p.topics[topic].2 = None;
+                }
+            }
+            if batches.is_empty() {
+                continue;
+            }
+            let request = p.next_request;
+            p.next_request += 1;
+            p.requests.insert(request, InFlight { broker: broker as u16, batches: tokens });
+            p.in_flight[broker] += 1;
+            requests.push(ProduceRequest { producer, broker: broker as u16, request, acks: p.config.acks, batches });
+        }
+        if let Some(deadline) = next_deadline
+            && p.linger_armed.is_none_or(|t| deadline < t)
+        {
+            p.linger_armed = Some(deadline);
+            self.q.schedule_at(deadline, Ev::Linger { producer });
+        }
+        let node = p.node;
+        for req in requests {
+            let acks = req.acks;
+            let broker_node = self.broker_nodes[req.broker as usize];
+            let request = req.request;
+            self.send_msg(node, broker_node, Msg::Produce(req));
+            if acks == Acks::None {
+                // acks=0: no response will come; the send counts as done once it is on the wire.
+                self.producer_complete(producer, request, None);
+            }
+        }
+    }
+
+    pub(crate) fn producer_response(&mut self, resp: ProduceResponse) {
+        let results: BTreeMap<usize, Result<u64, ErrorCode>> = resp.results.into_iter().collect();
+        self.producer_complete(resp.producer, resp.request, Some(results));
+    }
+
+    /// Complete a request: delivery reports for every record of every batch, in order.
+    fn producer_complete(&mut self, producer: u16, request: u64, results: Option<BTreeMap<usize, Result<u64, ErrorCode>>>) {
+        let p = &mut self.producers[producer as usize];
+        let Some(inflight) = p.requests.remove(&request) else { return };
+        p.in_flight[inflight.broker as usize] -= 1;
+        let node = p.node;
+        for (global, tokens, records) in inflight.batches {
+            self.producers[producer as usize].queues[global].in_flight -= 1;
+            let tp = self.partitions[global].tp;
+            let result = match &results {
+                None => Ok(None),
+                Some(r) => match r.get(&global) {
+                    Some(Ok(base)) => Ok(Some(*base)),
+                    Some(Err(e)) => Err(*e),
+                    None => Err(ErrorCode::RequestTimedOut),
+                },
+            };
+            for (i, (token, message)) in tokens.into_iter().zip(records).enumerate() {
+                let value = message.value.id();
+                let report = match result {
+                    Ok(base) => {
+                        let offset = base.map(|b| b + i as u64);
+                        self.stats.records_produced += 1;
+                        self.record(node, Op::SendOk { tp, key: message.key, value, offset });
+                        Ok(offset)
+                    }
+                    Err(error) => {
+                        self.stats.send_failures += 1;
+                        self.record(node, Op::SendFailed { tp, key: message.key, value, error });
+                        Err(error)
+                    }
+                };
+                self.service_input(producer, Input::Delivered { token, result: report });
+            }
+        }
+        self.producer_drain(producer);
+    }
+}
+
+/// CRC-32 (IEEE), librdkafka's `consistent_random` partitioner hash for keyed records.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc32_matches_the_ieee_check_value() {
+        assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
+    }
+}

@@ -1,0 +1,279 @@
+//! The simulated world: the cluster, the services, the workload and the network, driven by the
+//! kernel's event queue. One `World` is one run of one scenario with one seed.
+//!
+//! Everything that happens is an [`Ev`] popped from the queue at its virtual time; handlers live
+//! next to the state they change (`cluster/*.rs` for Kafka, `workload.rs` for the services).
+
+use crate::cluster::broker::{BrokerState, Partition};
+use crate::cluster::consumer::Consumer;
+use crate::cluster::coordinator::Group;
+use crate::cluster::producer::Producer;
+use crate::cluster::Msg;
+use crate::kernel::{EventQueue, Seeds, SimRng, Stream};
+use crate::workload::{Workload, ServiceInstance};
+use evsim_model::cache::Cache;
+use evsim_model::db::{Db, Txn};
+use evsim_model::actor::Token;
+use evsim_model::history::{GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp};
+use evsim_model::scenario::Scenario;
+
+/// Something that happens at a virtual time.
+#[derive(Debug)]
+pub(crate) enum Ev {
+    /// A network message arrives.
+    Net(Msg),
+    /// The next order request of the workload.
+    NextOrder,
+    /// A DB transaction reaches its commit point.
+    TxnCommit { service: u16, token: Token, txn: Txn },
+    /// A producer's `linger.ms` may have expired for some batch.
+    Linger { producer: u16 },
+    /// A parked fetch reached `fetch.max.wait.ms`.
+    FetchExpired { broker: u16, fetch: u64 },
+    /// A consumer's heartbeat thread wakes up.
+    HeartbeatTick { consumer: u16, epoch: u32 },
+    /// The coordinator checks a member's session.
+    SessionCheck { group: u16, member: u32 },
+    /// The coordinator's join phase deadline (initial delay or rebalance timeout).
+    JoinDeadline { group: u16, round: u32 },
+    /// A consumer's `poll(timeout)` returns empty.
+    PollTimeout { consumer: u16, epoch: u32 },
+    /// A consumer's heartbeat thread checks `max.poll.interval.ms`.
+    PollIntervalCheck { consumer: u16, poll_seq: u64 },
+    /// A listener finished handling the record it was given.
+    ProcessDone { consumer: u16, epoch: u32 },
+}
+
+/// Statistics of a run, beyond the history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub requests: u64,
+    pub orders_committed: u64,
+    pub orders_rejected: u64,
+    pub records_sent: u64,
+    pub records_produced: u64,
+    pub send_failures: u64,
+    pub records_polled: u64,
+    pub records_consumed: u64,
+    pub commits_ok: u64,
+    pub commits_failed: u64,
+    pub rebalances: u64,
+    pub events: u64,
+}
+
+/// The client <-> broker network: latency with jitter, FIFO per connection (as TCP keeps it).
+pub(crate) struct Net {
+    latency: Micros,
+    jitter: Micros,
+    rng: SimRng,
+    /// Last delivery time per (from, to) node pair, to keep each connection in order.
+    last: Vec<Micros>,
+    nodes: usize,
+}
+
+impl Net {
+    fn new(latency: Micros, jitter: Micros, rng: SimRng, nodes: usize) -> Self {
+        Self { latency, jitter, rng, last: vec![0; nodes * nodes], nodes }
+    }
+
+    /// When a message sent now from `from` to `to` arrives.
+    #[inline]
+    pub(crate) fn arrival(&mut self, now: Micros, from: NodeId, to: NodeId) -> Micros {
+        let d = if self.jitter == 0 { self.latency } else { self.rng.jitter(self.latency, self.jitter) };
+        let slot = from.0 as usize * self.nodes + to.0 as usize;
+        let at = (now + d).max(self.last[slot]);
+        self.last[slot] = at;
+        at
+    }
+}
+
+/// One run.
+pub struct World {
+    pub(crate) q: EventQueue<Ev>,
+    pub(crate) net: Net,
+    pub(crate) client_rng: SimRng,
+    pub(crate) history: History,
+    pub(crate) stats: Stats,
+    pub(crate) scenario: Scenario,
+    /// Global partition index -> partition. `first_partition[topic]` is where a topic starts.
+    pub(crate) partitions: Vec<Partition>,
+    pub(crate) first_partition: Vec<usize>,
+    pub(crate) broker_nodes: Vec<NodeId>,
+    pub(crate) brokers: Vec<BrokerState>,
+    pub(crate) producers: Vec<Producer>,
+    pub(crate) consumers: Vec<Consumer>,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) services: Vec<ServiceInstance>,
+    pub(crate) workload: Workload,
+    pub(crate) db: Db,
+    pub(crate) cache: Cache,
+    /// Scratch buffers reused on the hot path.
+    pub(crate) facts: Vec<Op>,
+    pub(crate) end: Micros,
+}
+
+impl World {
+    /// Build the world for `scenario` with master seed `seed`.
+    pub fn new(scenario: &Scenario, seed: u64) -> Self {
+        let seeds = Seeds::new(seed);
+        let mut nodes = vec!["workload".to_string()];
+        let broker_nodes: Vec<NodeId> = (0..scenario.brokers)
+            .map(|b| {
+                nodes.push(format!("broker-{b}"));
+                NodeId(nodes.len() as u16 - 1)
+            })
+            .collect();
+        let topics: Vec<TopicInfo> =
+            scenario.topics.iter().map(|t| TopicInfo { name: t.name.clone(), partitions: t.partitions }).collect();
+        let topic_id = |name: &str| TopicId(topics.iter().position(|t| t.name == name).expect("validated topic") as u16);
+
+        let mut partitions = Vec::new();
+        let mut first_partition = Vec::new();
+        for (ti, t) in scenario.topics.iter().enumerate() {
+            first_partition.push(partitions.len());
+            for p in 0..t.partitions {
+                let global = partitions.len();
+                let tp = Tp { topic: TopicId(ti as u16), partition: p };
+                // Leaders spread round-robin over brokers, as Kafka's replica placement starts.
+                partitions.push(Partition::new(tp, (global % scenario.brokers as usize) as u16));
+            }
+        }
+
+        let order_topic = topic_id(&scenario.order_service.topic);
+        let mut producers = Vec::new();
+        let mut services = Vec::new();
+        for i in 0..scenario.order_service.instances {
+            nodes.push(format!("order-service-{i}"));
+            let node = NodeId(nodes.len() as u16 - 1);
+            producers.push(Producer::new(node, scenario.order_service.producer.clone(), &scenario.topics, partitions.len(), scenario.brokers));
+            services.push(ServiceInstance::order(node, order_topic, i as u16));
+        }
+
+        let oc = &scenario.order_event_consumer;
+        let groups_info = vec![GroupInfo { name: oc.consumer.group_id.clone(), topics: vec![topic_id(&oc.topic)] }];
+        let group_host = (evsim_model::stable_hash::fnv1a(oc.consumer.group_id.as_bytes()) % scenario.brokers as u64) as u16;
+        let groups = vec![Group::new(GroupId(0), oc.consumer.group_id.clone(), group_host, oc.consumer.partition_assignment_strategy)];
+        let mut consumers = Vec::new();
+        for i in 0..oc.instances {
+            nodes.push(format!("order-event-consumer-{i}"));
+            let node = NodeId(nodes.len() as u16 - 1);
+            consumers.push(Consumer::new(i as u16, node, GroupId(0), vec![topic_id(&oc.topic)], oc.clone()));
+        }
+
+        let header = Header {
+            scenario: scenario.name.clone(),
+            seed,
+            nodes: nodes.clone(),
+            topics,
+            groups: groups_info,
+            quiet_from: scenario.run.duration_ms * 1_000,
+            end: scenario.end_ms() * 1_000,
+        };
+        let expected = (scenario.workload.rate_per_sec * scenario.run.duration_ms as f64 / 1_000.0) as usize;
+        let mut history = History::new(header);
+        history.entries.reserve(expected * 9 + 1_024);
+        let net = Net::new(scenario.network.latency_us, scenario.network.jitter_us, seeds.stream(Stream::Network), nodes.len());
+        let db = Db::with_products(scenario.workload.products, scenario.workload.stock_per_product);
+        Self {
+            q: EventQueue::with_capacity(4_096),
+            net,
+            client_rng: seeds.stream(Stream::Client),
+            history,
+            stats: Stats::default(),
+            scenario: scenario.clone(),
+            partitions,
+            first_partition,
+            brokers: (0..scenario.brokers).map(|_| BrokerState::default()).collect(),
+            broker_nodes,
+            producers,
+            consumers,
+            groups,
+            services,
+            workload: Workload::new(&scenario.workload, seeds.stream(Stream::Workload)),
+            db,
+            cache: Cache::default(),
+            facts: Vec::new(),
+            end: scenario.end_ms() * 1_000,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn now(&self) -> Micros {
+        self.q.now()
+    }
+
+    #[inline]
+    pub(crate) fn record(&mut self, process: NodeId, op: Op) {
+        let now = self.q.now();
+        self.history.push(now, process, op);
+    }
+
+    /// Send `msg` from `from` to `to` over the network.
+    #[inline]
+    pub(crate) fn send_msg(&mut self, from: NodeId, to: NodeId, msg: Msg) {
+        let at = self.net.arrival(self.q.now(), from, to);
+        self.q.schedule_at(at, Ev::Net(msg));
+    }
+
+    pub(crate) fn partition_index(&self, tp: Tp) -> usize {
+        self.first_partition[tp.topic.0 as usize] + tp.partition as usize
+    }
+
+    /// Run to the end and hand back the history and the statistics.
+    pub fn run(mut self) -> (History, Stats) {
+        for p in 0..self.scenario.workload.products {
+            self.record(NodeId(0), Op::StockInitialised { product: p, stock: self.scenario.workload.stock_per_product });
+        }
+        self.workload_start();
+        for c in 0..self.consumers.len() as u16 {
+            self.consumer_start(c);
+        }
+        while let Some(t) = self.q.peek_time() {
+            if t > self.end {
+                break;
+            }
+            let ev = self.q.pop().expect("peeked");
+            self.stats.events += 1;
+            self.dispatch(ev);
+        }
+        self.finish()
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Net(msg) => self.deliver(msg),
+            Ev::NextOrder => self.next_order(),
+            Ev::TxnCommit { service, token, txn } => self.txn_commit(service, token, txn),
+            Ev::Linger { producer } => self.producer_drain(producer),
+            Ev::FetchExpired { broker, fetch } => self.fetch_expired(broker, fetch),
+            Ev::HeartbeatTick { consumer, epoch } => self.heartbeat_tick(consumer, epoch),
+            Ev::SessionCheck { group, member } => self.session_check(group, member),
+            Ev::JoinDeadline { group, round } => self.join_deadline(group, round),
+            Ev::PollTimeout { consumer, epoch } => self.poll_timeout(consumer, epoch),
+            Ev::PollIntervalCheck { consumer, poll_seq } => self.poll_interval_check(consumer, poll_seq),
+            Ev::ProcessDone { consumer, epoch } => self.process_done(consumer, epoch),
+        }
+    }
+
+    fn deliver(&mut self, msg: Msg) {
+        match msg {
+            Msg::Produce(req) => self.broker_produce(req),
+            Msg::ProduceResponse(resp) => self.producer_response(resp),
+            Msg::Fetch(req) => self.broker_fetch(req),
+            Msg::FetchResponse(resp) => self.consumer_fetch_response(resp),
+            Msg::ToCoordinator(req) => self.coordinator_request(req),
+            Msg::FromCoordinator(resp) => self.consumer_coordinator_response(resp),
+        }
+    }
+
+    fn finish(mut self) -> (History, Stats) {
+        // The run ends at `end`: the final DB state is read then, whatever is still in flight.
+        let end = self.end;
+        for (product, stock) in self.db.stock.clone().into_iter().enumerate() {
+            self.history.push(end, NodeId(0), Op::StockFinal { product: product as u32, stock });
+        }
+        self.stats.orders_committed = self.db.committed;
+        self.stats.orders_rejected = self.db.rolled_back;
+        (self.history, self.stats)
+    }
+}

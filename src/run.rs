@@ -1,0 +1,262 @@
+//! `evsim run`: simulate a scenario over one or many seeds and print the verdicts.
+
+use crate::{EXIT_BAD_INPUT, EXIT_HELD, EXIT_VIOLATED, load_scenario};
+use evsim_model::checkers::Invariant;
+use evsim_model::scenario::Scenario;
+use evsim_sim::{RunOutcome, Stats, run_scenario};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  evsim run scenarios/order-basic.toml                 # the scenario's own seed\n  evsim run scenarios/order-basic.toml --seed 42       # replay seed 42 exactly\n  evsim run scenarios/order-basic.toml --seeds 100     # seeds 1..=100, verdicts aggregated\n  evsim run scenarios/order-basic.toml --json          # one JSON object on stdout\n  evsim run scenarios/order-basic.toml --history h.json  # dump the run's history\n\nA seed is a complete bug report: the same scenario and seed give a byte-identical history \
+(same history hash). The invariants a scenario claims decide the exit code; the others are \
+printed as informational.")]
+pub struct RunArgs {
+    /// Scenario file (TOML), e.g. scenarios/order-basic.toml.
+    scenario: PathBuf,
+    /// Run exactly this seed (default: the scenario's `run.seed`).
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run seeds 1..=N and aggregate the verdicts (in parallel; results do not depend on it).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    seeds: Option<u64>,
+    /// Print one JSON object on stdout instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Write the run's history as JSON to FILE (single seed only).
+    #[arg(long, value_name = "FILE", conflicts_with = "seeds")]
+    history: Option<PathBuf>,
+    /// History entries to print per counterexample.
+    #[arg(long, default_value_t = 12, value_name = "N")]
+    story: usize,
+    /// Worker threads for --seeds (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+/// One counterexample, rendered.
+#[derive(Clone, Debug, Serialize)]
+struct Counterexample {
+    seed: u64,
+    message: String,
+    entries: Vec<String>,
+}
+
+/// What is kept of one seed's run once its history is dropped.
+struct SeedResult {
+    seed: u64,
+    hash: u64,
+    stats: Stats,
+    vacuous: Option<String>,
+    /// Per invariant (in `Invariant::ALL` order): violations and the first counterexample.
+    verdicts: Vec<(usize, Option<Counterexample>)>,
+}
+
+fn summarise(o: &RunOutcome, story: usize) -> SeedResult {
+    let verdicts = o
+        .verdicts
+        .iter()
+        .map(|v| {
+            let ce = v.violations.first().map(|viol| Counterexample {
+                seed: o.seed,
+                message: viol.message.clone(),
+                entries: viol.entries.iter().take(story).map(|&i| o.history.describe(i)).collect(),
+            });
+            (v.violations.len(), ce)
+        })
+        .collect();
+    SeedResult { seed: o.seed, hash: o.history_hash, stats: o.stats.clone(), vacuous: o.vacuous.clone(), verdicts }
+}
+
+#[derive(Serialize)]
+struct InvariantJson {
+    name: &'static str,
+    claimed: bool,
+    held: u64,
+    violated: u64,
+    first_failing_seed: Option<u64>,
+    counterexample: Option<Counterexample>,
+}
+
+#[derive(Serialize)]
+struct RunJson {
+    scenario: String,
+    file: String,
+    runs: u64,
+    seeds: Vec<u64>,
+    passed: bool,
+    records_produced: u64,
+    records_consumed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history_hash: Option<String>,
+    vacuous_runs: Vec<(u64, String)>,
+    invariants: Vec<InvariantJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<Stats>,
+}
+
+pub fn run(args: RunArgs) -> u8 {
+    let scenario = match load_scenario(&args.scenario) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let seeds: Vec<u64> = match (args.seed, args.seeds) {
+        (Some(s), _) => vec![s],
+        (None, Some(n)) => (1..=n).collect(),
+        (None, None) => vec![scenario.run.seed],
+    };
+    let results = if seeds.len() == 1 {
+        let outcome = run_scenario(&scenario, seeds[0]);
+        if let Some(path) = &args.history
+            && let Err(e) = write_history(path, &outcome)
+        {
+            eprintln!("error: cannot write history to {}: {e}", path.display());
+            return EXIT_BAD_INPUT;
+        }
+        vec![summarise(&outcome, args.story)]
+    } else {
+        run_many(&scenario, &seeds, args.story, args.jobs)
+    };
+    let report = aggregate(&scenario, &args.scenario, &results);
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: cannot render JSON: {e}");
+                return EXIT_BAD_INPUT;
+            }
+        }
+    } else {
+        print_table(&report);
+    }
+    if report.passed { EXIT_HELD } else { EXIT_VIOLATED }
+}
+
+fn write_history(path: &std::path::Path, o: &RunOutcome) -> std::io::Result<()> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    serde_json::to_writer(file, &o.history).map_err(std::io::Error::other)
+}
+
+fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize>) -> Vec<SeedResult> {
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, seeds.len());
+    let bar = ProgressBar::new(seeds.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} seeds [{bar:30}] {elapsed} (eta {eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<SeedResult>> = Mutex::new(Vec::with_capacity(seeds.len()));
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else { break };
+                    let outcome = run_scenario(scenario, seed);
+                    let r = summarise(&outcome, story);
+                    drop(outcome);
+                    if !r.verdicts.iter().zip(Invariant::ALL).all(|((n, _), inv)| *n == 0 || !scenario.run.invariants.contains(&inv)) {
+                        bar.set_message(format!("violation at seed {seed}"));
+                    }
+                    out.lock().expect("no worker panics").push(r);
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut results = out.into_inner().expect("no worker panics");
+    // Workers finish in any order; the report is in seed order, whatever the thread count.
+    results.sort_by_key(|r| r.seed);
+    results
+}
+
+fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]) -> RunJson {
+    let mut invariants = Vec::new();
+    for (k, inv) in Invariant::ALL.into_iter().enumerate() {
+        let claimed = scenario.run.invariants.contains(&inv);
+        let mut held = 0;
+        let mut violated = 0;
+        let mut first = None;
+        let mut ce = None;
+        for r in results {
+            let (n, c) = &r.verdicts[k];
+            if *n == 0 {
+                held += 1;
+            } else {
+                violated += 1;
+                if first.is_none() {
+                    first = Some(r.seed);
+                    ce = c.clone();
+                }
+            }
+        }
+        invariants.push(InvariantJson { name: inv.name(), claimed, held, violated, first_failing_seed: first, counterexample: ce });
+    }
+    let vacuous_runs: Vec<(u64, String)> = results.iter().filter_map(|r| r.vacuous.clone().map(|v| (r.seed, v))).collect();
+    let passed = vacuous_runs.is_empty() && invariants.iter().all(|i| !i.claimed || i.violated == 0);
+    let single = results.len() == 1;
+    RunJson {
+        scenario: scenario.name.clone(),
+        file: file.display().to_string(),
+        runs: results.len() as u64,
+        seeds: results.iter().map(|r| r.seed).collect(),
+        passed,
+        records_produced: results.iter().map(|r| r.stats.records_produced).sum(),
+        records_consumed: results.iter().map(|r| r.stats.records_consumed).sum(),
+        history_hash: single.then(|| format!("{:016x}", results[0].hash)),
+        vacuous_runs,
+        invariants,
+        stats: single.then(|| results[0].stats.clone()),
+    }
+}
+
+fn print_table(r: &RunJson) {
+    let seeds = if r.runs == 1 {
+        format!("seed {}", r.seeds[0])
+    } else {
+        format!("seeds {}..={}", r.seeds[0], r.seeds[r.seeds.len() - 1])
+    };
+    println!("scenario {} ({}), {} run(s), {seeds}", r.scenario, r.file, r.runs);
+    println!("records produced {}, consumed {}", r.records_produced, r.records_consumed);
+    if let Some(s) = &r.stats {
+        println!(
+            "orders requested {}, committed {}, rejected {}; commits ok {}, failed {}; rebalances {}; events {}",
+            s.requests, s.orders_committed, s.orders_rejected, s.commits_ok, s.commits_failed, s.rebalances, s.events
+        );
+    }
+    if let Some(h) = &r.history_hash {
+        println!("history hash {h}");
+    }
+    println!();
+    println!("{:<22} {:<13} {:>7} {:>9}  first failing seed", "invariant", "claimed", "held", "violated");
+    for i in &r.invariants {
+        let claimed = if i.claimed { "claimed" } else { "informational" };
+        let first = i.first_failing_seed.map_or_else(|| "-".to_string(), |s| s.to_string());
+        let mark = if i.violated == 0 { "ok" } else if i.claimed { "VIOLATED" } else { "violated" };
+        println!("{:<22} {:<13} {:>7} {:>9}  {first:<8} {mark}", i.name, claimed, i.held, i.violated);
+    }
+    for (seed, why) in &r.vacuous_runs {
+        println!("\nseed {seed} is vacuous: {why}; a run that moved nothing proves nothing");
+    }
+    for i in r.invariants.iter().filter(|i| i.violated > 0) {
+        if let Some(ce) = &i.counterexample {
+            println!("\n{} violated (seed {}): {}", i.name, ce.seed, ce.message);
+            for e in &ce.entries {
+                println!("  {e}");
+            }
+        }
+    }
+    println!();
+    if r.passed {
+        println!("verdict: every claimed invariant held");
+    } else {
+        println!("verdict: VIOLATED (replay with: evsim run {} --seed <seed>)", r.file);
+    }
+}
