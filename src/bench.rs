@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(clap::Args)]
-#[command(after_help = "Build with --release for meaningful figures:\n  cargo run --release -- bench scenarios/order-basic.toml --orders 10000\n  cargo run --release -- bench scenarios/order-basic.toml --orders 1000000 --repeat 3")]
+#[command(
+    after_help = "Build with --release for meaningful figures:\n  cargo run --release -- bench scenarios/order-basic.toml --orders 10000\n  cargo run --release -- bench scenarios/order-basic.toml --orders 1000000 --repeat 3"
+)]
 pub struct BenchArgs {
     /// Scenario to measure.
     #[arg(default_value = "scenarios/order-basic.toml")]
@@ -66,8 +68,10 @@ pub fn bench(args: BenchArgs) -> u8 {
     let duration_ms = ((args.orders as f64 / scenario.workload.rate_per_sec) * 1_000.0).ceil() as u64;
     scenario.run.duration_ms = duration_ms.max(1);
     // Stock scales with the run so that orders keep flowing rather than being rejected.
-    scenario.workload.stock_per_product =
-        scenario.workload.stock_per_product.max((args.orders * u64::from(scenario.workload.quantity_max)) as i64);
+    scenario.workload.stock_per_product = scenario
+        .workload
+        .stock_per_product
+        .max((args.orders * u64::from(scenario.workload.quantity_max)) as i64);
 
     let mut sim = Vec::new();
     let mut full = Vec::new();
@@ -110,7 +114,10 @@ pub fn bench(args: BenchArgs) -> u8 {
         if cfg!(debug_assertions) {
             println!("warning: debug build; use `cargo run --release -- bench` for real figures");
         }
-        println!("scenario {}: {} orders, {} records end to end, {} history entries", r.scenario, r.orders, r.records, r.history_entries);
+        println!(
+            "scenario {}: {} orders, {} records end to end, {} history entries",
+            r.scenario, r.orders, r.records, r.history_entries
+        );
         println!(
             "simulation:         best {:.4} s ({:.0} records/s), median {:.4} s ({:.0} records/s)",
             r.sim_seconds_best, r.sim_records_per_sec_best, r.sim_seconds_median, r.sim_records_per_sec_median

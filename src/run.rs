@@ -11,9 +11,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  evsim run scenarios/order-basic.toml                 # the scenario's own seed\n  evsim run scenarios/order-basic.toml --seed 42       # replay seed 42 exactly\n  evsim run scenarios/order-basic.toml --seeds 100     # seeds 1..=100, verdicts aggregated\n  evsim run scenarios/order-basic.toml --json          # one JSON object on stdout\n  evsim run scenarios/order-basic.toml --history h.json  # dump the run's history\n\nA seed is a complete bug report: the same scenario and seed give a byte-identical history \
+#[command(
+    after_help = "Examples:\n  evsim run scenarios/order-basic.toml                 # the scenario's own seed\n  evsim run scenarios/order-basic.toml --seed 42       # replay seed 42 exactly\n  evsim run scenarios/order-basic.toml --seeds 100     # seeds 1..=100, verdicts aggregated\n  evsim run scenarios/order-basic.toml --json          # one JSON object on stdout\n  evsim run scenarios/order-basic.toml --history h.json  # dump the run's history\n\nA seed is a complete bug report: the same scenario and seed give a byte-identical history \
 (same history hash). The invariants a scenario claims decide the exit code; the others are \
-printed as informational.")]
+printed as informational."
+)]
 pub struct RunArgs {
     /// Scenario file (TOML), e.g. scenarios/order-basic.toml.
     scenario: PathBuf,
@@ -63,12 +65,23 @@ fn summarise(o: &RunOutcome, story: usize) -> SeedResult {
             let ce = v.violations.first().map(|viol| Counterexample {
                 seed: o.seed,
                 message: viol.message.clone(),
-                entries: viol.entries.iter().take(story).map(|&i| o.history.describe(i)).collect(),
+                entries: viol
+                    .entries
+                    .iter()
+                    .take(story)
+                    .map(|&i| o.history.describe(i))
+                    .collect(),
             });
             (v.violations.len(), ce)
         })
         .collect();
-    SeedResult { seed: o.seed, hash: o.history_hash, stats: o.stats.clone(), vacuous: o.vacuous.clone(), verdicts }
+    SeedResult {
+        seed: o.seed,
+        hash: o.history_hash,
+        stats: o.stats.clone(),
+        vacuous: o.vacuous.clone(),
+        verdicts,
+    }
 }
 
 #[derive(Serialize)]
@@ -161,7 +174,12 @@ fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize
                     let outcome = run_scenario(scenario, seed);
                     let r = summarise(&outcome, story);
                     drop(outcome);
-                    if !r.verdicts.iter().zip(Invariant::ALL).all(|((n, _), inv)| *n == 0 || !scenario.run.invariants.contains(&inv)) {
+                    if !r
+                        .verdicts
+                        .iter()
+                        .zip(Invariant::ALL)
+                        .all(|((n, _), inv)| *n == 0 || !scenario.run.invariants.contains(&inv))
+                    {
                         bar.set_message(format!("violation at seed {seed}"));
                     }
                     out.lock().expect("no worker panics").push(r);
@@ -197,9 +215,19 @@ fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]
                 }
             }
         }
-        invariants.push(InvariantJson { name: inv.name(), claimed, held, violated, first_failing_seed: first, counterexample: ce });
+        invariants.push(InvariantJson {
+            name: inv.name(),
+            claimed,
+            held,
+            violated,
+            first_failing_seed: first,
+            counterexample: ce,
+        });
     }
-    let vacuous_runs: Vec<(u64, String)> = results.iter().filter_map(|r| r.vacuous.clone().map(|v| (r.seed, v))).collect();
+    let vacuous_runs: Vec<(u64, String)> = results
+        .iter()
+        .filter_map(|r| r.vacuous.clone().map(|v| (r.seed, v)))
+        .collect();
     let passed = vacuous_runs.is_empty() && invariants.iter().all(|i| !i.claimed || i.violated == 0);
     let single = results.len() == 1;
     RunJson {
@@ -224,7 +252,10 @@ fn print_table(r: &RunJson) {
         format!("seeds {}..={}", r.seeds[0], r.seeds[r.seeds.len() - 1])
     };
     println!("scenario {} ({}), {} run(s), {seeds}", r.scenario, r.file, r.runs);
-    println!("records produced {}, consumed {}", r.records_produced, r.records_consumed);
+    println!(
+        "records produced {}, consumed {}",
+        r.records_produced, r.records_consumed
+    );
     if let Some(s) = &r.stats {
         println!(
             "orders requested {}, committed {}, rejected {}; commits ok {}, failed {}; rebalances {}; events {}",
@@ -235,12 +266,24 @@ fn print_table(r: &RunJson) {
         println!("history hash {h}");
     }
     println!();
-    println!("{:<22} {:<13} {:>7} {:>9}  first failing seed", "invariant", "claimed", "held", "violated");
+    println!(
+        "{:<22} {:<13} {:>7} {:>9}  first failing seed",
+        "invariant", "claimed", "held", "violated"
+    );
     for i in &r.invariants {
         let claimed = if i.claimed { "claimed" } else { "informational" };
         let first = i.first_failing_seed.map_or_else(|| "-".to_string(), |s| s.to_string());
-        let mark = if i.violated == 0 { "ok" } else if i.claimed { "VIOLATED" } else { "violated" };
-        println!("{:<22} {:<13} {:>7} {:>9}  {first:<8} {mark}", i.name, claimed, i.held, i.violated);
+        let mark = if i.violated == 0 {
+            "ok"
+        } else if i.claimed {
+            "VIOLATED"
+        } else {
+            "violated"
+        };
+        println!(
+            "{:<22} {:<13} {:>7} {:>9}  {first:<8} {mark}",
+            i.name, claimed, i.held, i.violated
+        );
     }
     for (seed, why) in &r.vacuous_runs {
         println!("\nseed {seed} is vacuous: {why}; a run that moved nothing proves nothing");

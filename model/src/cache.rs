@@ -5,12 +5,11 @@
 
 use crate::actor::CacheOp;
 use crate::history::{EventId, Op};
-use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cache {
-    /// `ranking` sorted set: product -> score.
-    pub ranking: BTreeMap<u32, i64>,
+    /// `ranking` sorted set: score by product id (ids are dense, so a vector is the set).
+    pub ranking: Vec<i64>,
     /// Carts deleted so far (a cart is recreated by the next order; deleting is idempotent).
     pub carts_deleted: u64,
 }
@@ -20,7 +19,11 @@ impl Cache {
     pub fn apply(&mut self, op: CacheOp, cause: Option<EventId>, facts: &mut Vec<Op>) {
         match op {
             CacheOp::RankingIncrement { product, by } => {
-                *self.ranking.entry(product).or_insert(0) += i64::from(by);
+                let i = product as usize;
+                if self.ranking.len() <= i {
+                    self.ranking.resize(i + 1, 0);
+                }
+                self.ranking[i] += i64::from(by);
                 if let Some(cause) = cause {
                     facts.push(Op::RankingIncremented { product, by, cause });
                 }

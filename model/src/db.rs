@@ -9,7 +9,6 @@
 
 use crate::history::Op;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// An order's status.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -33,7 +32,8 @@ pub struct OrderRow {
 pub struct Db {
     /// `products.stock`, by product id.
     pub stock: Vec<i64>,
-    pub orders: BTreeMap<u64, OrderRow>,
+    /// `orders`, by order id (ids are dense from 1, so a vector indexed by id is the table).
+    pub orders: Vec<Option<OrderRow>>,
     /// Transactions committed and rolled back, for statistics.
     pub committed: u64,
     pub rolled_back: u64,
@@ -44,7 +44,12 @@ pub struct Db {
 pub enum Txn {
     /// `OrderService.createOrder`: lock the product row, deduct the stock if there is enough,
     /// save the order PENDING.
-    CreateOrder { order: u64, user: u64, product: u32, qty: u32 },
+    CreateOrder {
+        order: u64,
+        user: u64,
+        product: u32,
+        qty: u32,
+    },
 }
 
 /// Why a transaction rolled back.
@@ -64,25 +69,58 @@ pub enum TxnOutcome {
 impl Db {
     /// A database with `products` products of `stock` units each.
     pub fn with_products(products: u32, stock: i64) -> Self {
-        Self { stock: vec![stock; products as usize], ..Self::default() }
+        Self {
+            stock: vec![stock; products as usize],
+            ..Self::default()
+        }
     }
 
-    /// Apply `txn` atomically. The facts it establishes (the history's domain entries) are pushed
-    /// to `facts`, in order, only if it commits... and its rollback is recorded too, so a history
-    /// shows every decision the DB took.
+    /// The `orders` row of `order`, if it exists.
+    pub fn order(&self, order: u64) -> Option<OrderRow> {
+        self.orders.get(order as usize).copied().flatten()
+    }
+
+    /// Apply `txn` atomically: all its writes or none. The facts it establishes (the history's
+    /// domain entries) are pushed to `facts`; a rollback is a fact too, so a history shows every
+    /// decision the DB took.
     pub fn apply(&mut self, txn: &Txn, facts: &mut Vec<Op>) -> TxnOutcome {
         let outcome = match *txn {
-            Txn::CreateOrder { order, user, product, qty } => match self.stock.get_mut(product as usize) {
+            Txn::CreateOrder {
+                order,
+                user,
+                product,
+                qty,
+            } => match self.stock.get_mut(product as usize) {
                 None => TxnOutcome::RolledBack(Rollback::UnknownProduct { product }),
                 Some(stock) if *stock < i64::from(qty) => {
-                    facts.push(Op::OrderRejected { order, product, qty, stock: *stock });
+                    facts.push(Op::OrderRejected {
+                        order,
+                        product,
+                        qty,
+                        stock: *stock,
+                    });
                     TxnOutcome::RolledBack(Rollback::InsufficientStock { product, stock: *stock })
                 }
                 Some(stock) => {
                     *stock -= i64::from(qty);
                     let stock_after = *stock;
-                    self.orders.insert(order, OrderRow { user, product, qty, status: OrderStatus::Pending });
-                    facts.push(Op::OrderCommitted { order, user, product, qty, stock_after });
+                    let i = order as usize;
+                    if self.orders.len() <= i {
+                        self.orders.resize(i + 1, None);
+                    }
+                    self.orders[i] = Some(OrderRow {
+                        user,
+                        product,
+                        qty,
+                        status: OrderStatus::Pending,
+                    });
+                    facts.push(Op::OrderCommitted {
+                        order,
+                        user,
+                        product,
+                        qty,
+                        stock_after,
+                    });
                     TxnOutcome::Committed
                 }
             },
@@ -103,19 +141,36 @@ mod tests {
     fn create_order_deducts_stock_or_rolls_back_whole() {
         let mut db = Db::with_products(2, 5);
         let mut facts = Vec::new();
-        let t = Txn::CreateOrder { order: 1, user: 9, product: 1, qty: 4 };
+        let t = Txn::CreateOrder {
+            order: 1,
+            user: 9,
+            product: 1,
+            qty: 4,
+        };
         assert_eq!(db.apply(&t, &mut facts), TxnOutcome::Committed);
         assert_eq!(db.stock, vec![5, 1]);
-        assert_eq!(db.orders[&1].status, OrderStatus::Pending);
-        let t2 = Txn::CreateOrder { order: 2, user: 9, product: 1, qty: 2 };
+        assert_eq!(db.order(1).map(|o| o.status), Some(OrderStatus::Pending));
+        let t2 = Txn::CreateOrder {
+            order: 2,
+            user: 9,
+            product: 1,
+            qty: 2,
+        };
         assert_eq!(
             db.apply(&t2, &mut facts),
             TxnOutcome::RolledBack(Rollback::InsufficientStock { product: 1, stock: 1 })
         );
         assert_eq!(db.stock, vec![5, 1], "a rolled-back transaction writes nothing");
-        assert!(!db.orders.contains_key(&2));
+        assert_eq!(db.order(2), None);
         assert_eq!(facts.len(), 2);
-        assert!(matches!(facts[0], Op::OrderCommitted { order: 1, stock_after: 1, .. }));
+        assert!(matches!(
+            facts[0],
+            Op::OrderCommitted {
+                order: 1,
+                stock_after: 1,
+                ..
+            }
+        ));
         assert!(matches!(facts[1], Op::OrderRejected { order: 2, stock: 1, .. }));
     }
 }

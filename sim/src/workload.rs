@@ -71,7 +71,12 @@ impl Workload {
         let user = self.rng.below(self.users);
         let product = self.product();
         let qty = self.rng.range_inclusive(1, self.quantity_max) as u32;
-        Request::CreateOrder { order, user, product, qty }
+        Request::CreateOrder {
+            order,
+            user,
+            product,
+            qty,
+        }
     }
 }
 
@@ -85,7 +90,11 @@ pub struct ServiceInstance {
 
 impl ServiceInstance {
     pub fn order(node: NodeId, topic: TopicId, producer: u16) -> Self {
-        Self { node, producer, service: OrderService::new(topic) }
+        Self {
+            node,
+            producer,
+            service: OrderService::new(topic),
+        }
     }
 }
 
@@ -101,12 +110,25 @@ impl World {
             return;
         }
         let req = self.workload.next_request();
-        let Request::CreateOrder { order, user, product, qty } = req;
+        let Request::CreateOrder {
+            order,
+            user,
+            product,
+            qty,
+        } = req;
         self.stats.requests += 1;
         // Requests spread over the instances round-robin, as a load balancer would.
         let service = (order % self.services.len() as u64) as u16;
         let node = self.services[service as usize].node;
-        self.record(NodeId(0), Op::OrderRequested { order, user, product, qty });
+        self.record(
+            NodeId(0),
+            Op::OrderRequested {
+                order,
+                user,
+                product,
+                qty,
+            },
+        );
         let _ = node;
         self.service_input(service, Input::Request(req));
         let gap = self.workload.gap();
@@ -127,9 +149,9 @@ impl World {
     /// Hand `input` to service instance `service` and carry out what it asks for.
     pub(crate) fn service_input(&mut self, service: u16, input: Input) {
         let now = self.now();
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.commands);
         self.services[service as usize].service.on_input(now, input, &mut out);
-        for cmd in out {
+        for cmd in out.drain(..) {
             match cmd {
                 Command::Transact { token, txn } => {
                     let at = now + self.scenario.database.latency_us;
@@ -150,5 +172,6 @@ impl World {
                 Command::Ack => {}
             }
         }
+        self.commands = out;
     }
 }

@@ -8,12 +8,12 @@ use crate::cluster::broker::{BrokerState, Partition};
 use crate::cluster::consumer::Consumer;
 use crate::cluster::coordinator::Group;
 use crate::cluster::producer::Producer;
-use crate::cluster::Msg;
+use crate::cluster::{Msg, Pools};
 use crate::kernel::{EventQueue, Seeds, SimRng, Stream};
-use crate::workload::{Workload, ServiceInstance};
+use crate::workload::{ServiceInstance, Workload};
+use evsim_model::actor::Token;
 use evsim_model::cache::Cache;
 use evsim_model::db::{Db, Txn};
-use evsim_model::actor::Token;
 use evsim_model::history::{GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp};
 use evsim_model::scenario::Scenario;
 
@@ -29,7 +29,7 @@ pub(crate) enum Ev {
     /// A producer's `linger.ms` may have expired for some batch.
     Linger { producer: u16 },
     /// A parked fetch reached `fetch.max.wait.ms`.
-    FetchExpired { broker: u16, fetch: u64 },
+    FetchExpired { broker: u16 },
     /// A consumer's heartbeat thread wakes up.
     HeartbeatTick { consumer: u16, epoch: u32 },
     /// The coordinator checks a member's session.
@@ -37,9 +37,9 @@ pub(crate) enum Ev {
     /// The coordinator's join phase deadline (initial delay or rebalance timeout).
     JoinDeadline { group: u16, round: u32 },
     /// A consumer's `poll(timeout)` returns empty.
-    PollTimeout { consumer: u16, epoch: u32 },
+    PollTimeout { consumer: u16 },
     /// A consumer's heartbeat thread checks `max.poll.interval.ms`.
-    PollIntervalCheck { consumer: u16, poll_seq: u64 },
+    PollIntervalCheck { consumer: u16 },
     /// A listener finished handling the record it was given.
     ProcessDone { consumer: u16, epoch: u32 },
 }
@@ -59,6 +59,8 @@ pub struct Stats {
     pub commits_failed: u64,
     pub rebalances: u64,
     pub events: u64,
+    /// The most events pending at once (the queue's high-water mark).
+    pub max_pending_events: u64,
 }
 
 /// The client <-> broker network: latency with jitter, FIFO per connection (as TCP keeps it).
@@ -73,13 +75,23 @@ pub(crate) struct Net {
 
 impl Net {
     fn new(latency: Micros, jitter: Micros, rng: SimRng, nodes: usize) -> Self {
-        Self { latency, jitter, rng, last: vec![0; nodes * nodes], nodes }
+        Self {
+            latency,
+            jitter,
+            rng,
+            last: vec![0; nodes * nodes],
+            nodes,
+        }
     }
 
     /// When a message sent now from `from` to `to` arrives.
     #[inline]
     pub(crate) fn arrival(&mut self, now: Micros, from: NodeId, to: NodeId) -> Micros {
-        let d = if self.jitter == 0 { self.latency } else { self.rng.jitter(self.latency, self.jitter) };
+        let d = if self.jitter == 0 {
+            self.latency
+        } else {
+            self.rng.jitter(self.latency, self.jitter)
+        };
         let slot = from.0 as usize * self.nodes + to.0 as usize;
         let at = (now + d).max(self.last[slot]);
         self.last[slot] = at;
@@ -109,6 +121,8 @@ pub struct World {
     pub(crate) cache: Cache,
     /// Scratch buffers reused on the hot path.
     pub(crate) facts: Vec<Op>,
+    pub(crate) commands: Vec<evsim_model::actor::Command>,
+    pub(crate) pools: Pools,
     pub(crate) end: Micros,
 }
 
@@ -123,9 +137,16 @@ impl World {
                 NodeId(nodes.len() as u16 - 1)
             })
             .collect();
-        let topics: Vec<TopicInfo> =
-            scenario.topics.iter().map(|t| TopicInfo { name: t.name.clone(), partitions: t.partitions }).collect();
-        let topic_id = |name: &str| TopicId(topics.iter().position(|t| t.name == name).expect("validated topic") as u16);
+        let topics: Vec<TopicInfo> = scenario
+            .topics
+            .iter()
+            .map(|t| TopicInfo {
+                name: t.name.clone(),
+                partitions: t.partitions,
+            })
+            .collect();
+        let topic_id =
+            |name: &str| TopicId(topics.iter().position(|t| t.name == name).expect("validated topic") as u16);
 
         let mut partitions = Vec::new();
         let mut first_partition = Vec::new();
@@ -133,7 +154,10 @@ impl World {
             first_partition.push(partitions.len());
             for p in 0..t.partitions {
                 let global = partitions.len();
-                let tp = Tp { topic: TopicId(ti as u16), partition: p };
+                let tp = Tp {
+                    topic: TopicId(ti as u16),
+                    partition: p,
+                };
                 // Leaders spread round-robin over brokers, as Kafka's replica placement starts.
                 partitions.push(Partition::new(tp, (global % scenario.brokers as usize) as u16));
             }
@@ -145,19 +169,40 @@ impl World {
         for i in 0..scenario.order_service.instances {
             nodes.push(format!("order-service-{i}"));
             let node = NodeId(nodes.len() as u16 - 1);
-            producers.push(Producer::new(node, scenario.order_service.producer.clone(), &scenario.topics, partitions.len(), scenario.brokers));
+            producers.push(Producer::new(
+                node,
+                scenario.order_service.producer.clone(),
+                &scenario.topics,
+                partitions.len(),
+                scenario.brokers,
+            ));
             services.push(ServiceInstance::order(node, order_topic, i as u16));
         }
 
         let oc = &scenario.order_event_consumer;
-        let groups_info = vec![GroupInfo { name: oc.consumer.group_id.clone(), topics: vec![topic_id(&oc.topic)] }];
-        let group_host = (evsim_model::stable_hash::fnv1a(oc.consumer.group_id.as_bytes()) % scenario.brokers as u64) as u16;
-        let groups = vec![Group::new(GroupId(0), oc.consumer.group_id.clone(), group_host, oc.consumer.partition_assignment_strategy)];
+        let groups_info = vec![GroupInfo {
+            name: oc.consumer.group_id.clone(),
+            topics: vec![topic_id(&oc.topic)],
+        }];
+        let group_host =
+            (evsim_model::stable_hash::fnv1a(oc.consumer.group_id.as_bytes()) % scenario.brokers as u64) as u16;
+        let groups = vec![Group::new(
+            GroupId(0),
+            oc.consumer.group_id.clone(),
+            group_host,
+            oc.consumer.partition_assignment_strategy,
+        )];
         let mut consumers = Vec::new();
         for i in 0..oc.instances {
             nodes.push(format!("order-event-consumer-{i}"));
             let node = NodeId(nodes.len() as u16 - 1);
-            consumers.push(Consumer::new(i as u16, node, GroupId(0), vec![topic_id(&oc.topic)], oc.clone()));
+            consumers.push(Consumer::new(
+                i as u16,
+                node,
+                GroupId(0),
+                vec![topic_id(&oc.topic)],
+                oc.clone(),
+            ));
         }
 
         let header = Header {
@@ -172,7 +217,12 @@ impl World {
         let expected = (scenario.workload.rate_per_sec * scenario.run.duration_ms as f64 / 1_000.0) as usize;
         let mut history = History::new(header);
         history.entries.reserve(expected * 9 + 1_024);
-        let net = Net::new(scenario.network.latency_us, scenario.network.jitter_us, seeds.stream(Stream::Network), nodes.len());
+        let net = Net::new(
+            scenario.network.latency_us,
+            scenario.network.jitter_us,
+            seeds.stream(Stream::Network),
+            nodes.len(),
+        );
         let db = Db::with_products(scenario.workload.products, scenario.workload.stock_per_product);
         Self {
             q: EventQueue::with_capacity(4_096),
@@ -193,6 +243,8 @@ impl World {
             db,
             cache: Cache::default(),
             facts: Vec::new(),
+            commands: Vec::new(),
+            pools: Pools::default(),
             end: scenario.end_ms() * 1_000,
         }
     }
@@ -222,7 +274,13 @@ impl World {
     /// Run to the end and hand back the history and the statistics.
     pub fn run(mut self) -> (History, Stats) {
         for p in 0..self.scenario.workload.products {
-            self.record(NodeId(0), Op::StockInitialised { product: p, stock: self.scenario.workload.stock_per_product });
+            self.record(
+                NodeId(0),
+                Op::StockInitialised {
+                    product: p,
+                    stock: self.scenario.workload.stock_per_product,
+                },
+            );
         }
         self.workload_start();
         for c in 0..self.consumers.len() as u16 {
@@ -234,6 +292,7 @@ impl World {
             }
             let ev = self.q.pop().expect("peeked");
             self.stats.events += 1;
+            self.stats.max_pending_events = self.stats.max_pending_events.max(self.q.len() as u64);
             self.dispatch(ev);
         }
         self.finish()
@@ -245,12 +304,12 @@ impl World {
             Ev::NextOrder => self.next_order(),
             Ev::TxnCommit { service, token, txn } => self.txn_commit(service, token, txn),
             Ev::Linger { producer } => self.producer_drain(producer),
-            Ev::FetchExpired { broker, fetch } => self.fetch_expired(broker, fetch),
+            Ev::FetchExpired { broker } => self.fetch_expired(broker),
             Ev::HeartbeatTick { consumer, epoch } => self.heartbeat_tick(consumer, epoch),
             Ev::SessionCheck { group, member } => self.session_check(group, member),
             Ev::JoinDeadline { group, round } => self.join_deadline(group, round),
-            Ev::PollTimeout { consumer, epoch } => self.poll_timeout(consumer, epoch),
-            Ev::PollIntervalCheck { consumer, poll_seq } => self.poll_interval_check(consumer, poll_seq),
+            Ev::PollTimeout { consumer } => self.poll_timeout(consumer),
+            Ev::PollIntervalCheck { consumer } => self.poll_interval_check(consumer),
             Ev::ProcessDone { consumer, epoch } => self.process_done(consumer, epoch),
         }
     }
@@ -270,7 +329,14 @@ impl World {
         // The run ends at `end`: the final DB state is read then, whatever is still in flight.
         let end = self.end;
         for (product, stock) in self.db.stock.clone().into_iter().enumerate() {
-            self.history.push(end, NodeId(0), Op::StockFinal { product: product as u32, stock });
+            self.history.push(
+                end,
+                NodeId(0),
+                Op::StockFinal {
+                    product: product as u32,
+                    stock,
+                },
+            );
         }
         self.stats.orders_committed = self.db.committed;
         self.stats.orders_rejected = self.db.rolled_back;

@@ -23,9 +23,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 value,
                 offset: Some(o),
             } => seen.push((*tp, *key, *value, *o, i)),
-            Op::Poll { records, .. } => {
-                seen.extend(records.iter().map(|r| (r.tp, r.key, r.value, r.offset, i)))
-            }
+            Op::Poll { records, .. } => seen.extend(records.iter().map(|r| (r.tp, r.key, r.value, r.offset, i))),
             _ => {}
         }
     }
@@ -72,10 +70,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message.push_str(&format!(
-            " [{} more duplicate violations not listed]",
-            total - shown
-        ));
+        last.message
+            .push_str(&format!(" [{} more duplicate violations not listed]", total - shown));
     }
     out
 }
@@ -111,20 +107,12 @@ mod tests {
         b.send(p, Some(5), 5);
         let ok = b.send_ok(p, Some(5), 5, Some(1));
         b.produce(p, 6, 2);
-        let poll = b.poll(
-            R0,
-            RANKING,
-            &[rec(p, 0, 5, 5), rec(p, 1, 5, 5), rec(p, 2, 6, 6)],
-        );
+        let poll = b.poll(R0, RANKING, &[rec(p, 0, 5, 5), rec(p, 1, 5, 5), rec(p, 2, 6, 6)]);
         let v = check(&b.build());
         assert_eq!(v.len(), 1, "{v:?}");
         // Offset 1 first shown by the send-ok, offset 0 by the poll.
         assert_eq!(v[0].entries, vec![ok, poll]);
-        assert!(
-            v[0].message.contains("order-created-1: 0, 1"),
-            "{}",
-            v[0].message
-        );
+        assert!(v[0].message.contains("order-created-1: 0, 1"), "{}", v[0].message);
         assert!(v[0].message.contains("key 5"), "{}", v[0].message);
     }
 

@@ -78,10 +78,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message.push_str(&format!(
-            " [{} more effect-once violations not listed]",
-            total - shown
-        ));
+        last.message
+            .push_str(&format!(" [{} more effect-once violations not listed]", total - shown));
     }
     out
 }

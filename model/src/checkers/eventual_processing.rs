@@ -25,9 +25,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
             Op::Send { value, .. } => sends.entry(*value).or_default().push(i),
-            Op::SendOk { value, .. } | Op::SendFailed { value, .. } => {
-                reports.entry(*value).or_default().push(i)
-            }
+            Op::SendOk { value, .. } | Op::SendFailed { value, .. } => reports.entry(*value).or_default().push(i),
             Op::Processed {
                 group,
                 record,
@@ -119,9 +117,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
 #[cfg(test)]
 mod tests {
     use super::check;
-    use crate::checkers::testkit::{
-        C0, CART, HistoryBuilder, ORDERS, PAYMENTS, R0, RANKING, orders, payments, rec,
-    };
+    use crate::checkers::testkit::{C0, CART, HistoryBuilder, ORDERS, PAYMENTS, R0, RANKING, orders, payments, rec};
 
     #[test]
     fn published_and_processed_by_every_group_passes() {
@@ -162,18 +158,13 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].entries, vec![fact, s1, f1, s2, ok]);
         assert!(v[0].message.contains("group cart"), "{}", v[0].message);
-        assert!(
-            v[0].message.contains("1 acked, 1 failed"),
-            "{}",
-            v[0].message
-        );
+        assert!(v[0].message.contains("1 acked, 1 failed"), "{}", v[0].message);
     }
 
     #[test]
     fn processing_from_another_topic_does_not_count() {
         // `cart` subscribes to both topics; `ranking` only to order-created.
-        let mut b =
-            HistoryBuilder::with_groups(&[("ranking", &[ORDERS]), ("cart", &[ORDERS, PAYMENTS])]);
+        let mut b = HistoryBuilder::with_groups(&[("ranking", &[ORDERS]), ("cart", &[ORDERS, PAYMENTS])]);
         b.order_committed(7, 1, 1, 9);
         b.produce(orders(0), 7, 0);
         b.consume(R0, RANKING, &[rec(orders(0), 0, 7, 7)]);

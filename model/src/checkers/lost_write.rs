@@ -75,9 +75,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                     runs[run].polls.push((hi, i));
                 }
             }
-            Op::Assigned { group, .. }
-            | Op::Revoked { group, .. }
-            | Op::LeftGroup { group, .. } => {
+            Op::Assigned { group, .. } | Op::Revoked { group, .. } | Op::LeftGroup { group, .. } => {
                 active.remove(&(e.process, *group));
             }
             _ => {}
@@ -92,9 +90,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut merged: Vec<(Tp, u64, u64)> = Vec::with_capacity(covered.len());
     for (tp, lo, hi) in covered {
         match merged.last_mut() {
-            Some((ltp, _, lhi)) if *ltp == tp && lo <= lhi.saturating_add(1) => {
-                *lhi = (*lhi).max(hi)
-            }
+            Some((ltp, _, lhi)) if *ltp == tp && lo <= lhi.saturating_add(1) => *lhi = (*lhi).max(hi),
             _ => merged.push((tp, lo, hi)),
         }
     }
@@ -138,22 +134,14 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         .iter()
         .map(|&(i, tp, o, v)| {
             let covers = |r: &&Run| r.tp == tp && r.lo <= o && o <= r.hi;
-            let run = runs
-                .iter()
-                .find(covers)
-                .expect("a lost record lies in some run");
+            let run = runs.iter().find(covers).expect("a lost record lies in some run");
             // The last poll of the run that stayed below `o`, and the first that reached it.
             let k = run.polls.partition_point(|&(hi, _)| hi < o);
             let mut entries = vec![i, run.polls[k].1];
             if k > 0 {
                 entries.push(run.polls[k - 1].1);
             }
-            entries.extend(
-                sends[&(tp, v)]
-                    .iter()
-                    .find(|(r, _)| *r == i)
-                    .and_then(|&(_, s)| s),
-            );
+            entries.extend(sends[&(tp, v)].iter().find(|(r, _)| *r == i).and_then(|&(_, s)| s));
             let tp_name = format!("{}-{}", h.topic_name(tp.topic), tp.partition);
             Violation::new(
                 format!(
@@ -175,10 +163,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message.push_str(&format!(
-            " [{} more lost-write violations not listed]",
-            total - shown
-        ));
+        last.message
+            .push_str(&format!(" [{} more lost-write violations not listed]", total - shown));
     }
     out
 }
@@ -215,11 +201,7 @@ mod tests {
         let v = check(&b.build());
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].entries, vec![send, ok, before, past]);
-        assert!(
-            v[0].message.contains("order-created-1@1"),
-            "{}",
-            v[0].message
-        );
+        assert!(v[0].message.contains("order-created-1@1"), "{}", v[0].message);
         assert!(v[0].message.contains("group ranking"), "{}", v[0].message);
     }
 
@@ -246,11 +228,7 @@ mod tests {
         }
         // ranking read everything; cart joined late and started at the log end (offset 3).
         b.assigned(R0, RANKING, &[p]);
-        b.poll(
-            R0,
-            RANKING,
-            &(0..5).map(|o| rec(p, o, o, o)).collect::<Vec<_>>(),
-        );
+        b.poll(R0, RANKING, &(0..5).map(|o| rec(p, o, o, o)).collect::<Vec<_>>());
         b.assigned(C0, CART, &[p]);
         b.poll(C0, CART, &[rec(p, 3, 3, 3), rec(p, 4, 4, 4)]);
         assert_eq!(check(&b.build()), vec![]);

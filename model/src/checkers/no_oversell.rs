@@ -74,20 +74,10 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                             let read = stock_after + qty;
                             // The commits the offending transaction did not see: those after the
                             // last one that wrote the stock it read (looking back a bounded way).
-                            let back = p
-                                .commits
-                                .iter()
-                                .rev()
-                                .take(LOOKBACK)
-                                .position(|&(_, s)| s == read);
+                            let back = p.commits.iter().rev().take(LOOKBACK).position(|&(_, s)| s == read);
                             let ignored: Vec<usize> = match back {
-                                Some(n) => p.commits[p.commits.len() - n..]
-                                    .iter()
-                                    .map(|&(e, _)| e)
-                                    .collect(),
-                                None if p.commits.len() <= LOOKBACK
-                                    && p.init.is_some_and(|(_, s)| s == read) =>
-                                {
+                                Some(n) => p.commits[p.commits.len() - n..].iter().map(|&(e, _)| e).collect(),
+                                None if p.commits.len() <= LOOKBACK && p.init.is_some_and(|(_, s)| s == read) => {
                                     p.commits.iter().map(|&(e, _)| e).collect()
                                 }
                                 None => p.commits.last().map(|&(e, _)| e).into_iter().collect(),
@@ -155,10 +145,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message.push_str(&format!(
-            " [{} more no-oversell violations not listed]",
-            total - shown
-        ));
+        last.message
+            .push_str(&format!(" [{} more no-oversell violations not listed]", total - shown));
     }
     out
 }
@@ -210,11 +198,7 @@ mod tests {
         let v = check(&b.build());
         assert_eq!(v.len(), 2, "{v:?}");
         assert_eq!(v[0].entries, vec![init, c1, c2]);
-        assert!(
-            v[0].message.contains("lost update on product 1"),
-            "{}",
-            v[0].message
-        );
+        assert!(v[0].message.contains("lost update on product 1"), "{}", v[0].message);
         assert!(
             v[0].message.contains("must write 8, but it wrote 9"),
             "{}",
@@ -222,11 +206,7 @@ mod tests {
         );
         // 10 - (1 + 1 + 2) = 6, but 7 remain: sold + remaining = 11.
         assert_eq!(v[1].entries, vec![init, last, fin]);
-        assert!(
-            v[1].message.contains("final stock is 7"),
-            "{}",
-            v[1].message
-        );
+        assert!(v[1].message.contains("final stock is 7"), "{}", v[1].message);
     }
 
     #[test]
@@ -250,9 +230,7 @@ mod tests {
         let v = check(&b.build());
         assert_eq!(v.len(), 20);
         assert!(
-            v[19]
-                .message
-                .contains("5 more no-oversell violations not listed"),
+            v[19].message.contains("5 more no-oversell violations not listed"),
             "{}",
             v[19].message
         );

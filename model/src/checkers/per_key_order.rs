@@ -30,11 +30,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             continue;
         };
         let Some(key) = record.key else { continue };
-        if !done
-            .entry((group, record.tp))
-            .or_default()
-            .insert(record.offset)
-        {
+        if !done.entry((group, record.tp)).or_default().insert(record.offset) {
             continue; // processed before: a redelivery, not a reorder
         }
         match high.get_mut(&(group, record.tp, key)) {
@@ -81,11 +77,7 @@ mod tests {
     fn in_order_processing_passes() {
         let mut b = HistoryBuilder::new();
         let p = orders(0);
-        b.consume(
-            R0,
-            RANKING,
-            &[rec(p, 0, 7, 1), rec(p, 1, 8, 2), rec(p, 2, 7, 3)],
-        );
+        b.consume(R0, RANKING, &[rec(p, 0, 7, 1), rec(p, 1, 8, 2), rec(p, 2, 7, 3)]);
         b.consume(R0, RANKING, &[rec(p, 3, 7, 4)]);
         // Another group is judged on its own.
         b.consume(R1, CART, &[rec(p, 0, 7, 1), rec(p, 2, 7, 3)]);
@@ -96,11 +88,7 @@ mod tests {
     fn reorder_within_a_key_is_reported() {
         let mut b = HistoryBuilder::new();
         let p = orders(1);
-        b.poll(
-            R0,
-            RANKING,
-            &[rec(p, 4, 7, 1), rec(p, 5, 9, 2), rec(p, 6, 7, 3)],
-        );
+        b.poll(R0, RANKING, &[rec(p, 4, 7, 1), rec(p, 5, 9, 2), rec(p, 6, 7, 3)]);
         // Offset 6 (key 7) handled before offset 4 (key 7), e.g. by a concurrent listener.
         let late = b.processed(R0, RANKING, rec(p, 6, 7, 3), true);
         b.processed(R0, RANKING, rec(p, 5, 9, 2), true);
@@ -131,19 +119,11 @@ mod tests {
         let mut b = HistoryBuilder::new();
         let p = orders(0);
         b.assigned(R0, RANKING, &[p]);
-        b.consume(
-            R0,
-            RANKING,
-            &[rec(p, 0, 7, 1), rec(p, 1, 7, 2), rec(p, 2, 7, 3)],
-        );
+        b.consume(R0, RANKING, &[rec(p, 0, 7, 1), rec(p, 1, 7, 2), rec(p, 2, 7, 3)]);
         b.revoked(R0, RANKING, &[p]);
         // The new owner restarts from the committed offset 1: offsets 1 and 2 come again.
         b.assigned(R1, RANKING, &[p]);
-        b.consume(
-            R1,
-            RANKING,
-            &[rec(p, 1, 7, 2), rec(p, 2, 7, 3), rec(p, 3, 7, 4)],
-        );
+        b.consume(R1, RANKING, &[rec(p, 1, 7, 2), rec(p, 2, 7, 3), rec(p, 3, 7, 4)]);
         assert_eq!(check(&b.build()), vec![]);
     }
 

@@ -78,11 +78,7 @@ fn check(h: &History, want: Kind) -> Vec<Violation> {
                         total += 1;
                         if out.len() < MAX_REPORTED {
                             let tp = format!("{}-{}", h.topic_name(r.tp.topic), r.tp.partition);
-                            let who = format!(
-                                "{} (group {})",
-                                h.node_name(e.process),
-                                h.group_name(*group)
-                            );
+                            let who = format!("{} (group {})", h.node_name(e.process), h.group_name(*group));
                             let (o, last) = (r.offset, pos.last);
                             let when = if same_poll {
                                 "in the same poll".to_string()
@@ -112,18 +108,14 @@ fn check(h: &History, want: Kind) -> Vec<Violation> {
                     };
                 }
             }
-            Op::Processed {
-                group, ok: false, ..
-            } => {
+            Op::Processed { group, ok: false, .. } => {
                 if let Some(mine) = positions.get_mut(&(e.process, *group)) {
                     for pos in mine.values_mut() {
                         pos.may_rewind = true;
                     }
                 }
             }
-            Op::Assigned { group, .. }
-            | Op::Revoked { group, .. }
-            | Op::LeftGroup { group, .. } => {
+            Op::Assigned { group, .. } | Op::Revoked { group, .. } | Op::LeftGroup { group, .. } => {
                 positions.remove(&(e.process, *group));
             }
             _ => {}
@@ -138,10 +130,8 @@ fn check(h: &History, want: Kind) -> Vec<Violation> {
             Kind::Nonmonotonic => "nonmonotonic-poll",
             Kind::Skip => "poll-skip",
         };
-        last.message.push_str(&format!(
-            " [{} more {name} violations not listed]",
-            total - shown
-        ));
+        last.message
+            .push_str(&format!(" [{} more {name} violations not listed]", total - shown));
     }
     out
 }
@@ -156,11 +146,7 @@ mod tests {
         let mut b = HistoryBuilder::new();
         let (p0, p1) = (orders(0), orders(1));
         b.assigned(R0, RANKING, &[p0, p1]);
-        b.poll(
-            R0,
-            RANKING,
-            &[rec(p0, 0, 1, 1), rec(p1, 5, 2, 2), rec(p0, 1, 3, 3)],
-        );
+        b.poll(R0, RANKING, &[rec(p0, 0, 1, 1), rec(p1, 5, 2, 2), rec(p0, 1, 3, 3)]);
         b.poll(R0, RANKING, &[rec(p1, 6, 4, 4), rec(p0, 2, 5, 5)]);
         // Another group and another process each keep their own position.
         b.poll(C0, CART, &[rec(p0, 0, 1, 1)]);
@@ -200,11 +186,7 @@ mod tests {
         let v = check_skip(&h);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].entries, vec![first, jump]);
-        assert!(
-            v[0].message.contains("skipped 2 offset(s)"),
-            "{}",
-            v[0].message
-        );
+        assert!(v[0].message.contains("skipped 2 offset(s)"), "{}", v[0].message);
         assert_eq!(check_nonmonotonic(&h), vec![]);
     }
 
@@ -212,20 +194,12 @@ mod tests {
     fn disorder_within_one_poll_is_reported_against_that_poll() {
         let mut b = HistoryBuilder::new();
         let p = orders(0);
-        let poll = b.poll(
-            R0,
-            RANKING,
-            &[rec(p, 4, 1, 1), rec(p, 6, 2, 2), rec(p, 5, 3, 3)],
-        );
+        let poll = b.poll(R0, RANKING, &[rec(p, 4, 1, 1), rec(p, 6, 2, 2), rec(p, 5, 3, 3)]);
         let h = b.build();
         let skip = check_skip(&h);
         assert_eq!(skip.len(), 1, "{skip:?}");
         assert_eq!(skip[0].entries, vec![poll]);
-        assert!(
-            skip[0].message.contains("in the same poll"),
-            "{}",
-            skip[0].message
-        );
+        assert!(skip[0].message.contains("in the same poll"), "{}", skip[0].message);
         let back = check_nonmonotonic(&h);
         assert_eq!(back.len(), 1, "{back:?}");
         assert_eq!(back[0].entries, vec![poll]);
@@ -236,11 +210,7 @@ mod tests {
         let mut b = HistoryBuilder::new();
         let p = orders(0);
         b.assigned(R0, RANKING, &[p]);
-        b.poll(
-            R0,
-            RANKING,
-            &[rec(p, 0, 1, 1), rec(p, 1, 2, 2), rec(p, 2, 3, 3)],
-        );
+        b.poll(R0, RANKING, &[rec(p, 0, 1, 1), rec(p, 1, 2, 2), rec(p, 2, 3, 3)]);
         // Eager rebalance: revoked, then assigned again, back at the committed offset 1.
         b.revoked(R0, RANKING, &[p]);
         b.assigned(R0, RANKING, &[p]);
@@ -270,11 +240,7 @@ mod tests {
     fn seek_back_after_a_failed_record_passes_once() {
         let mut b = HistoryBuilder::new();
         let p = orders(0);
-        b.poll(
-            R0,
-            RANKING,
-            &[rec(p, 0, 1, 1), rec(p, 1, 2, 2), rec(p, 2, 3, 3)],
-        );
+        b.poll(R0, RANKING, &[rec(p, 0, 1, 1), rec(p, 1, 2, 2), rec(p, 2, 3, 3)]);
         b.processed(R0, RANKING, rec(p, 0, 1, 1), true);
         b.processed(R0, RANKING, rec(p, 1, 2, 2), false);
         // The error handler seeks back to the failed offset 1.

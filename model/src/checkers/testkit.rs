@@ -6,8 +6,7 @@
 //! its index, so that tests can assert that a violation points at exactly the right entries.
 
 use crate::history::{
-    EventId, GroupId, GroupInfo, Header, History, LeaveReason, NodeId, Op, Polled, TopicId,
-    TopicInfo, Tp,
+    EventId, GroupId, GroupInfo, Header, History, LeaveReason, NodeId, Op, Polled, TopicId, TopicInfo, Tp,
 };
 
 pub(crate) const ORDERS: TopicId = TopicId(0);
@@ -73,16 +72,10 @@ impl HistoryBuilder {
         let header = Header {
             scenario: "test".to_string(),
             seed: 1,
-            nodes: [
-                "workload",
-                "order-service-0",
-                "ranking-0",
-                "ranking-1",
-                "cart-0",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            nodes: ["workload", "order-service-0", "ranking-0", "ranking-1", "cart-0"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             topics: vec![
                 TopicInfo {
                     name: "order-created".to_string(),
@@ -125,13 +118,7 @@ impl HistoryBuilder {
     }
 
     /// Order `order` (user = order id) of `qty` x `product` committed, writing `stock_after`.
-    pub(crate) fn order_committed(
-        &mut self,
-        order: u64,
-        product: u32,
-        qty: u32,
-        stock_after: i64,
-    ) -> usize {
+    pub(crate) fn order_committed(&mut self, order: u64, product: u32, qty: u32, stock_after: i64) -> usize {
         self.op(
             SERVICE,
             Op::OrderCommitted {
@@ -144,13 +131,7 @@ impl HistoryBuilder {
         )
     }
 
-    pub(crate) fn order_rejected(
-        &mut self,
-        order: u64,
-        product: u32,
-        qty: u32,
-        stock: i64,
-    ) -> usize {
+    pub(crate) fn order_rejected(&mut self, order: u64, product: u32, qty: u32, stock: i64) -> usize {
         self.op(
             SERVICE,
             Op::OrderRejected {
@@ -174,13 +155,7 @@ impl HistoryBuilder {
         )
     }
 
-    pub(crate) fn send_ok(
-        &mut self,
-        tp: Tp,
-        key: Option<u64>,
-        order: u64,
-        offset: Option<u64>,
-    ) -> usize {
+    pub(crate) fn send_ok(&mut self, tp: Tp, key: Option<u64>, order: u64, offset: Option<u64>) -> usize {
         self.op(
             SERVICE,
             Op::SendOk {
@@ -222,13 +197,7 @@ impl HistoryBuilder {
         )
     }
 
-    pub(crate) fn processed(
-        &mut self,
-        node: NodeId,
-        group: GroupId,
-        record: Polled,
-        ok: bool,
-    ) -> usize {
+    pub(crate) fn processed(&mut self, node: NodeId, group: GroupId, record: Polled, ok: bool) -> usize {
         self.op(node, Op::Processed { group, record, ok })
     }
 

@@ -65,7 +65,15 @@ impl ProducerConfig {
     pub(crate) fn read(r: &mut PropReader<'_>) -> Result<Self, ScenarioError> {
         let d = Self::default();
         let c = Self {
-            acks: r.choice("acks", d.acks, &[(&["all", "-1"], Acks::All), (&["1"], Acks::Leader), (&["0"], Acks::None)])?,
+            acks: r.choice(
+                "acks",
+                d.acks,
+                &[
+                    (&["all", "-1"], Acks::All),
+                    (&["1"], Acks::Leader),
+                    (&["0"], Acks::None),
+                ],
+            )?,
             retries: r.int("retries", d.retries as i64, 0, i32::MAX as i64)? as u32,
             linger_ms: r.uint("linger.ms", d.linger_ms, 0, 900_000)?,
             batch_size: r.uint("batch.size", d.batch_size, 1, 1 << 30)?,
@@ -83,7 +91,14 @@ impl ProducerConfig {
                 "partitioner",
                 d.partitioner,
                 &[
-                    (&["murmur2_random", "murmur2", "org.apache.kafka.clients.producer.internals.DefaultPartitioner"], Partitioner::Murmur2),
+                    (
+                        &[
+                            "murmur2_random",
+                            "murmur2",
+                            "org.apache.kafka.clients.producer.internals.DefaultPartitioner",
+                        ],
+                        Partitioner::Murmur2,
+                    ),
                     (&["consistent_random", "consistent"], Partitioner::Crc32),
                 ],
             )?,
@@ -161,7 +176,9 @@ impl ConsumerConfig {
     }
 
     pub(crate) fn read(r: &mut PropReader<'_>, default_group: &str) -> Result<Self, ScenarioError> {
-        let group_id = r.string("group.id")?.map_or_else(|| default_group.to_string(), |(s, _)| s);
+        let group_id = r
+            .string("group.id")?
+            .map_or_else(|| default_group.to_string(), |(s, _)| s);
         let d = Self::with_group(&group_id);
         Ok(Self {
             group_id,
@@ -186,9 +203,15 @@ impl ConsumerConfig {
                 "partition.assignment.strategy",
                 d.partition_assignment_strategy,
                 &[
-                    (&["range", "org.apache.kafka.clients.consumer.RangeAssignor"], AssignmentStrategy::Range),
                     (
-                        &["cooperative-sticky", "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"],
+                        &["range", "org.apache.kafka.clients.consumer.RangeAssignor"],
+                        AssignmentStrategy::Range,
+                    ),
+                    (
+                        &[
+                            "cooperative-sticky",
+                            "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+                        ],
                         AssignmentStrategy::CooperativeSticky,
                     ),
                 ],
@@ -233,7 +256,8 @@ impl BrokerConfig {
                 3_600_000,
             )?,
             min_insync_replicas: r.int("min.insync.replicas", d.min_insync_replicas as i64, 1, 1_000)? as u32,
-            unclean_leader_election_enable: r.bool("unclean.leader.election.enable", d.unclean_leader_election_enable)?,
+            unclean_leader_election_enable: r
+                .bool("unclean.leader.election.enable", d.unclean_leader_election_enable)?,
             replica_lag_time_max_ms: r.uint("replica.lag.time.max.ms", d.replica_lag_time_max_ms, 1, 3_600_000)?,
         })
     }

@@ -9,7 +9,7 @@ mod kafka;
 mod props;
 
 pub use error::{ScenarioError, line_col};
-pub use kafka::{AssignmentStrategy, Acks, BrokerConfig, ConsumerConfig, OffsetReset, Partitioner, ProducerConfig};
+pub use kafka::{Acks, AssignmentStrategy, BrokerConfig, ConsumerConfig, OffsetReset, Partitioner, ProducerConfig};
 pub use props::{PropReader, PropValue, Props};
 
 use crate::checkers::Invariant;
@@ -195,7 +195,10 @@ struct RawCluster {
 
 impl Default for RawCluster {
     fn default() -> Self {
-        Self { brokers: Spanned::new(0..0, 1), config: None }
+        Self {
+            brokers: Spanned::new(0..0, 1),
+            config: None,
+        }
     }
 }
 
@@ -217,7 +220,10 @@ fn default_jitter_us() -> u64 {
 
 impl Default for RawNetwork {
     fn default() -> Self {
-        Self { latency_us: default_latency_us(), jitter_us: default_jitter_us() }
+        Self {
+            latency_us: default_latency_us(),
+            jitter_us: default_jitter_us(),
+        }
     }
 }
 
@@ -290,14 +296,21 @@ const DEFAULT_GROUP: &str = "order-event-consumer";
 
 impl Validator<'_> {
     fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ScenarioError> {
-        let span = if span.is_empty() && span.start == 0 { None } else { Some(span) };
+        let span = if span.is_empty() && span.start == 0 {
+            None
+        } else {
+            Some(span)
+        };
         Err(ScenarioError::at(self.file, self.source, span, msg))
     }
 
     fn positive_u32(&self, v: &Spanned<u32>, what: &str, max: u32) -> Result<u32, ScenarioError> {
         let n = *v.get_ref();
         if n == 0 || n > max {
-            return self.err(v.span(), format!("`{what}` is {n}; expected an integer from 1 to {max}"));
+            return self.err(
+                v.span(),
+                format!("`{what}` is {n}; expected an integer from 1 to {max}"),
+            );
         }
         Ok(n)
     }
@@ -308,7 +321,10 @@ impl Validator<'_> {
 
     fn scenario(&self, raw: Raw) -> Result<Scenario, ScenarioError> {
         if raw.name.trim().is_empty() {
-            return self.err(0..0, "`name` is empty; expected a scenario name such as \"order-basic\"");
+            return self.err(
+                0..0,
+                "`name` is empty; expected a scenario name such as \"order-basic\"",
+            );
         }
         let run = self.run(raw.run)?;
         let brokers = self.positive_u32(&raw.cluster.brokers, "cluster.brokers", 1_000)?;
@@ -322,7 +338,10 @@ impl Validator<'_> {
             let section = format!("topics.{name}");
             let mut r = PropReader::new(self.file, self.source, &section, props.into_inner());
             if !r.has("partitions") {
-                return self.err(span, format!("topic `{name}` has no `partitions`; expected e.g. `partitions = 3`"));
+                return self.err(
+                    span,
+                    format!("topic `{name}` has no `partitions`; expected e.g. `partitions = 3`"),
+                );
             }
             let partitions = r.int("partitions", 1, 1, 100_000)? as u32;
             let replication_factor = r.int("replication.factor", 1, 1, 1_000)? as u32;
@@ -342,11 +361,17 @@ impl Validator<'_> {
                     ),
                 );
             }
-            topics.push(TopicSpec { name, partitions, replication_factor });
+            topics.push(TopicSpec {
+                name,
+                partitions,
+                replication_factor,
+            });
         }
 
         let workload = self.workload(raw.workload)?;
-        let database = DatabaseSpec { latency_us: raw.database.latency_us };
+        let database = DatabaseSpec {
+            latency_us: raw.database.latency_us,
+        };
 
         let os = raw.order_service;
         let instances = self.positive_u32(&os.instances, "order_service.instances", 1_000)?;
@@ -357,7 +382,11 @@ impl Validator<'_> {
         if let Some(conflict) = producer.idempotence_conflict() {
             return self.err(0..0, format!("[order_service.producer]: {conflict}"));
         }
-        let order_service = OrderServiceSpec { instances, topic, producer };
+        let order_service = OrderServiceSpec {
+            instances,
+            topic,
+            producer,
+        };
 
         let oc = raw.order_event_consumer;
         let instances = self.positive_u32(&oc.instances, "order_event_consumer.instances", 1_000)?;
@@ -410,7 +439,10 @@ impl Validator<'_> {
             run,
             brokers,
             broker,
-            network: NetworkSpec { latency_us: raw.network.latency_us, jitter_us: raw.network.jitter_us },
+            network: NetworkSpec {
+                latency_us: raw.network.latency_us,
+                jitter_us: raw.network.jitter_us,
+            },
             topics,
             workload,
             database,
@@ -422,7 +454,10 @@ impl Validator<'_> {
     fn run(&self, raw: RawRun) -> Result<RunSpec, ScenarioError> {
         let duration_ms = *raw.duration_ms.get_ref();
         if duration_ms == 0 {
-            return self.err(raw.duration_ms.span(), "`duration_ms` is 0; expected a positive number of milliseconds");
+            return self.err(
+                raw.duration_ms.span(),
+                "`duration_ms` is 0; expected a positive number of milliseconds",
+            );
         }
         let mut invariants = Vec::new();
         for name in raw.invariants {
@@ -433,25 +468,40 @@ impl Validator<'_> {
                     let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
                     return self.err(
                         name.span(),
-                        format!("unknown invariant \"{}\"; expected one of: {}", name.get_ref(), known.join(", ")),
+                        format!(
+                            "unknown invariant \"{}\"; expected one of: {}",
+                            name.get_ref(),
+                            known.join(", ")
+                        ),
                     );
                 }
             }
         }
-        Ok(RunSpec { duration_ms, quiet_period_ms: raw.quiet_period_ms, seed: raw.seed, invariants })
+        Ok(RunSpec {
+            duration_ms,
+            quiet_period_ms: raw.quiet_period_ms,
+            seed: raw.seed,
+            invariants,
+        })
     }
 
     fn workload(&self, w: RawWorkload) -> Result<WorkloadSpec, ScenarioError> {
         let rate = *w.rate_per_sec.get_ref();
         if !(rate > 0.0 && rate <= 10_000_000.0) {
-            return self.err(w.rate_per_sec.span(), format!("`rate_per_sec` is {rate}; expected a number above 0 and at most 10000000"));
+            return self.err(
+                w.rate_per_sec.span(),
+                format!("`rate_per_sec` is {rate}; expected a number above 0 and at most 10000000"),
+            );
         }
         let products = self.positive_u32(&w.products, "workload.products", 10_000_000)?;
         let users = self.positive_u32(&w.users, "workload.users", u32::MAX)?;
         let quantity_max = self.positive_u32(&w.quantity_max, "workload.quantity_max", 1_000_000)?;
         let stock = *w.stock_per_product.get_ref();
         if stock < 0 {
-            return self.err(w.stock_per_product.span(), format!("`stock_per_product` is {stock}; expected 0 or more"));
+            return self.err(
+                w.stock_per_product.span(),
+                format!("`stock_per_product` is {stock}; expected 0 or more"),
+            );
         }
         let product_distribution = match w.product_distribution {
             None => ProductDistribution::Uniform,
@@ -461,19 +511,37 @@ impl Validator<'_> {
                     let s = w.zipf_exponent.as_ref().map_or(1.0, |s| *s.get_ref());
                     if !(s > 0.0 && s <= 10.0) {
                         let span = w.zipf_exponent.map_or(d.span(), |s| s.span());
-                        return self.err(span, format!("`zipf_exponent` is {s}; expected a number above 0 and at most 10"));
+                        return self.err(
+                            span,
+                            format!("`zipf_exponent` is {s}; expected a number above 0 and at most 10"),
+                        );
                     }
                     ProductDistribution::Zipf(s)
                 }
                 other => {
-                    return self.err(d.span(), format!("`product_distribution` is \"{other}\"; expected \"uniform\" or \"zipf\""));
+                    return self.err(
+                        d.span(),
+                        format!("`product_distribution` is \"{other}\"; expected \"uniform\" or \"zipf\""),
+                    );
                 }
             },
         };
-        Ok(WorkloadSpec { rate_per_sec: rate, products, stock_per_product: stock, users, quantity_max, product_distribution })
+        Ok(WorkloadSpec {
+            rate_per_sec: rate,
+            products,
+            stock_per_product: stock,
+            users,
+            quantity_max,
+            product_distribution,
+        })
     }
 
-    fn topic_ref(&self, topics: &[TopicSpec], given: Option<Spanned<String>>, what: &str) -> Result<String, ScenarioError> {
+    fn topic_ref(
+        &self,
+        topics: &[TopicSpec],
+        given: Option<Spanned<String>>,
+        what: &str,
+    ) -> Result<String, ScenarioError> {
         let (name, span) = match given {
             Some(s) => (s.get_ref().clone(), s.span()),
             None => (DEFAULT_TOPIC.to_string(), 0..0),
@@ -484,7 +552,10 @@ impl Validator<'_> {
         let known: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
         self.err(
             span,
-            format!("`{what}` names topic \"{name}\", which is not declared; expected one of the [topics.*] tables: {}", known.join(", ")),
+            format!(
+                "`{what}` names topic \"{name}\", which is not declared; expected one of the [topics.*] tables: {}",
+                known.join(", ")
+            ),
         )
     }
 }

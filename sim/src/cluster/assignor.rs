@@ -33,18 +33,12 @@ pub struct Subscription {
 
 /// A result map with an empty list for every member.
 fn empty_result(members: &[Subscription]) -> BTreeMap<String, Vec<Tp>> {
-    members
-        .iter()
-        .map(|m| (m.member_id.clone(), Vec::new()))
-        .collect()
+    members.iter().map(|m| (m.member_id.clone(), Vec::new())).collect()
 }
 
 /// Every topic some member subscribes to, in order.
 fn subscribed_topics(members: &[Subscription]) -> BTreeSet<TopicId> {
-    members
-        .iter()
-        .flat_map(|m| m.topics.iter().copied())
-        .collect()
+    members.iter().flat_map(|m| m.topics.iter().copied()).collect()
 }
 
 /// RangeAssignor (Java): per topic, partitions in order, members subscribed to it sorted by
@@ -52,10 +46,7 @@ fn subscribed_topics(members: &[Subscription]) -> BTreeSet<TopicId> {
 ///
 /// Topics are handled independently, so with several topics the first members in id order can
 /// end up with more partitions in total (the known imbalance of the range assignor).
-pub fn range(
-    members: &[Subscription],
-    partitions: impl Fn(TopicId) -> u32,
-) -> BTreeMap<String, Vec<Tp>> {
+pub fn range(members: &[Subscription], partitions: impl Fn(TopicId) -> u32) -> BTreeMap<String, Vec<Tp>> {
     let mut out = empty_result(members);
     for topic in subscribed_topics(members) {
         let mut subscribers: Vec<&str> = members
@@ -107,10 +98,7 @@ pub fn range(
 /// full `generalAssign` search.
 ///
 /// Cost: O(partitions x members), fine for consumer groups of tens of members.
-pub fn cooperative_sticky(
-    members: &[Subscription],
-    partitions: impl Fn(TopicId) -> u32,
-) -> BTreeMap<String, Vec<Tp>> {
+pub fn cooperative_sticky(members: &[Subscription], partitions: impl Fn(TopicId) -> u32) -> BTreeMap<String, Vec<Tp>> {
     let mut out = empty_result(members);
 
     // Members by index into `members`, in member_id order (the tie-break everywhere below).
@@ -190,11 +178,7 @@ pub fn cooperative_sticky(
         .keys()
         .map(|&t| (t, order.iter().filter(|&&i| subscribes(i, t)).count()))
         .collect();
-    let mut pool: Vec<Tp> = all
-        .iter()
-        .copied()
-        .filter(|tp| !target.contains_key(tp))
-        .collect();
+    let mut pool: Vec<Tp> = all.iter().copied().filter(|tp| !target.contains_key(tp)).collect();
     pool.sort_by_key(|tp| (subscribers_of[&tp.topic], *tp));
     for tp in pool {
         // `min_by_key` returns the first of equal minima, and `order` is by member_id.
@@ -252,11 +236,7 @@ mod tests {
     }
 
     /// The next round's subscriptions: each member now owns what `result` gave it.
-    fn feed_back(
-        members: &[Subscription],
-        result: &BTreeMap<String, Vec<Tp>>,
-        generation: i32,
-    ) -> Vec<Subscription> {
+    fn feed_back(members: &[Subscription], result: &BTreeMap<String, Vec<Tp>>, generation: i32) -> Vec<Subscription> {
         members
             .iter()
             .map(|m| Subscription {
@@ -353,18 +333,12 @@ mod tests {
     fn conflicting_claims_go_to_the_higher_generation() {
         let two = |_: TopicId| 2;
         // b's claim on 0 is newer: b keeps it, a's stale claim does not hold it back.
-        let members = [
-            sub("a", &[T0], tps(T0, &[0]), 2),
-            sub("b", &[T0], tps(T0, &[0]), 3),
-        ];
+        let members = [sub("a", &[T0], tps(T0, &[0]), 2), sub("b", &[T0], tps(T0, &[0]), 3)];
         let out = cooperative_sticky(&members, two);
         assert_eq!(out["a"], tps(T0, &[1]));
         assert_eq!(out["b"], tps(T0, &[0]));
         // Equal generations: neither claim holds; 0 is withheld until both have revoked it.
-        let members = [
-            sub("a", &[T0], tps(T0, &[0]), 3),
-            sub("b", &[T0], tps(T0, &[0]), 3),
-        ];
+        let members = [sub("a", &[T0], tps(T0, &[0]), 3), sub("b", &[T0], tps(T0, &[0]), 3)];
         let out = cooperative_sticky(&members, two);
         assert_eq!(out["a"], vec![]);
         assert_eq!(out["b"], tps(T0, &[1]));
@@ -433,10 +407,7 @@ mod tests {
                         let held_elsewhere = members
                             .iter()
                             .any(|o| o.member_id != m.member_id && o.owned.contains(p));
-                        assert!(
-                            !(gained && held_elsewhere),
-                            "step {step}: {p:?} still owned"
-                        );
+                        assert!(!(gained && held_elsewhere), "step {step}: {p:?} still owned");
                     }
                 }
                 if round == 1 {

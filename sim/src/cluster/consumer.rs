@@ -43,8 +43,8 @@ enum Membership {
 enum App {
     /// Inside `poll()`, waiting for records or for the group.
     InPoll,
-    /// Handling the records of the last poll, one at a time.
-    Processing { batch: Vec<(Polled, Message)>, next: usize },
+    /// Handling the records of the last poll (`Consumer::batch`), one at a time.
+    Processing { next: usize },
     /// Waiting for a synchronous commit.
     Committing,
 }
@@ -82,10 +82,17 @@ pub struct Consumer {
     heartbeat_epoch: u32,
     app: App,
     app_epoch: u32,
-    poll_seq: u64,
+    /// When the application last called `poll()`.
+    last_poll: Micros,
+    /// One pending `PollIntervalCheck` / `PollTimeout` at a time: each re-arms itself from
+    /// `last_poll` when it fires early, so the queue holds no stale timers.
+    poll_check_armed: bool,
+    poll_timeout_armed: bool,
     next_auto_commit: Micros,
-    /// Offsets (next to read) acknowledged by the listener since the last commit.
-    acked: BTreeMap<Tp, u64>,
+    /// The records of the last poll.
+    batch: Vec<(Polled, Message)>,
+    /// Offsets (next to read) acknowledged by the listener since the last commit, per partition.
+    acked: Vec<(Tp, u64)>,
     commits: BTreeMap<u64, CommitKind>,
     next_commit: u64,
     listener: OrderEventConsumer,
@@ -113,9 +120,12 @@ impl Consumer {
             heartbeat_epoch: 0,
             app: App::InPoll,
             app_epoch: 0,
-            poll_seq: 0,
+            last_poll: 0,
+            poll_check_armed: false,
+            poll_timeout_armed: false,
             next_auto_commit: 0,
-            acked: BTreeMap::new(),
+            batch: Vec::new(),
+            acked: Vec::new(),
             commits: BTreeMap::new(),
             next_commit: 0,
             listener: OrderEventConsumer,
@@ -154,21 +164,36 @@ impl World {
     fn app_poll(&mut self, c: u16) {
         let now = self.now();
         let cons = &mut self.consumers[c as usize];
-        cons.poll_seq += 1;
         cons.app_epoch += 1;
         cons.app = App::InPoll;
-        let (poll_seq, epoch) = (cons.poll_seq, cons.app_epoch);
-        let max_poll_interval = cons.spec.consumer.max_poll_interval_ms * 1_000;
-        self.q.schedule_at(now + max_poll_interval, Ev::PollIntervalCheck { consumer: c, poll_seq });
-        self.q.schedule_at(now + POLL_TIMEOUT_US, Ev::PollTimeout { consumer: c, epoch });
+        cons.last_poll = now;
+        if !cons.poll_check_armed {
+            cons.poll_check_armed = true;
+            let at = now + cons.spec.consumer.max_poll_interval_ms * 1_000;
+            self.q.schedule_at(at, Ev::PollIntervalCheck { consumer: c });
+        }
+        if !cons.poll_timeout_armed {
+            cons.poll_timeout_armed = true;
+            self.q
+                .schedule_at(now + POLL_TIMEOUT_US, Ev::PollTimeout { consumer: c });
+        }
         self.poll_step(c);
     }
 
-    pub(crate) fn poll_timeout(&mut self, c: u16, epoch: u32) {
-        let cons = &self.consumers[c as usize];
-        if cons.app_epoch == epoch && matches!(cons.app, App::InPoll) {
+    pub(crate) fn poll_timeout(&mut self, c: u16) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        cons.poll_timeout_armed = false;
+        if !matches!(cons.app, App::InPoll) {
+            return;
+        }
+        if now >= cons.last_poll + POLL_TIMEOUT_US {
             // poll() returned no records; the container loop polls again.
             self.app_poll(c);
+        } else {
+            cons.poll_timeout_armed = true;
+            let at = cons.last_poll + POLL_TIMEOUT_US;
+            self.q.schedule_at(at, Ev::PollTimeout { consumer: c });
         }
     }
 
@@ -198,14 +223,29 @@ impl World {
             return self.send_fetches(c);
         }
         let max = cons.spec.consumer.max_poll_records as usize;
-        let mut batch = Vec::with_capacity(max.min(cons.buffer.len()));
-        while batch.len() < max {
-            let Some((tp, offset, message)) = cons.buffer.pop_front() else { break };
-            cons.positions.insert(tp, offset + 1);
-            batch.push((Polled { tp, offset, key: message.key, value: message.value.id() }, message));
+        cons.batch.clear();
+        let mut records = Vec::with_capacity(max.min(cons.buffer.len()));
+        while records.len() < max {
+            let Some((tp, offset, message)) = cons.buffer.pop_front() else {
+                break;
+            };
+            let polled = Polled {
+                tp,
+                offset,
+                key: message.key,
+                value: message.value.id(),
+            };
+            records.push(polled);
+            cons.batch.push((polled, message));
         }
-        let records: Vec<Polled> = batch.iter().map(|(p, _)| *p).collect();
-        cons.app = App::Processing { batch, next: 0 };
+        // The position of each partition moves past the last record returned.
+        for (polled, _) in cons.batch.iter().rev() {
+            match cons.positions.get_mut(&polled.tp) {
+                Some(p) if *p <= polled.offset => *p = polled.offset + 1,
+                _ => {}
+            }
+        }
+        cons.app = App::Processing { next: 0 };
         cons.app_epoch += 1;
         let (node, group) = (cons.node, cons.group);
         self.stats.records_polled += records.len() as u64;
@@ -222,9 +262,11 @@ impl World {
         }
         let max_records = (cons.spec.consumer.max_partition_fetch_bytes / RECORD_BYTES).max(1);
         let max_wait_us = cons.spec.consumer.fetch_max_wait_ms * 1_000;
-        let mut per_broker: BTreeMap<u16, Vec<(usize, u64)>> = BTreeMap::new();
+        let mut per_broker: Vec<(u16, Vec<(usize, u64)>)> = Vec::new();
         for tp in &cons.assigned {
-            let Some(&fetch_at) = cons.fetch_positions.get(tp) else { continue };
+            let Some(&fetch_at) = cons.fetch_positions.get(tp) else {
+                continue;
+            };
             // Only partitions with nothing buffered are fetched again.
             if cons.positions.get(tp) != Some(&fetch_at) {
                 continue;
@@ -232,7 +274,14 @@ impl World {
             let g = self.partition_index(*tp);
             let leader = self.partitions[g].leader;
             if cons.fetch_in_flight[leader as usize].is_none() {
-                per_broker.entry(leader).or_default().push((g, fetch_at));
+                match per_broker.iter_mut().find(|(b, _)| *b == leader) {
+                    Some((_, parts)) => parts.push((g, fetch_at)),
+                    None => {
+                        let mut parts = self.pools.fetch_partitions.pop().unwrap_or_default();
+                        parts.push((g, fetch_at));
+                        per_broker.push((leader, parts));
+                    }
+                }
             }
         }
         for (broker, partitions) in per_broker {
@@ -241,26 +290,40 @@ impl World {
             cons.next_fetch += 1;
             cons.fetch_in_flight[broker as usize] = Some(fetch);
             let node = cons.node;
-            let req = FetchRequest { consumer: c, broker, fetch, partitions, max_records_per_partition: max_records, max_wait_us };
+            let req = FetchRequest {
+                consumer: c,
+                broker,
+                fetch,
+                partitions,
+                max_records_per_partition: max_records,
+                max_wait_us,
+            };
             let to = self.broker_nodes[broker as usize];
             self.send_msg(node, to, Msg::Fetch(req));
         }
     }
 
-    pub(crate) fn consumer_fetch_response(&mut self, resp: FetchResponse) {
+    pub(crate) fn consumer_fetch_response(&mut self, mut resp: FetchResponse) {
         let cons = &mut self.consumers[resp.consumer as usize];
         if cons.fetch_in_flight.get(resp.broker as usize).copied().flatten() == Some(resp.fetch) {
             cons.fetch_in_flight[resp.broker as usize] = None;
         }
-        for (tp, first, records) in resp.data {
+        let mut start = 0;
+        for &(tp, first, n) in &resp.ranges {
+            let records = &resp.records[start..start + n];
+            start += n;
             // Data for a partition no longer assigned, or from a stale position, is dropped.
             if cons.fetch_positions.get(&tp) != Some(&first) || !cons.assigned.contains(&tp) {
                 continue;
             }
-            let n = records.len() as u64;
-            cons.buffer.extend(records.into_iter().enumerate().map(|(i, m)| (tp, first + i as u64, m)));
-            cons.fetch_positions.insert(tp, first + n);
+            cons.buffer
+                .extend(records.iter().enumerate().map(|(i, m)| (tp, first + i as u64, *m)));
+            cons.fetch_positions.insert(tp, first + n as u64);
         }
+        resp.ranges.clear();
+        resp.records.clear();
+        self.pools.ranges.push(resp.ranges);
+        self.pools.records.push(resp.records);
         let c = resp.consumer;
         if matches!(self.consumers[c as usize].app, App::InPoll) {
             self.poll_step(c);
@@ -271,7 +334,9 @@ impl World {
 
     fn start_processing(&mut self, c: u16) {
         let cons = &self.consumers[c as usize];
-        let d = self.client_rng.jitter(cons.spec.processing_time_us, cons.spec.processing_jitter_us);
+        let d = self
+            .client_rng
+            .jitter(cons.spec.processing_time_us, cons.spec.processing_jitter_us);
         let epoch = cons.app_epoch;
         let now = self.now();
         self.q.schedule_at(now + d, Ev::ProcessDone { consumer: c, epoch });
@@ -285,10 +350,12 @@ impl World {
         if cons.app_epoch != epoch {
             return;
         }
-        let App::Processing { batch, next } = &mut cons.app else { return };
-        let (record, message) = batch[*next];
+        let App::Processing { next } = &mut cons.app else {
+            return;
+        };
+        let (record, message) = cons.batch[*next];
         *next += 1;
-        let more = *next < batch.len();
+        let more = *next < cons.batch.len();
         let mut commands = std::mem::take(&mut cons.commands);
         cons.listener.on_record(now, &record, &message, &mut commands);
         let (node, group) = (cons.node, cons.group);
@@ -303,7 +370,11 @@ impl World {
                 }
                 Command::Ack => {
                     ok = true;
-                    self.consumers[c as usize].acked.insert(record.tp, record.offset + 1);
+                    let acked = &mut self.consumers[c as usize].acked;
+                    match acked.iter_mut().find(|(tp, _)| *tp == record.tp) {
+                        Some((_, o)) => *o = (*o).max(record.offset + 1),
+                        None => acked.push((record.tp, record.offset + 1)),
+                    }
                 }
                 other => unreachable!("a listener emitted {other:?}"),
             }
@@ -323,7 +394,8 @@ impl World {
     fn batch_done(&mut self, c: u16) {
         let cons = &mut self.consumers[c as usize];
         if cons.spec.commit_strategy == CommitStrategy::CommitAfterProcess && !cons.acked.is_empty() {
-            let offsets: Vec<(Tp, u64)> = std::mem::take(&mut cons.acked).into_iter().collect();
+            let mut offsets = std::mem::take(&mut cons.acked);
+            offsets.sort_unstable();
             cons.app = App::Committing;
             self.send_commit(c, offsets, CommitKind::AfterBatch);
         } else {
@@ -353,7 +425,11 @@ impl World {
             // Not a member of an active generation: the client fails the commit itself
             // (CommitFailedException / RebalanceInProgressException), nothing is sent.
             (member, _) => {
-                let error = if member.is_none() { ErrorCode::UnknownMemberId } else { ErrorCode::RebalanceInProgress };
+                let error = if member.is_none() {
+                    ErrorCode::UnknownMemberId
+                } else {
+                    ErrorCode::RebalanceInProgress
+                };
                 let generation = cons.generation;
                 self.commit_done(c, id, generation, offsets, Some(error));
             }
@@ -378,7 +454,15 @@ impl World {
                 }
             }
         }
-        self.record(node, Op::Commit { group, generation, offsets, error });
+        self.record(
+            node,
+            Op::Commit {
+                group,
+                generation,
+                offsets,
+                error,
+            },
+        );
         match kind {
             CommitKind::AfterBatch => self.app_poll(c),
             CommitKind::Auto => {}
@@ -445,8 +529,16 @@ impl World {
     pub(crate) fn consumer_coordinator_response(&mut self, resp: CoordinatorResponse) {
         match resp {
             CoordinatorResponse::JoinGroup { consumer, result } => self.on_join(consumer, result),
-            CoordinatorResponse::SyncGroup { consumer, generation, result } => self.on_sync(consumer, generation, result),
-            CoordinatorResponse::Heartbeat { consumer, generation, error } => {
+            CoordinatorResponse::SyncGroup {
+                consumer,
+                generation,
+                result,
+            } => self.on_sync(consumer, generation, result),
+            CoordinatorResponse::Heartbeat {
+                consumer,
+                generation,
+                error,
+            } => {
                 let cons = &mut self.consumers[consumer as usize];
                 if generation != cons.generation || cons.membership == Membership::Unjoined {
                     return;
@@ -463,10 +555,18 @@ impl World {
                     }
                 }
             }
-            CoordinatorResponse::OffsetCommit { consumer, commit, generation, offsets, error } => {
-                self.commit_done(consumer, commit, generation, offsets, error)
-            }
-            CoordinatorResponse::OffsetFetch { consumer, generation, offsets } => self.on_offsets(consumer, generation, offsets),
+            CoordinatorResponse::OffsetCommit {
+                consumer,
+                commit,
+                generation,
+                offsets,
+                error,
+            } => self.commit_done(consumer, commit, generation, offsets, error),
+            CoordinatorResponse::OffsetFetch {
+                consumer,
+                generation,
+                offsets,
+            } => self.on_offsets(consumer, generation, offsets),
         }
     }
 
@@ -488,7 +588,12 @@ impl World {
         let assignments = join.members.map(|members| {
             let subs: Vec<Subscription> = members
                 .into_iter()
-                .map(|m| Subscription { member_id: m.member_id, topics: cons.topics.clone(), owned: m.owned, generation: m.generation })
+                .map(|m| Subscription {
+                    member_id: m.member_id,
+                    topics: cons.topics.clone(),
+                    owned: m.owned,
+                    generation: m.generation,
+                })
                 .collect();
             let topics = &self.scenario.topics;
             let sizes = |t: TopicId| topics[t.0 as usize].partitions;
@@ -527,7 +632,12 @@ impl World {
         };
         let (node, group) = (cons.node, cons.group);
         // Cooperative: give up what moved, and rejoin so that it can be handed out.
-        let revoked: Vec<Tp> = cons.assigned.iter().filter(|tp| !assignment.contains(tp)).copied().collect();
+        let revoked: Vec<Tp> = cons
+            .assigned
+            .iter()
+            .filter(|tp| !assignment.contains(tp))
+            .copied()
+            .collect();
         if !revoked.is_empty() {
             for tp in &revoked {
                 cons.positions.remove(tp);
@@ -539,22 +649,45 @@ impl World {
         let mut assignment = assignment;
         assignment.sort_unstable();
         cons.assigned = assignment.clone();
-        let missing: Vec<Tp> = assignment.iter().filter(|tp| !cons.positions.contains_key(tp)).copied().collect();
+        let missing: Vec<Tp> = assignment
+            .iter()
+            .filter(|tp| !cons.positions.contains_key(tp))
+            .copied()
+            .collect();
         cons.heartbeat_epoch += 1;
         let epoch = cons.heartbeat_epoch;
         let interval = cons.spec.consumer.heartbeat_interval_ms * 1_000;
         if !revoked.is_empty() {
-            self.record(node, Op::Revoked { group, partitions: revoked });
+            self.record(
+                node,
+                Op::Revoked {
+                    group,
+                    partitions: revoked,
+                },
+            );
         }
-        self.record(node, Op::Assigned { group, generation, partitions: assignment });
-        self.q.schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
+        self.record(
+            node,
+            Op::Assigned {
+                group,
+                generation,
+                partitions: assignment,
+            },
+        );
+        self.q
+            .schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
         let cons = &mut self.consumers[c as usize];
         if missing.is_empty() {
             cons.membership = Membership::Stable;
             self.poll_step(c);
         } else {
             cons.membership = Membership::AwaitingOffsets;
-            let req = CoordinatorRequest::OffsetFetch { group: group.0, consumer: c, partitions: missing, generation };
+            let req = CoordinatorRequest::OffsetFetch {
+                group: group.0,
+                consumer: c,
+                partitions: missing,
+                generation,
+            };
             self.to_coordinator(c, req);
         }
     }
@@ -592,25 +725,53 @@ impl World {
         if cons.heartbeat_epoch != epoch {
             return;
         }
-        let Some(member_id) = cons.member_id.clone() else { return };
+        let Some(member_id) = cons.member_id.clone() else {
+            return;
+        };
         let interval = cons.spec.consumer.heartbeat_interval_ms * 1_000;
-        let req = CoordinatorRequest::Heartbeat { group: cons.group.0, consumer: c, member_id, generation: cons.generation };
+        let req = CoordinatorRequest::Heartbeat {
+            group: cons.group.0,
+            consumer: c,
+            member_id,
+            generation: cons.generation,
+        };
         self.to_coordinator(c, req);
-        self.q.schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
+        self.q
+            .schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
     }
 
-    /// The heartbeat thread's check of `max.poll.interval.ms`: no `poll()` since `poll_seq`
-    /// means the application is stuck or slow, and the consumer leaves the group.
-    pub(crate) fn poll_interval_check(&mut self, c: u16, poll_seq: u64) {
+    /// The heartbeat thread's check of `max.poll.interval.ms`: no `poll()` for that long means
+    /// the application is stuck or slow, and the consumer leaves the group.
+    pub(crate) fn poll_interval_check(&mut self, c: u16) {
+        let now = self.now();
         let cons = &mut self.consumers[c as usize];
-        if cons.poll_seq != poll_seq || cons.member_id.is_none() {
+        let interval = cons.spec.consumer.max_poll_interval_ms * 1_000;
+        if now < cons.last_poll + interval {
+            let at = cons.last_poll + interval;
+            self.q.schedule_at(at, Ev::PollIntervalCheck { consumer: c });
+            return;
+        }
+        cons.poll_check_armed = false;
+        if cons.member_id.is_none() {
             return;
         }
         let member_id = cons.member_id.clone().expect("checked");
         let group = cons.group;
         let node = cons.node;
         cons.reset_generation(true);
-        self.record(node, Op::LeftGroup { group, reason: LeaveReason::PollTimeout });
-        self.to_coordinator(c, CoordinatorRequest::LeaveGroup { group: group.0, member_id });
+        self.record(
+            node,
+            Op::LeftGroup {
+                group,
+                reason: LeaveReason::PollTimeout,
+            },
+        );
+        self.to_coordinator(
+            c,
+            CoordinatorRequest::LeaveGroup {
+                group: group.0,
+                member_id,
+            },
+        );
     }
 }

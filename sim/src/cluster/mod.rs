@@ -57,8 +57,22 @@ pub struct FetchResponse {
     pub consumer: u16,
     pub broker: u16,
     pub fetch: u64,
-    /// (topic partition, first offset, records).
-    pub data: Vec<(Tp, u64, Vec<Message>)>,
+    /// (topic partition, first offset, how many of `records`), in order.
+    pub ranges: Vec<(Tp, u64, usize)>,
+    /// The records of every range, back to back.
+    pub records: Vec<Message>,
+}
+
+/// Recycled buffers for the messages that flow once per request (the simulator's hot path
+/// allocates nothing per record in steady state).
+#[derive(Debug, Default)]
+pub struct Pools {
+    pub fetch_partitions: Vec<Vec<(usize, u64)>>,
+    pub ranges: Vec<Vec<(Tp, u64, usize)>>,
+    pub records: Vec<Vec<Message>>,
+    pub produce_batches: Vec<Vec<(usize, Vec<Message>)>>,
+    pub produce_requests: Vec<ProduceRequest>,
+    pub results: Vec<Vec<(usize, Result<u64, ErrorCode>)>>,
 }
 
 /// Requests to the group coordinator.
@@ -79,8 +93,16 @@ pub enum CoordinatorRequest {
         /// Only the leader sends assignments.
         assignments: Option<Vec<(String, Vec<Tp>)>>,
     },
-    Heartbeat { group: u16, consumer: u16, member_id: String, generation: i32 },
-    LeaveGroup { group: u16, member_id: String },
+    Heartbeat {
+        group: u16,
+        consumer: u16,
+        member_id: String,
+        generation: i32,
+    },
+    LeaveGroup {
+        group: u16,
+        member_id: String,
+    },
     OffsetCommit {
         group: u16,
         consumer: u16,
@@ -90,7 +112,12 @@ pub enum CoordinatorRequest {
         /// Which of the consumer's commits this is (to route the response).
         commit: u64,
     },
-    OffsetFetch { group: u16, consumer: u16, partitions: Vec<Tp>, generation: i32 },
+    OffsetFetch {
+        group: u16,
+        consumer: u16,
+        partitions: Vec<Tp>,
+        generation: i32,
+    },
 }
 
 /// A member as the coordinator describes it to the group leader.
@@ -108,10 +135,28 @@ pub enum CoordinatorResponse {
         consumer: u16,
         result: Result<JoinResult, ErrorCode>,
     },
-    SyncGroup { consumer: u16, generation: i32, result: Result<Vec<Tp>, ErrorCode> },
-    Heartbeat { consumer: u16, generation: i32, error: Option<ErrorCode> },
-    OffsetCommit { consumer: u16, commit: u64, generation: i32, offsets: Vec<(Tp, u64)>, error: Option<ErrorCode> },
-    OffsetFetch { consumer: u16, generation: i32, offsets: Vec<(Tp, Option<u64>)> },
+    SyncGroup {
+        consumer: u16,
+        generation: i32,
+        result: Result<Vec<Tp>, ErrorCode>,
+    },
+    Heartbeat {
+        consumer: u16,
+        generation: i32,
+        error: Option<ErrorCode>,
+    },
+    OffsetCommit {
+        consumer: u16,
+        commit: u64,
+        generation: i32,
+        offsets: Vec<(Tp, u64)>,
+        error: Option<ErrorCode>,
+    },
+    OffsetFetch {
+        consumer: u16,
+        generation: i32,
+        offsets: Vec<(Tp, Option<u64>)>,
+    },
 }
 
 /// A successful JoinGroup.

@@ -14,7 +14,7 @@ use evsim_model::actor::{Input, Token};
 use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, Micros, NodeId, Op, TopicId, Tp};
 use evsim_model::scenario::{Acks, Partitioner, ProducerConfig, TopicSpec};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 #[derive(Debug)]
 struct Batch {
@@ -32,9 +32,10 @@ struct PartitionQueue {
 
 #[derive(Debug)]
 struct InFlight {
+    request: u64,
     broker: u16,
-    /// (global partition, tokens) in request order.
-    batches: Vec<(usize, Vec<Token>, Vec<Message>)>,
+    /// (global partition, the batch) in request order.
+    batches: Vec<(usize, Batch)>,
 }
 
 /// One producer instance (`KafkaProducer`), owned by one service instance.
@@ -47,9 +48,12 @@ pub struct Producer {
     topics: Vec<(usize, u32, Option<u32>)>,
     /// Requests in flight per broker.
     in_flight: Vec<u32>,
-    requests: BTreeMap<u64, InFlight>,
+    /// Requests awaiting a response (at most the in-flight limit per broker).
+    requests: Vec<InFlight>,
     next_request: u64,
     records_per_batch: usize,
+    /// Emptied batches, reused so that steady-state sending allocates nothing.
+    spare: Vec<Batch>,
     linger_us: Micros,
     /// The earliest time a `Linger` event is already scheduled for.
     linger_armed: Option<Micros>,
@@ -74,9 +78,10 @@ impl Producer {
             queues: (0..partitions).map(|_| PartitionQueue::default()).collect(),
             topics,
             in_flight: vec![0; brokers as usize],
-            requests: BTreeMap::new(),
+            requests: Vec::new(),
             next_request: 0,
             records_per_batch,
+            spare: Vec::new(),
             linger_us,
             linger_armed: None,
         }
@@ -121,13 +126,27 @@ impl World {
         let queue = &mut p.queues[global];
         let need_new = queue.batches.back().is_none_or(|b| b.records.len() >= per_batch);
         if need_new {
-            queue.batches.push_back(Batch { records: Vec::with_capacity(per_batch.min(64)), tokens: Vec::new(), created: now });
+            let mut batch = p.spare.pop().unwrap_or(Batch {
+                records: Vec::new(),
+                tokens: Vec::new(),
+                created: now,
+            });
+            batch.created = now;
+            p.queues[global].batches.push_back(batch);
         }
+        let queue = &mut p.queues[global];
         let batch = queue.batches.back_mut().expect("just ensured");
         batch.records.push(message);
         batch.tokens.push(token);
         self.stats.records_sent += 1;
-        self.record(node, Op::Send { tp, key: message.key, value: message.value.id() });
+        self.record(
+            node,
+            Op::Send {
+                tp,
+                key: message.key,
+                value: message.value.id(),
+            },
+        );
         self.producer_drain(producer);
     }
 
@@ -141,13 +160,13 @@ impl World {
         }
         let limit = p.partition_in_flight_limit();
         let mut next_deadline: Option<Micros> = None;
-        let mut requests: Vec<ProduceRequest> = Vec::new();
+        let mut requests = std::mem::take(&mut self.pools.produce_requests);
         for broker in 0..p.in_flight.len() {
             if p.in_flight[broker] >= p.config.max_in_flight_requests_per_connection {
                 continue;
             }
             let mut batches = Vec::new();
-            let mut tokens = Vec::new();
+            let mut sent = Vec::new();
             for (global, partition) in self.partitions.iter().enumerate() {
                 if partition.leader as usize != broker {
                     continue;
@@ -167,8 +186,13 @@ impl World {
                 }
                 let batch = q.batches.pop_front().expect("front exists");
                 q.in_flight += 1;
-                tokens.push((global, batch.tokens, batch.records.clone()));
-                batches.push((global, batch.records));
+                if batches.is_empty() {
+                    batches = self.pools.produce_batches.pop().unwrap_or_default();
+                }
+                let mut records = self.pools.records.pop().unwrap_or_default();
+                records.extend_from_slice(&batch.records);
+                batches.push((global, records));
+                sent.push((global, batch));
                 // A sent batch ends the sticky partition's turn for null keys.
                 let topic = partition.tp.topic.0 as usize;
                 if p.topics[topic].2 == Some(partition.tp.partition) {
@@ -180,9 +204,19 @@ impl World {
             }
             let request = p.next_request;
             p.next_request += 1;
-            p.requests.insert(request, InFlight { broker: broker as u16, batches: tokens });
+            p.requests.push(InFlight {
+                request,
+                broker: broker as u16,
+                batches: sent,
+            });
             p.in_flight[broker] += 1;
-            requests.push(ProduceRequest { producer, broker: broker as u16, request, acks: p.config.acks, batches });
+            requests.push(ProduceRequest {
+                producer,
+                broker: broker as u16,
+                request,
+                acks: p.config.acks,
+                batches,
+            });
         }
         if let Some(deadline) = next_deadline
             && p.linger_armed.is_none_or(|t| deadline < t)
@@ -191,7 +225,7 @@ impl World {
             self.q.schedule_at(deadline, Ev::Linger { producer });
         }
         let node = p.node;
-        for req in requests {
+        for req in requests.drain(..) {
             let acks = req.acks;
             let broker_node = self.broker_nodes[req.broker as usize];
             let request = req.request;
@@ -201,47 +235,72 @@ impl World {
                 self.producer_complete(producer, request, None);
             }
         }
+        self.pools.produce_requests = requests;
     }
 
     pub(crate) fn producer_response(&mut self, resp: ProduceResponse) {
-        let results: BTreeMap<usize, Result<u64, ErrorCode>> = resp.results.into_iter().collect();
-        self.producer_complete(resp.producer, resp.request, Some(results));
+        let mut results = resp.results;
+        self.producer_complete(resp.producer, resp.request, Some(&results));
+        results.clear();
+        self.pools.results.push(results);
     }
 
     /// Complete a request: delivery reports for every record of every batch, in order.
-    fn producer_complete(&mut self, producer: u16, request: u64, results: Option<BTreeMap<usize, Result<u64, ErrorCode>>>) {
+    fn producer_complete(&mut self, producer: u16, request: u64, results: Option<&[(usize, Result<u64, ErrorCode>)]>) {
         let p = &mut self.producers[producer as usize];
-        let Some(inflight) = p.requests.remove(&request) else { return };
+        let Some(i) = p.requests.iter().position(|r| r.request == request) else {
+            return;
+        };
+        let inflight = p.requests.remove(i);
         p.in_flight[inflight.broker as usize] -= 1;
         let node = p.node;
-        for (global, tokens, records) in inflight.batches {
+        for (global, mut batch) in inflight.batches {
             self.producers[producer as usize].queues[global].in_flight -= 1;
             let tp = self.partitions[global].tp;
             let result = match &results {
                 None => Ok(None),
-                Some(r) => match r.get(&global) {
-                    Some(Ok(base)) => Ok(Some(*base)),
-                    Some(Err(e)) => Err(*e),
+                Some(r) => match r.iter().find(|(g, _)| *g == global).map(|(_, res)| *res) {
+                    Some(Ok(base)) => Ok(Some(base)),
+                    Some(Err(e)) => Err(e),
                     None => Err(ErrorCode::RequestTimedOut),
                 },
             };
-            for (i, (token, message)) in tokens.into_iter().zip(records).enumerate() {
+            for (i, (&token, message)) in batch.tokens.iter().zip(&batch.records).enumerate() {
                 let value = message.value.id();
                 let report = match result {
                     Ok(base) => {
                         let offset = base.map(|b| b + i as u64);
                         self.stats.records_produced += 1;
-                        self.record(node, Op::SendOk { tp, key: message.key, value, offset });
+                        self.record(
+                            node,
+                            Op::SendOk {
+                                tp,
+                                key: message.key,
+                                value,
+                                offset,
+                            },
+                        );
                         Ok(offset)
                     }
                     Err(error) => {
                         self.stats.send_failures += 1;
-                        self.record(node, Op::SendFailed { tp, key: message.key, value, error });
+                        self.record(
+                            node,
+                            Op::SendFailed {
+                                tp,
+                                key: message.key,
+                                value,
+                                error,
+                            },
+                        );
                         Err(error)
                     }
                 };
                 self.service_input(producer, Input::Delivered { token, result: report });
             }
+            batch.records.clear();
+            batch.tokens.clear();
+            self.producers[producer as usize].spare.push(batch);
         }
         self.producer_drain(producer);
     }

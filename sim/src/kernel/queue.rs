@@ -10,43 +10,37 @@ use std::collections::BinaryHeap;
 
 use evsim_model::history::Micros;
 
-/// One scheduled event. Ordered so that `BinaryHeap` (a max-heap) yields the earliest
-/// `(at, seq)` first. The event payload takes no part in the ordering.
-struct Entry<E> {
+/// One scheduled event's place in the heap. Ordered so that `BinaryHeap` (a max-heap) yields the
+/// earliest `(at, seq)` first. The payload lives in the queue's slab at `slot`, so heap sifts move
+/// 24 bytes whatever the event's size.
+#[derive(Clone, Copy)]
+struct Entry {
     at: Micros,
     seq: u64,
-    ev: E,
+    slot: u32,
 }
 
-impl<E> Entry<E> {
-    /// `(at, seq)` as one integer, so that ordering is a single comparison.
-    #[inline(always)]
-    fn key(&self) -> u128 {
-        (u128::from(self.at) << 64) | u128::from(self.seq)
-    }
-}
-
-impl<E> PartialEq for Entry<E> {
+impl PartialEq for Entry {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        self.at == other.at && self.seq == other.seq
     }
 }
 
-impl<E> Eq for Entry<E> {}
+impl Eq for Entry {}
 
-impl<E> PartialOrd for Entry<E> {
+impl PartialOrd for Entry {
     #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<E> Ord for Entry<E> {
-    /// Reversed: the smaller key is the "greater" entry, so the max-heap pops it first.
+impl Ord for Entry {
+    /// Reversed: the earlier `(at, seq)` is the "greater" entry, so the max-heap pops it first.
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        other.key().cmp(&self.key())
+        (other.at, other.seq).cmp(&(self.at, self.seq))
     }
 }
 
@@ -55,7 +49,10 @@ impl<E> Ord for Entry<E> {
 /// `now` starts at 0 and only moves forward, to the time of each popped event. Events scheduled
 /// for the past are clamped to `now`, so causality cannot run backwards.
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Entry<E>>,
+    heap: BinaryHeap<Entry>,
+    /// Event payloads; `free` lists the empty slots for reuse.
+    slab: Vec<Option<E>>,
+    free: Vec<u32>,
     now: Micros,
     next_seq: u64,
 }
@@ -64,11 +61,7 @@ impl<E> EventQueue<E> {
     /// An empty queue at time 0.
     #[inline]
     pub fn new() -> Self {
-        Self {
-            heap: BinaryHeap::new(),
-            now: 0,
-            next_seq: 0,
-        }
+        Self::with_capacity(0)
     }
 
     /// An empty queue at time 0 with room for `n` pending events before it reallocates.
@@ -76,6 +69,8 @@ impl<E> EventQueue<E> {
     pub fn with_capacity(n: usize) -> Self {
         Self {
             heap: BinaryHeap::with_capacity(n),
+            slab: Vec::with_capacity(n),
+            free: Vec::with_capacity(n),
             now: 0,
             next_seq: 0,
         }
@@ -94,7 +89,17 @@ impl<E> EventQueue<E> {
         let at = at.max(self.now);
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Entry { at, seq, ev });
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(ev);
+                slot
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Entry { at, seq, slot });
     }
 
     /// Schedules `ev` `delay` microseconds after now (saturating at `Micros::MAX`).
@@ -107,7 +112,11 @@ impl<E> EventQueue<E> {
     /// and returns it; `None` when nothing is scheduled (`now` is left unchanged).
     #[inline]
     pub fn pop(&mut self) -> Option<E> {
-        let Entry { at, ev, .. } = self.heap.pop()?;
+        let Entry { at, slot, .. } = self.heap.pop()?;
+        let ev = self.slab[slot as usize]
+            .take()
+            .expect("a scheduled slot holds its event");
+        self.free.push(slot);
         debug_assert!(at >= self.now, "virtual time must not run backwards");
         self.now = at;
         Some(ev)
@@ -162,10 +171,7 @@ mod tests {
         for ev in ["a", "b", "c", "d"] {
             q.schedule_at(10, ev);
         }
-        assert_eq!(
-            drain(&mut q),
-            vec![(10, "a"), (10, "b"), (10, "c"), (10, "d")]
-        );
+        assert_eq!(drain(&mut q), vec![(10, "a"), (10, "b"), (10, "c"), (10, "d")]);
     }
 
     #[test]
@@ -201,10 +207,7 @@ mod tests {
         q.schedule_at(5, "past");
         q.schedule_in(0, "immediate");
         assert_eq!(q.peek_time(), Some(100));
-        assert_eq!(
-            drain(&mut q),
-            vec![(100, "past"), (100, "immediate"), (150, "later")]
-        );
+        assert_eq!(drain(&mut q), vec![(100, "past"), (100, "immediate"), (150, "later")]);
     }
 
     #[test]

@@ -162,12 +162,7 @@ pub enum Stream {
 
 impl Stream {
     /// Every stream, in declaration order.
-    pub const ALL: [Stream; 4] = [
-        Stream::Workload,
-        Stream::Network,
-        Stream::Client,
-        Stream::Faults,
-    ];
+    pub const ALL: [Stream; 4] = [Stream::Workload, Stream::Network, Stream::Client, Stream::Faults];
 
     /// The stream's stable name; it is hashed into the stream's seed, so it must never change.
     pub fn name(self) -> &'static str {
@@ -279,35 +274,19 @@ mod tests {
         let golden: [(Stream, [u64; 3]); 4] = [
             (
                 Stream::Workload,
-                [
-                    3301846138380641920,
-                    15657058367285601685,
-                    9019296626760255238,
-                ],
+                [3301846138380641920, 15657058367285601685, 9019296626760255238],
             ),
             (
                 Stream::Network,
-                [
-                    11962458805708422505,
-                    4844137993810106075,
-                    11993065655207859284,
-                ],
+                [11962458805708422505, 4844137993810106075, 11993065655207859284],
             ),
             (
                 Stream::Client,
-                [
-                    15727161954020067740,
-                    6816139620738267213,
-                    14876163027348889864,
-                ],
+                [15727161954020067740, 6816139620738267213, 14876163027348889864],
             ),
             (
                 Stream::Faults,
-                [
-                    17259697867928942688,
-                    5349217341124112736,
-                    13892361021535333508,
-                ],
+                [17259697867928942688, 5349217341124112736, 13892361021535333508],
             ),
         ];
         for (stream, want) in golden {
@@ -323,16 +302,8 @@ mod tests {
         assert_eq!(a.master(), 42);
         let mut firsts = Vec::new();
         for s in Stream::ALL {
-            assert_eq!(
-                take(&mut a.stream(s), 8),
-                take(&mut a.stream(s), 8),
-                "repeatable"
-            );
-            assert_ne!(
-                take(&mut a.stream(s), 8),
-                take(&mut b.stream(s), 8),
-                "seed matters"
-            );
+            assert_eq!(take(&mut a.stream(s), 8), take(&mut a.stream(s), 8), "repeatable");
+            assert_ne!(take(&mut a.stream(s), 8), take(&mut b.stream(s), 8), "seed matters");
             firsts.push(take(&mut a.stream(s), 8));
         }
         for i in 0..firsts.len() {
