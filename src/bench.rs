@@ -68,10 +68,8 @@ pub fn bench(args: BenchArgs) -> u8 {
     let duration_ms = ((args.orders as f64 / scenario.workload.rate_per_sec) * 1_000.0).ceil() as u64;
     scenario.run.duration_ms = duration_ms.max(1);
     // Stock scales with the run so that orders keep flowing rather than being rejected.
-    scenario.workload.stock_per_product = scenario
-        .workload
-        .stock_per_product
-        .max((args.orders * u64::from(scenario.workload.quantity_max)) as i64);
+    scenario.workload.stock_per_product =
+        scenario.workload.stock_per_product.max((args.orders * u64::from(scenario.workload.quantity_max)) as i64);
 
     let mut sim = Vec::new();
     let mut full = Vec::new();

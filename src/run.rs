@@ -65,23 +65,12 @@ fn summarise(o: &RunOutcome, story: usize) -> SeedResult {
             let ce = v.violations.first().map(|viol| Counterexample {
                 seed: o.seed,
                 message: viol.message.clone(),
-                entries: viol
-                    .entries
-                    .iter()
-                    .take(story)
-                    .map(|&i| o.history.describe(i))
-                    .collect(),
+                entries: viol.entries.iter().take(story).map(|&i| o.history.describe(i)).collect(),
             });
             (v.violations.len(), ce)
         })
         .collect();
-    SeedResult {
-        seed: o.seed,
-        hash: o.history_hash,
-        stats: o.stats.clone(),
-        vacuous: o.vacuous.clone(),
-        verdicts,
-    }
+    SeedResult { seed: o.seed, hash: o.history_hash, stats: o.stats.clone(), vacuous: o.vacuous.clone(), verdicts }
 }
 
 #[derive(Serialize)]
@@ -154,9 +143,8 @@ fn write_history(path: &std::path::Path, o: &RunOutcome) -> std::io::Result<()> 
 }
 
 fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize>) -> Vec<SeedResult> {
-    let jobs = jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, seeds.len());
+    let jobs =
+        jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, seeds.len());
     let bar = ProgressBar::new(seeds.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos}/{len} seeds [{bar:30}] {elapsed} (eta {eta}) {msg}")
@@ -224,10 +212,8 @@ fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]
             counterexample: ce,
         });
     }
-    let vacuous_runs: Vec<(u64, String)> = results
-        .iter()
-        .filter_map(|r| r.vacuous.clone().map(|v| (r.seed, v)))
-        .collect();
+    let vacuous_runs: Vec<(u64, String)> =
+        results.iter().filter_map(|r| r.vacuous.clone().map(|v| (r.seed, v))).collect();
     let passed = vacuous_runs.is_empty() && invariants.iter().all(|i| !i.claimed || i.violated == 0);
     let single = results.len() == 1;
     RunJson {
@@ -252,10 +238,7 @@ fn print_table(r: &RunJson) {
         format!("seeds {}..={}", r.seeds[0], r.seeds[r.seeds.len() - 1])
     };
     println!("scenario {} ({}), {} run(s), {seeds}", r.scenario, r.file, r.runs);
-    println!(
-        "records produced {}, consumed {}",
-        r.records_produced, r.records_consumed
-    );
+    println!("records produced {}, consumed {}", r.records_produced, r.records_consumed);
     if let Some(s) = &r.stats {
         println!(
             "orders requested {}, committed {}, rejected {}; commits ok {}, failed {}; rebalances {}; events {}",
@@ -266,10 +249,7 @@ fn print_table(r: &RunJson) {
         println!("history hash {h}");
     }
     println!();
-    println!(
-        "{:<22} {:<13} {:>7} {:>9}  first failing seed",
-        "invariant", "claimed", "held", "violated"
-    );
+    println!("{:<22} {:<13} {:>7} {:>9}  first failing seed", "invariant", "claimed", "held", "violated");
     for i in &r.invariants {
         let claimed = if i.claimed { "claimed" } else { "informational" };
         let first = i.first_failing_seed.map_or_else(|| "-".to_string(), |s| s.to_string());
@@ -280,10 +260,7 @@ fn print_table(r: &RunJson) {
         } else {
             "violated"
         };
-        println!(
-            "{:<22} {:<13} {:>7} {:>9}  {first:<8} {mark}",
-            i.name, claimed, i.held, i.violated
-        );
+        println!("{:<22} {:<13} {:>7} {:>9}  {first:<8} {mark}", i.name, claimed, i.held, i.violated);
     }
     for (seed, why) in &r.vacuous_runs {
         println!("\nseed {seed} is vacuous: {why}; a run that moved nothing proves nothing");

@@ -16,12 +16,7 @@ pub type Token = u64;
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// `POST /orders`.
-    CreateOrder {
-        order: u64,
-        user: u64,
-        product: u32,
-        qty: u32,
-    },
+    CreateOrder { order: u64, user: u64, product: u32, qty: u32 },
 }
 
 /// The service's answer to a request.
@@ -63,16 +58,9 @@ pub enum Command {
     Transact { token: Token, txn: Txn },
     /// Hand a record to the producer (`send()`); the delivery report comes back as
     /// [`Input::Delivered`].
-    Produce {
-        token: Token,
-        topic: TopicId,
-        message: Message,
-    },
+    Produce { token: Token, topic: TopicId, message: Message },
     /// Apply a cache command now. `cause` is the event whose handling this is.
-    Cache {
-        op: CacheOp,
-        cause: Option<crate::history::EventId>,
-    },
+    Cache { op: CacheOp, cause: Option<crate::history::EventId> },
     /// Answer the client's request.
     Respond { token: Token, response: Response },
     /// A listener acknowledges the record it was handed (manual ack).

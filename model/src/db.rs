@@ -44,12 +44,7 @@ pub struct Db {
 pub enum Txn {
     /// `OrderService.createOrder`: lock the product row, deduct the stock if there is enough,
     /// save the order PENDING.
-    CreateOrder {
-        order: u64,
-        user: u64,
-        product: u32,
-        qty: u32,
-    },
+    CreateOrder { order: u64, user: u64, product: u32, qty: u32 },
 }
 
 /// Why a transaction rolled back.
@@ -69,10 +64,7 @@ pub enum TxnOutcome {
 impl Db {
     /// A database with `products` products of `stock` units each.
     pub fn with_products(products: u32, stock: i64) -> Self {
-        Self {
-            stock: vec![stock; products as usize],
-            ..Self::default()
-        }
+        Self { stock: vec![stock; products as usize], ..Self::default() }
     }
 
     /// The `orders` row of `order`, if it exists.
@@ -85,20 +77,10 @@ impl Db {
     /// decision the DB took.
     pub fn apply(&mut self, txn: &Txn, facts: &mut Vec<Op>) -> TxnOutcome {
         let outcome = match *txn {
-            Txn::CreateOrder {
-                order,
-                user,
-                product,
-                qty,
-            } => match self.stock.get_mut(product as usize) {
+            Txn::CreateOrder { order, user, product, qty } => match self.stock.get_mut(product as usize) {
                 None => TxnOutcome::RolledBack(Rollback::UnknownProduct { product }),
                 Some(stock) if *stock < i64::from(qty) => {
-                    facts.push(Op::OrderRejected {
-                        order,
-                        product,
-                        qty,
-                        stock: *stock,
-                    });
+                    facts.push(Op::OrderRejected { order, product, qty, stock: *stock });
                     TxnOutcome::RolledBack(Rollback::InsufficientStock { product, stock: *stock })
                 }
                 Some(stock) => {
@@ -108,19 +90,8 @@ impl Db {
                     if self.orders.len() <= i {
                         self.orders.resize(i + 1, None);
                     }
-                    self.orders[i] = Some(OrderRow {
-                        user,
-                        product,
-                        qty,
-                        status: OrderStatus::Pending,
-                    });
-                    facts.push(Op::OrderCommitted {
-                        order,
-                        user,
-                        product,
-                        qty,
-                        stock_after,
-                    });
+                    self.orders[i] = Some(OrderRow { user, product, qty, status: OrderStatus::Pending });
+                    facts.push(Op::OrderCommitted { order, user, product, qty, stock_after });
                     TxnOutcome::Committed
                 }
             },
@@ -141,21 +112,11 @@ mod tests {
     fn create_order_deducts_stock_or_rolls_back_whole() {
         let mut db = Db::with_products(2, 5);
         let mut facts = Vec::new();
-        let t = Txn::CreateOrder {
-            order: 1,
-            user: 9,
-            product: 1,
-            qty: 4,
-        };
+        let t = Txn::CreateOrder { order: 1, user: 9, product: 1, qty: 4 };
         assert_eq!(db.apply(&t, &mut facts), TxnOutcome::Committed);
         assert_eq!(db.stock, vec![5, 1]);
         assert_eq!(db.order(1).map(|o| o.status), Some(OrderStatus::Pending));
-        let t2 = Txn::CreateOrder {
-            order: 2,
-            user: 9,
-            product: 1,
-            qty: 2,
-        };
+        let t2 = Txn::CreateOrder { order: 2, user: 9, product: 1, qty: 2 };
         assert_eq!(
             db.apply(&t2, &mut facts),
             TxnOutcome::RolledBack(Rollback::InsufficientStock { product: 1, stock: 1 })
@@ -163,14 +124,7 @@ mod tests {
         assert_eq!(db.stock, vec![5, 1], "a rolled-back transaction writes nothing");
         assert_eq!(db.order(2), None);
         assert_eq!(facts.len(), 2);
-        assert!(matches!(
-            facts[0],
-            Op::OrderCommitted {
-                order: 1,
-                stock_after: 1,
-                ..
-            }
-        ));
+        assert!(matches!(facts[0], Op::OrderCommitted { order: 1, stock_after: 1, .. }));
         assert!(matches!(facts[1], Op::OrderRejected { order: 2, stock: 1, .. }));
     }
 }

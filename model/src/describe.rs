@@ -27,37 +27,17 @@ pub fn describe(h: &History, i: usize) -> String {
         return format!("[{i}] <no such entry>");
     };
     let mut s = String::new();
-    let _ = write!(
-        s,
-        "[{i}] t={}.{:06}s {}: ",
-        e.time / 1_000_000,
-        e.time % 1_000_000,
-        h.node_name(e.process)
-    );
+    let _ = write!(s, "[{i}] t={}.{:06}s {}: ", e.time / 1_000_000, e.time % 1_000_000, h.node_name(e.process));
     let text = match &e.op {
         Op::StockInitialised { product, stock } => format!("product {product} stock initialised to {stock}"),
         Op::StockFinal { product, stock } => format!("product {product} final stock {stock}"),
-        Op::OrderRequested {
-            order,
-            user,
-            product,
-            qty,
-        } => {
+        Op::OrderRequested { order, user, product, qty } => {
             format!("order {order} requested by user {user}: {qty} x product {product}")
         }
-        Op::OrderCommitted {
-            order,
-            product,
-            qty,
-            stock_after,
-            ..
-        } => format!("order {order} committed PENDING; product {product} stock -{qty} -> {stock_after}"),
-        Op::OrderRejected {
-            order,
-            product,
-            qty,
-            stock,
-        } => {
+        Op::OrderCommitted { order, product, qty, stock_after, .. } => {
+            format!("order {order} committed PENDING; product {product} stock -{qty} -> {stock_after}")
+        }
+        Op::OrderRejected { order, product, qty, stock } => {
             format!("order {order} rolled back: {qty} x product {product} but stock {stock}")
         }
         Op::RankingIncremented { product, by, cause } => {
@@ -65,48 +45,24 @@ pub fn describe(h: &History, i: usize) -> String {
         }
         Op::CartDeleted { user, cause } => format!("cart of user {user} deleted (because of {})", event(*cause)),
         Op::Send { tp: t, key: k, value } => format!("send {} key={} {}", tp(h, *t), key(*k), event(*value)),
-        Op::SendOk {
-            tp: t,
-            key: k,
-            value,
-            offset,
-        } => format!(
+        Op::SendOk { tp: t, key: k, value, offset } => format!(
             "send ok {}@{} key={} {}",
             tp(h, *t),
             offset.map_or_else(|| "?".to_string(), |o| o.to_string()),
             key(*k),
             event(*value)
         ),
-        Op::SendFailed {
-            tp: t,
-            key: k,
-            value,
-            error,
-        } => {
-            format!(
-                "send FAILED {:?} {} key={} {}",
-                error,
-                tp(h, *t),
-                key(*k),
-                event(*value)
-            )
+        Op::SendFailed { tp: t, key: k, value, error } => {
+            format!("send FAILED {:?} {} key={} {}", error, tp(h, *t), key(*k), event(*value))
         }
         Op::Poll { group, records } => {
             let list: Vec<String> = records.iter().map(|r| polled(h, r)).collect();
             format!("poll ({}) -> [{}]", h.group_name(*group), list.join(", "))
         }
-        Op::Processed { group, record, ok } => format!(
-            "processed ({}) {} {}",
-            h.group_name(*group),
-            polled(h, record),
-            if *ok { "ok" } else { "FAILED" }
-        ),
-        Op::Commit {
-            group,
-            generation,
-            offsets,
-            error,
-        } => {
+        Op::Processed { group, record, ok } => {
+            format!("processed ({}) {} {}", h.group_name(*group), polled(h, record), if *ok { "ok" } else { "FAILED" })
+        }
+        Op::Commit { group, generation, offsets, error } => {
             let list: Vec<String> = offsets.iter().map(|(t, o)| format!("{}={}", tp(h, *t), o)).collect();
             format!(
                 "commit ({} gen {generation}) [{}] -> {}",
@@ -115,17 +71,9 @@ pub fn describe(h: &History, i: usize) -> String {
                 error.map_or_else(|| "ok".to_string(), |e| format!("{e:?}"))
             )
         }
-        Op::Assigned {
-            group,
-            generation,
-            partitions,
-        } => {
+        Op::Assigned { group, generation, partitions } => {
             let list: Vec<String> = partitions.iter().map(|t| tp(h, *t)).collect();
-            format!(
-                "assigned ({} gen {generation}) [{}]",
-                h.group_name(*group),
-                list.join(", ")
-            )
+            format!("assigned ({} gen {generation}) [{}]", h.group_name(*group), list.join(", "))
         }
         Op::Revoked { group, partitions } => {
             let list: Vec<String> = partitions.iter().map(|t| tp(h, *t)).collect();
@@ -133,17 +81,9 @@ pub fn describe(h: &History, i: usize) -> String {
         }
         Op::LeftGroup { group, reason } => format!("left group {} ({reason:?})", h.group_name(*group)),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
-        Op::GenerationStarted {
-            group,
-            generation,
-            members,
-        } => {
+        Op::GenerationStarted { group, generation, members } => {
             let list: Vec<&str> = members.iter().map(|m| h.node_name(*m)).collect();
-            format!(
-                "{} generation {generation}: [{}]",
-                h.group_name(*group),
-                list.join(", ")
-            )
+            format!("{} generation {generation}: [{}]", h.group_name(*group), list.join(", "))
         }
     };
     s.push_str(&text);

@@ -7,12 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// `OrderCreatedEvent` (seed 001): published after the order transaction commits.
-    OrderCreated {
-        order: u64,
-        user: u64,
-        product: u32,
-        qty: u32,
-    },
+    OrderCreated { order: u64, user: u64, product: u32, qty: u32 },
 }
 
 impl Event {

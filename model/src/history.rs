@@ -52,10 +52,7 @@ pub struct EventId {
 
 impl EventId {
     pub fn order_created(order: u64) -> Self {
-        Self {
-            kind: EventKind::OrderCreated,
-            subject: order,
-        }
+        Self { kind: EventKind::OrderCreated, subject: order }
     }
 }
 
@@ -108,28 +105,12 @@ pub enum Op {
 
     // --- domain: orders (seed 001) --------------------------------------------------------------
     /// A client asked `OrderService` to create an order.
-    OrderRequested {
-        order: u64,
-        user: u64,
-        product: u32,
-        qty: u32,
-    },
+    OrderRequested { order: u64, user: u64, product: u32, qty: u32 },
     /// The order transaction committed: stock deducted under the row lock, order saved PENDING.
     /// `stock_after` is the product's stock the transaction wrote.
-    OrderCommitted {
-        order: u64,
-        user: u64,
-        product: u32,
-        qty: u32,
-        stock_after: i64,
-    },
+    OrderCommitted { order: u64, user: u64, product: u32, qty: u32, stock_after: i64 },
     /// The order transaction rolled back: not enough stock (`stock` is what it read).
-    OrderRejected {
-        order: u64,
-        product: u32,
-        qty: u32,
-        stock: i64,
-    },
+    OrderRejected { order: u64, product: u32, qty: u32, stock: i64 },
 
     // --- domain: downstream effects ----------------------------------------------------------
     /// The product ranking (Redis ZINCRBY) was incremented because of `cause`.
@@ -142,19 +123,9 @@ pub enum Op {
     /// `partition`.
     Send { tp: Tp, key: Option<u64>, value: EventId },
     /// The delivery report said the record is written. `offset` is `None` with `acks=0`.
-    SendOk {
-        tp: Tp,
-        key: Option<u64>,
-        value: EventId,
-        offset: Option<u64>,
-    },
+    SendOk { tp: Tp, key: Option<u64>, value: EventId, offset: Option<u64> },
     /// The delivery report said the send failed.
-    SendFailed {
-        tp: Tp,
-        key: Option<u64>,
-        value: EventId,
-        error: ErrorCode,
-    },
+    SendFailed { tp: Tp, key: Option<u64>, value: EventId, error: ErrorCode },
 
     // --- consumer ------------------------------------------------------------------------------
     /// A `poll()` returned these records (empty polls are not recorded).
@@ -162,18 +133,9 @@ pub enum Op {
     /// The listener finished handling a record: `ok = false` when the handler failed.
     Processed { group: GroupId, record: Polled, ok: bool },
     /// An offset commit completed. `offsets` are next-offset-to-read. `error` is `None` on success.
-    Commit {
-        group: GroupId,
-        generation: i32,
-        offsets: Vec<(Tp, u64)>,
-        error: Option<ErrorCode>,
-    },
+    Commit { group: GroupId, generation: i32, offsets: Vec<(Tp, u64)>, error: Option<ErrorCode> },
     /// The consumer was given these partitions (`onPartitionsAssigned`).
-    Assigned {
-        group: GroupId,
-        generation: i32,
-        partitions: Vec<Tp>,
-    },
+    Assigned { group: GroupId, generation: i32, partitions: Vec<Tp> },
     /// The consumer gave these partitions up (`onPartitionsRevoked` / `onPartitionsLost`).
     Revoked { group: GroupId, partitions: Vec<Tp> },
     /// The consumer left its group, or was removed by the coordinator.
@@ -183,11 +145,7 @@ pub enum Op {
     /// The coordinator started a rebalance of `group` (a member joined, left or went silent).
     RebalanceStarted { group: GroupId },
     /// A rebalance completed: a new generation with these members.
-    GenerationStarted {
-        group: GroupId,
-        generation: i32,
-        members: Vec<NodeId>,
-    },
+    GenerationStarted { group: GroupId, generation: i32, members: Vec<NodeId> },
 }
 
 impl Op {
@@ -254,10 +212,7 @@ pub struct History {
 
 impl History {
     pub fn new(header: Header) -> Self {
-        Self {
-            header,
-            entries: Vec::new(),
-        }
+        Self { header, entries: Vec::new() }
     }
 
     #[inline]
@@ -270,19 +225,11 @@ impl History {
     }
 
     pub fn topic_name(&self, id: TopicId) -> &str {
-        self.header
-            .topics
-            .get(id.0 as usize)
-            .map(|t| t.name.as_str())
-            .unwrap_or("?")
+        self.header.topics.get(id.0 as usize).map(|t| t.name.as_str()).unwrap_or("?")
     }
 
     pub fn group_name(&self, id: GroupId) -> &str {
-        self.header
-            .groups
-            .get(id.0 as usize)
-            .map(|g| g.name.as_str())
-            .unwrap_or("?")
+        self.header.groups.get(id.0 as usize).map(|g| g.name.as_str()).unwrap_or("?")
     }
 
     /// Groups that subscribe to `topic`.

@@ -21,11 +21,7 @@ pub struct OrderService {
 
 impl OrderService {
     pub fn new(topic: TopicId) -> Self {
-        Self {
-            topic,
-            pending: BTreeMap::new(),
-            failed_sends: 0,
-        }
+        Self { topic, pending: BTreeMap::new(), failed_sends: 0 }
     }
 }
 
@@ -33,59 +29,23 @@ impl Service for OrderService {
     fn on_input(&mut self, _now: Micros, input: Input, out: &mut Vec<Command>) {
         match input {
             Input::Request(req) => {
-                let Request::CreateOrder {
-                    order,
-                    user,
-                    product,
-                    qty,
-                } = req;
+                let Request::CreateOrder { order, user, product, qty } = req;
                 self.pending.insert(order, req);
-                out.push(Command::Transact {
-                    token: order,
-                    txn: Txn::CreateOrder {
-                        order,
-                        user,
-                        product,
-                        qty,
-                    },
-                });
+                out.push(Command::Transact { token: order, txn: Txn::CreateOrder { order, user, product, qty } });
             }
             Input::TxnDone { token, outcome } => {
-                let Some(Request::CreateOrder {
-                    order,
-                    user,
-                    product,
-                    qty,
-                }) = self.pending.remove(&token)
-                else {
+                let Some(Request::CreateOrder { order, user, product, qty }) = self.pending.remove(&token) else {
                     return;
                 };
                 match outcome {
                     TxnOutcome::Committed => {
                         // After commit: publish, then answer the client without waiting for the ack.
-                        let message = Message {
-                            key: Some(order),
-                            value: Event::OrderCreated {
-                                order,
-                                user,
-                                product,
-                                qty,
-                            },
-                        };
-                        out.push(Command::Produce {
-                            token,
-                            topic: self.topic,
-                            message,
-                        });
-                        out.push(Command::Respond {
-                            token,
-                            response: Response::Ok,
-                        });
+                        let message =
+                            Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } };
+                        out.push(Command::Produce { token, topic: self.topic, message });
+                        out.push(Command::Respond { token, response: Response::Ok });
                     }
-                    TxnOutcome::RolledBack(_) => out.push(Command::Respond {
-                        token,
-                        response: Response::Rejected,
-                    }),
+                    TxnOutcome::RolledBack(_) => out.push(Command::Respond { token, response: Response::Rejected }),
                 }
             }
             Input::Delivered { result, .. } => {
@@ -107,14 +67,8 @@ impl Listener for OrderEventConsumer {
         let cause = Some(record.value);
         match message.value {
             Event::OrderCreated { user, product, qty, .. } => {
-                out.push(Command::Cache {
-                    op: CacheOp::RankingIncrement { product, by: qty },
-                    cause,
-                });
-                out.push(Command::Cache {
-                    op: CacheOp::DeleteCart { user },
-                    cause,
-                });
+                out.push(Command::Cache { op: CacheOp::RankingIncrement { product, by: qty }, cause });
+                out.push(Command::Cache { op: CacheOp::DeleteCart { user }, cause });
                 out.push(Command::Ack);
             }
         }
@@ -130,113 +84,39 @@ mod tests {
     fn publishes_only_after_the_transaction_commits() {
         let mut s = OrderService::new(TopicId(0));
         let mut out = Vec::new();
-        s.on_input(
-            0,
-            Input::Request(Request::CreateOrder {
-                order: 7,
-                user: 1,
-                product: 2,
-                qty: 3,
-            }),
-            &mut out,
-        );
+        s.on_input(0, Input::Request(Request::CreateOrder { order: 7, user: 1, product: 2, qty: 3 }), &mut out);
         assert_eq!(out.len(), 1);
-        assert!(
-            matches!(out[0], Command::Transact { token: 7, .. }),
-            "first the transaction, nothing sent yet"
-        );
+        assert!(matches!(out[0], Command::Transact { token: 7, .. }), "first the transaction, nothing sent yet");
         out.clear();
-        s.on_input(
-            1,
-            Input::TxnDone {
-                token: 7,
-                outcome: TxnOutcome::Committed,
-            },
-            &mut out,
-        );
-        assert!(matches!(
-            out[0],
-            Command::Produce {
-                token: 7,
-                message: Message { key: Some(7), .. },
-                ..
-            }
-        ));
-        assert!(matches!(
-            out[1],
-            Command::Respond {
-                response: Response::Ok,
-                ..
-            }
-        ));
+        s.on_input(1, Input::TxnDone { token: 7, outcome: TxnOutcome::Committed }, &mut out);
+        assert!(matches!(out[0], Command::Produce { token: 7, message: Message { key: Some(7), .. }, .. }));
+        assert!(matches!(out[1], Command::Respond { response: Response::Ok, .. }));
     }
 
     #[test]
     fn a_rolled_back_order_publishes_nothing() {
         let mut s = OrderService::new(TopicId(0));
         let mut out = Vec::new();
-        s.on_input(
-            0,
-            Input::Request(Request::CreateOrder {
-                order: 7,
-                user: 1,
-                product: 2,
-                qty: 3,
-            }),
-            &mut out,
-        );
+        s.on_input(0, Input::Request(Request::CreateOrder { order: 7, user: 1, product: 2, qty: 3 }), &mut out);
         out.clear();
         let rb = TxnOutcome::RolledBack(crate::db::Rollback::InsufficientStock { product: 2, stock: 0 });
         s.on_input(1, Input::TxnDone { token: 7, outcome: rb }, &mut out);
-        assert_eq!(
-            out,
-            vec![Command::Respond {
-                token: 7,
-                response: Response::Rejected
-            }]
-        );
+        assert_eq!(out, vec![Command::Respond { token: 7, response: Response::Rejected }]);
     }
 
     #[test]
     fn consumer_updates_ranking_and_cart_then_acks() {
         let mut c = OrderEventConsumer;
         let mut out = Vec::new();
-        let ev = Event::OrderCreated {
-            order: 7,
-            user: 1,
-            product: 2,
-            qty: 3,
-        };
-        let rec = Polled {
-            tp: Tp {
-                topic: TopicId(0),
-                partition: 1,
-            },
-            offset: 4,
-            key: Some(7),
-            value: ev.id(),
-        };
-        c.on_record(
-            0,
-            &rec,
-            &Message {
-                key: Some(7),
-                value: ev,
-            },
-            &mut out,
-        );
+        let ev = Event::OrderCreated { order: 7, user: 1, product: 2, qty: 3 };
+        let rec = Polled { tp: Tp { topic: TopicId(0), partition: 1 }, offset: 4, key: Some(7), value: ev.id() };
+        c.on_record(0, &rec, &Message { key: Some(7), value: ev }, &mut out);
         let cause = Some(EventId::order_created(7));
         assert_eq!(
             out,
             vec![
-                Command::Cache {
-                    op: CacheOp::RankingIncrement { product: 2, by: 3 },
-                    cause
-                },
-                Command::Cache {
-                    op: CacheOp::DeleteCart { user: 1 },
-                    cause
-                },
+                Command::Cache { op: CacheOp::RankingIncrement { product: 2, by: 3 }, cause },
+                Command::Cache { op: CacheOp::DeleteCart { user: 1 }, cause },
                 Command::Ack
             ]
         );

@@ -53,12 +53,5 @@ pub fn run_scenario(scenario: &Scenario, seed: u64) -> RunOutcome {
     } else {
         None
     };
-    RunOutcome {
-        seed,
-        history,
-        history_hash,
-        stats,
-        verdicts,
-        vacuous,
-    }
+    RunOutcome { seed, history, history_hash, stats, verdicts, vacuous }
 }

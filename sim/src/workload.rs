@@ -71,12 +71,7 @@ impl Workload {
         let user = self.rng.below(self.users);
         let product = self.product();
         let qty = self.rng.range_inclusive(1, self.quantity_max) as u32;
-        Request::CreateOrder {
-            order,
-            user,
-            product,
-            qty,
-        }
+        Request::CreateOrder { order, user, product, qty }
     }
 }
 
@@ -90,11 +85,7 @@ pub struct ServiceInstance {
 
 impl ServiceInstance {
     pub fn order(node: NodeId, topic: TopicId, producer: u16) -> Self {
-        Self {
-            node,
-            producer,
-            service: OrderService::new(topic),
-        }
+        Self { node, producer, service: OrderService::new(topic) }
     }
 }
 
@@ -110,25 +101,12 @@ impl World {
             return;
         }
         let req = self.workload.next_request();
-        let Request::CreateOrder {
-            order,
-            user,
-            product,
-            qty,
-        } = req;
+        let Request::CreateOrder { order, user, product, qty } = req;
         self.stats.requests += 1;
         // Requests spread over the instances round-robin, as a load balancer would.
         let service = (order % self.services.len() as u64) as u16;
         let node = self.services[service as usize].node;
-        self.record(
-            NodeId(0),
-            Op::OrderRequested {
-                order,
-                user,
-                product,
-                qty,
-            },
-        );
+        self.record(NodeId(0), Op::OrderRequested { order, user, product, qty });
         let _ = node;
         self.service_input(service, Input::Request(req));
         let gap = self.workload.gap();

@@ -75,23 +75,13 @@ pub(crate) struct Net {
 
 impl Net {
     fn new(latency: Micros, jitter: Micros, rng: SimRng, nodes: usize) -> Self {
-        Self {
-            latency,
-            jitter,
-            rng,
-            last: vec![0; nodes * nodes],
-            nodes,
-        }
+        Self { latency, jitter, rng, last: vec![0; nodes * nodes], nodes }
     }
 
     /// When a message sent now from `from` to `to` arrives.
     #[inline]
     pub(crate) fn arrival(&mut self, now: Micros, from: NodeId, to: NodeId) -> Micros {
-        let d = if self.jitter == 0 {
-            self.latency
-        } else {
-            self.rng.jitter(self.latency, self.jitter)
-        };
+        let d = if self.jitter == 0 { self.latency } else { self.rng.jitter(self.latency, self.jitter) };
         let slot = from.0 as usize * self.nodes + to.0 as usize;
         let at = (now + d).max(self.last[slot]);
         self.last[slot] = at;
@@ -137,14 +127,8 @@ impl World {
                 NodeId(nodes.len() as u16 - 1)
             })
             .collect();
-        let topics: Vec<TopicInfo> = scenario
-            .topics
-            .iter()
-            .map(|t| TopicInfo {
-                name: t.name.clone(),
-                partitions: t.partitions,
-            })
-            .collect();
+        let topics: Vec<TopicInfo> =
+            scenario.topics.iter().map(|t| TopicInfo { name: t.name.clone(), partitions: t.partitions }).collect();
         let topic_id =
             |name: &str| TopicId(topics.iter().position(|t| t.name == name).expect("validated topic") as u16);
 
@@ -154,10 +138,7 @@ impl World {
             first_partition.push(partitions.len());
             for p in 0..t.partitions {
                 let global = partitions.len();
-                let tp = Tp {
-                    topic: TopicId(ti as u16),
-                    partition: p,
-                };
+                let tp = Tp { topic: TopicId(ti as u16), partition: p };
                 // Leaders spread round-robin over brokers, as Kafka's replica placement starts.
                 partitions.push(Partition::new(tp, (global % scenario.brokers as usize) as u16));
             }
@@ -180,10 +161,7 @@ impl World {
         }
 
         let oc = &scenario.order_event_consumer;
-        let groups_info = vec![GroupInfo {
-            name: oc.consumer.group_id.clone(),
-            topics: vec![topic_id(&oc.topic)],
-        }];
+        let groups_info = vec![GroupInfo { name: oc.consumer.group_id.clone(), topics: vec![topic_id(&oc.topic)] }];
         let group_host =
             (evsim_model::stable_hash::fnv1a(oc.consumer.group_id.as_bytes()) % scenario.brokers as u64) as u16;
         let groups = vec![Group::new(
@@ -196,13 +174,7 @@ impl World {
         for i in 0..oc.instances {
             nodes.push(format!("order-event-consumer-{i}"));
             let node = NodeId(nodes.len() as u16 - 1);
-            consumers.push(Consumer::new(
-                i as u16,
-                node,
-                GroupId(0),
-                vec![topic_id(&oc.topic)],
-                oc.clone(),
-            ));
+            consumers.push(Consumer::new(i as u16, node, GroupId(0), vec![topic_id(&oc.topic)], oc.clone()));
         }
 
         let header = Header {
@@ -276,10 +248,7 @@ impl World {
         for p in 0..self.scenario.workload.products {
             self.record(
                 NodeId(0),
-                Op::StockInitialised {
-                    product: p,
-                    stock: self.scenario.workload.stock_per_product,
-                },
+                Op::StockInitialised { product: p, stock: self.scenario.workload.stock_per_product },
             );
         }
         self.workload_start();
@@ -329,14 +298,7 @@ impl World {
         // The run ends at `end`: the final DB state is read then, whatever is still in flight.
         let end = self.end;
         for (product, stock) in self.db.stock.clone().into_iter().enumerate() {
-            self.history.push(
-                end,
-                NodeId(0),
-                Op::StockFinal {
-                    product: product as u32,
-                    stock,
-                },
-            );
+            self.history.push(end, NodeId(0), Op::StockFinal { product: product as u32, stock });
         }
         self.stats.orders_committed = self.db.committed;
         self.stats.orders_rejected = self.db.rolled_back;

@@ -17,12 +17,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut seen: Vec<Placement> = Vec::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
-            Op::SendOk {
-                tp,
-                key,
-                value,
-                offset: Some(o),
-            } => seen.push((*tp, *key, *value, *o, i)),
+            Op::SendOk { tp, key, value, offset: Some(o) } => seen.push((*tp, *key, *value, *o, i)),
             Op::Poll { records, .. } => seen.extend(records.iter().map(|r| (r.tp, r.key, r.value, r.offset, i))),
             _ => {}
         }
@@ -70,8 +65,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message
-            .push_str(&format!(" [{} more duplicate violations not listed]", total - shown));
+        last.message.push_str(&format!(" [{} more duplicate violations not listed]", total - shown));
     }
     out
 }

@@ -16,11 +16,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         .iter()
         .enumerate()
         .filter_map(|(i, e)| match e.op {
-            Op::Processed {
-                group,
-                record,
-                ok: true,
-            } => Some((group, record.value, i)),
+            Op::Processed { group, record, ok: true } => Some((group, record.value, i)),
             _ => None,
         })
         .collect();
@@ -62,12 +58,13 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 .collect();
             Violation::new(
                 format!(
-                    "group {} applied {:?}#{} {} times: {}",
+                    "group {} applied {:?}#{} {} times: {}{}",
                     h.group_name(group),
                     ev.kind,
                     ev.subject,
                     run.len(),
-                    places.join(", ")
+                    places.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
+                    if places.len() > 4 { format!(", ... ({} more)", places.len() - 4) } else { String::new() }
                 ),
                 entries,
             )
@@ -78,8 +75,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message
-            .push_str(&format!(" [{} more effect-once violations not listed]", total - shown));
+        last.message.push_str(&format!(" [{} more effect-once violations not listed]", total - shown));
     }
     out
 }
@@ -121,11 +117,7 @@ mod tests {
         assert_eq!(v[0].entries, vec![first, second]);
         assert!(v[0].message.contains("group ranking"), "{}", v[0].message);
         assert!(v[0].message.contains("2 times"), "{}", v[0].message);
-        assert!(
-            v[0].message.contains("order-created-1@1 by ranking-1"),
-            "{}",
-            v[0].message
-        );
+        assert!(v[0].message.contains("order-created-1@1 by ranking-1"), "{}", v[0].message);
     }
 
     #[test]

@@ -26,11 +26,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         match &e.op {
             Op::Send { value, .. } => sends.entry(*value).or_default().push(i),
             Op::SendOk { value, .. } | Op::SendFailed { value, .. } => reports.entry(*value).or_default().push(i),
-            Op::Processed {
-                group,
-                record,
-                ok: true,
-            } => {
+            Op::Processed { group, record, ok: true } => {
                 processed.insert((record.value, *group, record.tp.topic));
             }
             _ => {}
@@ -47,10 +43,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             total += 1;
             if out.len() < MAX_REPORTED {
                 out.push(Violation::new(
-                    format!(
-                        "the fact of entry {i} committed but its event {} was never published",
-                        event(ev)
-                    ),
+                    format!("the fact of entry {i} committed but its event {} was never published", event(ev)),
                     vec![i],
                 ));
             }
@@ -77,10 +70,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             total += 1;
             if out.len() < MAX_REPORTED {
                 let ev_reports = reports.get(&ev).map(Vec::as_slice).unwrap_or_default();
-                let acked = ev_reports
-                    .iter()
-                    .filter(|&&r| matches!(h.entries[r].op, Op::SendOk { .. }))
-                    .count();
+                let acked = ev_reports.iter().filter(|&&r| matches!(h.entries[r].op, Op::SendOk { .. })).count();
                 let names: Vec<&str> = ts.iter().map(|&t| h.topic_name(t)).collect();
                 let mut entries = vec![i];
                 entries.extend(ev_sends);
@@ -106,10 +96,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message.push_str(&format!(
-            " [{} more eventual-processing violations not listed]",
-            total - shown
-        ));
+        last.message.push_str(&format!(" [{} more eventual-processing violations not listed]", total - shown));
     }
     out
 }

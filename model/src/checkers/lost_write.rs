@@ -41,12 +41,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
 
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
-            Op::SendOk {
-                tp,
-                value,
-                offset: Some(o),
-                ..
-            } => acked.push((*tp, *o, *value, i)),
+            Op::SendOk { tp, value, offset: Some(o), .. } => acked.push((*tp, *o, *value, i)),
             Op::Poll { group, records } => {
                 let mine = active.entry((e.process, *group)).or_default();
                 touched.clear();
@@ -163,8 +158,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message
-            .push_str(&format!(" [{} more lost-write violations not listed]", total - shown));
+        last.message.push_str(&format!(" [{} more lost-write violations not listed]", total - shown));
     }
     out
 }

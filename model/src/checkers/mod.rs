@@ -30,10 +30,7 @@ impl Violation {
     pub fn new(message: impl Into<String>, mut entries: Vec<usize>) -> Self {
         entries.sort_unstable();
         entries.dedup();
-        Self {
-            message: message.into(),
-            entries,
-        }
+        Self { message: message.into(), entries }
     }
 }
 

@@ -43,13 +43,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 p.sold = 0;
                 p.commits.clear();
             }
-            Op::OrderCommitted {
-                order,
-                product,
-                qty,
-                stock_after,
-                ..
-            } => {
+            Op::OrderCommitted { order, product, qty, stock_after, .. } => {
                 let p = products.entry(product).or_default();
                 let qty = i64::from(qty);
                 let init_entry = p.init.map(|(e, _)| e);
@@ -145,8 +139,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message
-            .push_str(&format!(" [{} more no-oversell violations not listed]", total - shown));
+        last.message.push_str(&format!(" [{} more no-oversell violations not listed]", total - shown));
     }
     out
 }
@@ -199,11 +192,7 @@ mod tests {
         assert_eq!(v.len(), 2, "{v:?}");
         assert_eq!(v[0].entries, vec![init, c1, c2]);
         assert!(v[0].message.contains("lost update on product 1"), "{}", v[0].message);
-        assert!(
-            v[0].message.contains("must write 8, but it wrote 9"),
-            "{}",
-            v[0].message
-        );
+        assert!(v[0].message.contains("must write 8, but it wrote 9"), "{}", v[0].message);
         // 10 - (1 + 1 + 2) = 6, but 7 remain: sold + remaining = 11.
         assert_eq!(v[1].entries, vec![init, last, fin]);
         assert!(v[1].message.contains("final stock is 7"), "{}", v[1].message);
@@ -229,10 +218,6 @@ mod tests {
         }
         let v = check(&b.build());
         assert_eq!(v.len(), 20);
-        assert!(
-            v[19].message.contains("5 more no-oversell violations not listed"),
-            "{}",
-            v[19].message
-        );
+        assert!(v[19].message.contains("5 more no-oversell violations not listed"), "{}", v[19].message);
     }
 }

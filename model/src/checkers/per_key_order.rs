@@ -21,12 +21,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut total = 0usize;
 
     for (i, e) in h.entries.iter().enumerate() {
-        let Op::Processed {
-            group,
-            record,
-            ok: true,
-        } = e.op
-        else {
+        let Op::Processed { group, record, ok: true } = e.op else {
             continue;
         };
         let Some(key) = record.key else { continue };
@@ -60,10 +55,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     if total > shown
         && let Some(last) = out.last_mut()
     {
-        last.message.push_str(&format!(
-            " [{} more per-key-order violations not listed]",
-            total - shown
-        ));
+        last.message.push_str(&format!(" [{} more per-key-order violations not listed]", total - shown));
     }
     out
 }

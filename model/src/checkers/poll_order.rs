@@ -56,14 +56,7 @@ fn check(h: &History, want: Kind) -> Vec<Violation> {
                 let mine = positions.entry((e.process, *group)).or_default();
                 for r in records {
                     let Some(pos) = mine.get_mut(&r.tp) else {
-                        mine.insert(
-                            r.tp,
-                            Position {
-                                last: r.offset,
-                                entry: i,
-                                may_rewind: false,
-                            },
-                        );
+                        mine.insert(r.tp, Position { last: r.offset, entry: i, may_rewind: false });
                         continue;
                     };
                     let same_poll = pos.entry == i;
@@ -101,11 +94,7 @@ fn check(h: &History, want: Kind) -> Vec<Violation> {
                             out.push(Violation::new(message, vec![pos.entry, i]));
                         }
                     }
-                    *pos = Position {
-                        last: r.offset,
-                        entry: i,
-                        may_rewind: false,
-                    };
+                    *pos = Position { last: r.offset, entry: i, may_rewind: false };
                 }
             }
             Op::Processed { group, ok: false, .. } => {
@@ -130,8 +119,7 @@ fn check(h: &History, want: Kind) -> Vec<Violation> {
             Kind::Nonmonotonic => "nonmonotonic-poll",
             Kind::Skip => "poll-skip",
         };
-        last.message
-            .push_str(&format!(" [{} more {name} violations not listed]", total - shown));
+        last.message.push_str(&format!(" [{} more {name} violations not listed]", total - shown));
     }
     out
 }
@@ -168,8 +156,7 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].entries, vec![first, again]);
         assert!(
-            v[0].message
-                .contains("ranking-0 (group ranking) polled order-created-0@1 after @1"),
+            v[0].message.contains("ranking-0 (group ranking) polled order-created-0@1 after @1"),
             "{}",
             v[0].message
         );

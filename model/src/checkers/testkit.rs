@@ -26,18 +26,12 @@ pub(crate) const C0: NodeId = NodeId(4);
 
 /// `order-created-<partition>`.
 pub(crate) fn orders(partition: u32) -> Tp {
-    Tp {
-        topic: ORDERS,
-        partition,
-    }
+    Tp { topic: ORDERS, partition }
 }
 
 /// `payments-<partition>`.
 pub(crate) fn payments(partition: u32) -> Tp {
-    Tp {
-        topic: PAYMENTS,
-        partition,
-    }
+    Tp { topic: PAYMENTS, partition }
 }
 
 /// The `order-created` event of `order`.
@@ -47,12 +41,7 @@ pub(crate) fn ev(order: u64) -> EventId {
 
 /// A polled record at `tp@offset` with key `key` carrying `order-created(order)`.
 pub(crate) fn rec(tp: Tp, offset: u64, key: u64, order: u64) -> Polled {
-    Polled {
-        tp,
-        offset,
-        key: Some(key),
-        value: ev(order),
-    }
+    Polled { tp, offset, key: Some(key), value: ev(order) }
 }
 
 pub(crate) struct HistoryBuilder {
@@ -77,29 +66,17 @@ impl HistoryBuilder {
                 .map(|s| s.to_string())
                 .collect(),
             topics: vec![
-                TopicInfo {
-                    name: "order-created".to_string(),
-                    partitions: 2,
-                },
-                TopicInfo {
-                    name: "payments".to_string(),
-                    partitions: 1,
-                },
+                TopicInfo { name: "order-created".to_string(), partitions: 2 },
+                TopicInfo { name: "payments".to_string(), partitions: 1 },
             ],
             groups: groups
                 .iter()
-                .map(|(name, topics)| GroupInfo {
-                    name: name.to_string(),
-                    topics: topics.to_vec(),
-                })
+                .map(|(name, topics)| GroupInfo { name: name.to_string(), topics: topics.to_vec() })
                 .collect(),
             quiet_from: 0,
             end: 0,
         };
-        Self {
-            h: History::new(header),
-            time: 0,
-        }
+        Self { h: History::new(header), time: 0 }
     }
 
     /// Appends `op` done by `node`; returns its index.
@@ -119,64 +96,24 @@ impl HistoryBuilder {
 
     /// Order `order` (user = order id) of `qty` x `product` committed, writing `stock_after`.
     pub(crate) fn order_committed(&mut self, order: u64, product: u32, qty: u32, stock_after: i64) -> usize {
-        self.op(
-            SERVICE,
-            Op::OrderCommitted {
-                order,
-                user: order,
-                product,
-                qty,
-                stock_after,
-            },
-        )
+        self.op(SERVICE, Op::OrderCommitted { order, user: order, product, qty, stock_after })
     }
 
     pub(crate) fn order_rejected(&mut self, order: u64, product: u32, qty: u32, stock: i64) -> usize {
-        self.op(
-            SERVICE,
-            Op::OrderRejected {
-                order,
-                product,
-                qty,
-                stock,
-            },
-        )
+        self.op(SERVICE, Op::OrderRejected { order, product, qty, stock })
     }
 
     /// `order-service-0` sends `order-created(order)` with `key` to `tp`.
     pub(crate) fn send(&mut self, tp: Tp, key: Option<u64>, order: u64) -> usize {
-        self.op(
-            SERVICE,
-            Op::Send {
-                tp,
-                key,
-                value: ev(order),
-            },
-        )
+        self.op(SERVICE, Op::Send { tp, key, value: ev(order) })
     }
 
     pub(crate) fn send_ok(&mut self, tp: Tp, key: Option<u64>, order: u64, offset: Option<u64>) -> usize {
-        self.op(
-            SERVICE,
-            Op::SendOk {
-                tp,
-                key,
-                value: ev(order),
-                offset,
-            },
-        )
+        self.op(SERVICE, Op::SendOk { tp, key, value: ev(order), offset })
     }
 
     pub(crate) fn send_failed(&mut self, tp: Tp, key: Option<u64>, order: u64) -> usize {
-        self.op(
-            SERVICE,
-            Op::SendFailed {
-                tp,
-                key,
-                value: ev(order),
-                error: crate::history::ErrorCode::MsgTimedOut,
-            },
-        )
+        self.op(SERVICE, Op::SendFailed { tp, key, value: ev(order), error: crate::history::ErrorCode::MsgTimedOut })
     }
 
     /// A send of `order-created(order)` keyed by the order id, acknowledged at `offset`:
@@ -188,13 +125,7 @@ impl HistoryBuilder {
     }
 
     pub(crate) fn poll(&mut self, node: NodeId, group: GroupId, records: &[Polled]) -> usize {
-        self.op(
-            node,
-            Op::Poll {
-                group,
-                records: records.to_vec(),
-            },
-        )
+        self.op(node, Op::Poll { group, records: records.to_vec() })
     }
 
     pub(crate) fn processed(&mut self, node: NodeId, group: GroupId, record: Polled, ok: bool) -> usize {
@@ -211,34 +142,15 @@ impl HistoryBuilder {
     }
 
     pub(crate) fn assigned(&mut self, node: NodeId, group: GroupId, partitions: &[Tp]) -> usize {
-        self.op(
-            node,
-            Op::Assigned {
-                group,
-                generation: 1,
-                partitions: partitions.to_vec(),
-            },
-        )
+        self.op(node, Op::Assigned { group, generation: 1, partitions: partitions.to_vec() })
     }
 
     pub(crate) fn revoked(&mut self, node: NodeId, group: GroupId, partitions: &[Tp]) -> usize {
-        self.op(
-            node,
-            Op::Revoked {
-                group,
-                partitions: partitions.to_vec(),
-            },
-        )
+        self.op(node, Op::Revoked { group, partitions: partitions.to_vec() })
     }
 
     pub(crate) fn left(&mut self, node: NodeId, group: GroupId) -> usize {
-        self.op(
-            node,
-            Op::LeftGroup {
-                group,
-                reason: LeaveReason::SessionTimeout,
-            },
-        )
+        self.op(node, Op::LeftGroup { group, reason: LeaveReason::SessionTimeout })
     }
 
     pub(crate) fn build(mut self) -> History {

@@ -20,12 +20,7 @@ impl ScenarioError {
             Some(span) => line_col(source, span.start),
             None => (0, 0),
         };
-        Self {
-            file: file.to_string(),
-            line,
-            column,
-            message: message.into(),
-        }
+        Self { file: file.to_string(), line, column, message: message.into() }
     }
 }
 

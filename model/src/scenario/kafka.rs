@@ -68,11 +68,7 @@ impl ProducerConfig {
             acks: r.choice(
                 "acks",
                 d.acks,
-                &[
-                    (&["all", "-1"], Acks::All),
-                    (&["1"], Acks::Leader),
-                    (&["0"], Acks::None),
-                ],
+                &[(&["all", "-1"], Acks::All), (&["1"], Acks::Leader), (&["0"], Acks::None)],
             )?,
             retries: r.int("retries", d.retries as i64, 0, i32::MAX as i64)? as u32,
             linger_ms: r.uint("linger.ms", d.linger_ms, 0, 900_000)?,
@@ -176,9 +172,7 @@ impl ConsumerConfig {
     }
 
     pub(crate) fn read(r: &mut PropReader<'_>, default_group: &str) -> Result<Self, ScenarioError> {
-        let group_id = r
-            .string("group.id")?
-            .map_or_else(|| default_group.to_string(), |(s, _)| s);
+        let group_id = r.string("group.id")?.map_or_else(|| default_group.to_string(), |(s, _)| s);
         let d = Self::with_group(&group_id);
         Ok(Self {
             group_id,
@@ -203,15 +197,9 @@ impl ConsumerConfig {
                 "partition.assignment.strategy",
                 d.partition_assignment_strategy,
                 &[
+                    (&["range", "org.apache.kafka.clients.consumer.RangeAssignor"], AssignmentStrategy::Range),
                     (
-                        &["range", "org.apache.kafka.clients.consumer.RangeAssignor"],
-                        AssignmentStrategy::Range,
-                    ),
-                    (
-                        &[
-                            "cooperative-sticky",
-                            "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
-                        ],
+                        &["cooperative-sticky", "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"],
                         AssignmentStrategy::CooperativeSticky,
                     ),
                 ],

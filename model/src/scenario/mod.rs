@@ -195,10 +195,7 @@ struct RawCluster {
 
 impl Default for RawCluster {
     fn default() -> Self {
-        Self {
-            brokers: Spanned::new(0..0, 1),
-            config: None,
-        }
+        Self { brokers: Spanned::new(0..0, 1), config: None }
     }
 }
 
@@ -220,10 +217,7 @@ fn default_jitter_us() -> u64 {
 
 impl Default for RawNetwork {
     fn default() -> Self {
-        Self {
-            latency_us: default_latency_us(),
-            jitter_us: default_jitter_us(),
-        }
+        Self { latency_us: default_latency_us(), jitter_us: default_jitter_us() }
     }
 }
 
@@ -296,21 +290,14 @@ const DEFAULT_GROUP: &str = "order-event-consumer";
 
 impl Validator<'_> {
     fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ScenarioError> {
-        let span = if span.is_empty() && span.start == 0 {
-            None
-        } else {
-            Some(span)
-        };
+        let span = if span.is_empty() && span.start == 0 { None } else { Some(span) };
         Err(ScenarioError::at(self.file, self.source, span, msg))
     }
 
     fn positive_u32(&self, v: &Spanned<u32>, what: &str, max: u32) -> Result<u32, ScenarioError> {
         let n = *v.get_ref();
         if n == 0 || n > max {
-            return self.err(
-                v.span(),
-                format!("`{what}` is {n}; expected an integer from 1 to {max}"),
-            );
+            return self.err(v.span(), format!("`{what}` is {n}; expected an integer from 1 to {max}"));
         }
         Ok(n)
     }
@@ -321,10 +308,7 @@ impl Validator<'_> {
 
     fn scenario(&self, raw: Raw) -> Result<Scenario, ScenarioError> {
         if raw.name.trim().is_empty() {
-            return self.err(
-                0..0,
-                "`name` is empty; expected a scenario name such as \"order-basic\"",
-            );
+            return self.err(0..0, "`name` is empty; expected a scenario name such as \"order-basic\"");
         }
         let run = self.run(raw.run)?;
         let brokers = self.positive_u32(&raw.cluster.brokers, "cluster.brokers", 1_000)?;
@@ -338,10 +322,7 @@ impl Validator<'_> {
             let section = format!("topics.{name}");
             let mut r = PropReader::new(self.file, self.source, &section, props.into_inner());
             if !r.has("partitions") {
-                return self.err(
-                    span,
-                    format!("topic `{name}` has no `partitions`; expected e.g. `partitions = 3`"),
-                );
+                return self.err(span, format!("topic `{name}` has no `partitions`; expected e.g. `partitions = 3`"));
             }
             let partitions = r.int("partitions", 1, 1, 100_000)? as u32;
             let replication_factor = r.int("replication.factor", 1, 1, 1_000)? as u32;
@@ -361,17 +342,11 @@ impl Validator<'_> {
                     ),
                 );
             }
-            topics.push(TopicSpec {
-                name,
-                partitions,
-                replication_factor,
-            });
+            topics.push(TopicSpec { name, partitions, replication_factor });
         }
 
         let workload = self.workload(raw.workload)?;
-        let database = DatabaseSpec {
-            latency_us: raw.database.latency_us,
-        };
+        let database = DatabaseSpec { latency_us: raw.database.latency_us };
 
         let os = raw.order_service;
         let instances = self.positive_u32(&os.instances, "order_service.instances", 1_000)?;
@@ -382,11 +357,7 @@ impl Validator<'_> {
         if let Some(conflict) = producer.idempotence_conflict() {
             return self.err(0..0, format!("[order_service.producer]: {conflict}"));
         }
-        let order_service = OrderServiceSpec {
-            instances,
-            topic,
-            producer,
-        };
+        let order_service = OrderServiceSpec { instances, topic, producer };
 
         let oc = raw.order_event_consumer;
         let instances = self.positive_u32(&oc.instances, "order_event_consumer.instances", 1_000)?;
@@ -439,10 +410,7 @@ impl Validator<'_> {
             run,
             brokers,
             broker,
-            network: NetworkSpec {
-                latency_us: raw.network.latency_us,
-                jitter_us: raw.network.jitter_us,
-            },
+            network: NetworkSpec { latency_us: raw.network.latency_us, jitter_us: raw.network.jitter_us },
             topics,
             workload,
             database,
@@ -454,10 +422,7 @@ impl Validator<'_> {
     fn run(&self, raw: RawRun) -> Result<RunSpec, ScenarioError> {
         let duration_ms = *raw.duration_ms.get_ref();
         if duration_ms == 0 {
-            return self.err(
-                raw.duration_ms.span(),
-                "`duration_ms` is 0; expected a positive number of milliseconds",
-            );
+            return self.err(raw.duration_ms.span(), "`duration_ms` is 0; expected a positive number of milliseconds");
         }
         let mut invariants = Vec::new();
         for name in raw.invariants {
@@ -468,21 +433,12 @@ impl Validator<'_> {
                     let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
                     return self.err(
                         name.span(),
-                        format!(
-                            "unknown invariant \"{}\"; expected one of: {}",
-                            name.get_ref(),
-                            known.join(", ")
-                        ),
+                        format!("unknown invariant \"{}\"; expected one of: {}", name.get_ref(), known.join(", ")),
                     );
                 }
             }
         }
-        Ok(RunSpec {
-            duration_ms,
-            quiet_period_ms: raw.quiet_period_ms,
-            seed: raw.seed,
-            invariants,
-        })
+        Ok(RunSpec { duration_ms, quiet_period_ms: raw.quiet_period_ms, seed: raw.seed, invariants })
     }
 
     fn workload(&self, w: RawWorkload) -> Result<WorkloadSpec, ScenarioError> {
@@ -498,10 +454,7 @@ impl Validator<'_> {
         let quantity_max = self.positive_u32(&w.quantity_max, "workload.quantity_max", 1_000_000)?;
         let stock = *w.stock_per_product.get_ref();
         if stock < 0 {
-            return self.err(
-                w.stock_per_product.span(),
-                format!("`stock_per_product` is {stock}; expected 0 or more"),
-            );
+            return self.err(w.stock_per_product.span(), format!("`stock_per_product` is {stock}; expected 0 or more"));
         }
         let product_distribution = match w.product_distribution {
             None => ProductDistribution::Uniform,
@@ -511,10 +464,8 @@ impl Validator<'_> {
                     let s = w.zipf_exponent.as_ref().map_or(1.0, |s| *s.get_ref());
                     if !(s > 0.0 && s <= 10.0) {
                         let span = w.zipf_exponent.map_or(d.span(), |s| s.span());
-                        return self.err(
-                            span,
-                            format!("`zipf_exponent` is {s}; expected a number above 0 and at most 10"),
-                        );
+                        return self
+                            .err(span, format!("`zipf_exponent` is {s}; expected a number above 0 and at most 10"));
                     }
                     ProductDistribution::Zipf(s)
                 }

@@ -52,9 +52,7 @@ impl<'de> Deserialize<'de> for Node {
                 Ok(Node::Leaf(PropValue::Int(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-                i64::try_from(v)
-                    .map(|v| Node::Leaf(PropValue::Int(v)))
-                    .map_err(|_| E::custom("integer too large"))
+                i64::try_from(v).map(|v| Node::Leaf(PropValue::Int(v))).map_err(|_| E::custom("integer too large"))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
                 Ok(Node::Leaf(PropValue::Float(v)))
@@ -88,18 +86,13 @@ impl<'de> Deserialize<'de> for Props {
         let root: Spanned<Node> = Deserialize::deserialize(d)?;
         let span = root.span();
         let Node::Table(table) = root.into_inner() else {
-            return Err(de::Error::custom(
-                "expected a table of Kafka properties, e.g. `acks = \"all\"`",
-            ));
+            return Err(de::Error::custom("expected a table of Kafka properties, e.g. `acks = \"all\"`"));
         };
         let mut entries = BTreeMap::new();
         for (k, v) in table {
             flatten(k, v, &mut entries);
         }
-        Ok(Props {
-            span: Some(span),
-            entries,
-        })
+        Ok(Props { span: Some(span), entries })
     }
 }
 
@@ -129,13 +122,7 @@ pub struct PropReader<'a> {
 
 impl<'a> PropReader<'a> {
     pub fn new(file: &'a str, source: &'a str, section: &'a str, props: Props) -> Self {
-        Self {
-            file,
-            source,
-            section,
-            props,
-            known: Vec::new(),
-        }
+        Self { file, source, section, props, known: Vec::new() }
     }
 
     fn err(&self, span: &Range<usize>, msg: String) -> ScenarioError {
@@ -155,10 +142,7 @@ impl<'a> PropReader<'a> {
                 if v < min || v > max {
                     Err(self.err(
                         &span,
-                        format!(
-                            "`{key}` in [{}] is {v}; expected an integer from {min} to {max}",
-                            self.section
-                        ),
+                        format!("`{key}` in [{}] is {v}; expected an integer from {min} to {max}", self.section),
                     ))
                 } else {
                     Ok(v)
@@ -166,19 +150,14 @@ impl<'a> PropReader<'a> {
             }
             Some((other, span)) => Err(self.err(
                 &span,
-                format!(
-                    "`{key}` in [{}] is {}; expected an integer from {min} to {max}",
-                    self.section,
-                    other.kind()
-                ),
+                format!("`{key}` in [{}] is {}; expected an integer from {min} to {max}", self.section, other.kind()),
             )),
         }
     }
 
     /// A non-negative integer as `u64`.
     pub fn uint(&mut self, key: &'static str, default: u64, min: u64, max: u64) -> Result<u64, ScenarioError> {
-        self.int(key, default as i64, min as i64, max.min(i64::MAX as u64) as i64)
-            .map(|v| v as u64)
+        self.int(key, default as i64, min as i64, max.min(i64::MAX as u64) as i64).map(|v| v as u64)
     }
 
     pub fn float(&mut self, key: &'static str, default: f64, min: f64, max: f64) -> Result<f64, ScenarioError> {
@@ -189,22 +168,14 @@ impl<'a> PropReader<'a> {
             Some((other, span)) => {
                 return Err(self.err(
                     &span,
-                    format!(
-                        "`{key}` in [{}] is {}; expected a number from {min} to {max}",
-                        self.section,
-                        other.kind()
-                    ),
+                    format!("`{key}` in [{}] is {}; expected a number from {min} to {max}", self.section, other.kind()),
                 ));
             }
         };
         if !(min..=max).contains(&v) {
-            return Err(self.err(
-                &span,
-                format!(
-                    "`{key}` in [{}] is {v}; expected a number from {min} to {max}",
-                    self.section
-                ),
-            ));
+            return Err(
+                self.err(&span, format!("`{key}` in [{}] is {v}; expected a number from {min} to {max}", self.section))
+            );
         }
         Ok(v)
     }
@@ -216,14 +187,8 @@ impl<'a> PropReader<'a> {
             // Kafka property files write booleans as strings; accept those too.
             Some((PropValue::Str(s), _)) if s == "true" => Ok(true),
             Some((PropValue::Str(s), _)) if s == "false" => Ok(false),
-            Some((other, span)) => Err(self.err(
-                &span,
-                format!(
-                    "`{key}` in [{}] is {}; expected `true` or `false`",
-                    self.section,
-                    other.kind()
-                ),
-            )),
+            Some((other, span)) => Err(self
+                .err(&span, format!("`{key}` in [{}] is {}; expected `true` or `false`", self.section, other.kind()))),
         }
     }
 
@@ -236,10 +201,9 @@ impl<'a> PropReader<'a> {
         match self.take(key) {
             None => Ok(None),
             Some((PropValue::Str(s), span)) => Ok(Some((s, span))),
-            Some((other, span)) => Err(self.err(
-                &span,
-                format!("`{key}` in [{}] is {}; expected a string", self.section, other.kind()),
-            )),
+            Some((other, span)) => {
+                Err(self.err(&span, format!("`{key}` in [{}] is {}; expected a string", self.section, other.kind())))
+            }
         }
     }
 
@@ -266,14 +230,8 @@ impl<'a> PropReader<'a> {
             }
         }
         let expected: Vec<String> = choices.iter().map(|(names, _)| format!("`{}`", names[0])).collect();
-        Err(self.err(
-            &span,
-            format!(
-                "`{key}` in [{}] is `{text}`; expected one of {}",
-                self.section,
-                expected.join(", ")
-            ),
-        ))
+        Err(self
+            .err(&span, format!("`{key}` in [{}] is `{text}`; expected one of {}", self.section, expected.join(", "))))
     }
 
     /// Errors on the first key nobody asked for, naming the keys that are known.

@@ -21,14 +21,7 @@ fn line_of(src: &str, needle: &str) -> usize {
 fn order_basic_parses_with_kafka_names() {
     let s = parse(BASIC).expect("order-basic parses");
     assert_eq!(s.name, "order-basic");
-    assert_eq!(
-        s.topics,
-        vec![TopicSpec {
-            name: "order-created".into(),
-            partitions: 3,
-            replication_factor: 1
-        }]
-    );
+    assert_eq!(s.topics, vec![TopicSpec { name: "order-created".into(), partitions: 3, replication_factor: 1 }]);
     let p = &s.order_service.producer;
     assert_eq!(p.acks, Acks::All);
     assert_eq!(p.retries, 3);
@@ -38,10 +31,7 @@ fn order_basic_parses_with_kafka_names() {
     assert_eq!(c.group_id, "hhplus-ecommerce-group");
     assert!(!c.enable_auto_commit);
     assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
-    assert_eq!(
-        s.order_event_consumer.commit_strategy,
-        CommitStrategy::CommitAfterProcess
-    );
+    assert_eq!(s.order_event_consumer.commit_strategy, CommitStrategy::CommitAfterProcess);
     assert_eq!(s.run.invariants.len(), 8);
     assert_eq!(s.broker.group_initial_rebalance_delay_ms, 3000);
 }
@@ -49,11 +39,9 @@ fn order_basic_parses_with_kafka_names() {
 #[test]
 fn quoted_and_dotted_kafka_keys_are_the_same() {
     let dotted = parse(BASIC).unwrap();
-    let quoted = parse(&edit(
-        "max.in.flight.requests.per.connection = 1",
-        "\"max.in.flight.requests.per.connection\" = 1",
-    ))
-    .unwrap();
+    let quoted =
+        parse(&edit("max.in.flight.requests.per.connection = 1", "\"max.in.flight.requests.per.connection\" = 1"))
+            .unwrap();
     assert_eq!(dotted, quoted);
 }
 
@@ -107,11 +95,8 @@ fn wrong_types_say_what_was_expected() {
 fn acks_accepts_integers_as_kafka_does() {
     let s = parse(&edit("acks = \"all\"", "acks = -1")).unwrap();
     assert_eq!(s.order_service.producer.acks, Acks::All);
-    let s = parse(&edit(
-        "acks = \"all\"\nretries = 3",
-        "acks = 1\nretries = 3\nenable.idempotence = false\n#",
-    ))
-    .unwrap();
+    let s =
+        parse(&edit("acks = \"all\"\nretries = 3", "acks = 1\nretries = 3\nenable.idempotence = false\n#")).unwrap();
     assert_eq!(s.order_service.producer.acks, Acks::Leader);
 }
 
@@ -134,11 +119,8 @@ fn commit_strategy_must_agree_with_enable_auto_commit() {
     let e = parse(&edit("enable.auto.commit = false", "enable.auto.commit = true")).unwrap_err();
     assert!(e.message.contains("needs `enable.auto.commit = false`"), "{e}");
     let s = parse(
-        &edit(
-            "commit_strategy = \"commit-after-process\"",
-            "commit_strategy = \"auto-commit\"",
-        )
-        .replace("enable.auto.commit = false", "enable.auto.commit = true"),
+        &edit("commit_strategy = \"commit-after-process\"", "commit_strategy = \"auto-commit\"")
+            .replace("enable.auto.commit = false", "enable.auto.commit = true"),
     )
     .unwrap();
     assert_eq!(s.order_event_consumer.commit_strategy, CommitStrategy::AutoCommit);

@@ -49,11 +49,8 @@ fn subscribed_topics(members: &[Subscription]) -> BTreeSet<TopicId> {
 pub fn range(members: &[Subscription], partitions: impl Fn(TopicId) -> u32) -> BTreeMap<String, Vec<Tp>> {
     let mut out = empty_result(members);
     for topic in subscribed_topics(members) {
-        let mut subscribers: Vec<&str> = members
-            .iter()
-            .filter(|m| m.topics.contains(&topic))
-            .map(|m| m.member_id.as_str())
-            .collect();
+        let mut subscribers: Vec<&str> =
+            members.iter().filter(|m| m.topics.contains(&topic)).map(|m| m.member_id.as_str()).collect();
         subscribers.sort_unstable();
         subscribers.dedup();
         let n = partitions(topic);
@@ -106,19 +103,11 @@ pub fn cooperative_sticky(members: &[Subscription], partitions: impl Fn(TopicId)
     order.sort_by(|&a, &b| members[a].member_id.cmp(&members[b].member_id));
     let subscribes = |i: usize, topic: TopicId| members[i].topics.contains(&topic);
 
-    let sizes: BTreeMap<TopicId, u32> = subscribed_topics(members)
-        .into_iter()
-        .map(|t| (t, partitions(t)))
-        .collect();
+    let sizes: BTreeMap<TopicId, u32> = subscribed_topics(members).into_iter().map(|t| (t, partitions(t))).collect();
     let exists = |tp: &Tp| sizes.get(&tp.topic).is_some_and(|&n| tp.partition < n);
-    let all: Vec<Tp> = sizes
-        .iter()
-        .flat_map(|(&topic, &n)| (0..n).map(move |partition| Tp { topic, partition }))
-        .collect();
-    let active = order
-        .iter()
-        .filter(|&&i| members[i].topics.iter().any(|t| sizes[t] > 0))
-        .count();
+    let all: Vec<Tp> =
+        sizes.iter().flat_map(|(&topic, &n)| (0..n).map(move |partition| Tp { topic, partition })).collect();
+    let active = order.iter().filter(|&&i| members[i].topics.iter().any(|t| sizes[t] > 0)).count();
     if all.is_empty() || active == 0 {
         return out;
     }
@@ -174,19 +163,13 @@ pub fn cooperative_sticky(members: &[Subscription], partitions: impl Fn(TopicId)
     }
 
     // Fill phase: the rest, narrowest topics first, each to the emptiest subscriber.
-    let subscribers_of: BTreeMap<TopicId, usize> = sizes
-        .keys()
-        .map(|&t| (t, order.iter().filter(|&&i| subscribes(i, t)).count()))
-        .collect();
+    let subscribers_of: BTreeMap<TopicId, usize> =
+        sizes.keys().map(|&t| (t, order.iter().filter(|&&i| subscribes(i, t)).count())).collect();
     let mut pool: Vec<Tp> = all.iter().copied().filter(|tp| !target.contains_key(tp)).collect();
     pool.sort_by_key(|tp| (subscribers_of[&tp.topic], *tp));
     for tp in pool {
         // `min_by_key` returns the first of equal minima, and `order` is by member_id.
-        let best = order
-            .iter()
-            .copied()
-            .filter(|&i| subscribes(i, tp.topic))
-            .min_by_key(|&i| count[i]);
+        let best = order.iter().copied().filter(|&i| subscribes(i, tp.topic)).min_by_key(|&i| count[i]);
         if let Some(i) = best {
             target.insert(tp, i);
             count[i] += 1;
@@ -195,13 +178,9 @@ pub fn cooperative_sticky(members: &[Subscription], partitions: impl Fn(TopicId)
 
     // Cooperative step: hold back partitions that another member still owns.
     for (tp, i) in target {
-        let still_owned_elsewhere = owners
-            .get(&tp)
-            .is_some_and(|(_, who)| who.iter().any(|&owner| owner != i));
+        let still_owned_elsewhere = owners.get(&tp).is_some_and(|(_, who)| who.iter().any(|&owner| owner != i));
         if !still_owned_elsewhere {
-            out.get_mut(&members[i].member_id)
-                .expect("every member has a list")
-                .push(tp);
+            out.get_mut(&members[i].member_id).expect("every member has a list").push(tp);
         }
     }
     out // lists are sorted: `target` iterates in partition order
@@ -223,12 +202,7 @@ mod tests {
     }
 
     fn sub(id: &str, topics: &[TopicId], owned: Vec<Tp>, generation: i32) -> Subscription {
-        Subscription {
-            member_id: id.to_string(),
-            topics: topics.to_vec(),
-            owned,
-            generation,
-        }
+        Subscription { member_id: id.to_string(), topics: topics.to_vec(), owned, generation }
     }
 
     fn six(_: TopicId) -> u32 {
@@ -237,14 +211,7 @@ mod tests {
 
     /// The next round's subscriptions: each member now owns what `result` gave it.
     fn feed_back(members: &[Subscription], result: &BTreeMap<String, Vec<Tp>>, generation: i32) -> Vec<Subscription> {
-        members
-            .iter()
-            .map(|m| Subscription {
-                owned: result[&m.member_id].clone(),
-                generation,
-                ..m.clone()
-            })
-            .collect()
+        members.iter().map(|m| Subscription { owned: result[&m.member_id].clone(), generation, ..m.clone() }).collect()
     }
 
     #[test]
@@ -302,10 +269,7 @@ mod tests {
     #[test]
     fn sticky_leave_redistributes_in_one_round() {
         // c (which owned 4 and 5) has left the group.
-        let members = [
-            sub("a", &[T0], tps(T0, &[0, 2]), 2),
-            sub("b", &[T0], tps(T0, &[1, 3]), 2),
-        ];
+        let members = [sub("a", &[T0], tps(T0, &[0, 2]), 2), sub("b", &[T0], tps(T0, &[1, 3]), 2)];
         let out = cooperative_sticky(&members, six);
         assert_eq!(out["a"], tps(T0, &[0, 2, 4]));
         assert_eq!(out["b"], tps(T0, &[1, 3, 5]));
@@ -348,11 +312,7 @@ mod tests {
     fn topics_without_subscribers_are_not_assigned() {
         // T1 has partitions but nobody subscribes to it; a stale claim on it is dropped.
         let parts = |t: TopicId| if t == T0 { 2 } else { 4 };
-        let members = [
-            sub("a", &[T0], vec![tp(T1, 0)], 1),
-            sub("b", &[T0], vec![], -1),
-            sub("idle", &[], vec![], -1),
-        ];
+        let members = [sub("a", &[T0], vec![tp(T1, 0)], 1), sub("b", &[T0], vec![], -1), sub("idle", &[], vec![], -1)];
         let out = cooperative_sticky(&members, parts);
         assert_eq!(out["a"], tps(T0, &[0]));
         assert_eq!(out["b"], tps(T0, &[1]));
@@ -404,9 +364,7 @@ mod tests {
                     for p in &out[&m.member_id] {
                         assert!(seen.insert(*p), "step {step}: {p:?} assigned twice");
                         let gained = !m.owned.contains(p);
-                        let held_elsewhere = members
-                            .iter()
-                            .any(|o| o.member_id != m.member_id && o.owned.contains(p));
+                        let held_elsewhere = members.iter().any(|o| o.member_id != m.member_id && o.owned.contains(p));
                         assert!(!(gained && held_elsewhere), "step {step}: {p:?} still owned");
                     }
                 }

@@ -25,12 +25,7 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(tp: Tp, leader: u16) -> Self {
-        Self {
-            tp,
-            leader,
-            log: Vec::new(),
-            high_watermark: 0,
-        }
+        Self { tp, leader, log: Vec::new(), high_watermark: 0 }
     }
 
     pub fn log_end(&self) -> u64 {
@@ -78,11 +73,7 @@ impl World {
             self.send_msg(
                 broker_node,
                 producer_node,
-                Msg::ProduceResponse(ProduceResponse {
-                    producer: req.producer,
-                    request: req.request,
-                    results,
-                }),
+                Msg::ProduceResponse(ProduceResponse { producer: req.producer, request: req.request, results }),
             );
         } else {
             results.clear();
@@ -133,9 +124,7 @@ impl World {
     }
 
     fn fetch_has_data(&self, req: &FetchRequest) -> bool {
-        req.partitions
-            .iter()
-            .any(|&(g, offset)| offset < self.partitions[g].high_watermark)
+        req.partitions.iter().any(|&(g, offset)| offset < self.partitions[g].high_watermark)
     }
 
     fn wake_parked(&mut self, broker: u16, touched: &[usize]) {
@@ -175,13 +164,7 @@ impl World {
         self.pools.fetch_partitions.push(std::mem::take(&mut req.partitions));
         let broker_node = self.broker_nodes[req.broker as usize];
         let consumer_node = self.consumers[req.consumer as usize].node;
-        let resp = FetchResponse {
-            consumer: req.consumer,
-            broker: req.broker,
-            fetch: req.fetch,
-            ranges,
-            records,
-        };
+        let resp = FetchResponse { consumer: req.consumer, broker: req.broker, fetch: req.fetch, ranges, records };
         self.send_msg(broker_node, consumer_node, Msg::FetchResponse(resp));
     }
 }

@@ -167,17 +167,24 @@ impl World {
         cons.app_epoch += 1;
         cons.app = App::InPoll;
         cons.last_poll = now;
+        self.arm_poll_check(c);
+        let cons = &mut self.consumers[c as usize];
+        if !cons.poll_timeout_armed {
+            cons.poll_timeout_armed = true;
+            self.q.schedule_at(now + POLL_TIMEOUT_US, Ev::PollTimeout { consumer: c });
+        }
+        self.poll_step(c);
+    }
+
+    /// Make sure a `PollIntervalCheck` is pending for consumer `c`.
+    fn arm_poll_check(&mut self, c: u16) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
         if !cons.poll_check_armed {
             cons.poll_check_armed = true;
             let at = now + cons.spec.consumer.max_poll_interval_ms * 1_000;
             self.q.schedule_at(at, Ev::PollIntervalCheck { consumer: c });
         }
-        if !cons.poll_timeout_armed {
-            cons.poll_timeout_armed = true;
-            self.q
-                .schedule_at(now + POLL_TIMEOUT_US, Ev::PollTimeout { consumer: c });
-        }
-        self.poll_step(c);
     }
 
     pub(crate) fn poll_timeout(&mut self, c: u16) {
@@ -229,12 +236,7 @@ impl World {
             let Some((tp, offset, message)) = cons.buffer.pop_front() else {
                 break;
             };
-            let polled = Polled {
-                tp,
-                offset,
-                key: message.key,
-                value: message.value.id(),
-            };
+            let polled = Polled { tp, offset, key: message.key, value: message.value.id() };
             records.push(polled);
             cons.batch.push((polled, message));
         }
@@ -246,6 +248,11 @@ impl World {
             }
         }
         cons.app = App::Processing { next: 0 };
+        // The Java client resets its poll timer on every pass of poll()'s loop, so the
+        // max.poll.interval.ms budget for this batch starts now, as poll() returns.
+        cons.last_poll = now;
+        self.arm_poll_check(c);
+        let cons = &mut self.consumers[c as usize];
         cons.app_epoch += 1;
         let (node, group) = (cons.node, cons.group);
         self.stats.records_polled += records.len() as u64;
@@ -316,8 +323,7 @@ impl World {
             if cons.fetch_positions.get(&tp) != Some(&first) || !cons.assigned.contains(&tp) {
                 continue;
             }
-            cons.buffer
-                .extend(records.iter().enumerate().map(|(i, m)| (tp, first + i as u64, *m)));
+            cons.buffer.extend(records.iter().enumerate().map(|(i, m)| (tp, first + i as u64, *m)));
             cons.fetch_positions.insert(tp, first + n as u64);
         }
         resp.ranges.clear();
@@ -334,9 +340,7 @@ impl World {
 
     fn start_processing(&mut self, c: u16) {
         let cons = &self.consumers[c as usize];
-        let d = self
-            .client_rng
-            .jitter(cons.spec.processing_time_us, cons.spec.processing_jitter_us);
+        let d = self.client_rng.jitter(cons.spec.processing_time_us, cons.spec.processing_jitter_us);
         let epoch = cons.app_epoch;
         let now = self.now();
         self.q.schedule_at(now + d, Ev::ProcessDone { consumer: c, epoch });
@@ -425,11 +429,7 @@ impl World {
             // Not a member of an active generation: the client fails the commit itself
             // (CommitFailedException / RebalanceInProgressException), nothing is sent.
             (member, _) => {
-                let error = if member.is_none() {
-                    ErrorCode::UnknownMemberId
-                } else {
-                    ErrorCode::RebalanceInProgress
-                };
+                let error = if member.is_none() { ErrorCode::UnknownMemberId } else { ErrorCode::RebalanceInProgress };
                 let generation = cons.generation;
                 self.commit_done(c, id, generation, offsets, Some(error));
             }
@@ -454,15 +454,7 @@ impl World {
                 }
             }
         }
-        self.record(
-            node,
-            Op::Commit {
-                group,
-                generation,
-                offsets,
-                error,
-            },
-        );
+        self.record(node, Op::Commit { group, generation, offsets, error });
         match kind {
             CommitKind::AfterBatch => self.app_poll(c),
             CommitKind::Auto => {}
@@ -529,16 +521,10 @@ impl World {
     pub(crate) fn consumer_coordinator_response(&mut self, resp: CoordinatorResponse) {
         match resp {
             CoordinatorResponse::JoinGroup { consumer, result } => self.on_join(consumer, result),
-            CoordinatorResponse::SyncGroup {
-                consumer,
-                generation,
-                result,
-            } => self.on_sync(consumer, generation, result),
-            CoordinatorResponse::Heartbeat {
-                consumer,
-                generation,
-                error,
-            } => {
+            CoordinatorResponse::SyncGroup { consumer, generation, result } => {
+                self.on_sync(consumer, generation, result)
+            }
+            CoordinatorResponse::Heartbeat { consumer, generation, error } => {
                 let cons = &mut self.consumers[consumer as usize];
                 if generation != cons.generation || cons.membership == Membership::Unjoined {
                     return;
@@ -555,18 +541,12 @@ impl World {
                     }
                 }
             }
-            CoordinatorResponse::OffsetCommit {
-                consumer,
-                commit,
-                generation,
-                offsets,
-                error,
-            } => self.commit_done(consumer, commit, generation, offsets, error),
-            CoordinatorResponse::OffsetFetch {
-                consumer,
-                generation,
-                offsets,
-            } => self.on_offsets(consumer, generation, offsets),
+            CoordinatorResponse::OffsetCommit { consumer, commit, generation, offsets, error } => {
+                self.commit_done(consumer, commit, generation, offsets, error)
+            }
+            CoordinatorResponse::OffsetFetch { consumer, generation, offsets } => {
+                self.on_offsets(consumer, generation, offsets)
+            }
         }
     }
 
@@ -632,12 +612,7 @@ impl World {
         };
         let (node, group) = (cons.node, cons.group);
         // Cooperative: give up what moved, and rejoin so that it can be handed out.
-        let revoked: Vec<Tp> = cons
-            .assigned
-            .iter()
-            .filter(|tp| !assignment.contains(tp))
-            .copied()
-            .collect();
+        let revoked: Vec<Tp> = cons.assigned.iter().filter(|tp| !assignment.contains(tp)).copied().collect();
         if !revoked.is_empty() {
             for tp in &revoked {
                 cons.positions.remove(tp);
@@ -649,45 +624,22 @@ impl World {
         let mut assignment = assignment;
         assignment.sort_unstable();
         cons.assigned = assignment.clone();
-        let missing: Vec<Tp> = assignment
-            .iter()
-            .filter(|tp| !cons.positions.contains_key(tp))
-            .copied()
-            .collect();
+        let missing: Vec<Tp> = assignment.iter().filter(|tp| !cons.positions.contains_key(tp)).copied().collect();
         cons.heartbeat_epoch += 1;
         let epoch = cons.heartbeat_epoch;
         let interval = cons.spec.consumer.heartbeat_interval_ms * 1_000;
         if !revoked.is_empty() {
-            self.record(
-                node,
-                Op::Revoked {
-                    group,
-                    partitions: revoked,
-                },
-            );
+            self.record(node, Op::Revoked { group, partitions: revoked });
         }
-        self.record(
-            node,
-            Op::Assigned {
-                group,
-                generation,
-                partitions: assignment,
-            },
-        );
-        self.q
-            .schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
+        self.record(node, Op::Assigned { group, generation, partitions: assignment });
+        self.q.schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
         let cons = &mut self.consumers[c as usize];
         if missing.is_empty() {
             cons.membership = Membership::Stable;
             self.poll_step(c);
         } else {
             cons.membership = Membership::AwaitingOffsets;
-            let req = CoordinatorRequest::OffsetFetch {
-                group: group.0,
-                consumer: c,
-                partitions: missing,
-                generation,
-            };
+            let req = CoordinatorRequest::OffsetFetch { group: group.0, consumer: c, partitions: missing, generation };
             self.to_coordinator(c, req);
         }
     }
@@ -729,15 +681,10 @@ impl World {
             return;
         };
         let interval = cons.spec.consumer.heartbeat_interval_ms * 1_000;
-        let req = CoordinatorRequest::Heartbeat {
-            group: cons.group.0,
-            consumer: c,
-            member_id,
-            generation: cons.generation,
-        };
+        let req =
+            CoordinatorRequest::Heartbeat { group: cons.group.0, consumer: c, member_id, generation: cons.generation };
         self.to_coordinator(c, req);
-        self.q
-            .schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
+        self.q.schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
     }
 
     /// The heartbeat thread's check of `max.poll.interval.ms`: no `poll()` for that long means
@@ -746,9 +693,10 @@ impl World {
         let now = self.now();
         let cons = &mut self.consumers[c as usize];
         let interval = cons.spec.consumer.max_poll_interval_ms * 1_000;
-        if now < cons.last_poll + interval {
-            let at = cons.last_poll + interval;
-            self.q.schedule_at(at, Ev::PollIntervalCheck { consumer: c });
+        // Inside poll() the timer keeps being reset; outside, it runs from the last return.
+        if matches!(cons.app, App::InPoll) || now < cons.last_poll + interval {
+            let from = if matches!(cons.app, App::InPoll) { now } else { cons.last_poll };
+            self.q.schedule_at(from + interval, Ev::PollIntervalCheck { consumer: c });
             return;
         }
         cons.poll_check_armed = false;
@@ -759,19 +707,7 @@ impl World {
         let group = cons.group;
         let node = cons.node;
         cons.reset_generation(true);
-        self.record(
-            node,
-            Op::LeftGroup {
-                group,
-                reason: LeaveReason::PollTimeout,
-            },
-        );
-        self.to_coordinator(
-            c,
-            CoordinatorRequest::LeaveGroup {
-                group: group.0,
-                member_id,
-            },
-        );
+        self.record(node, Op::LeftGroup { group, reason: LeaveReason::PollTimeout });
+        self.to_coordinator(c, CoordinatorRequest::LeaveGroup { group: group.0, member_id });
     }
 }

@@ -100,26 +100,13 @@ impl World {
 
     pub(crate) fn coordinator_request(&mut self, req: CoordinatorRequest) {
         match req {
-            CoordinatorRequest::JoinGroup {
-                group,
-                consumer,
-                member_id,
-                owned,
-                generation,
-            } => self.join_group(group, consumer, member_id, owned, generation),
-            CoordinatorRequest::SyncGroup {
-                group,
-                consumer,
-                member_id,
-                generation,
-                assignments,
-            } => self.sync_group(group, consumer, member_id, generation, assignments),
-            CoordinatorRequest::Heartbeat {
-                group,
-                consumer,
-                member_id,
-                generation,
-            } => {
+            CoordinatorRequest::JoinGroup { group, consumer, member_id, owned, generation } => {
+                self.join_group(group, consumer, member_id, owned, generation)
+            }
+            CoordinatorRequest::SyncGroup { group, consumer, member_id, generation, assignments } => {
+                self.sync_group(group, consumer, member_id, generation, assignments)
+            }
+            CoordinatorRequest::Heartbeat { group, consumer, member_id, generation } => {
                 let g = &mut self.groups[group as usize];
                 let now = self.q.now();
                 let error = match g.members.get_mut(&member_id) {
@@ -135,29 +122,14 @@ impl World {
                         }
                     }
                 };
-                self.reply(
-                    group,
-                    consumer,
-                    CoordinatorResponse::Heartbeat {
-                        consumer,
-                        generation,
-                        error,
-                    },
-                );
+                self.reply(group, consumer, CoordinatorResponse::Heartbeat { consumer, generation, error });
             }
             CoordinatorRequest::LeaveGroup { group, member_id } => {
                 if self.groups[group as usize].members.remove(&member_id).is_some() {
                     self.member_gone(group);
                 }
             }
-            CoordinatorRequest::OffsetCommit {
-                group,
-                consumer,
-                member_id,
-                generation,
-                offsets,
-                commit,
-            } => {
+            CoordinatorRequest::OffsetCommit { group, consumer, member_id, generation, offsets, commit } => {
                 let g = &mut self.groups[group as usize];
                 let error = match g.members.get_mut(&member_id) {
                     None => Some(ErrorCode::UnknownMemberId),
@@ -174,35 +146,13 @@ impl World {
                 self.reply(
                     group,
                     consumer,
-                    CoordinatorResponse::OffsetCommit {
-                        consumer,
-                        commit,
-                        generation,
-                        offsets,
-                        error,
-                    },
+                    CoordinatorResponse::OffsetCommit { consumer, commit, generation, offsets, error },
                 );
             }
-            CoordinatorRequest::OffsetFetch {
-                group,
-                consumer,
-                partitions,
-                generation,
-            } => {
+            CoordinatorRequest::OffsetFetch { group, consumer, partitions, generation } => {
                 let g = &self.groups[group as usize];
-                let offsets = partitions
-                    .into_iter()
-                    .map(|tp| (tp, g.committed.get(&tp).copied()))
-                    .collect();
-                self.reply(
-                    group,
-                    consumer,
-                    CoordinatorResponse::OffsetFetch {
-                        consumer,
-                        generation,
-                        offsets,
-                    },
-                );
+                let offsets = partitions.into_iter().map(|tp| (tp, g.committed.get(&tp).copied())).collect();
+                self.reply(group, consumer, CoordinatorResponse::OffsetFetch { consumer, generation, offsets });
             }
         }
     }
@@ -212,10 +162,7 @@ impl World {
         let cfg = &self.consumers[consumer as usize].spec.consumer;
         let (session_timeout, rebalance_timeout) = (cfg.session_timeout_ms * 1_000, cfg.max_poll_interval_ms * 1_000);
         let initial_delay = self.scenario.broker.group_initial_rebalance_delay_ms * 1_000;
-        let node_name = self
-            .history
-            .node_name(self.consumers[consumer as usize].node)
-            .to_string();
+        let node_name = self.history.node_name(self.consumers[consumer as usize].node).to_string();
         let g = &mut self.groups[group as usize];
         let member_id = match member_id {
             Some(id) if g.members.contains_key(&id) => id,
@@ -223,10 +170,7 @@ impl World {
                 self.reply(
                     group,
                     consumer,
-                    CoordinatorResponse::JoinGroup {
-                        consumer,
-                        result: Err(ErrorCode::UnknownMemberId),
-                    },
+                    CoordinatorResponse::JoinGroup { consumer, result: Err(ErrorCode::UnknownMemberId) },
                 );
                 return;
             }
@@ -250,8 +194,7 @@ impl World {
                 if g.leader.is_none() {
                     g.leader = Some(id.clone());
                 }
-                self.q
-                    .schedule_at(now + session_timeout, Ev::SessionCheck { group, member: serial });
+                self.q.schedule_at(now + session_timeout, Ev::SessionCheck { group, member: serial });
                 id
             }
         };
@@ -284,21 +227,14 @@ impl World {
         // Members waiting for their SyncGroup answer learn that a new rebalance began.
         let pending: Vec<String> = std::mem::take(&mut g.pending_sync);
         let generation = g.generation;
-        let waiting: Vec<u16> = pending
-            .iter()
-            .filter_map(|id| g.members.get(id).map(|m| m.consumer))
-            .collect();
+        let waiting: Vec<u16> = pending.iter().filter_map(|id| g.members.get(id).map(|m| m.consumer)).collect();
         self.stats.rebalances += 1;
         self.record(node, Op::RebalanceStarted { group: gid });
         for consumer in waiting {
             self.reply(
                 group,
                 consumer,
-                CoordinatorResponse::SyncGroup {
-                    consumer,
-                    generation,
-                    result: Err(ErrorCode::RebalanceInProgress),
-                },
+                CoordinatorResponse::SyncGroup { consumer, generation, result: Err(ErrorCode::RebalanceInProgress) },
             );
         }
         let now = self.q.now();
@@ -322,23 +258,13 @@ impl World {
         }
         g.initial_delay_pending = false;
         // Members that did not rejoin within the rebalance timeout are removed.
-        let late: Vec<(String, u16)> = g
-            .members
-            .iter()
-            .filter(|(_, m)| !m.awaiting_join)
-            .map(|(id, m)| (id.clone(), m.consumer))
-            .collect();
+        let late: Vec<(String, u16)> =
+            g.members.iter().filter(|(_, m)| !m.awaiting_join).map(|(id, m)| (id.clone(), m.consumer)).collect();
         for (id, consumer) in late {
             self.groups[group as usize].members.remove(&id);
             let node = self.consumers[consumer as usize].node;
             let gid = self.groups[group as usize].id;
-            self.record(
-                node,
-                Op::LeftGroup {
-                    group: gid,
-                    reason: LeaveReason::RebalanceTimeout,
-                },
-            );
+            self.record(node, Op::LeftGroup { group: gid, reason: LeaveReason::RebalanceTimeout });
         }
         self.complete_join(group);
     }
@@ -377,11 +303,7 @@ impl World {
                 m.consumer,
                 CoordinatorResponse::JoinGroup {
                     consumer: m.consumer,
-                    result: Ok(JoinResult {
-                        member_id: id.clone(),
-                        generation,
-                        members,
-                    }),
+                    result: Ok(JoinResult { member_id: id.clone(), generation, members }),
                 },
             ));
         }
@@ -411,29 +333,13 @@ impl World {
             }
         };
         if let Some(e) = error {
-            self.reply(
-                group,
-                consumer,
-                CoordinatorResponse::SyncGroup {
-                    consumer,
-                    generation,
-                    result: Err(e),
-                },
-            );
+            self.reply(group, consumer, CoordinatorResponse::SyncGroup { consumer, generation, result: Err(e) });
             return;
         }
         match g.state {
             GroupState::Stable => {
                 let a = g.assignments.get(&member_id).cloned().unwrap_or_default();
-                self.reply(
-                    group,
-                    consumer,
-                    CoordinatorResponse::SyncGroup {
-                        consumer,
-                        generation,
-                        result: Ok(a),
-                    },
-                );
+                self.reply(group, consumer, CoordinatorResponse::SyncGroup { consumer, generation, result: Ok(a) });
             }
             GroupState::CompletingRebalance => {
                 g.pending_sync.push(member_id.clone());
@@ -443,38 +349,18 @@ impl World {
                 let Some(assignments) = assignments else { return };
                 g.assignments = assignments.into_iter().collect();
                 g.state = GroupState::Stable;
-                let members: Vec<NodeId> = g
-                    .members
-                    .values()
-                    .map(|m| self.consumers[m.consumer as usize].node)
-                    .collect();
+                let members: Vec<NodeId> =
+                    g.members.values().map(|m| self.consumers[m.consumer as usize].node).collect();
                 let gid = g.id;
                 let replies: Vec<(u16, Vec<Tp>)> = std::mem::take(&mut g.pending_sync)
                     .into_iter()
                     .filter_map(|id| {
-                        g.members
-                            .get(&id)
-                            .map(|m| (m.consumer, g.assignments.get(&id).cloned().unwrap_or_default()))
+                        g.members.get(&id).map(|m| (m.consumer, g.assignments.get(&id).cloned().unwrap_or_default()))
                     })
                     .collect();
-                self.record(
-                    node,
-                    Op::GenerationStarted {
-                        group: gid,
-                        generation,
-                        members,
-                    },
-                );
+                self.record(node, Op::GenerationStarted { group: gid, generation, members });
                 for (c, a) in replies {
-                    self.reply(
-                        group,
-                        c,
-                        CoordinatorResponse::SyncGroup {
-                            consumer: c,
-                            generation,
-                            result: Ok(a),
-                        },
-                    );
+                    self.reply(group, c, CoordinatorResponse::SyncGroup { consumer: c, generation, result: Ok(a) });
                 }
             }
             GroupState::Empty | GroupState::PreparingRebalance => {}
@@ -520,13 +406,7 @@ impl World {
             g.members.remove(&id);
             let gid = g.id;
             let node = self.consumers[consumer as usize].node;
-            self.record(
-                node,
-                Op::LeftGroup {
-                    group: gid,
-                    reason: LeaveReason::SessionTimeout,
-                },
-            );
+            self.record(node, Op::LeftGroup { group: gid, reason: LeaveReason::SessionTimeout });
             self.member_gone(group);
         } else {
             let at = m.last_seen + m.session_timeout;

@@ -131,32 +131,11 @@ pub struct MemberMetadata {
 /// Responses from the group coordinator.
 #[derive(Debug)]
 pub enum CoordinatorResponse {
-    JoinGroup {
-        consumer: u16,
-        result: Result<JoinResult, ErrorCode>,
-    },
-    SyncGroup {
-        consumer: u16,
-        generation: i32,
-        result: Result<Vec<Tp>, ErrorCode>,
-    },
-    Heartbeat {
-        consumer: u16,
-        generation: i32,
-        error: Option<ErrorCode>,
-    },
-    OffsetCommit {
-        consumer: u16,
-        commit: u64,
-        generation: i32,
-        offsets: Vec<(Tp, u64)>,
-        error: Option<ErrorCode>,
-    },
-    OffsetFetch {
-        consumer: u16,
-        generation: i32,
-        offsets: Vec<(Tp, Option<u64>)>,
-    },
+    JoinGroup { consumer: u16, result: Result<JoinResult, ErrorCode> },
+    SyncGroup { consumer: u16, generation: i32, result: Result<Vec<Tp>, ErrorCode> },
+    Heartbeat { consumer: u16, generation: i32, error: Option<ErrorCode> },
+    OffsetCommit { consumer: u16, commit: u64, generation: i32, offsets: Vec<(Tp, u64)>, error: Option<ErrorCode> },
+    OffsetFetch { consumer: u16, generation: i32, offsets: Vec<(Tp, Option<u64>)> },
 }
 
 /// A successful JoinGroup.

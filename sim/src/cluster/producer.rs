@@ -126,11 +126,7 @@ impl World {
         let queue = &mut p.queues[global];
         let need_new = queue.batches.back().is_none_or(|b| b.records.len() >= per_batch);
         if need_new {
-            let mut batch = p.spare.pop().unwrap_or(Batch {
-                records: Vec::new(),
-                tokens: Vec::new(),
-                created: now,
-            });
+            let mut batch = p.spare.pop().unwrap_or(Batch { records: Vec::new(), tokens: Vec::new(), created: now });
             batch.created = now;
             p.queues[global].batches.push_back(batch);
         }
@@ -139,14 +135,7 @@ impl World {
         batch.records.push(message);
         batch.tokens.push(token);
         self.stats.records_sent += 1;
-        self.record(
-            node,
-            Op::Send {
-                tp,
-                key: message.key,
-                value: message.value.id(),
-            },
-        );
+        self.record(node, Op::Send { tp, key: message.key, value: message.value.id() });
         self.producer_drain(producer);
     }
 
@@ -204,19 +193,9 @@ impl World {
             }
             let request = p.next_request;
             p.next_request += 1;
-            p.requests.push(InFlight {
-                request,
-                broker: broker as u16,
-                batches: sent,
-            });
+            p.requests.push(InFlight { request, broker: broker as u16, batches: sent });
             p.in_flight[broker] += 1;
-            requests.push(ProduceRequest {
-                producer,
-                broker: broker as u16,
-                request,
-                acks: p.config.acks,
-                batches,
-            });
+            requests.push(ProduceRequest { producer, broker: broker as u16, request, acks: p.config.acks, batches });
         }
         if let Some(deadline) = next_deadline
             && p.linger_armed.is_none_or(|t| deadline < t)
@@ -271,28 +250,12 @@ impl World {
                     Ok(base) => {
                         let offset = base.map(|b| b + i as u64);
                         self.stats.records_produced += 1;
-                        self.record(
-                            node,
-                            Op::SendOk {
-                                tp,
-                                key: message.key,
-                                value,
-                                offset,
-                            },
-                        );
+                        self.record(node, Op::SendOk { tp, key: message.key, value, offset });
                         Ok(offset)
                     }
                     Err(error) => {
                         self.stats.send_failures += 1;
-                        self.record(
-                            node,
-                            Op::SendFailed {
-                                tp,
-                                key: message.key,
-                                value,
-                                error,
-                            },
-                        );
+                        self.record(node, Op::SendFailed { tp, key: message.key, value, error });
                         Err(error)
                     }
                 };

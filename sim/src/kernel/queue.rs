@@ -113,9 +113,7 @@ impl<E> EventQueue<E> {
     #[inline]
     pub fn pop(&mut self) -> Option<E> {
         let Entry { at, slot, .. } = self.heap.pop()?;
-        let ev = self.slab[slot as usize]
-            .take()
-            .expect("a scheduled slot holds its event");
+        let ev = self.slab[slot as usize].take().expect("a scheduled slot holds its event");
         self.free.push(slot);
         debug_assert!(at >= self.now, "virtual time must not run backwards");
         self.now = at;
@@ -184,17 +182,7 @@ mod tests {
         q.schedule_at(20, "b2");
         q.schedule_at(0, "zero");
         assert_eq!(q.peek_time(), Some(0));
-        assert_eq!(
-            drain(&mut q),
-            vec![
-                (0, "zero"),
-                (10, "a"),
-                (20, "b1"),
-                (20, "b2"),
-                (30, "c"),
-                (u64::MAX, "last")
-            ]
-        );
+        assert_eq!(drain(&mut q), vec![(0, "zero"), (10, "a"), (20, "b1"), (20, "b2"), (30, "c"), (u64::MAX, "last")]);
     }
 
     #[test]
@@ -246,19 +234,7 @@ mod tests {
                 q.schedule_in(1, ev + 2);
             }
         }
-        assert_eq!(
-            seen,
-            vec![
-                (10, 1),
-                (10, 2),
-                (10, 11),
-                (10, 12),
-                (11, 3),
-                (11, 4),
-                (11, 13),
-                (12, 5)
-            ]
-        );
+        assert_eq!(seen, vec![(10, 1), (10, 2), (10, 11), (10, 12), (11, 3), (11, 4), (11, 13), (12, 5)]);
         assert_eq!(q.scheduled_total(), 2 + 3 * 2);
     }
 }

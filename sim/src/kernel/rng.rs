@@ -42,12 +42,8 @@ impl SimRng {
     /// `seed` (the expansion the xoshiro authors recommend). The state is never all zero.
     pub fn from_seed(seed: u64) -> Self {
         let mut sm = seed;
-        let s = [
-            splitmix64_next(&mut sm),
-            splitmix64_next(&mut sm),
-            splitmix64_next(&mut sm),
-            splitmix64_next(&mut sm),
-        ];
+        let s =
+            [splitmix64_next(&mut sm), splitmix64_next(&mut sm), splitmix64_next(&mut sm), splitmix64_next(&mut sm)];
         // mix64 is a bijection and the four inputs differ, so at most one word can be zero.
         Self { s }
     }
@@ -250,15 +246,7 @@ mod tests {
     #[test]
     fn from_seed_expands_with_splitmix64() {
         let rng = SimRng::from_seed(1234567);
-        assert_eq!(
-            rng.s,
-            [
-                6457827717110365317,
-                3203168211198807973,
-                9817491932198370423,
-                4593380528125082431
-            ]
-        );
+        assert_eq!(rng.s, [6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431]);
         let mut rng = SimRng::from_seed(0);
         assert_ne!(rng.s, [0; 4]);
         assert_ne!(rng.next_u64(), rng.next_u64());
@@ -272,22 +260,10 @@ mod tests {
     fn named_streams_are_pinned_for_seed_42() {
         let seeds = Seeds::new(42);
         let golden: [(Stream, [u64; 3]); 4] = [
-            (
-                Stream::Workload,
-                [3301846138380641920, 15657058367285601685, 9019296626760255238],
-            ),
-            (
-                Stream::Network,
-                [11962458805708422505, 4844137993810106075, 11993065655207859284],
-            ),
-            (
-                Stream::Client,
-                [15727161954020067740, 6816139620738267213, 14876163027348889864],
-            ),
-            (
-                Stream::Faults,
-                [17259697867928942688, 5349217341124112736, 13892361021535333508],
-            ),
+            (Stream::Workload, [3301846138380641920, 15657058367285601685, 9019296626760255238]),
+            (Stream::Network, [11962458805708422505, 4844137993810106075, 11993065655207859284]),
+            (Stream::Client, [15727161954020067740, 6816139620738267213, 14876163027348889864]),
+            (Stream::Faults, [17259697867928942688, 5349217341124112736, 13892361021535333508]),
         ];
         for (stream, want) in golden {
             let mut rng = seeds.stream(stream);
@@ -325,10 +301,7 @@ mod tests {
             counts[v as usize] += 1;
         }
         for c in counts {
-            assert!(
-                (850..=1150).contains(&c),
-                "bucket count {c} of 1000 expected: {counts:?}"
-            );
+            assert!((850..=1150).contains(&c), "bucket count {c} of 1000 expected: {counts:?}");
         }
         for n in [1, 2, 3, 1000, u64::MAX / 3 + 7, u64::MAX] {
             for _ in 0..200 {

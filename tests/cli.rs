@@ -1,0 +1,143 @@
+//! The `evsim` command line: verdicts, JSON, exit codes, and clear errors for bad input.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn evsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evsim")).args(args).current_dir(common::root()).output().expect("evsim runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn run_prints_verdicts_and_the_history_hash_and_exits_0() {
+    let o = evsim(&["run", "scenarios/order-basic.toml", "--seed", "3"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("history hash "), "{out}");
+    for name in ["no-oversell", "per-key-order", "eventual-processing", "lost-write", "duplicate", "nonmonotonic-poll"] {
+        assert!(out.lines().any(|l| l.starts_with(name) && l.ends_with("ok")), "{name} row: {out}");
+    }
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let o = evsim(&["run", "scenarios/order-basic.toml", "--seed", "3", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
+    assert_eq!(v["scenario"], "order-basic");
+    assert_eq!(v["runs"], 1);
+    assert!(v["records_produced"].as_u64().unwrap() > 1000);
+    assert!(v["records_consumed"].as_u64().unwrap() > 1000);
+    assert_eq!(v["history_hash"].as_str().unwrap().len(), 16);
+    let invs = v["invariants"].as_array().unwrap();
+    assert_eq!(invs.len(), 8);
+    for i in invs {
+        assert!(i["name"].is_string() && i["held"] == 1 && i["violated"] == 0 && i["first_failing_seed"].is_null(), "{i}");
+    }
+    // The same seed again prints the same hash.
+    let again: serde_json::Value =
+        serde_json::from_slice(&evsim(&["run", "scenarios/order-basic.toml", "--seed", "3", "--json"]).stdout).unwrap();
+    assert_eq!(v["history_hash"], again["history_hash"]);
+}
+
+#[test]
+fn many_seeds_aggregate_and_a_violation_exits_1_with_the_first_failing_seed() {
+    let o = evsim(&["run", "scenarios/order-slow-consumer.toml", "--seeds", "3", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["runs"], 3);
+    assert!(v.get("history_hash").is_none(), "no single hash for several seeds");
+    let eff = v["invariants"].as_array().unwrap().iter().find(|i| i["name"] == "effect-once").unwrap();
+    assert_eq!(eff["violated"], 3);
+    assert_eq!(eff["first_failing_seed"], 1);
+    assert!(eff["counterexample"]["entries"].as_array().unwrap().len() >= 2);
+}
+
+/// Write `text` to a scenario file in a fresh temp dir and run it.
+fn run_bad(name: &str, text: &str) -> (Output, String) {
+    let dir = std::env::temp_dir().join(format!("evsim-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let p = path.display().to_string();
+    (evsim(&["run", &p]), p)
+}
+
+fn basic() -> String {
+    std::fs::read_to_string(common::root().join("scenarios/order-basic.toml")).unwrap()
+}
+
+#[test]
+fn bad_scenarios_exit_2_naming_file_line_and_column() {
+    let cases = [
+        ("unknown-key", basic().replace("products = 50", "products = 50\nproductz = 1"), "productz"),
+        ("wrong-type", basic().replace("rate_per_sec = 1000", "rate_per_sec = \"lots\""), "rate_per_sec"),
+        ("negative-partitions", basic().replace("partitions = 3", "partitions = -3"), "partitions = -3"),
+        ("unknown-kafka-key", basic().replace("linger.ms = 5", "linger.ms = 5\nlinger.seconds = 1"), "linger.seconds"),
+    ];
+    for (name, text, needle) in cases {
+        let (o, path) = run_bad(name, &text);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        let line = text[..text.find(needle).unwrap()].lines().count() + 1;
+        assert!(err.contains(&format!("{path}:{line}:")), "{name}: expected {path}:{line}: in {err}");
+        assert!(err.contains("expected"), "{name}: says what was expected: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert!(stdout(&o).is_empty(), "{name}: nothing on stdout");
+    }
+}
+
+#[test]
+fn a_missing_file_and_bad_arguments_exit_2() {
+    let o = evsim(&["run", "scenarios/no-such-file.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read scenario"), "{}", stderr(&o));
+    let o = evsim(&["run", "scenarios/order-basic.toml", "--seed", "1", "--seeds", "2"]);
+    assert_eq!(o.status.code(), Some(2), "conflicting flags are bad input");
+    let o = evsim(&["run", "scenarios/order-basic.toml", "--seeds", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn help_teaches() {
+    let o = evsim(&["run", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("--seeds") && out.contains("Examples") && out.contains("history hash"), "{out}");
+    let o = evsim(&["--help"]);
+    assert!(stdout(&o).contains("Exit codes"), "{}", stdout(&o));
+}
+
+#[test]
+fn history_dump_is_json_with_the_header() {
+    let dir = std::env::temp_dir().join(format!("evsim-cli-{}-history", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("h.json");
+    let o = evsim(&["run", "scenarios/order-slow-consumer-fixed.toml", "--history", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let h: evsim_model::history::History = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(h.header.scenario, "order-slow-consumer-fixed");
+    assert!(h.entries.len() > 1000);
+}
+
+#[test]
+fn every_shipped_scenario_parses() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(common::root().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            evsim_model::scenario::Scenario::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 3);
+}

@@ -1,0 +1,23 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use evsim_model::scenario::Scenario;
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Parse `scenarios/<name>.toml`.
+pub fn scenario(name: &str) -> Scenario {
+    let path = root().join("scenarios").join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    Scenario::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A short version of a scenario, for tests that run many seeds in a debug build.
+pub fn shortened(mut s: Scenario, duration_ms: u64) -> Scenario {
+    s.run.duration_ms = duration_ms;
+    s
+}
