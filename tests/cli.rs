@@ -22,7 +22,8 @@ fn run_prints_verdicts_and_the_history_hash_and_exits_0() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("history hash "), "{out}");
-    for name in ["no-oversell", "per-key-order", "eventual-processing", "lost-write", "duplicate", "nonmonotonic-poll"] {
+    for name in ["no-oversell", "per-key-order", "eventual-processing", "lost-write", "duplicate", "nonmonotonic-poll"]
+    {
         assert!(out.lines().any(|l| l.starts_with(name) && l.ends_with("ok")), "{name} row: {out}");
     }
 }
@@ -40,7 +41,10 @@ fn json_has_the_documented_fields() {
     let invs = v["invariants"].as_array().unwrap();
     assert_eq!(invs.len(), 8);
     for i in invs {
-        assert!(i["name"].is_string() && i["held"] == 1 && i["violated"] == 0 && i["first_failing_seed"].is_null(), "{i}");
+        assert!(
+            i["name"].is_string() && i["held"] == 1 && i["violated"] == 0 && i["first_failing_seed"].is_null(),
+            "{i}"
+        );
     }
     // The same seed again prints the same hash.
     let again: serde_json::Value =
@@ -135,9 +139,18 @@ fn every_shipped_scenario_parses() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            evsim_model::scenario::Scenario::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
+            evsim_model::scenario::Scenario::parse(&path.display().to_string(), &text)
+                .unwrap_or_else(|e| panic!("{e}"));
             n += 1;
         }
     }
     assert!(n >= 3);
+}
+
+#[test]
+fn a_run_that_moves_no_records_fails_as_vacuous() {
+    let text = basic().replace("stock_per_product = 300", "stock_per_product = 0");
+    let (o, _) = run_bad("vacuous", &text);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("vacuous"), "{}", stdout(&o));
 }

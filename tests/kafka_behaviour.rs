@@ -25,7 +25,10 @@ fn order_basic_holds_every_invariant_over_many_seeds() {
             assert!(v.violations.is_empty(), "seed {seed}: {} violated: {:?}", v.invariant, v.violations.first());
         }
         assert!(o.stats.records_consumed >= 1_000, "seed {seed}: only {} records moved", o.stats.records_consumed);
-        assert_eq!(o.stats.records_produced, o.stats.orders_committed, "seed {seed}: every committed order is published");
+        assert_eq!(
+            o.stats.records_produced, o.stats.orders_committed,
+            "seed {seed}: every committed order is published"
+        );
     }
 }
 
@@ -137,7 +140,11 @@ fn committed_offsets_are_the_next_offset_to_read() {
             }
             Op::Commit { offsets, error: None, .. } => {
                 for (tp, next) in offsets {
-                    assert!(processed.contains(&(*tp, next - 1)), "commit {next} on {tp:?} without processing {}", next - 1);
+                    assert!(
+                        processed.contains(&(*tp, next - 1)),
+                        "commit {next} on {tp:?} without processing {}",
+                        next - 1
+                    );
                     commits += 1;
                 }
             }
@@ -145,4 +152,52 @@ fn committed_offsets_are_the_next_offset_to_read() {
         }
     }
     assert!(commits > 10, "only {commits} commits");
+}
+
+/// Auto-commit as the Java client does it: inside `poll()`, once `auto.commit.interval.ms` has
+/// passed, it commits the positions of records returned by earlier polls.
+#[test]
+fn auto_commit_commits_earlier_polls_positions_every_interval() {
+    use evsim_model::scenario::CommitStrategy;
+    let mut s = common::scenario("order-basic");
+    s.order_event_consumer.commit_strategy = CommitStrategy::AutoCommit;
+    s.order_event_consumer.consumer.enable_auto_commit = true;
+    let interval = s.order_event_consumer.consumer.auto_commit_interval_ms * 1_000;
+    let o = run_scenario(&s, 4);
+    assert!(o.passed(), "auto-commit with fast processing is at-least-once and here loses nothing");
+    let mut returned = std::collections::BTreeSet::new();
+    let mut last_commit: std::collections::BTreeMap<u16, u64> = Default::default();
+    let mut commits = 0;
+    for e in &o.history.entries {
+        match &e.op {
+            Op::Poll { records, .. } => {
+                for r in records {
+                    returned.insert((e.process, r.tp, r.offset));
+                }
+            }
+            Op::Assigned { .. } | Op::Revoked { .. } => {
+                last_commit.remove(&e.process.0);
+            }
+            Op::Commit { offsets, error: None, .. } => {
+                for (tp, next) in offsets {
+                    assert!(
+                        returned.contains(&(e.process, *tp, next - 1)),
+                        "committed {next} before poll returned {}",
+                        next - 1
+                    );
+                }
+                if let Some(prev) = last_commit.insert(e.process.0, e.time) {
+                    // A request sent >= interval apart can arrive a little sooner than that (jitter).
+                    assert!(
+                        e.time - prev + 1_000 >= interval,
+                        "commits {prev} and {} closer than the interval",
+                        e.time
+                    );
+                }
+                commits += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(commits >= 6, "{commits} auto-commits");
 }

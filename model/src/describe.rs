@@ -80,6 +80,7 @@ pub fn describe(h: &History, i: usize) -> String {
             format!("revoked ({}) [{}]", h.group_name(*group), list.join(", "))
         }
         Op::LeftGroup { group, reason } => format!("left group {} ({reason:?})", h.group_name(*group)),
+        Op::Crashed => "CRASHED (memory lost)".to_string(),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {
             let list: Vec<&str> = members.iter().map(|m| h.node_name(*m)).collect();

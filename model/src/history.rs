@@ -141,6 +141,10 @@ pub enum Op {
     /// The consumer left its group, or was removed by the coordinator.
     LeftGroup { group: GroupId, reason: LeaveReason },
 
+    // --- processes ----------------------------------------------------------------------------------
+    /// The process crashed: its memory is lost; what it stored durably (DB, Kafka) is kept.
+    Crashed,
+
     // --- group coordinator -------------------------------------------------------------------------
     /// The coordinator started a rebalance of `group` (a member joined, left or went silent).
     RebalanceStarted { group: GroupId },

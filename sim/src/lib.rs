@@ -10,5 +10,8 @@ pub mod run;
 pub(crate) mod workload;
 pub mod world;
 
+#[cfg(test)]
+mod tests;
+
 pub use run::{RunOutcome, Verdict, run_scenario};
 pub use world::{Stats, World};

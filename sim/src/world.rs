@@ -245,6 +245,16 @@ impl World {
 
     /// Run to the end and hand back the history and the statistics.
     pub fn run(mut self) -> (History, Stats) {
+        self.start();
+        for c in 0..self.consumers.len() as u16 {
+            self.consumer_start(c);
+        }
+        self.run_until(self.end);
+        self.finish()
+    }
+
+    /// Record the initial state and start the workload (consumers are started separately).
+    pub(crate) fn start(&mut self) {
         for p in 0..self.scenario.workload.products {
             self.record(
                 NodeId(0),
@@ -252,11 +262,13 @@ impl World {
             );
         }
         self.workload_start();
-        for c in 0..self.consumers.len() as u16 {
-            self.consumer_start(c);
-        }
-        while let Some(t) = self.q.peek_time() {
-            if t > self.end {
+    }
+
+    /// Process every event due at or before `t` (and not after the end of the run).
+    pub(crate) fn run_until(&mut self, t: Micros) {
+        let t = t.min(self.end);
+        while let Some(at) = self.q.peek_time() {
+            if at > t {
                 break;
             }
             let ev = self.q.pop().expect("peeked");
@@ -264,10 +276,42 @@ impl World {
             self.stats.max_pending_events = self.stats.max_pending_events.max(self.q.len() as u64);
             self.dispatch(ev);
         }
-        self.finish()
+    }
+
+    /// The consumer an event is addressed to, if any.
+    fn consumer_of(ev: &Ev) -> Option<u16> {
+        use crate::cluster::CoordinatorResponse as R;
+        match ev {
+            Ev::HeartbeatTick { consumer, .. }
+            | Ev::PollTimeout { consumer }
+            | Ev::PollIntervalCheck { consumer }
+            | Ev::ProcessDone { consumer, .. } => Some(*consumer),
+            Ev::Net(Msg::FetchResponse(r)) => Some(r.consumer),
+            Ev::Net(Msg::FromCoordinator(
+                R::JoinGroup { consumer, .. }
+                | R::SyncGroup { consumer, .. }
+                | R::Heartbeat { consumer, .. }
+                | R::OffsetCommit { consumer, .. }
+                | R::OffsetFetch { consumer, .. },
+            )) => Some(*consumer),
+            _ => None,
+        }
+    }
+
+    /// Consumer process `c` dies: its memory and timers are gone, nothing it would have sent is
+    /// sent. The group finds out through the session timeout.
+    pub(crate) fn crash_consumer(&mut self, c: u16) {
+        let node = self.consumers[c as usize].node;
+        self.consumers[c as usize].alive = false;
+        self.record(node, Op::Crashed);
     }
 
     fn dispatch(&mut self, ev: Ev) {
+        if let Some(c) = Self::consumer_of(&ev)
+            && !self.consumers[c as usize].alive
+        {
+            return;
+        }
         match ev {
             Ev::Net(msg) => self.deliver(msg),
             Ev::NextOrder => self.next_order(),
@@ -294,7 +338,7 @@ impl World {
         }
     }
 
-    fn finish(mut self) -> (History, Stats) {
+    pub(crate) fn finish(mut self) -> (History, Stats) {
         // The run ends at `end`: the final DB state is read then, whatever is still in flight.
         let end = self.end;
         for (product, stock) in self.db.stock.clone().into_iter().enumerate() {

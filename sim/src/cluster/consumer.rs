@@ -63,6 +63,8 @@ enum CommitKind {
 #[derive(Debug)]
 pub struct Consumer {
     pub idx: u16,
+    /// False once the process crashed: events addressed to it are dropped.
+    pub alive: bool,
     pub node: NodeId,
     pub group: GroupId,
     pub topics: Vec<TopicId>,
@@ -103,6 +105,7 @@ impl Consumer {
     pub fn new(idx: u16, node: NodeId, group: GroupId, topics: Vec<TopicId>, spec: ConsumerSpec) -> Self {
         Self {
             idx,
+            alive: true,
             node,
             group,
             topics,

@@ -30,6 +30,18 @@ struct PartitionQueue {
     in_flight: u32,
 }
 
+/// A topic as the producer routes to it.
+#[derive(Copy, Clone, Debug)]
+struct TopicRoute {
+    /// Global index of its partition 0.
+    first: usize,
+    count: u32,
+    /// The partition null-keyed records go to now.
+    sticky: Option<u32>,
+    /// The sticky partition before the current one (the next pick avoids it).
+    previous: Option<u32>,
+}
+
 #[derive(Debug)]
 struct InFlight {
     request: u64,
@@ -44,8 +56,8 @@ pub struct Producer {
     pub node: NodeId,
     pub config: ProducerConfig,
     queues: Vec<PartitionQueue>,
-    /// Per topic: (first global partition, partitions, current sticky partition for null keys).
-    topics: Vec<(usize, u32, Option<u32>)>,
+    /// Per topic: where its partitions are, and the sticky partition for null keys.
+    topics: Vec<TopicRoute>,
     /// Requests in flight per broker.
     in_flight: Vec<u32>,
     /// Requests awaiting a response (at most the in-flight limit per broker).
@@ -65,7 +77,7 @@ impl Producer {
         let topics = topics
             .iter()
             .map(|t| {
-                let entry = (first, t.partitions, None);
+                let entry = TopicRoute { first, count: t.partitions, sticky: None, previous: None };
                 first += t.partitions as usize;
                 entry
             })
@@ -98,7 +110,7 @@ impl World {
     /// `producer.send()`: choose the partition, record the send, append to the accumulator.
     pub(crate) fn producer_send(&mut self, producer: u16, topic: TopicId, message: Message, token: Token) {
         let p = &mut self.producers[producer as usize];
-        let (first, count, sticky) = p.topics[topic.0 as usize];
+        let TopicRoute { first, count, sticky, previous } = p.topics[topic.0 as usize];
         let partition = match message.key {
             Some(key) => {
                 let mut buf = [0u8; 20];
@@ -108,12 +120,19 @@ impl World {
                 }
             }
             // Sticky partitioning for null keys (KIP-480): keep one partition until its batch is
-            // sent, then pick another at random from the client stream.
+            // sent, then pick another one (a different one when there is a choice) at random from
+            // the client stream.
             None => match sticky {
                 Some(s) => s,
                 None => {
-                    let s = self.client_rng.below(u64::from(count)) as u32;
-                    p.topics[topic.0 as usize].2 = Some(s);
+                    let s = match previous {
+                        Some(prev) if count > 1 => {
+                            let s = self.client_rng.below(u64::from(count - 1)) as u32;
+                            if s >= prev { s + 1 } else { s }
+                        }
+                        _ => self.client_rng.below(u64::from(count)) as u32,
+                    };
+                    p.topics[topic.0 as usize].sticky = Some(s);
                     s
                 }
             },
@@ -184,8 +203,9 @@ impl World {
                 sent.push((global, batch));
                 // A sent batch ends the sticky partition's turn for null keys.
                 let topic = partition.tp.topic.0 as usize;
-                if p.topics[topic].2 == Some(partition.tp.partition) {
-                    p.topics[topic].2 = None;
+                let route = &mut p.topics[topic];
+                if route.sticky == Some(partition.tp.partition) {
+                    route.previous = route.sticky.take();
                 }
             }
             if batches.is_empty() {

@@ -1,0 +1,239 @@
+//! Consumer-group behaviour of the simulated cluster, driven directly: joins mid-run, a member
+//! that goes silent, and the coordinator's commit fencing.
+
+use crate::cluster::{CoordinatorRequest as Req, CoordinatorResponse as Resp, Msg};
+use crate::world::{Ev, World};
+use evsim_model::checkers::Invariant;
+use evsim_model::history::{ErrorCode, History, LeaveReason, NodeId, Op, TopicId, Tp};
+use evsim_model::scenario::{AssignmentStrategy, Scenario};
+
+fn basic() -> Scenario {
+    let src = include_str!("../../scenarios/order-basic.toml");
+    Scenario::parse("order-basic.toml", src).expect("order-basic parses")
+}
+
+fn holds(h: &History, inv: Invariant) -> bool {
+    inv.check(h).is_empty()
+}
+
+fn node_of(w: &World, c: u16) -> NodeId {
+    w.consumers[c as usize].node
+}
+
+fn entries<'a>(
+    h: &'a History,
+    pred: impl Fn(&Op) -> bool + 'a,
+) -> impl Iterator<Item = &'a evsim_model::history::Entry> {
+    h.entries.iter().filter(move |e| pred(&e.op))
+}
+
+/// A member joining mid-run triggers a rebalance; with the eager range protocol every member gives
+/// up all its partitions first, and the new generation has three members.
+#[test]
+fn a_member_joining_mid_run_rebalances_the_group_eagerly() {
+    let s = basic();
+    let mut w = World::new(&s, 1);
+    w.start();
+    w.consumer_start(0);
+    w.consumer_start(1);
+    w.run_until(6_000_000);
+    w.consumer_start(2);
+    let end = w.end;
+    w.run_until(end);
+    let (h, _) = w.finish();
+    let gens: Vec<&Op> = entries(&h, |op| matches!(op, Op::GenerationStarted { .. })).map(|e| &e.op).collect();
+    assert!(gens.len() >= 2, "{gens:?}");
+    let Op::GenerationStarted { generation, members, .. } = gens.last().unwrap() else { unreachable!() };
+    assert!(*generation >= 2);
+    assert_eq!(members.len(), 3);
+    // Eager: the old members revoked everything they had (2 + 1 partitions) before rejoining.
+    let revoked: usize = entries(&h, |op| matches!(op, Op::Revoked { .. }))
+        .map(|e| match &e.op {
+            Op::Revoked { partitions, .. } => partitions.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(revoked, 3);
+    for inv in Invariant::ALL {
+        assert!(holds(&h, inv), "{inv}: {:?}", inv.check(&h).first());
+    }
+}
+
+/// With cooperative-sticky, only the partition that moves is revoked, and a second rebalance hands
+/// it to the new member.
+#[test]
+fn cooperative_sticky_revokes_only_what_moves() {
+    let mut s = basic();
+    s.order_event_consumer.consumer.partition_assignment_strategy = AssignmentStrategy::CooperativeSticky;
+    let mut w = World::new(&s, 1);
+    w.start();
+    w.consumer_start(0);
+    w.consumer_start(1);
+    w.run_until(6_000_000);
+    let newcomer = node_of(&w, 2);
+    w.consumer_start(2);
+    let end = w.end;
+    w.run_until(end);
+    let (h, _) = w.finish();
+    let revoked: Vec<&Vec<Tp>> = entries(&h, |op| matches!(op, Op::Revoked { .. }))
+        .map(|e| match &e.op {
+            Op::Revoked { partitions, .. } => partitions,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(revoked.len(), 1, "one member gives one partition up: {revoked:?}");
+    assert_eq!(revoked[0].len(), 1);
+    let got = entries(&h, |op| matches!(op, Op::Assigned { .. }))
+        .filter(|e| e.process == newcomer)
+        .any(|e| matches!(&e.op, Op::Assigned { partitions, .. } if partitions.contains(revoked[0].first().unwrap())));
+    assert!(got, "the newcomer gets the revoked partition in the follow-up rebalance");
+    let gens = entries(&h, |op| matches!(op, Op::GenerationStarted { .. })).count();
+    assert!(gens >= 3, "initial, newcomer, follow-up: {gens}");
+    for inv in Invariant::ALL {
+        assert!(holds(&h, inv), "{inv}: {:?}", inv.check(&h).first());
+    }
+}
+
+/// A member that goes silent is removed after `session.timeout.ms`; its partitions move to the
+/// others, which resume from the committed offsets, so every order is still processed.
+#[test]
+fn a_silent_member_is_removed_after_the_session_timeout() {
+    let mut s = basic();
+    s.order_event_consumer.consumer.session_timeout_ms = 10_000;
+    let mut w = World::new(&s, 1);
+    w.start();
+    for c in 0..3 {
+        w.consumer_start(c);
+    }
+    w.run_until(6_000_000);
+    let dead = node_of(&w, 2);
+    w.crash_consumer(2);
+    let end = w.end;
+    w.run_until(end);
+    let (h, stats) = w.finish();
+    let removed: Vec<u64> = entries(&h, |op| matches!(op, Op::LeftGroup { reason: LeaveReason::SessionTimeout, .. }))
+        .filter(|e| e.process == dead)
+        .map(|e| e.time)
+        .collect();
+    assert_eq!(removed.len(), 1, "removed once");
+    // The last heartbeat reached the coordinator at most heartbeat.interval.ms (3 s) before the
+    // crash at 6 s; removal comes session.timeout.ms (10 s) after it.
+    assert!((13_000_000..=16_010_000).contains(&removed[0]), "after ~10 s of silence: {}", removed[0]);
+    assert!(stats.rebalances >= 2);
+    assert!(holds(&h, Invariant::EventualProcessing), "{:?}", Invariant::EventualProcessing.check(&h).first());
+    assert!(holds(&h, Invariant::LostWrite));
+}
+
+fn coordinator_responses(w: &mut World) -> Vec<Resp> {
+    let mut out = Vec::new();
+    while let Some(ev) = w.q.pop() {
+        if let Ev::Net(Msg::FromCoordinator(r)) = ev {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn join(w: &mut World, consumer: u16, member_id: Option<String>, generation: i32) {
+    w.coordinator_request(Req::JoinGroup { group: 0, consumer, member_id, owned: vec![], generation });
+}
+
+fn commit(w: &mut World, consumer: u16, member_id: &str, generation: i32) -> Option<ErrorCode> {
+    let tp = Tp { topic: TopicId(0), partition: 0 };
+    let req = Req::OffsetCommit {
+        group: 0,
+        consumer,
+        member_id: member_id.to_string(),
+        generation,
+        offsets: vec![(tp, 5)],
+        commit: 0,
+    };
+    w.coordinator_request(req);
+    match coordinator_responses(w).pop() {
+        Some(Resp::OffsetCommit { error, .. }) => error,
+        other => panic!("expected an OffsetCommit response, got {other:?}"),
+    }
+}
+
+fn joined(responses: Vec<Resp>) -> (String, i32) {
+    for r in responses {
+        if let Resp::JoinGroup { result: Ok(j), .. } = r {
+            return (j.member_id, j.generation);
+        }
+    }
+    panic!("no successful JoinGroup response");
+}
+
+/// Kafka's `handleCommitOffsets`: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS
+/// while completing a rebalance, and acceptance from the current generation while preparing one.
+#[test]
+fn the_coordinator_fences_commits_like_kafka() {
+    let mut s = basic();
+    s.broker.group_initial_rebalance_delay_ms = 0;
+    let mut w = World::new(&s, 1);
+    join(&mut w, 0, None, -1);
+    let (m0, g1) = joined(coordinator_responses(&mut w));
+    assert_eq!(g1, 1);
+    let tp = |p| Tp { topic: TopicId(0), partition: p };
+    let plan = vec![(m0.clone(), vec![tp(0), tp(1), tp(2)])];
+    w.coordinator_request(Req::SyncGroup {
+        group: 0,
+        consumer: 0,
+        member_id: m0.clone(),
+        generation: 1,
+        assignments: Some(plan),
+    });
+    coordinator_responses(&mut w);
+
+    assert_eq!(commit(&mut w, 0, &m0, 1), None, "current generation, stable group");
+    assert_eq!(commit(&mut w, 0, &m0, 0), Some(ErrorCode::IllegalGeneration));
+    assert_eq!(commit(&mut w, 0, "stranger", 1), Some(ErrorCode::UnknownMemberId));
+
+    // A second member joins: the group prepares a rebalance.
+    join(&mut w, 1, None, -1);
+    coordinator_responses(&mut w);
+    assert_eq!(commit(&mut w, 0, &m0, 1), None, "accepted while preparing (onJoinPrepare commits)");
+    w.coordinator_request(Req::Heartbeat { group: 0, consumer: 0, member_id: m0.clone(), generation: 1 });
+    let hb = coordinator_responses(&mut w);
+    assert!(matches!(hb.as_slice(), [Resp::Heartbeat { error: Some(ErrorCode::RebalanceInProgress), .. }]), "{hb:?}");
+
+    // The first member rejoins: everyone has joined, generation 2 completes its join phase.
+    join(&mut w, 0, Some(m0.clone()), 1);
+    let (_, g2) = joined(coordinator_responses(&mut w));
+    assert_eq!(g2, 2);
+    assert_eq!(commit(&mut w, 0, &m0, 2), Some(ErrorCode::RebalanceInProgress), "awaiting the leader's SyncGroup");
+    assert_eq!(commit(&mut w, 0, &m0, 1), Some(ErrorCode::IllegalGeneration), "an old generation is fenced");
+    assert_eq!(w.groups[0].committed.get(&tp(0)), Some(&5), "only accepted commits are stored");
+}
+
+/// Null keys stick to one partition until its batch is sent, then move to another (KIP-480).
+#[test]
+fn null_keys_stick_to_a_partition_until_its_batch_is_sent() {
+    use evsim_model::event::{Event, Message};
+    let mut s = basic();
+    s.order_service.producer.linger_ms = 20;
+    let mut w = World::new(&s, 5);
+    let msg = |order| Message { key: None, value: Event::OrderCreated { order, user: 1, product: 1, qty: 1 } };
+    let mut partitions_per_round = Vec::new();
+    for round in 0..6u64 {
+        let from = w.history.entries.len();
+        for i in 0..5 {
+            w.producer_send(0, TopicId(0), msg(round * 10 + i), round * 10 + i);
+        }
+        let parts: std::collections::BTreeSet<u32> = w.history.entries[from..]
+            .iter()
+            .filter_map(|e| match e.op {
+                Op::Send { tp, .. } => Some(tp.partition),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(parts.len(), 1, "round {round}: one sticky partition for a batch, got {parts:?}");
+        partitions_per_round.push(*parts.iter().next().unwrap());
+        // Let linger.ms pass so the batch is sent, and its response come back.
+        let t = w.now() + 50_000;
+        w.run_until(t);
+    }
+    for pair in partitions_per_round.windows(2) {
+        assert_ne!(pair[0], pair[1], "a new batch moves to another partition: {partitions_per_round:?}");
+    }
+}
