@@ -140,7 +140,11 @@ impl World {
                 let global = partitions.len();
                 let tp = Tp { topic: TopicId(ti as u16), partition: p };
                 // Leaders spread round-robin over brokers, as Kafka's replica placement starts.
-                partitions.push(Partition::new(tp, (global % scenario.brokers as usize) as u16));
+                let mut partition = Partition::new(tp, (global % scenario.brokers as usize) as u16);
+                // Room for the records the workload will write, so the log never regrows.
+                let expected = scenario.workload.rate_per_sec * scenario.run.duration_ms as f64 / 1_000.0;
+                partition.log.reserve((expected * 1.1 / f64::from(t.partitions)) as usize + 16);
+                partitions.push(partition);
             }
         }
 
@@ -300,6 +304,7 @@ impl World {
 
     /// Consumer process `c` dies: its memory and timers are gone, nothing it would have sent is
     /// sent. The group finds out through the session timeout.
+    #[cfg_attr(not(test), allow(dead_code))] // the faults work will schedule it
     pub(crate) fn crash_consumer(&mut self, c: u16) {
         let node = self.consumers[c as usize].node;
         self.consumers[c as usize].alive = false;

@@ -14,7 +14,7 @@
 //! - a commit from a consumer that is not a member of the current generation fails.
 
 use super::assignor::{self, Subscription};
-use super::{CoordinatorRequest, CoordinatorResponse, FetchRequest, FetchResponse, JoinResult, Msg, RECORD_BYTES};
+use super::{TpMap, CoordinatorRequest, CoordinatorResponse, FetchRequest, FetchResponse, JoinResult, Msg, RECORD_BYTES};
 use crate::world::{Ev, World};
 use evsim_model::actor::{Command, Listener};
 use evsim_model::event::Message;
@@ -75,9 +75,9 @@ pub struct Consumer {
     rejoin_needed: bool,
     assigned: Vec<Tp>,
     /// Next offset `poll()` returns, per assigned partition.
-    positions: BTreeMap<Tp, u64>,
+    positions: TpMap,
     /// Next offset to fetch.
-    fetch_positions: BTreeMap<Tp, u64>,
+    fetch_positions: TpMap,
     buffer: VecDeque<(Tp, u64, Message)>,
     fetch_in_flight: Vec<Option<u64>>,
     next_fetch: u64,
@@ -115,8 +115,8 @@ impl Consumer {
             membership: Membership::Unjoined,
             rejoin_needed: false,
             assigned: Vec::new(),
-            positions: BTreeMap::new(),
-            fetch_positions: BTreeMap::new(),
+            positions: TpMap::default(),
+            fetch_positions: TpMap::default(),
             buffer: VecDeque::new(),
             fetch_in_flight: Vec::new(),
             next_fetch: 0,

@@ -157,3 +157,44 @@ pub enum Msg {
     ToCoordinator(CoordinatorRequest),
     FromCoordinator(CoordinatorResponse),
 }
+
+/// A small ordered map from partition to offset: a sorted vector, because a consumer owns a
+/// handful of partitions and looks them up on every fetch and poll.
+#[derive(Clone, Debug, Default)]
+pub struct TpMap(Vec<(Tp, u64)>);
+
+impl TpMap {
+    fn find(&self, tp: &Tp) -> Result<usize, usize> {
+        self.0.binary_search_by(|(t, _)| t.cmp(tp))
+    }
+    pub fn get(&self, tp: &Tp) -> Option<&u64> {
+        self.find(tp).ok().map(|i| &self.0[i].1)
+    }
+    pub fn get_mut(&mut self, tp: &Tp) -> Option<&mut u64> {
+        self.find(tp).ok().map(|i| &mut self.0[i].1)
+    }
+    pub fn contains_key(&self, tp: &Tp) -> bool {
+        self.find(tp).is_ok()
+    }
+    pub fn insert(&mut self, tp: Tp, offset: u64) {
+        match self.find(&tp) {
+            Ok(i) => self.0[i].1 = offset,
+            Err(i) => self.0.insert(i, (tp, offset)),
+        }
+    }
+    pub fn remove(&mut self, tp: &Tp) {
+        if let Ok(i) = self.find(tp) {
+            self.0.remove(i);
+        }
+    }
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Entries in partition order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Tp, &u64)> {
+        self.0.iter().map(|(t, o)| (t, o))
+    }
+}
