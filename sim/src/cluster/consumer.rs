@@ -14,7 +14,9 @@
 //! - a commit from a consumer that is not a member of the current generation fails.
 
 use super::assignor::{self, Subscription};
-use super::{TpMap, CoordinatorRequest, CoordinatorResponse, FetchRequest, FetchResponse, JoinResult, Msg, RECORD_BYTES};
+use super::{
+    CoordinatorRequest, CoordinatorResponse, FetchRequest, FetchResponse, JoinResult, Msg, RECORD_BYTES, TpMap,
+};
 use crate::world::{Ev, World};
 use evsim_model::actor::{Command, Listener};
 use evsim_model::event::Message;
@@ -156,7 +158,7 @@ impl World {
         self.app_poll(c);
     }
 
-    fn to_coordinator(&mut self, c: u16, req: CoordinatorRequest) {
+    fn send_to_coordinator(&mut self, c: u16, req: CoordinatorRequest) {
         let node = self.consumers[c as usize].node;
         let group = self.consumers[c as usize].group.0 as usize;
         let host = self.broker_nodes[self.groups[group].host as usize];
@@ -427,7 +429,7 @@ impl World {
                     offsets,
                     commit: id,
                 };
-                self.to_coordinator(c, req);
+                self.send_to_coordinator(c, req);
             }
             // Not a member of an active generation: the client fails the commit itself
             // (CommitFailedException / RebalanceInProgressException), nothing is sent.
@@ -518,7 +520,7 @@ impl World {
             owned: cons.assigned.clone(),
             generation: cons.generation,
         };
-        self.to_coordinator(c, req);
+        self.send_to_coordinator(c, req);
     }
 
     pub(crate) fn consumer_coordinator_response(&mut self, resp: CoordinatorResponse) {
@@ -593,7 +595,7 @@ impl World {
             generation: join.generation,
             assignments,
         };
-        self.to_coordinator(c, req);
+        self.send_to_coordinator(c, req);
     }
 
     fn on_sync(&mut self, c: u16, generation: i32, result: Result<Vec<Tp>, ErrorCode>) {
@@ -643,7 +645,7 @@ impl World {
         } else {
             cons.membership = Membership::AwaitingOffsets;
             let req = CoordinatorRequest::OffsetFetch { group: group.0, consumer: c, partitions: missing, generation };
-            self.to_coordinator(c, req);
+            self.send_to_coordinator(c, req);
         }
     }
 
@@ -686,7 +688,7 @@ impl World {
         let interval = cons.spec.consumer.heartbeat_interval_ms * 1_000;
         let req =
             CoordinatorRequest::Heartbeat { group: cons.group.0, consumer: c, member_id, generation: cons.generation };
-        self.to_coordinator(c, req);
+        self.send_to_coordinator(c, req);
         self.q.schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
     }
 
@@ -711,6 +713,6 @@ impl World {
         let node = cons.node;
         cons.reset_generation(true);
         self.record(node, Op::LeftGroup { group, reason: LeaveReason::PollTimeout });
-        self.to_coordinator(c, CoordinatorRequest::LeaveGroup { group: group.0, member_id });
+        self.send_to_coordinator(c, CoordinatorRequest::LeaveGroup { group: group.0, member_id });
     }
 }

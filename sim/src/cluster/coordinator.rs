@@ -229,6 +229,7 @@ impl World {
         let generation = g.generation;
         let waiting: Vec<u16> = pending.iter().filter_map(|id| g.members.get(id).map(|m| m.consumer)).collect();
         self.stats.rebalances += 1;
+        tracing::debug!(t = self.q.now(), group = %self.groups[group as usize].name, "rebalance started");
         self.record(node, Op::RebalanceStarted { group: gid });
         for consumer in waiting {
             self.reply(
@@ -358,6 +359,7 @@ impl World {
                         g.members.get(&id).map(|m| (m.consumer, g.assignments.get(&id).cloned().unwrap_or_default()))
                     })
                     .collect();
+                tracing::debug!(t = now, group = %g.name, generation, members = members.len(), "generation started");
                 self.record(node, Op::GenerationStarted { group: gid, generation, members });
                 for (c, a) in replies {
                     self.reply(group, c, CoordinatorResponse::SyncGroup { consumer: c, generation, result: Ok(a) });

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The full test suite, as CI runs it on a fresh machine (Rust toolchain only).
+#   1. the README's main command, release build: order-basic over 100 seeds must hold;
+#   2. every unit and integration test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== evsim run scenarios/order-basic.toml --seeds 100 (release build)"
+cargo build --release --locked --bin evsim
+./target/release/evsim run scenarios/order-basic.toml --seeds 100
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked
