@@ -6,8 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== evsim run scenarios/order-basic.toml --seeds 100 (release build)"
-cargo build --release --locked --bin evsim
-./target/release/evsim run scenarios/order-basic.toml --seeds 100
+cargo run --release --locked --bin evsim -- run scenarios/order-basic.toml --seeds 100
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked

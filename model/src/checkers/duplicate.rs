@@ -5,10 +5,8 @@
 //! (a retried send whose first attempt was written, a re-publication after a crash, ...). The
 //! counterexample shows, per offset, the first entry that placed the value there.
 
-use super::Violation;
+use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{EventId, History, Op, Tp};
-
-const MAX_REPORTED: usize = 20;
 
 /// Where the history shows a value standing: (tp, key, value, offset, the entry that shows it).
 type Placement = (Tp, Option<u64>, EventId, u64, usize);
@@ -61,12 +59,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         })
         .collect();
 
-    let shown = out.len();
-    if total > shown
-        && let Some(last) = out.last_mut()
-    {
-        last.message.push_str(&format!(" [{} more duplicate violations not listed]", total - shown));
-    }
+    note_unlisted(&mut out, total, "duplicate");
     out
 }
 

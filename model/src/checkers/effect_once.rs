@@ -5,10 +5,8 @@
 //! handled twice). Failed handling (`ok = false`) applied nothing and does not count. Domain effect
 //! entries carry no group, so the count is over `Processed`.
 
-use super::Violation;
+use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{EventId, GroupId, History, Op};
-
-const MAX_REPORTED: usize = 20;
 
 pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut done: Vec<(GroupId, EventId, usize)> = h
@@ -71,12 +69,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         })
         .collect();
 
-    let shown = out.len();
-    if total > shown
-        && let Some(last) = out.last_mut()
-    {
-        last.message.push_str(&format!(" [{} more effect-once violations not listed]", total - shown));
-    }
+    note_unlisted(&mut out, total, "effect-once");
     out
 }
 

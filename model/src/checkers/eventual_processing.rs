@@ -7,11 +7,9 @@
 //! successful `Processed` of a record of that topic whose value is `ev` (else one violation per
 //! missing group, showing the fact, its sends and their delivery reports).
 
-use super::Violation;
+use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{EventId, GroupId, History, Op, TopicId};
 use std::collections::{BTreeMap, BTreeSet};
-
-const MAX_REPORTED: usize = 20;
 
 fn event(e: EventId) -> String {
     format!("{:?}#{}", e.kind, e.subject)
@@ -92,12 +90,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         }
     }
 
-    let shown = out.len();
-    if total > shown
-        && let Some(last) = out.last_mut()
-    {
-        last.message.push_str(&format!(" [{} more eventual-processing violations not listed]", total - shown));
-    }
+    note_unlisted(&mut out, total, "eventual-processing");
     out
 }
 

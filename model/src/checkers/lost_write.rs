@@ -15,11 +15,9 @@
 //! with `auto.offset.reset=latest` starts at the log end, and so does a partition that moves to
 //! another member before any offset was committed for it.
 
-use super::Violation;
+use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{EventId, GroupId, History, NodeId, Op, Tp};
 use std::collections::BTreeMap;
-
-const MAX_REPORTED: usize = 20;
 
 /// One consumer process's successive polls of one partition, with no rebalance in between.
 struct Run {
@@ -154,12 +152,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         })
         .collect();
 
-    let shown = out.len();
-    if total > shown
-        && let Some(last) = out.last_mut()
-    {
-        last.message.push_str(&format!(" [{} more lost-write violations not listed]", total - shown));
-    }
+    note_unlisted(&mut out, total, "lost-write");
     out
 }
 

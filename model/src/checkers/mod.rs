@@ -34,6 +34,19 @@ impl Violation {
     }
 }
 
+/// At most this many counterexamples per checker and run; the rest are counted, not listed.
+pub(crate) const MAX_REPORTED: usize = 20;
+
+/// When a checker found `total` violations but lists fewer, say so on the last one listed.
+pub(crate) fn note_unlisted(out: &mut [Violation], total: usize, name: &str) {
+    let shown = out.len();
+    if total > shown
+        && let Some(last) = out.last_mut()
+    {
+        last.message.push_str(&format!(" [{} more {name} violations not listed]", total - shown));
+    }
+}
+
 /// The invariants evsim can check, by the names of ANOMALIES.md.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Invariant {

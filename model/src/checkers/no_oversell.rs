@@ -9,11 +9,10 @@
 //! a cascade over every later commit; the end-of-run check still counts the difference. At the end,
 //! for each product with a `StockFinal`: `initial - sum(committed qty) = final`.
 
-use super::Violation;
+use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{History, Op};
 use std::collections::BTreeMap;
 
-const MAX_REPORTED: usize = 20;
 /// How far back a lost-update report looks for the commit whose stock the offending one read.
 const LOOKBACK: usize = 32;
 
@@ -135,12 +134,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         }
     }
 
-    let shown = out.len();
-    if total > shown
-        && let Some(last) = out.last_mut()
-    {
-        last.message.push_str(&format!(" [{} more no-oversell violations not listed]", total - shown));
-    }
+    note_unlisted(&mut out, total, "no-oversell");
     out
 }
 

@@ -6,11 +6,9 @@
 //! an offset again (redelivery after a rebalance, a crash, a retry after a failure) is not a
 //! reorder: it is effect-once's business.
 
-use super::Violation;
+use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{GroupId, History, Op, Tp};
 use std::collections::{BTreeMap, BTreeSet};
-
-const MAX_REPORTED: usize = 20;
 
 pub(crate) fn check(h: &History) -> Vec<Violation> {
     // Offsets already (successfully) processed, per (group, tp).
@@ -51,12 +49,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         }
     }
 
-    let shown = out.len();
-    if total > shown
-        && let Some(last) = out.last_mut()
-    {
-        last.message.push_str(&format!(" [{} more per-key-order violations not listed]", total - shown));
-    }
+    note_unlisted(&mut out, total, "per-key-order");
     out
 }
 

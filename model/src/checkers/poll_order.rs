@@ -15,11 +15,9 @@
 //!   first unprocessed record), so the next poll of each partition may go back, once, without
 //!   being nonmonotonic. Going forward past previous + 1 is still a skip.
 
-use super::Violation;
+use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{GroupId, History, NodeId, Op, Tp};
 use std::collections::BTreeMap;
-
-const MAX_REPORTED: usize = 20;
 
 #[derive(Copy, Clone, PartialEq, Eq)]
 enum Kind {
@@ -111,16 +109,11 @@ fn check(h: &History, want: Kind) -> Vec<Violation> {
         }
     }
 
-    let shown = out.len();
-    if total > shown
-        && let Some(last) = out.last_mut()
-    {
-        let name = match want {
-            Kind::Nonmonotonic => "nonmonotonic-poll",
-            Kind::Skip => "poll-skip",
-        };
-        last.message.push_str(&format!(" [{} more {name} violations not listed]", total - shown));
-    }
+    let name = match want {
+        Kind::Nonmonotonic => "nonmonotonic-poll",
+        Kind::Skip => "poll-skip",
+    };
+    note_unlisted(&mut out, total, name);
     out
 }
 
