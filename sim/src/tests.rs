@@ -237,3 +237,38 @@ fn null_keys_stick_to_a_partition_until_its_batch_is_sent() {
         assert_ne!(pair[0], pair[1], "a new batch moves to another partition: {partitions_per_round:?}");
     }
 }
+
+/// After-commit publishing (seed 001) loses events when the service crashes between the DB commit
+/// and the send: the orders stay committed (the DB is durable), their `order-created` records die
+/// in the producer's memory, and eventual-processing reports exactly those orders.
+#[test]
+fn a_service_crash_after_commit_loses_the_unsent_events_but_not_the_orders() {
+    let mut s = basic();
+    s.order_service.producer.linger_ms = 50; // records wait in the accumulator for up to 50 ms
+    let mut w = World::new(&s, 1);
+    w.start();
+    for c in 0..3 {
+        w.consumer_start(c);
+    }
+    w.run_until(5_000_000);
+    let crashed = w.services[0].node;
+    w.crash_service(0);
+    let end = w.end;
+    w.run_until(end);
+    let (h, stats) = w.finish();
+    let lost = Invariant::EventualProcessing.check(&h);
+    assert!(!lost.is_empty(), "some committed orders were never published");
+    for v in &lost {
+        let fact = &h.entries[v.entries[0]];
+        assert_eq!(fact.process, crashed, "only the crashed instance loses events: {}", v.message);
+        assert!(fact.time <= 5_000_000, "committed before the crash");
+        assert!(matches!(fact.op, Op::OrderCommitted { .. }));
+    }
+    // The DB kept every committed order: stock accounting still adds up, nothing oversold.
+    assert!(holds(&h, Invariant::NoOversell), "{:?}", Invariant::NoOversell.check(&h).first());
+    assert!(holds(&h, Invariant::LostWrite), "the log lost nothing; the events never reached it");
+    assert!(stats.records_produced < stats.orders_committed);
+    // The other instance keeps serving every request after the crash.
+    let after = h.entries.iter().filter(|e| e.time > 5_000_000 && matches!(e.op, Op::OrderCommitted { .. })).count();
+    assert!(after > 1_000, "requests after the crash go to the live instance ({after})");
+}

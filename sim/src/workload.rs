@@ -81,11 +81,13 @@ pub struct ServiceInstance {
     pub node: NodeId,
     pub producer: u16,
     pub service: OrderService,
+    /// False once the process crashed.
+    pub alive: bool,
 }
 
 impl ServiceInstance {
     pub fn order(node: NodeId, topic: TopicId, producer: u16) -> Self {
-        Self { node, producer, service: OrderService::new(topic) }
+        Self { node, producer, service: OrderService::new(topic), alive: true }
     }
 }
 
@@ -103,12 +105,14 @@ impl World {
         let req = self.workload.next_request();
         let Request::CreateOrder { order, user, product, qty } = req;
         self.stats.requests += 1;
-        // Requests spread over the instances round-robin, as a load balancer would.
-        let service = (order % self.services.len() as u64) as u16;
-        let node = self.services[service as usize].node;
-        self.record(NodeId(0), Op::OrderRequested { order, user, product, qty });
-        let _ = node;
-        self.service_input(service, Input::Request(req));
+        // Requests spread over the live instances round-robin, as a load balancer with health
+        // checks would; with none alive the request fails at the client and is not recorded.
+        let n = self.services.len() as u64;
+        let live = (0..n).map(|i| ((order + i) % n) as u16).find(|&s| self.services[s as usize].alive);
+        if let Some(service) = live {
+            self.record(NodeId(0), Op::OrderRequested { order, user, product, qty });
+            self.service_input(service, Input::Request(req));
+        }
         let gap = self.workload.gap();
         let now = self.now();
         self.q.schedule_at(now + gap, Ev::NextOrder);

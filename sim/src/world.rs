@@ -311,9 +311,43 @@ impl World {
         self.record(node, Op::Crashed);
     }
 
+    /// The service instance (and so its producer) an event is addressed to, if any.
+    fn service_of(ev: &Ev) -> Option<u16> {
+        match ev {
+            Ev::TxnCommit { service, .. } => Some(*service),
+            Ev::Linger { producer } => Some(*producer),
+            Ev::Net(Msg::ProduceResponse(r)) => Some(r.producer),
+            _ => None,
+        }
+    }
+
+    /// Service instance `s` dies: its memory (pending requests, the producer's unsent batches
+    /// and in-flight callbacks) is lost. A transaction it had not committed is rolled back by
+    /// the DB when the connection drops; what it committed stays. Requests already on the wire
+    /// still reach the broker, whose answers go nowhere.
+    #[cfg_attr(not(test), allow(dead_code))] // the faults work will schedule it
+    pub(crate) fn crash_service(&mut self, s: u16) {
+        let node = self.services[s as usize].node;
+        self.services[s as usize].alive = false;
+        let p = &self.producers[s as usize];
+        self.producers[s as usize] = Producer::new(
+            p.node,
+            p.config.clone(),
+            &self.scenario.topics,
+            self.partitions.len(),
+            self.scenario.brokers,
+        );
+        self.record(node, Op::Crashed);
+    }
+
     fn dispatch(&mut self, ev: Ev) {
         if let Some(c) = Self::consumer_of(&ev)
             && !self.consumers[c as usize].alive
+        {
+            return;
+        }
+        if let Some(s) = Self::service_of(&ev)
+            && !self.services[s as usize].alive
         {
             return;
         }
