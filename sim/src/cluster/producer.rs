@@ -153,9 +153,30 @@ impl World {
         let batch = queue.batches.back_mut().expect("just ensured");
         batch.records.push(message);
         batch.tokens.push(token);
+        // The sender only has work when this append made the partition's first batch ready
+        // (full, or another batch queued behind it, or no linger); otherwise a new first batch
+        // only needs its linger timer.
+        let front_ready = p.linger_us == 0
+            || queue.batches.len() > 1
+            || queue.batches.front().is_some_and(|b| b.records.len() >= per_batch);
+        let new_front = need_new && queue.batches.len() == 1;
         self.stats.records_sent += 1;
         self.record(node, Op::Send { tp, key: message.key, value: message.value.id() });
-        self.producer_drain(producer);
+        if front_ready {
+            self.producer_drain(producer);
+        } else if new_front {
+            let deadline = now + self.producers[producer as usize].linger_us;
+            self.arm_linger(producer, deadline);
+        }
+    }
+
+    /// Make sure a `Linger` event is pending at or before `deadline`.
+    fn arm_linger(&mut self, producer: u16, deadline: Micros) {
+        let p = &mut self.producers[producer as usize];
+        if p.linger_armed.is_none_or(|t| deadline < t) {
+            p.linger_armed = Some(deadline);
+            self.q.schedule_at(deadline, Ev::Linger { producer });
+        }
     }
 
     /// The sender loop: build requests for ready batches, per broker, within the in-flight limit;
@@ -217,13 +238,10 @@ impl World {
             p.in_flight[broker] += 1;
             requests.push(ProduceRequest { producer, broker: broker as u16, request, acks: p.config.acks, batches });
         }
-        if let Some(deadline) = next_deadline
-            && p.linger_armed.is_none_or(|t| deadline < t)
-        {
-            p.linger_armed = Some(deadline);
-            self.q.schedule_at(deadline, Ev::Linger { producer });
-        }
         let node = p.node;
+        if let Some(deadline) = next_deadline {
+            self.arm_linger(producer, deadline);
+        }
         for req in requests.drain(..) {
             let acks = req.acks;
             let broker_node = self.broker_nodes[req.broker as usize];

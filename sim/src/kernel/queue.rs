@@ -237,4 +237,39 @@ mod tests {
         assert_eq!(seen, vec![(10, 1), (10, 2), (10, 11), (10, 12), (11, 3), (11, 4), (11, 13), (12, 5)]);
         assert_eq!(q.scheduled_total(), 2 + 3 * 2);
     }
+
+    /// Against a reference (a list sorted by time, then scheduling order), with pushes and pops
+    /// interleaved as a simulation does them: every pop order must match exactly.
+    #[test]
+    fn matches_a_sorted_reference_under_random_interleaving() {
+        use crate::kernel::SimRng;
+        for seed in 0..20 {
+            let mut rng = SimRng::from_seed(seed);
+            let mut q: EventQueue<u64> = EventQueue::new();
+            let mut reference: Vec<(Micros, u64)> = Vec::new(); // (time, id), id = scheduling order
+            let mut next_id = 0u64;
+            for _ in 0..5_000 {
+                if rng.chance(0.55) || reference.is_empty() {
+                    // Mostly near-future events, some far ones, some ties at now.
+                    let delay = match rng.below(4) {
+                        0 => 0,
+                        1 => rng.below(10),
+                        2 => rng.below(5_000),
+                        _ => rng.below(1 << 40),
+                    };
+                    let at = q.now() + delay;
+                    q.schedule_at(at, next_id);
+                    reference.push((at, next_id));
+                    next_id += 1;
+                } else {
+                    let (i, _) = reference.iter().enumerate().min_by_key(|(_, (at, id))| (*at, *id)).unwrap();
+                    let expected = reference.remove(i);
+                    assert_eq!(q.peek_time(), Some(expected.0));
+                    let got = q.pop().unwrap();
+                    assert_eq!((q.now(), got), expected, "seed {seed}");
+                }
+                assert_eq!(q.len(), reference.len());
+            }
+        }
+    }
 }
