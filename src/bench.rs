@@ -61,8 +61,9 @@ pub fn bench(args: BenchArgs) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if args.orders == 0 || args.repeat == 0 {
-        eprintln!("error: --orders and --repeat must be at least 1");
+    let max = evsim_model::scenario::MAX_ORDERS_PER_RUN;
+    if args.orders == 0 || args.repeat == 0 || args.orders > max {
+        eprintln!("error: --orders must be from 1 to {max} and --repeat at least 1");
         return EXIT_BAD_INPUT;
     }
     // Keep the scenario's rate; stretch the workload to the requested number of orders.

@@ -180,7 +180,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawRun {
     duration_ms: Spanned<u64>,
-    quiet_period_ms: u64,
+    quiet_period_ms: Spanned<u64>,
     #[serde(default)]
     seed: u64,
     invariants: Vec<Spanned<String>>,
@@ -203,16 +203,22 @@ impl Default for RawCluster {
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
     #[serde(default = "default_latency_us")]
-    latency_us: u64,
+    latency_us: Spanned<u64>,
     #[serde(default = "default_jitter_us")]
-    jitter_us: u64,
+    jitter_us: Spanned<u64>,
 }
 
-fn default_latency_us() -> u64 {
-    500
+fn default_latency_us() -> Spanned<u64> {
+    Spanned::new(0..0, 500)
 }
-fn default_jitter_us() -> u64 {
-    100
+fn default_jitter_us() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self { latency_us: default_db_latency_us() }
+    }
 }
 
 impl Default for RawNetwork {
@@ -236,19 +242,23 @@ struct RawWorkload {
     zipf_exponent: Option<Spanned<f64>>,
 }
 
+fn zero_spanned() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+
 fn one_spanned() -> Spanned<u32> {
     Spanned::new(0..0, 1)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     #[serde(default = "default_db_latency_us")]
-    latency_us: u64,
+    latency_us: Spanned<u64>,
 }
 
-fn default_db_latency_us() -> u64 {
-    1_000
+fn default_db_latency_us() -> Spanned<u64> {
+    Spanned::new(0..0, 1_000)
 }
 
 #[derive(Deserialize)]
@@ -269,9 +279,9 @@ struct RawConsumer {
     instances: Spanned<u32>,
     #[serde(default)]
     topic: Option<Spanned<String>>,
-    processing_time_us: u64,
-    #[serde(default)]
-    processing_jitter_us: u64,
+    processing_time_us: Spanned<u64>,
+    #[serde(default = "zero_spanned")]
+    processing_jitter_us: Spanned<u64>,
     #[serde(default)]
     commit_strategy: Option<Spanned<String>>,
     #[serde(default)]
@@ -286,6 +296,13 @@ struct Validator<'a> {
 }
 
 const DEFAULT_TOPIC: &str = "order-created";
+
+/// Upper bounds of evsim's own time knobs (Kafka's keys have their own ranges).
+const HOUR_US: u64 = 3_600_000_000;
+const YEAR_MS: u64 = 31_536_000_000;
+
+/// The most orders one run may ask for: about 30 GB of history at the upper end.
+pub const MAX_ORDERS_PER_RUN: u64 = 50_000_000;
 const DEFAULT_GROUP: &str = "order-event-consumer";
 
 impl Validator<'_> {
@@ -298,6 +315,15 @@ impl Validator<'_> {
         let n = *v.get_ref();
         if n == 0 || n > max {
             return self.err(v.span(), format!("`{what}` is {n}; expected an integer from 1 to {max}"));
+        }
+        Ok(n)
+    }
+
+    /// A duration knob of evsim's own, bounded so that virtual-time arithmetic cannot overflow.
+    fn bounded(&self, v: &Spanned<u64>, what: &str, max: u64) -> Result<u64, ScenarioError> {
+        let n = *v.get_ref();
+        if n > max {
+            return self.err(v.span(), format!("`{what}` is {n}; expected at most {max}"));
         }
         Ok(n)
     }
@@ -346,7 +372,18 @@ impl Validator<'_> {
         }
 
         let workload = self.workload(raw.workload)?;
-        let database = DatabaseSpec { latency_us: raw.database.latency_us };
+        let orders = workload.rate_per_sec * run.duration_ms as f64 / 1_000.0;
+        if orders > MAX_ORDERS_PER_RUN as f64 {
+            return self.err(
+                0..0,
+                format!(
+                    "[workload] rate_per_sec x [run] duration_ms asks for {orders:.0} orders in one run; expected at most \
+                     {MAX_ORDERS_PER_RUN} (a run keeps its whole history in memory, about 600 bytes per order)"
+                ),
+            );
+        }
+        let database =
+            DatabaseSpec { latency_us: self.bounded(&raw.database.latency_us, "database.latency_us", HOUR_US)? };
 
         let os = raw.order_service;
         let instances = self.positive_u32(&os.instances, "order_service.instances", 1_000)?;
@@ -398,8 +435,8 @@ impl Validator<'_> {
         let order_event_consumer = ConsumerSpec {
             instances,
             topic,
-            processing_time_us: oc.processing_time_us,
-            processing_jitter_us: oc.processing_jitter_us,
+            processing_time_us: self.bounded(&oc.processing_time_us, "processing_time_us", HOUR_US)?,
+            processing_jitter_us: self.bounded(&oc.processing_jitter_us, "processing_jitter_us", HOUR_US)?,
             commit_strategy,
             consumer,
         };
@@ -410,13 +447,25 @@ impl Validator<'_> {
             run,
             brokers,
             broker,
-            network: NetworkSpec { latency_us: raw.network.latency_us, jitter_us: raw.network.jitter_us },
+            network: self.network(raw.network)?,
             topics,
             workload,
             database,
             order_service,
             order_event_consumer,
         })
+    }
+
+    fn network(&self, n: RawNetwork) -> Result<NetworkSpec, ScenarioError> {
+        let latency_us = *n.latency_us.get_ref();
+        // A real network always takes time; zero would let a request loop (a fetch answered at
+        // once, sent again at once) spin forever at one instant of virtual time.
+        if latency_us == 0 {
+            return self.err(n.latency_us.span(), "`latency_us` is 0; expected at least 1 microsecond");
+        }
+        let latency_us = self.bounded(&n.latency_us, "network.latency_us", HOUR_US)?;
+        let jitter_us = self.bounded(&n.jitter_us, "network.jitter_us", HOUR_US)?;
+        Ok(NetworkSpec { latency_us, jitter_us })
     }
 
     fn run(&self, raw: RawRun) -> Result<RunSpec, ScenarioError> {
@@ -438,7 +487,9 @@ impl Validator<'_> {
                 }
             }
         }
-        Ok(RunSpec { duration_ms, quiet_period_ms: raw.quiet_period_ms, seed: raw.seed, invariants })
+        let duration_ms = self.bounded(&raw.duration_ms, "duration_ms", YEAR_MS)?;
+        let quiet_period_ms = self.bounded(&raw.quiet_period_ms, "quiet_period_ms", YEAR_MS)?;
+        Ok(RunSpec { duration_ms, quiet_period_ms, seed: raw.seed, invariants })
     }
 
     fn workload(&self, w: RawWorkload) -> Result<WorkloadSpec, ScenarioError> {

@@ -146,3 +146,12 @@ fn not_toml_at_all_is_a_located_error() {
     let e = parse("name = \"x\"\n[run\n").unwrap_err();
     assert_eq!(e.line, 2, "{e}");
 }
+
+#[test]
+fn zero_latency_and_giant_runs_are_refused() {
+    let src = edit("latency_us = 500", "latency_us = 0");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, line_of(&src, "latency_us = 0"), "{e}");
+    let e = parse(&edit("duration_ms = 10_000 ", "duration_ms = 10_000_000_000 ")).unwrap_err();
+    assert!(e.message.contains("expected at most"), "{e}");
+}

@@ -1,0 +1,56 @@
+//! No panic reaches a user: every number of the reference scenario, replaced by an extreme value,
+//! either parses into a scenario that runs to the end, or is refused with a located error.
+
+mod common;
+
+use evsim_model::scenario::Scenario;
+use evsim_sim::run_scenario;
+
+#[test]
+fn extreme_values_are_refused_or_run_without_panicking() {
+    let text = std::fs::read_to_string(common::root().join("scenarios/order-basic.toml")).unwrap();
+    // Every integer literal on a `key = value` line (not in comments), one at a time.
+    let mut sites = Vec::new();
+    for (ln, line) in text.lines().enumerate() {
+        let code = line.split('#').next().unwrap();
+        if let Some(eq) = code.find('=') {
+            let value = code[eq + 1..].trim();
+            if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit() || c == '_' || c == '-' || c == '.') {
+                sites.push((ln, value.to_string()));
+            }
+        }
+    }
+    assert!(sites.len() >= 15, "found {} numeric settings", sites.len());
+    let extremes =
+        ["0", "-1", "1", "9223372036854775807", "18446744073709551615", "1e300", "0.0000001", "\"x\"", "true"];
+    let mut refused = 0;
+    let mut ran = 0;
+    for (ln, value) in &sites {
+        for x in extremes {
+            let mutated: String = text
+                .lines()
+                .enumerate()
+                .map(|(i, l)| if i == *ln { l.replacen(value.as_str(), x, 1) } else { l.to_string() })
+                .collect::<Vec<_>>()
+                .join("\n");
+            match Scenario::parse("mutated.toml", &mutated) {
+                Err(e) => {
+                    assert!(e.line > 0 || !e.message.is_empty(), "an error says where or what: {e}");
+                    refused += 1;
+                }
+                Ok(mut s) => {
+                    // Keep the run small: what matters is that nothing overflows or hangs.
+                    s.run.duration_ms = s.run.duration_ms.min(300);
+                    s.run.quiet_period_ms = s.run.quiet_period_ms.min(2_000);
+                    s.workload.rate_per_sec = s.workload.rate_per_sec.min(2_000.0);
+                    if s.workload.products > 100_000 || s.workload.users == 0 {
+                        continue;
+                    }
+                    let _ = run_scenario(&s, 1);
+                    ran += 1;
+                }
+            }
+        }
+    }
+    assert!(refused > 50 && ran > 20, "refused {refused}, ran {ran}");
+}
