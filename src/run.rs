@@ -22,8 +22,9 @@ pub struct RunArgs {
     /// Run exactly this seed (default: the scenario's `run.seed`).
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
-    /// Run seeds 1..=N and aggregate the verdicts (in parallel; results do not depend on it).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Run seeds 1..=N (N <= 100000) and aggregate the verdicts (in parallel; results do not
+    /// depend on it).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     seeds: Option<u64>,
     /// Print one JSON object on stdout instead of tables.
     #[arg(long)]

@@ -108,6 +108,9 @@ fn a_missing_file_and_bad_arguments_exit_2() {
     assert_eq!(o.status.code(), Some(2), "conflicting flags are bad input");
     let o = evsim(&["run", "scenarios/order-basic.toml", "--seeds", "0"]);
     assert_eq!(o.status.code(), Some(2));
+    let o = evsim(&["run", "scenarios/order-basic.toml", "--seeds", "18446744073709551615"]);
+    assert_eq!(o.status.code(), Some(2), "an absurd seed count is refused, not attempted");
+    assert!(!stderr(&o).contains("panicked"));
 }
 
 #[test]

@@ -54,3 +54,17 @@ fn extreme_values_are_refused_or_run_without_panicking() {
     }
     assert!(refused > 50 && ran > 20, "refused {refused}, ran {ran}");
 }
+
+/// Many brokers and partitions: the producer's sender looks only at partitions with queued
+/// batches, so a wide cluster costs what its traffic costs.
+#[test]
+fn a_wide_cluster_runs() {
+    let mut s = common::scenario("order-basic");
+    s.brokers = 100;
+    s.topics[0].partitions = 5_000;
+    s.run.duration_ms = 500;
+    s.run.quiet_period_ms = 5_000;
+    let o = run_scenario(&s, 1);
+    assert!(o.stats.records_consumed > 100, "{:?}", o.stats);
+    assert!(o.passed(), "{:?}", o.verdicts.iter().find(|v| !v.violations.is_empty()));
+}

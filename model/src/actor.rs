@@ -5,7 +5,7 @@
 //! The shape follows stateright's actors: state plus `on_*` handlers that emit outputs.
 
 use crate::db::{Txn, TxnOutcome};
-use crate::event::{Event, Message};
+use crate::event::Message;
 use crate::history::{ErrorCode, Micros, Polled, TopicId};
 
 /// A request id, a pending transaction or a pending send: chosen by the service, echoed back by
@@ -76,9 +76,4 @@ pub trait Service {
 pub trait Listener {
     /// Handle one record. Push [`Command::Ack`] when it succeeded and may be committed.
     fn on_record(&mut self, now: Micros, record: &Polled, message: &Message, out: &mut Vec<Command>);
-}
-
-/// A convenience for listeners: the event a record carries.
-pub fn event_of(message: &Message) -> Event {
-    message.value
 }

@@ -80,6 +80,9 @@ pub fn describe(h: &History, i: usize) -> String {
             format!("revoked ({}) [{}]", h.group_name(*group), list.join(", "))
         }
         Op::LeftGroup { group, reason } => format!("left group {} ({reason:?})", h.group_name(*group)),
+        Op::MemberRemoved { group, member, reason } => {
+            format!("removed {} from group {} ({reason:?})", h.node_name(*member), h.group_name(*group))
+        }
         Op::Crashed => "CRASHED (memory lost)".to_string(),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {

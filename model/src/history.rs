@@ -80,8 +80,6 @@ pub enum LeaveReason {
     PollTimeout,
     /// It did not rejoin a rebalance in time (the rebalance timeout is `max.poll.interval.ms`).
     RebalanceTimeout,
-    /// A clean close (LeaveGroup).
-    Close,
 }
 
 /// One record as a poll returned it.
@@ -95,6 +93,9 @@ pub struct Polled {
 
 /// One operation of a run. Variants are grouped by layer: the domain (orders, stock, effects),
 /// the producer, the consumer and its group.
+///
+/// New variants go at the end: the history hash encodes each variant's position, so inserting one
+/// in the middle would change the hash of every recorded run that never uses it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     // --- domain: setup and final state -------------------------------------------------------
@@ -138,7 +139,7 @@ pub enum Op {
     Assigned { group: GroupId, generation: i32, partitions: Vec<Tp> },
     /// The consumer gave these partitions up (`onPartitionsRevoked` / `onPartitionsLost`).
     Revoked { group: GroupId, partitions: Vec<Tp> },
-    /// The consumer left its group, or was removed by the coordinator.
+    /// The consumer left its group by itself (recorded by the consumer).
     LeftGroup { group: GroupId, reason: LeaveReason },
 
     // --- processes ----------------------------------------------------------------------------------
@@ -150,6 +151,11 @@ pub enum Op {
     RebalanceStarted { group: GroupId },
     /// A rebalance completed: a new generation with these members.
     GenerationStarted { group: GroupId, generation: i32, members: Vec<NodeId> },
+
+    // --- appended later (variants are append-only: the history hash encodes their position) ----
+    /// The coordinator removed `member` from the group (recorded by the coordinator; the member
+    /// itself finds out later, from a failed heartbeat, commit or join).
+    MemberRemoved { group: GroupId, member: NodeId, reason: LeaveReason },
 }
 
 impl Op {

@@ -111,8 +111,9 @@ fn a_silent_member_is_removed_after_the_session_timeout() {
     let end = w.end;
     w.run_until(end);
     let (h, stats) = w.finish();
-    let removed: Vec<u64> = entries(&h, |op| matches!(op, Op::LeftGroup { reason: LeaveReason::SessionTimeout, .. }))
-        .filter(|e| e.process == dead)
+    let removed: Vec<u64> = entries(&h, move |op| {
+        matches!(op, Op::MemberRemoved { reason: LeaveReason::SessionTimeout, member, .. } if *member == dead)
+    })
         .map(|e| e.time)
         .collect();
     assert_eq!(removed.len(), 1, "removed once");

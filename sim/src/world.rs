@@ -132,6 +132,8 @@ impl World {
         let topic_id =
             |name: &str| TopicId(topics.iter().position(|t| t.name == name).expect("validated topic") as u16);
 
+        // Records the workload will write, to size the logs and the history up front.
+        let expected = scenario.workload.rate_per_sec * scenario.run.duration_ms as f64 / 1_000.0;
         let mut partitions = Vec::new();
         let mut first_partition = Vec::new();
         for (ti, t) in scenario.topics.iter().enumerate() {
@@ -142,7 +144,6 @@ impl World {
                 // Leaders spread round-robin over brokers, as Kafka's replica placement starts.
                 let mut partition = Partition::new(tp, (global % scenario.brokers as usize) as u16);
                 // Room for the records the workload will write, so the log never regrows.
-                let expected = scenario.workload.rate_per_sec * scenario.run.duration_ms as f64 / 1_000.0;
                 partition.log.reserve((expected * 1.1 / f64::from(t.partitions)) as usize + 16);
                 partitions.push(partition);
             }
@@ -178,7 +179,7 @@ impl World {
         for i in 0..oc.instances {
             nodes.push(format!("order-event-consumer-{i}"));
             let node = NodeId(nodes.len() as u16 - 1);
-            consumers.push(Consumer::new(i as u16, node, GroupId(0), vec![topic_id(&oc.topic)], oc.clone()));
+            consumers.push(Consumer::new(node, GroupId(0), vec![topic_id(&oc.topic)], oc.clone()));
         }
 
         let header = Header {
@@ -190,9 +191,8 @@ impl World {
             quiet_from: scenario.run.duration_ms * 1_000,
             end: scenario.end_ms() * 1_000,
         };
-        let expected = (scenario.workload.rate_per_sec * scenario.run.duration_ms as f64 / 1_000.0) as usize;
         let mut history = History::new(header);
-        history.entries.reserve(expected * 9 + 1_024);
+        history.entries.reserve(expected as usize * 9 + 1_024);
         let net = Net::new(
             scenario.network.latency_us,
             scenario.network.jitter_us,

@@ -170,6 +170,22 @@ mod tests {
         assert_eq!(check_nonmonotonic(&h), vec![]);
     }
 
+    /// The coordinator removing a member is not a rebalance the member saw: a skip across it is
+    /// still the member's skip.
+    #[test]
+    fn a_removal_by_the_coordinator_does_not_excuse_a_skip() {
+        use crate::history::{LeaveReason, NodeId, Op};
+        let mut b = HistoryBuilder::new();
+        let p = orders(1);
+        let first = b.poll(R0, RANKING, &[rec(p, 0, 1, 1)]);
+        b.op(NodeId(5), Op::MemberRemoved { group: RANKING, member: R0, reason: LeaveReason::SessionTimeout });
+        let jump = b.poll(R0, RANKING, &[rec(p, 3, 2, 2)]);
+        let h = b.build();
+        let v = check_skip(&h);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].entries, vec![first, jump]);
+    }
+
     #[test]
     fn disorder_within_one_poll_is_reported_against_that_poll() {
         let mut b = HistoryBuilder::new();

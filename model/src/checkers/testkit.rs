@@ -150,7 +150,7 @@ impl HistoryBuilder {
     }
 
     pub(crate) fn left(&mut self, node: NodeId, group: GroupId) -> usize {
-        self.op(node, Op::LeftGroup { group, reason: LeaveReason::SessionTimeout })
+        self.op(node, Op::LeftGroup { group, reason: LeaveReason::PollTimeout })
     }
 
     pub(crate) fn build(mut self) -> History {

@@ -220,6 +220,10 @@ pub struct BrokerConfig {
     pub unclean_leader_election_enable: bool,
     /// `replica.lag.time.max.ms`.
     pub replica_lag_time_max_ms: u64,
+    /// `group.min.session.timeout.ms`: the lowest `session.timeout.ms` the coordinator accepts.
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`: the highest `session.timeout.ms` the coordinator accepts.
+    pub group_max_session_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -229,6 +233,8 @@ impl Default for BrokerConfig {
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
             replica_lag_time_max_ms: 30_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
         }
     }
 }
@@ -247,6 +253,18 @@ impl BrokerConfig {
             unclean_leader_election_enable: r
                 .bool("unclean.leader.election.enable", d.unclean_leader_election_enable)?,
             replica_lag_time_max_ms: r.uint("replica.lag.time.max.ms", d.replica_lag_time_max_ms, 1, 3_600_000)?,
+            group_min_session_timeout_ms: r.uint(
+                "group.min.session.timeout.ms",
+                d.group_min_session_timeout_ms,
+                1,
+                86_400_000,
+            )?,
+            group_max_session_timeout_ms: r.uint(
+                "group.max.session.timeout.ms",
+                d.group_max_session_timeout_ms,
+                1,
+                86_400_000,
+            )?,
         })
     }
 }

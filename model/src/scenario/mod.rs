@@ -389,10 +389,16 @@ impl Validator<'_> {
         let instances = self.positive_u32(&os.instances, "order_service.instances", 1_000)?;
         let topic = self.topic_ref(&topics, os.topic, "order_service.topic")?;
         let mut r = self.reader("order_service.producer", os.producer);
-        let producer = ProducerConfig::read(&mut r)?;
+        let idempotence_given = r.has("enable.idempotence");
+        let mut producer = ProducerConfig::read(&mut r)?;
         r.finish()?;
         if let Some(conflict) = producer.idempotence_conflict() {
-            return self.err(0..0, format!("[order_service.producer]: {conflict}"));
+            if idempotence_given {
+                return self.err(0..0, format!("[order_service.producer]: {conflict}"));
+            }
+            // The Java client (3.2+, KAFKA-13598) turns the default idempotence off quietly when
+            // the other settings conflict with it, and refuses only an explicit `true`.
+            producer.enable_idempotence = false;
         }
         let order_service = OrderServiceSpec { instances, topic, producer };
 
@@ -404,8 +410,13 @@ impl Validator<'_> {
         let mut consumer = ConsumerConfig::read(&mut r, DEFAULT_GROUP)?;
         r.finish()?;
         let commit_strategy = match oc.commit_strategy {
-            None if consumer.enable_auto_commit => CommitStrategy::AutoCommit,
-            None => CommitStrategy::CommitAfterProcess,
+            None if auto_commit_given && consumer.enable_auto_commit => CommitStrategy::AutoCommit,
+            // Spring Kafka (2.3+) sets `enable.auto.commit=false` unless it is given, and its
+            // container commits after each poll's records are handled.
+            None => {
+                consumer.enable_auto_commit = false;
+                CommitStrategy::CommitAfterProcess
+            }
             Some(s) => {
                 let span = s.span();
                 match s.into_inner().as_str() {
@@ -429,6 +440,18 @@ impl Validator<'_> {
                 }
             }
         };
+        let (min, max) = (broker.group_min_session_timeout_ms, broker.group_max_session_timeout_ms);
+        if !(min..=max).contains(&consumer.session_timeout_ms) {
+            return self.err(
+                0..0,
+                format!(
+                    "[order_event_consumer.consumer]: `session.timeout.ms` is {}; the broker accepts {min} to {max} \
+                     (`group.min.session.timeout.ms`, `group.max.session.timeout.ms` in [cluster.config]) and answers \
+                     JoinGroup with INVALID_SESSION_TIMEOUT otherwise",
+                    consumer.session_timeout_ms
+                ),
+            );
+        }
         if consumer.heartbeat_interval_ms >= consumer.session_timeout_ms {
             return self.err(0..0, "[order_event_consumer.consumer]: `heartbeat.interval.ms` must be lower than `session.timeout.ms` (Kafka requires it)");
         }

@@ -155,3 +155,33 @@ fn zero_latency_and_giant_runs_are_refused() {
     let e = parse(&edit("duration_ms = 10_000 ", "duration_ms = 10_000_000_000 ")).unwrap_err();
     assert!(e.message.contains("expected at most"), "{e}");
 }
+
+#[test]
+fn a_conflicting_default_idempotence_is_turned_off_as_the_java_client_does() {
+    let s = parse(&edit("acks = \"all\"", "acks = 1").replace("enable.idempotence = true\n", "")).unwrap();
+    assert_eq!(s.order_service.producer.acks, Acks::Leader);
+    assert!(!s.order_service.producer.enable_idempotence);
+}
+
+#[test]
+fn without_a_commit_setting_the_container_commits_after_processing_as_spring_does() {
+    let src = edit("commit_strategy = \"commit-after-process\"\n", "").replace("enable.auto.commit = false\n", "");
+    let s = parse(&src).unwrap();
+    assert_eq!(s.order_event_consumer.commit_strategy, CommitStrategy::CommitAfterProcess);
+    assert!(!s.order_event_consumer.consumer.enable_auto_commit);
+}
+
+#[test]
+fn session_timeouts_outside_the_brokers_bounds_are_refused() {
+    let src = edit(
+        "max.poll.records = 500",
+        "max.poll.records = 500\nsession.timeout.ms = 1000\nheartbeat.interval.ms = 300",
+    );
+    let e = parse(&src).unwrap_err();
+    assert!(e.message.contains("INVALID_SESSION_TIMEOUT"), "{e}");
+    let ok = src.replace(
+        "group.initial.rebalance.delay.ms = 3000",
+        "group.initial.rebalance.delay.ms = 3000\ngroup.min.session.timeout.ms = 500",
+    );
+    assert_eq!(parse(&ok).unwrap().order_event_consumer.consumer.session_timeout_ms, 1000);
+}

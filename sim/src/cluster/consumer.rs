@@ -64,7 +64,6 @@ enum CommitKind {
 /// One consumer instance with its listener.
 #[derive(Debug)]
 pub struct Consumer {
-    pub idx: u16,
     /// False once the process crashed: events addressed to it are dropped.
     pub alive: bool,
     pub node: NodeId,
@@ -104,9 +103,8 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn new(idx: u16, node: NodeId, group: GroupId, topics: Vec<TopicId>, spec: ConsumerSpec) -> Self {
+    pub fn new(node: NodeId, group: GroupId, topics: Vec<TopicId>, spec: ConsumerSpec) -> Self {
         Self {
-            idx,
             alive: true,
             node,
             group,
@@ -135,6 +133,25 @@ impl Consumer {
             next_commit: 0,
             listener: OrderEventConsumer,
             commands: Vec::new(),
+        }
+    }
+
+    /// The error a commit fails with before it is sent, when the member is not in an active
+    /// generation: CommitFailedException (no member) or RebalanceInProgressException.
+    fn local_commit_error(&self) -> ErrorCode {
+        if self.member_id.is_none() { ErrorCode::UnknownMemberId } else { ErrorCode::RebalanceInProgress }
+    }
+
+    /// Whether `poll()` may return records now: when stable, and, with the cooperative protocol
+    /// (KIP-429), also while rejoining, from the partitions the member still owns. Eager
+    /// members own nothing while they rejoin.
+    fn consuming(&self) -> bool {
+        match self.membership {
+            Membership::Stable => true,
+            Membership::Joining | Membership::Syncing => {
+                self.spec.consumer.partition_assignment_strategy == AssignmentStrategy::CooperativeSticky
+            }
+            _ => false,
         }
     }
 
@@ -217,13 +234,22 @@ impl World {
         if !matches!(cons.app, App::InPoll) {
             return;
         }
-        match cons.membership {
-            Membership::Unjoined => return self.begin_join(c),
-            Membership::Stable if cons.rejoin_needed => return self.begin_join(c),
-            Membership::Stable => {}
-            _ => return,
+        let rejoin = match cons.membership {
+            Membership::Unjoined => true,
+            Membership::Stable => cons.rejoin_needed,
+            _ => false,
+        };
+        if rejoin {
+            self.begin_join(c);
         }
-        if cons.spec.consumer.enable_auto_commit && now >= cons.next_auto_commit {
+        let cons = &mut self.consumers[c as usize];
+        if !matches!(cons.app, App::InPoll) || !cons.consuming() {
+            return;
+        }
+        if cons.membership == Membership::Stable
+            && cons.spec.consumer.enable_auto_commit
+            && now >= cons.next_auto_commit
+        {
             cons.next_auto_commit = now + cons.spec.consumer.auto_commit_interval_ms * 1_000;
             let offsets: Vec<(Tp, u64)> = cons.positions.iter().map(|(tp, o)| (*tp, *o)).collect();
             if !offsets.is_empty() {
@@ -269,7 +295,7 @@ impl World {
 
     fn send_fetches(&mut self, c: u16) {
         let cons = &self.consumers[c as usize];
-        if cons.membership != Membership::Stable {
+        if !cons.consuming() {
             return;
         }
         let max_records = (cons.spec.consumer.max_partition_fetch_bytes / RECORD_BYTES).max(1);
@@ -433,15 +459,25 @@ impl World {
             }
             // Not a member of an active generation: the client fails the commit itself
             // (CommitFailedException / RebalanceInProgressException), nothing is sent.
-            (member, _) => {
-                let error = if member.is_none() { ErrorCode::UnknownMemberId } else { ErrorCode::RebalanceInProgress };
+            (_, _) => {
                 let generation = cons.generation;
-                self.commit_done(c, id, generation, offsets, Some(error));
+                let error = cons.local_commit_error();
+                self.commit_done(c, id, generation, offsets, Some(error), true);
             }
         }
     }
 
-    fn commit_done(&mut self, c: u16, id: u64, generation: i32, offsets: Vec<(Tp, u64)>, error: Option<ErrorCode>) {
+    /// A commit finished: record it, react to fencing, and continue what waited for it. A
+    /// `local` failure never left the client (not a member of an active generation).
+    fn commit_done(
+        &mut self,
+        c: u16,
+        id: u64,
+        generation: i32,
+        offsets: Vec<(Tp, u64)>,
+        error: Option<ErrorCode>,
+        local: bool,
+    ) {
         let cons = &mut self.consumers[c as usize];
         let Some(kind) = cons.commits.remove(&id) else { return };
         let (node, group) = (cons.node, cons.group);
@@ -451,9 +487,11 @@ impl World {
                 self.stats.commits_failed += 1;
                 let cons = &mut self.consumers[c as usize];
                 match e {
+                    _ if local => {}
                     ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId if cons.generation == generation => {
                         self.lose_partitions(c, e == ErrorCode::UnknownMemberId)
                     }
+                    // The coordinator is completing a rebalance: rejoin, keep the generation.
                     ErrorCode::RebalanceInProgress => cons.rejoin_needed = true,
                     _ => {}
                 }
@@ -462,10 +500,13 @@ impl World {
         self.record(node, Op::Commit { group, generation, offsets, error });
         match kind {
             CommitKind::AfterBatch => self.app_poll(c),
-            CommitKind::Auto => {}
+            CommitKind::Auto => self.poll_step(c),
             CommitKind::BeforeJoin => {
                 if self.consumers[c as usize].membership == Membership::PreparingJoin {
                     self.do_join(c);
+                } else {
+                    // Fenced meanwhile: the join starts over from poll().
+                    self.poll_step(c);
                 }
             }
         }
@@ -494,13 +535,20 @@ impl World {
     fn begin_join(&mut self, c: u16) {
         let cons = &mut self.consumers[c as usize];
         let valid = cons.membership == Membership::Stable && cons.generation >= 0;
-        if cons.spec.consumer.enable_auto_commit && valid && !cons.positions.is_empty() {
-            cons.membership = Membership::PreparingJoin;
+        if cons.spec.consumer.enable_auto_commit && !cons.positions.is_empty() {
             let offsets: Vec<(Tp, u64)> = cons.positions.iter().map(|(tp, o)| (*tp, *o)).collect();
-            self.send_commit(c, offsets, CommitKind::BeforeJoin);
-        } else {
-            self.do_join(c);
+            if valid {
+                cons.membership = Membership::PreparingJoin;
+                return self.send_commit(c, offsets, CommitKind::BeforeJoin);
+            }
+            // Not in an active generation (it left or was fenced): the Java client still tries
+            // and fails the commit on the spot (CommitFailedException), then rejoins.
+            let (node, group, generation) = (cons.node, cons.group, cons.generation);
+            let error = Some(cons.local_commit_error());
+            self.stats.commits_failed += 1;
+            self.record(node, Op::Commit { group, generation, offsets, error });
         }
+        self.do_join(c);
     }
 
     fn do_join(&mut self, c: u16) {
@@ -531,7 +579,10 @@ impl World {
             }
             CoordinatorResponse::Heartbeat { consumer, generation, error } => {
                 let cons = &mut self.consumers[consumer as usize];
-                if generation != cons.generation || cons.membership == Membership::Unjoined {
+                // As the Java client does, an answer to a heartbeat sent before the member started
+                // rejoining is ignored: only a stable member acts on it.
+                let stable = matches!(cons.membership, Membership::Stable | Membership::AwaitingOffsets);
+                if generation != cons.generation || !stable {
                     return;
                 }
                 match error {
@@ -547,7 +598,7 @@ impl World {
                 }
             }
             CoordinatorResponse::OffsetCommit { consumer, commit, generation, offsets, error } => {
-                self.commit_done(consumer, commit, generation, offsets, error)
+                self.commit_done(consumer, commit, generation, offsets, error, false)
             }
             CoordinatorResponse::OffsetFetch { consumer, generation, offsets } => {
                 self.on_offsets(consumer, generation, offsets)
@@ -639,6 +690,8 @@ impl World {
         self.record(node, Op::Assigned { group, generation, partitions: assignment });
         self.q.schedule_at(now + interval, Ev::HeartbeatTick { consumer: c, epoch });
         let cons = &mut self.consumers[c as usize];
+        // onJoinComplete: the auto-commit timer starts over.
+        cons.next_auto_commit = now + cons.spec.consumer.auto_commit_interval_ms * 1_000;
         if missing.is_empty() {
             cons.membership = Membership::Stable;
             self.poll_step(c);

@@ -265,7 +265,8 @@ impl World {
             self.groups[group as usize].members.remove(&id);
             let node = self.consumers[consumer as usize].node;
             let gid = self.groups[group as usize].id;
-            self.record(node, Op::LeftGroup { group: gid, reason: LeaveReason::RebalanceTimeout });
+            let host = self.coordinator_node(group);
+            self.record(host, Op::MemberRemoved { group: gid, member: node, reason: LeaveReason::RebalanceTimeout });
         }
         self.complete_join(group);
     }
@@ -376,14 +377,11 @@ impl World {
             g.leader = None;
         }
         match g.state {
+            // The last member gone: the generation ends with nobody in it (the group is Empty).
+            GroupState::Stable | GroupState::CompletingRebalance if g.members.is_empty() => self.complete_join(group),
             GroupState::Stable | GroupState::CompletingRebalance => {
-                if g.members.is_empty() {
-                    g.state = GroupState::Empty;
-                    g.generation += 1;
-                } else {
-                    let timeout = g.rebalance_timeout();
-                    self.start_rebalance(group, timeout);
-                }
+                let timeout = g.rebalance_timeout();
+                self.start_rebalance(group, timeout);
             }
             GroupState::PreparingRebalance => self.maybe_complete_join(group),
             GroupState::Empty => {}
@@ -408,7 +406,8 @@ impl World {
             g.members.remove(&id);
             let gid = g.id;
             let node = self.consumers[consumer as usize].node;
-            self.record(node, Op::LeftGroup { group: gid, reason: LeaveReason::SessionTimeout });
+            let host = self.coordinator_node(group);
+            self.record(host, Op::MemberRemoved { group: gid, member: node, reason: LeaveReason::SessionTimeout });
             self.member_gone(group);
         } else {
             let at = m.last_seen + m.session_timeout;

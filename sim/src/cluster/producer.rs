@@ -4,8 +4,9 @@
 //!
 //! Follows the Java client's `RecordAccumulator` and `Sender`: a partition's first batch is ready
 //! when it is full, when `linger.ms` has passed since it was created, or when more batches queue
-//! behind it. With `max.in.flight.requests.per.connection = 1` a partition with a batch in flight
-//! is muted, which is what keeps order without idempotence.
+//! behind it. One connection per broker carries at most `max.in.flight.requests.per.connection`
+//! requests; with 1, a partition never has two batches in flight, which is what keeps order
+//! without idempotence.
 
 use super::partitioner::{key_bytes, partition_for_key};
 use super::{Msg, ProduceRequest, ProduceResponse, RECORD_BYTES};
@@ -14,7 +15,7 @@ use evsim_model::actor::{Input, Token};
 use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, Micros, NodeId, Op, TopicId, Tp};
 use evsim_model::scenario::{Acks, Partitioner, ProducerConfig, TopicSpec};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 #[derive(Debug)]
 struct Batch {
@@ -26,8 +27,6 @@ struct Batch {
 #[derive(Debug, Default)]
 struct PartitionQueue {
     batches: VecDeque<Batch>,
-    /// Batches of this partition in flight.
-    in_flight: u32,
 }
 
 /// A topic as the producer routes to it.
@@ -56,6 +55,8 @@ pub struct Producer {
     pub node: NodeId,
     pub config: ProducerConfig,
     queues: Vec<PartitionQueue>,
+    /// Global partitions whose queue holds a batch (what the sender looks at).
+    pending: BTreeSet<usize>,
     /// Per topic: where its partitions are, and the sticky partition for null keys.
     topics: Vec<TopicRoute>,
     /// Requests in flight per broker.
@@ -88,6 +89,7 @@ impl Producer {
             node,
             config,
             queues: (0..partitions).map(|_| PartitionQueue::default()).collect(),
+            pending: BTreeSet::new(),
             topics,
             in_flight: vec![0; brokers as usize],
             requests: Vec::new(),
@@ -97,12 +99,6 @@ impl Producer {
             linger_us,
             linger_armed: None,
         }
-    }
-
-    /// Batches a partition may have in flight at once: one when order must be guaranteed without
-    /// idempotence (`max.in.flight.requests.per.connection = 1`), otherwise the in-flight limit.
-    fn partition_in_flight_limit(&self) -> u32 {
-        self.config.max_in_flight_requests_per_connection
     }
 }
 
@@ -148,6 +144,7 @@ impl World {
             let mut batch = p.spare.pop().unwrap_or(Batch { records: Vec::new(), tokens: Vec::new(), created: now });
             batch.created = now;
             p.queues[global].batches.push_back(batch);
+            p.pending.insert(global);
         }
         let queue = &mut p.queues[global];
         let batch = queue.batches.back_mut().expect("just ensured");
@@ -187,56 +184,61 @@ impl World {
         if p.linger_armed.is_some_and(|t| t <= now) {
             p.linger_armed = None;
         }
-        let limit = p.partition_in_flight_limit();
         let mut next_deadline: Option<Micros> = None;
         let mut requests = std::mem::take(&mut self.pools.produce_requests);
-        for broker in 0..p.in_flight.len() {
-            if p.in_flight[broker] >= p.config.max_in_flight_requests_per_connection {
+        let mut sent: Vec<(u16, Vec<(usize, Batch)>)> = Vec::new();
+        // Only partitions with queued batches are looked at, in partition order; each ready first
+        // batch joins the request to its leader, if that connection has room for one more.
+        let pending: Vec<usize> = p.pending.iter().copied().collect();
+        for global in pending {
+            let partition = &self.partitions[global];
+            let broker = partition.leader;
+            if p.in_flight[broker as usize] >= p.config.max_in_flight_requests_per_connection {
                 continue;
             }
-            let mut batches = Vec::new();
-            let mut sent = Vec::new();
-            for (global, partition) in self.partitions.iter().enumerate() {
-                if partition.leader as usize != broker {
-                    continue;
-                }
-                let q = &mut p.queues[global];
-                let Some(front) = q.batches.front() else { continue };
-                if q.in_flight >= limit {
-                    continue;
-                }
-                let ready = front.records.len() >= p.records_per_batch
-                    || q.batches.len() > 1
-                    || now >= front.created + p.linger_us;
-                if !ready {
-                    let deadline = front.created + p.linger_us;
-                    next_deadline = Some(next_deadline.map_or(deadline, |d: Micros| d.min(deadline)));
-                    continue;
-                }
-                let batch = q.batches.pop_front().expect("front exists");
-                q.in_flight += 1;
-                if batches.is_empty() {
-                    batches = self.pools.produce_batches.pop().unwrap_or_default();
-                }
-                let mut records = self.pools.records.pop().unwrap_or_default();
-                records.extend_from_slice(&batch.records);
-                batches.push((global, records));
-                sent.push((global, batch));
-                // A sent batch ends the sticky partition's turn for null keys.
-                let topic = partition.tp.topic.0 as usize;
-                let route = &mut p.topics[topic];
-                if route.sticky == Some(partition.tp.partition) {
-                    route.previous = route.sticky.take();
-                }
-            }
-            if batches.is_empty() {
+            let q = &mut p.queues[global];
+            let Some(front) = q.batches.front() else {
+                p.pending.remove(&global);
+                continue;
+            };
+            let ready =
+                front.records.len() >= p.records_per_batch || q.batches.len() > 1 || now >= front.created + p.linger_us;
+            if !ready {
+                let deadline = front.created + p.linger_us;
+                next_deadline = Some(next_deadline.map_or(deadline, |d: Micros| d.min(deadline)));
                 continue;
             }
-            let request = p.next_request;
+            let batch = q.batches.pop_front().expect("front exists");
+            if q.batches.is_empty() {
+                p.pending.remove(&global);
+            }
+            let i = match requests.iter().position(|r| r.broker == broker) {
+                Some(i) => i,
+                None => {
+                    let batches = self.pools.produce_batches.pop().unwrap_or_default();
+                    requests.push(ProduceRequest { producer, broker, request: 0, acks: p.config.acks, batches });
+                    sent.push((broker, Vec::new()));
+                    requests.len() - 1
+                }
+            };
+            let mut records = self.pools.records.pop().unwrap_or_default();
+            records.extend_from_slice(&batch.records);
+            requests[i].batches.push((global, records));
+            sent[i].1.push((global, batch));
+            // A sent batch ends the sticky partition's turn for null keys.
+            let route = &mut p.topics[partition.tp.topic.0 as usize];
+            if route.sticky == Some(partition.tp.partition) {
+                route.previous = route.sticky.take();
+            }
+        }
+        // One request per broker, numbered in broker order.
+        requests.sort_by_key(|r| r.broker);
+        sent.sort_by_key(|(b, _)| *b);
+        for (req, (_, batches)) in requests.iter_mut().zip(sent) {
+            req.request = p.next_request;
             p.next_request += 1;
-            p.requests.push(InFlight { request, broker: broker as u16, batches: sent });
-            p.in_flight[broker] += 1;
-            requests.push(ProduceRequest { producer, broker: broker as u16, request, acks: p.config.acks, batches });
+            p.requests.push(InFlight { request: req.request, broker: req.broker, batches });
+            p.in_flight[req.broker as usize] += 1;
         }
         let node = p.node;
         if let Some(deadline) = next_deadline {
@@ -272,7 +274,6 @@ impl World {
         p.in_flight[inflight.broker as usize] -= 1;
         let node = p.node;
         for (global, mut batch) in inflight.batches {
-            self.producers[producer as usize].queues[global].in_flight -= 1;
             let tp = self.partitions[global].tp;
             let result = match &results {
                 None => Ok(None),

@@ -126,7 +126,8 @@ impl SimRng {
     #[inline]
     pub fn exponential(&mut self, mean: f64) -> f64 {
         let u = self.unit_f64();
-        mean * -(1.0 - u).ln()
+        // libm's pure-Rust log, not the platform's: the same bits on every OS and libc.
+        mean * -libm::log(1.0 - u)
     }
 
     /// `base` plus a uniform extra in `0..=spread` (saturating), e.g. a network delay around a
