@@ -114,6 +114,8 @@ pub struct World {
     pub(crate) commands: Vec<evsim_model::actor::Command>,
     pub(crate) pools: Pools,
     pub(crate) end: Micros,
+    /// Processes crashed so far.
+    pub(crate) crashed: u32,
 }
 
 impl World {
@@ -222,6 +224,7 @@ impl World {
             commands: Vec::new(),
             pools: Pools::default(),
             end: scenario.end_ms() * 1_000,
+            crashed: 0,
         }
     }
 
@@ -308,6 +311,7 @@ impl World {
     pub(crate) fn crash_consumer(&mut self, c: u16) {
         let node = self.consumers[c as usize].node;
         self.consumers[c as usize].alive = false;
+        self.crashed += 1;
         self.record(node, Op::Crashed);
     }
 
@@ -329,6 +333,7 @@ impl World {
     pub(crate) fn crash_service(&mut self, s: u16) {
         let node = self.services[s as usize].node;
         self.services[s as usize].alive = false;
+        self.crashed += 1;
         let p = &self.producers[s as usize];
         self.producers[s as usize] = Producer::new(
             p.node,
@@ -341,15 +346,18 @@ impl World {
     }
 
     fn dispatch(&mut self, ev: Ev) {
-        if let Some(c) = Self::consumer_of(&ev)
-            && !self.consumers[c as usize].alive
-        {
-            return;
-        }
-        if let Some(s) = Self::service_of(&ev)
-            && !self.services[s as usize].alive
-        {
-            return;
+        // Events addressed to a crashed process are dropped (checked only once something crashed).
+        if self.crashed > 0 {
+            if let Some(c) = Self::consumer_of(&ev)
+                && !self.consumers[c as usize].alive
+            {
+                return;
+            }
+            if let Some(s) = Self::service_of(&ev)
+                && !self.services[s as usize].alive
+            {
+                return;
+            }
         }
         match ev {
             Ev::Net(msg) => self.deliver(msg),

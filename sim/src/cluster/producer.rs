@@ -15,7 +15,7 @@ use evsim_model::actor::{Input, Token};
 use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, Micros, NodeId, Op, TopicId, Tp};
 use evsim_model::scenario::{Acks, Partitioner, ProducerConfig, TopicSpec};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 #[derive(Debug)]
 struct Batch {
@@ -55,8 +55,8 @@ pub struct Producer {
     pub node: NodeId,
     pub config: ProducerConfig,
     queues: Vec<PartitionQueue>,
-    /// Global partitions whose queue holds a batch (what the sender looks at).
-    pending: BTreeSet<usize>,
+    /// Global partitions whose queue holds a batch, sorted (what the sender looks at).
+    pending: Vec<usize>,
     /// Per topic: where its partitions are, and the sticky partition for null keys.
     topics: Vec<TopicRoute>,
     /// Requests in flight per broker.
@@ -89,7 +89,7 @@ impl Producer {
             node,
             config,
             queues: (0..partitions).map(|_| PartitionQueue::default()).collect(),
-            pending: BTreeSet::new(),
+            pending: Vec::new(),
             topics,
             in_flight: vec![0; brokers as usize],
             requests: Vec::new(),
@@ -144,7 +144,9 @@ impl World {
             let mut batch = p.spare.pop().unwrap_or(Batch { records: Vec::new(), tokens: Vec::new(), created: now });
             batch.created = now;
             p.queues[global].batches.push_back(batch);
-            p.pending.insert(global);
+            if let Err(at) = p.pending.binary_search(&global) {
+                p.pending.insert(at, global);
+            }
         }
         let queue = &mut p.queues[global];
         let batch = queue.batches.back_mut().expect("just ensured");
@@ -189,16 +191,18 @@ impl World {
         let mut sent: Vec<(u16, Vec<(usize, Batch)>)> = Vec::new();
         // Only partitions with queued batches are looked at, in partition order; each ready first
         // batch joins the request to its leader, if that connection has room for one more.
-        let pending: Vec<usize> = p.pending.iter().copied().collect();
-        for global in pending {
+        let mut k = 0;
+        while k < p.pending.len() {
+            let global = p.pending[k];
             let partition = &self.partitions[global];
             let broker = partition.leader;
             if p.in_flight[broker as usize] >= p.config.max_in_flight_requests_per_connection {
+                k += 1;
                 continue;
             }
             let q = &mut p.queues[global];
             let Some(front) = q.batches.front() else {
-                p.pending.remove(&global);
+                p.pending.remove(k);
                 continue;
             };
             let ready =
@@ -206,11 +210,14 @@ impl World {
             if !ready {
                 let deadline = front.created + p.linger_us;
                 next_deadline = Some(next_deadline.map_or(deadline, |d: Micros| d.min(deadline)));
+                k += 1;
                 continue;
             }
             let batch = q.batches.pop_front().expect("front exists");
             if q.batches.is_empty() {
-                p.pending.remove(&global);
+                p.pending.remove(k);
+            } else {
+                k += 1;
             }
             let i = match requests.iter().position(|r| r.broker == broker) {
                 Some(i) => i,
