@@ -1,0 +1,183 @@
+//! The consumer client (`KafkaConsumer`) and the listener container around it (Spring's
+//! `KafkaMessageListenerContainer`): group membership, fetching, `poll()`, commits, and the
+//! application thread that hands records to a listener one at a time.
+//!
+//! Java client behaviour reproduced here:
+//! - the application rejoins a rebalance only from inside `poll()`: a consumer busy processing a
+//!   batch keeps the group waiting (up to the rebalance timeout, `max.poll.interval.ms`);
+//! - the heartbeat thread sends heartbeats every `heartbeat.interval.ms`, and leaves the group
+//!   when the application has not called `poll()` for `max.poll.interval.ms`;
+//! - `enable.auto.commit` commits, inside `poll()`, the positions returned by earlier polls once
+//!   `auto.commit.interval.ms` has passed, and synchronously before rejoining (`onJoinPrepare`);
+//! - eager protocols (range) revoke every partition before rejoining; cooperative-sticky revokes
+//!   only what moves and rejoins once more;
+//! - a commit from a consumer that is not a member of the current generation fails.
+
+use super::{CoordinatorRequest, Msg, TpMap};
+use crate::world::World;
+use evsim_model::actor::Command;
+use evsim_model::event::Message;
+use evsim_model::history::{ErrorCode, GroupId, Micros, NodeId, Polled, TopicId, Tp};
+use evsim_model::order::OrderEventConsumer;
+use evsim_model::scenario::{AssignmentStrategy, ConsumerSpec};
+use std::collections::{BTreeMap, VecDeque};
+
+mod membership;
+mod poll;
+
+/// The container's `poll()` timeout (Spring's `ContainerProperties.pollTimeout` default).
+pub const POLL_TIMEOUT_US: Micros = 5_000_000;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Membership {
+    /// Not in the group (never joined, left, or fenced): the next `poll()` joins.
+    Unjoined,
+    /// Committing synchronously before rejoining (auto-commit's `onJoinPrepare`).
+    PreparingJoin,
+    Joining,
+    Syncing,
+    /// Assigned; fetching committed offsets for new partitions.
+    AwaitingOffsets,
+    Stable,
+}
+
+#[derive(Debug)]
+enum App {
+    /// Inside `poll()`, waiting for records or for the group.
+    InPoll,
+    /// Handling the records of the last poll (`Consumer::batch`), one at a time.
+    Processing { next: usize },
+    /// Waiting for a synchronous commit.
+    Committing,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum CommitKind {
+    /// The container's commit after a batch (`commitSync`).
+    AfterBatch,
+    /// Auto-commit inside `poll()` (`commitAsync`).
+    Auto,
+    /// Auto-commit before rejoining (`commitSync` in `onJoinPrepare`).
+    BeforeJoin,
+}
+
+/// One consumer instance with its listener.
+#[derive(Debug)]
+pub struct Consumer {
+    /// False once the process crashed: events addressed to it are dropped.
+    pub alive: bool,
+    pub node: NodeId,
+    pub group: GroupId,
+    pub topics: Vec<TopicId>,
+    pub spec: ConsumerSpec,
+    member_id: Option<String>,
+    generation: i32,
+    membership: Membership,
+    rejoin_needed: bool,
+    assigned: Vec<Tp>,
+    /// Next offset `poll()` returns, per assigned partition.
+    positions: TpMap,
+    /// Next offset to fetch.
+    fetch_positions: TpMap,
+    buffer: VecDeque<(Tp, u64, Message)>,
+    fetch_in_flight: Vec<Option<u64>>,
+    next_fetch: u64,
+    heartbeat_epoch: u32,
+    app: App,
+    app_epoch: u32,
+    /// When the application last called `poll()`.
+    last_poll: Micros,
+    /// One pending `PollIntervalCheck` / `PollTimeout` at a time: each re-arms itself from
+    /// `last_poll` when it fires early, so the queue holds no stale timers.
+    poll_check_armed: bool,
+    poll_timeout_armed: bool,
+    next_auto_commit: Micros,
+    /// The records of the last poll.
+    batch: Vec<(Polled, Message)>,
+    /// Offsets (next to read) acknowledged by the listener since the last commit, per partition.
+    acked: Vec<(Tp, u64)>,
+    commits: BTreeMap<u64, CommitKind>,
+    next_commit: u64,
+    listener: OrderEventConsumer,
+    commands: Vec<Command>,
+}
+
+impl Consumer {
+    pub fn new(node: NodeId, group: GroupId, topics: Vec<TopicId>, spec: ConsumerSpec) -> Self {
+        Self {
+            alive: true,
+            node,
+            group,
+            topics,
+            spec,
+            member_id: None,
+            generation: -1,
+            membership: Membership::Unjoined,
+            rejoin_needed: false,
+            assigned: Vec::new(),
+            positions: TpMap::default(),
+            fetch_positions: TpMap::default(),
+            buffer: VecDeque::new(),
+            fetch_in_flight: Vec::new(),
+            next_fetch: 0,
+            heartbeat_epoch: 0,
+            app: App::InPoll,
+            app_epoch: 0,
+            last_poll: 0,
+            poll_check_armed: false,
+            poll_timeout_armed: false,
+            next_auto_commit: 0,
+            batch: Vec::new(),
+            acked: Vec::new(),
+            commits: BTreeMap::new(),
+            next_commit: 0,
+            listener: OrderEventConsumer,
+            commands: Vec::new(),
+        }
+    }
+
+    /// The error a commit fails with before it is sent, when the member is not in an active
+    /// generation: CommitFailedException (no member) or RebalanceInProgressException.
+    fn local_commit_error(&self) -> ErrorCode {
+        if self.member_id.is_none() { ErrorCode::UnknownMemberId } else { ErrorCode::RebalanceInProgress }
+    }
+
+    /// Whether `poll()` may return records now: when stable, and, with the cooperative protocol
+    /// (KIP-429), also while rejoining, from the partitions the member still owns. Eager
+    /// members own nothing while they rejoin.
+    fn consuming(&self) -> bool {
+        match self.membership {
+            Membership::Stable => true,
+            Membership::Joining | Membership::Syncing => {
+                self.spec.consumer.partition_assignment_strategy == AssignmentStrategy::CooperativeSticky
+            }
+            _ => false,
+        }
+    }
+
+    fn reset_generation(&mut self, forget_member: bool) {
+        self.generation = -1;
+        if forget_member {
+            self.member_id = None;
+        }
+        self.membership = Membership::Unjoined;
+        self.heartbeat_epoch += 1;
+    }
+}
+
+impl World {
+    pub(crate) fn consumer_start(&mut self, c: u16) {
+        let brokers = self.broker_nodes.len();
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        cons.fetch_in_flight = vec![None; brokers];
+        cons.next_auto_commit = now + cons.spec.consumer.auto_commit_interval_ms * 1_000;
+        self.app_poll(c);
+    }
+    pub(super) fn send_to_coordinator(&mut self, c: u16, req: CoordinatorRequest) {
+        let node = self.consumers[c as usize].node;
+        let group = self.consumers[c as usize].group.0 as usize;
+        let host = self.broker_nodes[self.groups[group].host as usize];
+        self.send_msg(node, host, Msg::ToCoordinator(req));
+    }
+}

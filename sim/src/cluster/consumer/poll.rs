@@ -1,0 +1,355 @@
+//! The application thread and the data path: the listener container's loop (`poll()`, hand each
+//! record to the listener, commit after the batch), fetching, auto-commit, and the heartbeat
+//! thread's `max.poll.interval.ms` check.
+
+use super::{App, CommitKind, Membership, POLL_TIMEOUT_US};
+use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, RECORD_BYTES};
+use crate::world::{Ev, World};
+use evsim_model::actor::{Command, Listener};
+use evsim_model::history::{ErrorCode, LeaveReason, Op, Polled, Tp};
+use evsim_model::scenario::CommitStrategy;
+
+impl World {
+    /// The application calls `poll()`.
+    pub(super) fn app_poll(&mut self, c: u16) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        cons.app_epoch += 1;
+        cons.app = App::InPoll;
+        cons.last_poll = now;
+        self.arm_poll_check(c);
+        let cons = &mut self.consumers[c as usize];
+        if !cons.poll_timeout_armed {
+            cons.poll_timeout_armed = true;
+            self.q.schedule_at(now + POLL_TIMEOUT_US, Ev::PollTimeout { consumer: c });
+        }
+        self.poll_step(c);
+    }
+    /// Make sure a `PollIntervalCheck` is pending for consumer `c`.
+    pub(super) fn arm_poll_check(&mut self, c: u16) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        if !cons.poll_check_armed {
+            cons.poll_check_armed = true;
+            let at = now + cons.spec.consumer.max_poll_interval_ms * 1_000;
+            self.q.schedule_at(at, Ev::PollIntervalCheck { consumer: c });
+        }
+    }
+    pub(crate) fn poll_timeout(&mut self, c: u16) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        cons.poll_timeout_armed = false;
+        if !matches!(cons.app, App::InPoll) {
+            return;
+        }
+        if now >= cons.last_poll + POLL_TIMEOUT_US {
+            // poll() returned no records; the container loop polls again.
+            self.app_poll(c);
+        } else {
+            cons.poll_timeout_armed = true;
+            let at = cons.last_poll + POLL_TIMEOUT_US;
+            self.q.schedule_at(at, Ev::PollTimeout { consumer: c });
+        }
+    }
+    /// The part of `poll()` that can make progress now: group work, auto-commit, returning
+    /// buffered records, or sending fetches.
+    pub(super) fn poll_step(&mut self, c: u16) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        if !matches!(cons.app, App::InPoll) {
+            return;
+        }
+        let rejoin = match cons.membership {
+            Membership::Unjoined => true,
+            Membership::Stable => cons.rejoin_needed,
+            _ => false,
+        };
+        if rejoin {
+            self.begin_join(c);
+        }
+        let cons = &mut self.consumers[c as usize];
+        if !matches!(cons.app, App::InPoll) || !cons.consuming() {
+            return;
+        }
+        if cons.membership == Membership::Stable
+            && cons.spec.consumer.enable_auto_commit
+            && now >= cons.next_auto_commit
+        {
+            cons.next_auto_commit = now + cons.spec.consumer.auto_commit_interval_ms * 1_000;
+            let offsets: Vec<(Tp, u64)> = cons.positions.iter().map(|(tp, o)| (*tp, *o)).collect();
+            if !offsets.is_empty() {
+                self.send_commit(c, offsets, CommitKind::Auto);
+            }
+        }
+        let cons = &mut self.consumers[c as usize];
+        if cons.buffer.is_empty() {
+            return self.send_fetches(c);
+        }
+        let max = cons.spec.consumer.max_poll_records as usize;
+        cons.batch.clear();
+        let mut records = Vec::with_capacity(max.min(cons.buffer.len()));
+        while records.len() < max {
+            let Some((tp, offset, message)) = cons.buffer.pop_front() else {
+                break;
+            };
+            let polled = Polled { tp, offset, key: message.key, value: message.value.id() };
+            records.push(polled);
+            cons.batch.push((polled, message));
+        }
+        // The position of each partition moves past the last record returned.
+        for (polled, _) in cons.batch.iter().rev() {
+            match cons.positions.get_mut(&polled.tp) {
+                Some(p) if *p <= polled.offset => *p = polled.offset + 1,
+                _ => {}
+            }
+        }
+        cons.app = App::Processing { next: 0 };
+        // The Java client resets its poll timer on every pass of poll()'s loop, so the
+        // max.poll.interval.ms budget for this batch starts now, as poll() returns.
+        cons.last_poll = now;
+        self.arm_poll_check(c);
+        let cons = &mut self.consumers[c as usize];
+        cons.app_epoch += 1;
+        let (node, group) = (cons.node, cons.group);
+        self.stats.records_polled += records.len() as u64;
+        self.record(node, Op::Poll { group, records });
+        self.start_processing(c);
+        // Fetch ahead while the application processes (the Java client pipelines fetches).
+        self.send_fetches(c);
+    }
+    pub(super) fn send_fetches(&mut self, c: u16) {
+        let cons = &self.consumers[c as usize];
+        if !cons.consuming() {
+            return;
+        }
+        let max_records = (cons.spec.consumer.max_partition_fetch_bytes / RECORD_BYTES).max(1);
+        let max_wait_us = cons.spec.consumer.fetch_max_wait_ms * 1_000;
+        let mut per_broker: Vec<(u16, Vec<(usize, u64)>)> = Vec::new();
+        for tp in &cons.assigned {
+            let Some(&fetch_at) = cons.fetch_positions.get(tp) else {
+                continue;
+            };
+            // Only partitions with nothing buffered are fetched again.
+            if cons.positions.get(tp) != Some(&fetch_at) {
+                continue;
+            }
+            let g = self.partition_index(*tp);
+            let leader = self.partitions[g].leader;
+            if cons.fetch_in_flight[leader as usize].is_none() {
+                match per_broker.iter_mut().find(|(b, _)| *b == leader) {
+                    Some((_, parts)) => parts.push((g, fetch_at)),
+                    None => {
+                        let mut parts = self.pools.fetch_partitions.pop().unwrap_or_default();
+                        parts.push((g, fetch_at));
+                        per_broker.push((leader, parts));
+                    }
+                }
+            }
+        }
+        for (broker, partitions) in per_broker {
+            let cons = &mut self.consumers[c as usize];
+            let fetch = cons.next_fetch;
+            cons.next_fetch += 1;
+            cons.fetch_in_flight[broker as usize] = Some(fetch);
+            let node = cons.node;
+            let req = FetchRequest {
+                consumer: c,
+                broker,
+                fetch,
+                partitions,
+                max_records_per_partition: max_records,
+                max_wait_us,
+            };
+            let to = self.broker_nodes[broker as usize];
+            self.send_msg(node, to, Msg::Fetch(req));
+        }
+    }
+    pub(crate) fn consumer_fetch_response(&mut self, mut resp: FetchResponse) {
+        let cons = &mut self.consumers[resp.consumer as usize];
+        if cons.fetch_in_flight.get(resp.broker as usize).copied().flatten() == Some(resp.fetch) {
+            cons.fetch_in_flight[resp.broker as usize] = None;
+        }
+        let mut start = 0;
+        for &(tp, first, n) in &resp.ranges {
+            let records = &resp.records[start..start + n];
+            start += n;
+            // Data for a partition no longer assigned, or from a stale position, is dropped.
+            if cons.fetch_positions.get(&tp) != Some(&first) || !cons.assigned.contains(&tp) {
+                continue;
+            }
+            cons.buffer.extend(records.iter().enumerate().map(|(i, m)| (tp, first + i as u64, *m)));
+            cons.fetch_positions.insert(tp, first + n as u64);
+        }
+        resp.ranges.clear();
+        resp.records.clear();
+        self.pools.ranges.push(resp.ranges);
+        self.pools.records.push(resp.records);
+        let c = resp.consumer;
+        if matches!(self.consumers[c as usize].app, App::InPoll) {
+            self.poll_step(c);
+        } else {
+            self.send_fetches(c);
+        }
+    }
+    pub(super) fn start_processing(&mut self, c: u16) {
+        let cons = &self.consumers[c as usize];
+        let d = self.client_rng.jitter(cons.spec.processing_time_us, cons.spec.processing_jitter_us);
+        let epoch = cons.app_epoch;
+        let now = self.now();
+        self.q.schedule_at(now + d, Ev::ProcessDone { consumer: c, epoch });
+    }
+    /// The listener finished the current record: apply its commands, then the next record or
+    /// the end of the batch.
+    pub(crate) fn process_done(&mut self, c: u16, epoch: u32) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        if cons.app_epoch != epoch {
+            return;
+        }
+        let App::Processing { next } = &mut cons.app else {
+            return;
+        };
+        let (record, message) = cons.batch[*next];
+        *next += 1;
+        let more = *next < cons.batch.len();
+        let mut commands = std::mem::take(&mut cons.commands);
+        cons.listener.on_record(now, &record, &message, &mut commands);
+        let (node, group) = (cons.node, cons.group);
+        let mut ok = false;
+        for cmd in commands.drain(..) {
+            match cmd {
+                Command::Cache { op, cause } => {
+                    self.cache.apply(op, cause, &mut self.facts);
+                    for fact in self.facts.drain(..) {
+                        self.history.push(now, node, fact);
+                    }
+                }
+                Command::Ack => {
+                    ok = true;
+                    let acked = &mut self.consumers[c as usize].acked;
+                    match acked.iter_mut().find(|(tp, _)| *tp == record.tp) {
+                        Some((_, o)) => *o = (*o).max(record.offset + 1),
+                        None => acked.push((record.tp, record.offset + 1)),
+                    }
+                }
+                other => unreachable!("a listener emitted {other:?}"),
+            }
+        }
+        self.consumers[c as usize].commands = commands;
+        if ok {
+            self.stats.records_consumed += 1;
+        }
+        self.record(node, Op::Processed { group, record, ok });
+        if more {
+            self.start_processing(c);
+        } else {
+            self.batch_done(c);
+        }
+    }
+    pub(super) fn batch_done(&mut self, c: u16) {
+        let cons = &mut self.consumers[c as usize];
+        if cons.spec.commit_strategy == CommitStrategy::CommitAfterProcess && !cons.acked.is_empty() {
+            let mut offsets = std::mem::take(&mut cons.acked);
+            offsets.sort_unstable();
+            cons.app = App::Committing;
+            self.send_commit(c, offsets, CommitKind::AfterBatch);
+        } else {
+            cons.acked.clear();
+            self.app_poll(c);
+        }
+    }
+    pub(super) fn send_commit(&mut self, c: u16, offsets: Vec<(Tp, u64)>, kind: CommitKind) {
+        let cons = &mut self.consumers[c as usize];
+        let id = cons.next_commit;
+        cons.next_commit += 1;
+        cons.commits.insert(id, kind);
+        let group = cons.group.0;
+        match (&cons.member_id, cons.membership) {
+            (Some(member_id), Membership::Stable | Membership::PreparingJoin | Membership::AwaitingOffsets) => {
+                let req = CoordinatorRequest::OffsetCommit {
+                    group,
+                    consumer: c,
+                    member_id: member_id.clone(),
+                    generation: cons.generation,
+                    offsets,
+                    commit: id,
+                };
+                self.send_to_coordinator(c, req);
+            }
+            // Not a member of an active generation: the client fails the commit itself
+            // (CommitFailedException / RebalanceInProgressException), nothing is sent.
+            (_, _) => {
+                let generation = cons.generation;
+                let error = cons.local_commit_error();
+                self.commit_done(c, id, generation, offsets, Some(error), true);
+            }
+        }
+    }
+    /// A commit finished: record it, react to fencing, and continue what waited for it. A
+    /// `local` failure never left the client (not a member of an active generation).
+    pub(super) fn commit_done(
+        &mut self,
+        c: u16,
+        id: u64,
+        generation: i32,
+        offsets: Vec<(Tp, u64)>,
+        error: Option<ErrorCode>,
+        local: bool,
+    ) {
+        let cons = &mut self.consumers[c as usize];
+        let Some(kind) = cons.commits.remove(&id) else { return };
+        let (node, group) = (cons.node, cons.group);
+        match error {
+            None => self.stats.commits_ok += 1,
+            Some(e) => {
+                self.stats.commits_failed += 1;
+                let cons = &mut self.consumers[c as usize];
+                match e {
+                    _ if local => {}
+                    ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId if cons.generation == generation => {
+                        self.lose_partitions(c, e == ErrorCode::UnknownMemberId)
+                    }
+                    // The coordinator is completing a rebalance: rejoin, keep the generation.
+                    ErrorCode::RebalanceInProgress => cons.rejoin_needed = true,
+                    _ => {}
+                }
+            }
+        }
+        self.record(node, Op::Commit { group, generation, offsets, error });
+        match kind {
+            CommitKind::AfterBatch => self.app_poll(c),
+            CommitKind::Auto => self.poll_step(c),
+            CommitKind::BeforeJoin => {
+                if self.consumers[c as usize].membership == Membership::PreparingJoin {
+                    self.do_join(c);
+                } else {
+                    // Fenced meanwhile: the join starts over from poll().
+                    self.poll_step(c);
+                }
+            }
+        }
+    }
+    /// The heartbeat thread's check of `max.poll.interval.ms`: no `poll()` for that long means
+    /// the application is stuck or slow, and the consumer leaves the group.
+    pub(crate) fn poll_interval_check(&mut self, c: u16) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        let interval = cons.spec.consumer.max_poll_interval_ms * 1_000;
+        // Inside poll() the timer keeps being reset; outside, it runs from the last return.
+        if matches!(cons.app, App::InPoll) || now < cons.last_poll + interval {
+            let from = if matches!(cons.app, App::InPoll) { now } else { cons.last_poll };
+            self.q.schedule_at(from + interval, Ev::PollIntervalCheck { consumer: c });
+            return;
+        }
+        cons.poll_check_armed = false;
+        if cons.member_id.is_none() {
+            return;
+        }
+        let member_id = cons.member_id.clone().expect("checked");
+        let group = cons.group;
+        let node = cons.node;
+        cons.reset_generation(true);
+        self.record(node, Op::LeftGroup { group, reason: LeaveReason::PollTimeout });
+        self.send_to_coordinator(c, CoordinatorRequest::LeaveGroup { group: group.0, member_id });
+    }
+}
