@@ -49,7 +49,7 @@ fn keyed_records_land_where_the_java_partitioner_puts_them() {
     // librdkafka's default partitioner (CRC32) places keys elsewhere: a run that must agree with the
     // Java client has to say partitioner = "murmur2_random".
     let mut crc = s.clone();
-    crc.order_service.producer.partitioner = Partitioner::Crc32;
+    crc.services[0].producer.partitioner = Partitioner::Crc32;
     let o2 = run_scenario(&crc, 1);
     let moved = o
         .history
@@ -98,20 +98,20 @@ fn the_same_consumer_with_small_batches_stays_in_the_group() {
 #[test]
 fn auto_offset_reset_latest_skips_what_was_written_before_the_group_started() {
     let mut s = common::shortened(common::scenario("order-basic"), 5_000);
-    s.order_event_consumer.consumer.auto_offset_reset = OffsetReset::Latest;
+    s.consumers[0].consumer.auto_offset_reset = OffsetReset::Latest;
     let o = run_scenario(&s, 1);
     let missed = violations(&o, Invariant::EventualProcessing);
     assert!(missed > 0, "orders placed during group.initial.rebalance.delay.ms are never processed");
     // The log is intact: nothing lost at the broker, it was simply never read by this group.
     assert_eq!(violations(&o, Invariant::LostWrite), 0);
-    s.order_event_consumer.consumer.auto_offset_reset = OffsetReset::Earliest;
+    s.consumers[0].consumer.auto_offset_reset = OffsetReset::Earliest;
     assert_eq!(violations(&run_scenario(&s, 1), Invariant::EventualProcessing), 0);
 }
 
 #[test]
 fn cooperative_sticky_assignment_also_holds() {
     let mut s = common::shortened(common::scenario("order-basic"), 3_000);
-    s.order_event_consumer.consumer.partition_assignment_strategy = AssignmentStrategy::CooperativeSticky;
+    s.consumers[0].consumer.partition_assignment_strategy = AssignmentStrategy::CooperativeSticky;
     let o = run_scenario(&s, 2);
     assert!(o.passed(), "{:?}", o.vacuous);
     let assigned = count(&o.history, |op| matches!(op, Op::Assigned { .. }));
@@ -121,8 +121,8 @@ fn cooperative_sticky_assignment_also_holds() {
 #[test]
 fn acks_zero_reports_no_offsets() {
     let mut s = common::shortened(common::scenario("order-basic"), 2_000);
-    s.order_service.producer.acks = Acks::None;
-    s.order_service.producer.enable_idempotence = false;
+    s.services[0].producer.acks = Acks::None;
+    s.services[0].producer.enable_idempotence = false;
     let o = run_scenario(&s, 1);
     let with_offset = count(&o.history, |op| matches!(op, Op::SendOk { offset: Some(_), .. }));
     let without = count(&o.history, |op| matches!(op, Op::SendOk { offset: None, .. }));
@@ -165,9 +165,9 @@ fn committed_offsets_are_the_next_offset_to_read() {
 fn auto_commit_commits_earlier_polls_positions_every_interval() {
     use evsim_model::scenario::CommitStrategy;
     let mut s = common::scenario("order-basic");
-    s.order_event_consumer.commit_strategy = CommitStrategy::AutoCommit;
-    s.order_event_consumer.consumer.enable_auto_commit = true;
-    let interval = s.order_event_consumer.consumer.auto_commit_interval_ms * 1_000;
+    s.consumers[0].commit_strategy = CommitStrategy::AutoCommit;
+    s.consumers[0].consumer.enable_auto_commit = true;
+    let interval = s.consumers[0].consumer.auto_commit_interval_ms * 1_000;
     let o = run_scenario(&s, 4);
     assert!(o.passed(), "auto-commit with fast processing is at-least-once and here loses nothing");
     let mut returned = std::collections::BTreeSet::new();
@@ -209,4 +209,28 @@ fn auto_commit_commits_earlier_polls_positions_every_interval() {
         }
     }
     assert!(commits >= 6, "{commits} auto-commits");
+}
+
+/// Two consumer groups on one topic each get every record: eventual-processing requires both,
+/// and each group's offsets are its own.
+#[test]
+fn every_group_subscribed_to_a_topic_processes_every_event() {
+    let mut s = common::shortened(common::scenario("order-basic"), 3_000);
+    let mut audit = s.consumers[0].clone();
+    audit.name = "audit".into();
+    audit.consumer.group_id = "audit".into();
+    audit.instances = 1;
+    s.consumers.push(audit);
+    let o = run_scenario(&s, 1);
+    assert!(o.passed(), "{:?}", o.verdicts.iter().find(|v| !v.violations.is_empty()));
+    assert_eq!(o.history.header.groups.len(), 2);
+    // Each record is processed once per group.
+    assert_eq!(o.stats.records_consumed, 2 * o.stats.records_produced);
+
+    // If one group never runs (no instance), eventual-processing names that group.
+    let mut idle = s.clone();
+    idle.consumers[1].instances = 0;
+    let o = run_scenario(&idle, 1);
+    let v = &o.verdicts.iter().find(|v| v.invariant == Invariant::EventualProcessing).unwrap().violations;
+    assert!(!v.is_empty() && v[0].message.contains("audit"), "{:?}", v.first());
 }

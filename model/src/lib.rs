@@ -12,5 +12,6 @@ pub mod describe;
 pub mod event;
 pub mod history;
 pub mod order;
+pub mod registry;
 pub mod scenario;
 pub mod stable_hash;

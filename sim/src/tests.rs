@@ -64,7 +64,7 @@ fn a_member_joining_mid_run_rebalances_the_group_eagerly() {
 #[test]
 fn cooperative_sticky_revokes_only_what_moves() {
     let mut s = basic();
-    s.order_event_consumer.consumer.partition_assignment_strategy = AssignmentStrategy::CooperativeSticky;
+    s.consumers[0].consumer.partition_assignment_strategy = AssignmentStrategy::CooperativeSticky;
     let mut w = World::new(&s, 1);
     w.start();
     w.consumer_start(0);
@@ -99,7 +99,7 @@ fn cooperative_sticky_revokes_only_what_moves() {
 #[test]
 fn a_silent_member_is_removed_after_the_session_timeout() {
     let mut s = basic();
-    s.order_event_consumer.consumer.session_timeout_ms = 10_000;
+    s.consumers[0].consumer.session_timeout_ms = 10_000;
     let mut w = World::new(&s, 1);
     w.start();
     for c in 0..3 {
@@ -212,7 +212,7 @@ fn the_coordinator_fences_commits_like_kafka() {
 fn null_keys_stick_to_a_partition_until_its_batch_is_sent() {
     use evsim_model::event::{Event, Message};
     let mut s = basic();
-    s.order_service.producer.linger_ms = 20;
+    s.services[0].producer.linger_ms = 20;
     let mut w = World::new(&s, 5);
     let msg = |order| Message { key: None, value: Event::OrderCreated { order, user: 1, product: 1, qty: 1 } };
     let mut partitions_per_round = Vec::new();
@@ -245,7 +245,7 @@ fn null_keys_stick_to_a_partition_until_its_batch_is_sent() {
 #[test]
 fn a_service_crash_after_commit_loses_the_unsent_events_but_not_the_orders() {
     let mut s = basic();
-    s.order_service.producer.linger_ms = 50; // records wait in the accumulator for up to 50 ms
+    s.services[0].producer.linger_ms = 50; // records wait in the accumulator for up to 50 ms
     let mut w = World::new(&s, 1);
     w.start();
     for c in 0..3 {

@@ -7,8 +7,8 @@ use crate::world::{Ev, World};
 use evsim_model::actor::{Command, Input, Request, Service, Token};
 use evsim_model::db::Txn;
 use evsim_model::history::{Micros, NodeId, Op, TopicId};
-use evsim_model::order::OrderService;
-use evsim_model::scenario::{ProductDistribution, WorkloadSpec};
+use evsim_model::registry::AnyService;
+use evsim_model::scenario::{ProductDistribution, ServiceKind, WorkloadSpec};
 
 /// The order request generator.
 #[derive(Debug)]
@@ -79,15 +79,16 @@ impl Workload {
 #[derive(Debug)]
 pub struct ServiceInstance {
     pub node: NodeId,
+    pub kind: ServiceKind,
     pub producer: u16,
-    pub service: OrderService,
+    pub service: AnyService,
     /// False once the process crashed.
     pub alive: bool,
 }
 
 impl ServiceInstance {
-    pub fn order(node: NodeId, topic: TopicId, producer: u16) -> Self {
-        Self { node, producer, service: OrderService::new(topic), alive: true }
+    pub fn new(node: NodeId, kind: ServiceKind, topic: TopicId, producer: u16) -> Self {
+        Self { node, kind, producer, service: AnyService::new(kind, topic), alive: true }
     }
 }
 
@@ -107,8 +108,9 @@ impl World {
         self.stats.requests += 1;
         // Requests spread over the live instances round-robin, as a load balancer with health
         // checks would; with none alive the request fails at the client and is not recorded.
-        let n = self.services.len() as u64;
-        let live = (0..n).map(|i| ((order + i) % n) as u16).find(|&s| self.services[s as usize].alive);
+        let n = self.order_services.len() as u64;
+        let live =
+            (0..n).map(|i| self.order_services[((order + i) % n) as usize]).find(|&s| self.services[s as usize].alive);
         if let Some(service) = live {
             self.record(NodeId(0), Op::OrderRequested { order, user, product, qty });
             self.service_input(service, Input::Request(req));

@@ -15,7 +15,7 @@ use evsim_model::actor::Token;
 use evsim_model::cache::Cache;
 use evsim_model::db::{Db, Txn};
 use evsim_model::history::{GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp};
-use evsim_model::scenario::Scenario;
+use evsim_model::scenario::{Scenario, ServiceKind};
 
 /// Something that happens at a virtual time.
 #[derive(Debug)]
@@ -106,6 +106,8 @@ pub struct World {
     pub(crate) consumers: Vec<Consumer>,
     pub(crate) groups: Vec<Group>,
     pub(crate) services: Vec<ServiceInstance>,
+    /// The instances of order services: where the order workload sends its requests.
+    pub(crate) order_services: Vec<u16>,
     pub(crate) workload: Workload,
     pub(crate) db: Db,
     pub(crate) cache: Cache,
@@ -151,37 +153,42 @@ impl World {
             }
         }
 
-        let order_topic = topic_id(&scenario.order_service.topic);
         let mut producers = Vec::new();
         let mut services = Vec::new();
-        for i in 0..scenario.order_service.instances {
-            nodes.push(format!("order-service-{i}"));
-            let node = NodeId(nodes.len() as u16 - 1);
-            producers.push(Producer::new(
-                node,
-                scenario.order_service.producer.clone(),
-                &scenario.topics,
-                partitions.len(),
-                scenario.brokers,
-            ));
-            services.push(ServiceInstance::order(node, order_topic, i as u16));
+        for spec in &scenario.services {
+            let topic = topic_id(&spec.topic);
+            for i in 0..spec.instances {
+                nodes.push(format!("{}-{i}", spec.name));
+                let node = NodeId(nodes.len() as u16 - 1);
+                let producer = producers.len() as u16;
+                producers.push(Producer::new(
+                    node,
+                    spec.producer.clone(),
+                    &scenario.topics,
+                    partitions.len(),
+                    scenario.brokers,
+                ));
+                services.push(ServiceInstance::new(node, spec.kind, topic, producer));
+            }
         }
 
-        let oc = &scenario.order_event_consumer;
-        let groups_info = vec![GroupInfo { name: oc.consumer.group_id.clone(), topics: vec![topic_id(&oc.topic)] }];
-        let group_host =
-            (evsim_model::stable_hash::fnv1a(oc.consumer.group_id.as_bytes()) % scenario.brokers as u64) as u16;
-        let groups = vec![Group::new(
-            GroupId(0),
-            oc.consumer.group_id.clone(),
-            group_host,
-            oc.consumer.partition_assignment_strategy,
-        )];
+        let mut groups_info = Vec::new();
+        let mut groups = Vec::new();
         let mut consumers = Vec::new();
-        for i in 0..oc.instances {
-            nodes.push(format!("order-event-consumer-{i}"));
-            let node = NodeId(nodes.len() as u16 - 1);
-            consumers.push(Consumer::new(node, GroupId(0), vec![topic_id(&oc.topic)], oc.clone()));
+        for (g, spec) in scenario.consumers.iter().enumerate() {
+            let gid = GroupId(g as u16);
+            let subscribed: Vec<TopicId> = spec.topics.iter().map(|t| topic_id(t)).collect();
+            let group_id = &spec.consumer.group_id;
+            groups_info.push(GroupInfo { name: group_id.clone(), topics: subscribed.clone() });
+            // The coordinator's broker; Kafka picks the leader of the group's __consumer_offsets
+            // partition, which is a hash of the group id too.
+            let host = (evsim_model::stable_hash::fnv1a(group_id.as_bytes()) % scenario.brokers as u64) as u16;
+            groups.push(Group::new(gid, group_id.clone(), host, spec.consumer.partition_assignment_strategy));
+            for i in 0..spec.instances {
+                nodes.push(format!("{}-{i}", spec.name));
+                let node = NodeId(nodes.len() as u16 - 1);
+                consumers.push(Consumer::new(node, gid, subscribed.clone(), spec.clone()));
+            }
         }
 
         let header = Header {
@@ -216,6 +223,9 @@ impl World {
             producers,
             consumers,
             groups,
+            order_services: (0..services.len() as u16)
+                .filter(|&i| services[i as usize].kind == ServiceKind::OrderService)
+                .collect(),
             services,
             workload: Workload::new(&scenario.workload, seeds.stream(Stream::Workload)),
             db,

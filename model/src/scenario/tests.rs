@@ -22,16 +22,16 @@ fn order_basic_parses_with_kafka_names() {
     let s = parse(BASIC).expect("order-basic parses");
     assert_eq!(s.name, "order-basic");
     assert_eq!(s.topics, vec![TopicSpec { name: "order-created".into(), partitions: 3, replication_factor: 1 }]);
-    let p = &s.order_service.producer;
+    let p = &s.services[0].producer;
     assert_eq!(p.acks, Acks::All);
     assert_eq!(p.retries, 3);
     assert_eq!(p.max_in_flight_requests_per_connection, 1);
     assert!(p.enable_idempotence);
-    let c = &s.order_event_consumer.consumer;
+    let c = &s.consumers[0].consumer;
     assert_eq!(c.group_id, "hhplus-ecommerce-group");
     assert!(!c.enable_auto_commit);
     assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
-    assert_eq!(s.order_event_consumer.commit_strategy, CommitStrategy::CommitAfterProcess);
+    assert_eq!(s.consumers[0].commit_strategy, CommitStrategy::CommitAfterProcess);
     assert_eq!(s.run.invariants.len(), 8);
     assert_eq!(s.broker.group_initial_rebalance_delay_ms, 3000);
 }
@@ -94,11 +94,11 @@ fn wrong_types_say_what_was_expected() {
 #[test]
 fn acks_accepts_integers_as_kafka_does() {
     let s = parse(&edit("acks = \"all\"", "acks = -1")).unwrap();
-    assert_eq!(s.order_service.producer.acks, Acks::All);
+    assert_eq!(s.services[0].producer.acks, Acks::All);
     let s =
         parse(&edit("acks = \"all\"", "acks = 1").replace("enable.idempotence = true", "enable.idempotence = false"))
             .unwrap();
-    assert_eq!(s.order_service.producer.acks, Acks::Leader);
+    assert_eq!(s.services[0].producer.acks, Acks::Leader);
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn commit_strategy_must_agree_with_enable_auto_commit() {
             .replace("enable.auto.commit = false", "enable.auto.commit = true"),
     )
     .unwrap();
-    assert_eq!(s.order_event_consumer.commit_strategy, CommitStrategy::AutoCommit);
+    assert_eq!(s.consumers[0].commit_strategy, CommitStrategy::AutoCommit);
 }
 
 #[test]
@@ -159,16 +159,16 @@ fn zero_latency_and_giant_runs_are_refused() {
 #[test]
 fn a_conflicting_default_idempotence_is_turned_off_as_the_java_client_does() {
     let s = parse(&edit("acks = \"all\"", "acks = 1").replace("enable.idempotence = true\n", "")).unwrap();
-    assert_eq!(s.order_service.producer.acks, Acks::Leader);
-    assert!(!s.order_service.producer.enable_idempotence);
+    assert_eq!(s.services[0].producer.acks, Acks::Leader);
+    assert!(!s.services[0].producer.enable_idempotence);
 }
 
 #[test]
 fn without_a_commit_setting_the_container_commits_after_processing_as_spring_does() {
     let src = edit("commit_strategy = \"commit-after-process\"\n", "").replace("enable.auto.commit = false\n", "");
     let s = parse(&src).unwrap();
-    assert_eq!(s.order_event_consumer.commit_strategy, CommitStrategy::CommitAfterProcess);
-    assert!(!s.order_event_consumer.consumer.enable_auto_commit);
+    assert_eq!(s.consumers[0].commit_strategy, CommitStrategy::CommitAfterProcess);
+    assert!(!s.consumers[0].consumer.enable_auto_commit);
 }
 
 #[test]
@@ -183,5 +183,57 @@ fn session_timeouts_outside_the_brokers_bounds_are_refused() {
         "group.initial.rebalance.delay.ms = 3000",
         "group.initial.rebalance.delay.ms = 3000\ngroup.min.session.timeout.ms = 500",
     );
-    assert_eq!(parse(&ok).unwrap().order_event_consumer.consumer.session_timeout_ms, 1000);
+    assert_eq!(parse(&ok).unwrap().consumers[0].consumer.session_timeout_ms, 1000);
+}
+
+#[test]
+fn services_and_consumers_are_named_tables_with_kinds() {
+    let s = parse(BASIC).unwrap();
+    assert_eq!(s.services.len(), 1);
+    let svc = s.service("order-service").unwrap();
+    assert_eq!((svc.kind, svc.publish, svc.instances), (ServiceKind::OrderService, PublishStrategy::AfterCommit, 2));
+    let c = s.consumer_group("order-event-consumer").unwrap();
+    assert_eq!((c.kind, c.instances), (ListenerKind::OrderEventConsumer, 3));
+    assert_eq!(c.topics, vec!["order-created".to_string()]);
+}
+
+#[test]
+fn a_second_consumer_group_is_another_table() {
+    let extra = "\n[consumers.audit]\nkind = \"order-event-consumer\"\ntopics = [\"order-created\"]\nprocessing_time_us = 100\n";
+    let s = parse(&format!("{BASIC}{extra}")).unwrap();
+    assert_eq!(s.consumers.len(), 2);
+    // Tables are in name order; the group id defaults to the table's name.
+    assert_eq!(s.consumers[0].name, "audit");
+    assert_eq!(s.consumers[0].consumer.group_id, "audit");
+    let dup = extra.replace(
+        "processing_time_us = 100\n",
+        "processing_time_us = 100\n[consumers.audit.consumer]\ngroup.id = \"hhplus-ecommerce-group\"\n",
+    );
+    let e = parse(&format!("{BASIC}{dup}")).unwrap_err();
+    assert!(e.message.contains("both use group.id"), "{e}");
+}
+
+#[test]
+fn unknown_kinds_and_strategies_name_what_is_expected() {
+    let src = edit("kind = \"order-service\"", "kind = \"payment-service\"");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, line_of(&src, "kind = \"payment-service\""), "{e}");
+    assert!(e.message.contains("expected one of: \"order-service\""), "{e}");
+    let e = parse(&edit("kind = \"order-event-consumer\"", "kind = \"points\"")).unwrap_err();
+    assert!(e.message.contains("\"order-event-consumer\""), "{e}");
+    let src = edit("publish = \"after-commit\"", "publish = \"outbox\"");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, line_of(&src, "publish = \"outbox\""), "{e}");
+    assert!(e.message.contains("not modelled yet"), "{e}");
+    let e = parse(&edit("topics = [\"order-created\"]", "topics = []")).unwrap_err();
+    assert!(e.message.contains("topics is empty"), "{e}");
+}
+
+#[test]
+fn the_order_workload_needs_an_order_service() {
+    let start = BASIC.find("[services.order-service]").unwrap();
+    let end = BASIC.find("[consumers.order-event-consumer]").unwrap();
+    let without = format!("{}{}", &BASIC[..start], &BASIC[end..]);
+    let e = parse(&without).unwrap_err();
+    assert!(e.message.contains("kind = \"order-service\""), "{e}");
 }

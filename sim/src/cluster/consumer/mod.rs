@@ -18,7 +18,7 @@ use crate::world::World;
 use evsim_model::actor::Command;
 use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, GroupId, Micros, NodeId, Polled, TopicId, Tp};
-use evsim_model::order::OrderEventConsumer;
+use evsim_model::registry::AnyListener;
 use evsim_model::scenario::{AssignmentStrategy, ConsumerSpec};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -98,12 +98,13 @@ pub struct Consumer {
     acked: Vec<(Tp, u64)>,
     commits: BTreeMap<u64, CommitKind>,
     next_commit: u64,
-    listener: OrderEventConsumer,
+    listener: AnyListener,
     commands: Vec<Command>,
 }
 
 impl Consumer {
     pub fn new(node: NodeId, group: GroupId, topics: Vec<TopicId>, spec: ConsumerSpec) -> Self {
+        let listener = AnyListener::new(spec.kind);
         Self {
             alive: true,
             node,
@@ -131,7 +132,7 @@ impl Consumer {
             acked: Vec::new(),
             commits: BTreeMap::new(),
             next_commit: 0,
-            listener: OrderEventConsumer,
+            listener,
             commands: Vec::new(),
         }
     }

@@ -1,0 +1,53 @@
+//! From a scenario's `kind = "..."` to the actor that runs: one place that both drivers (the
+//! simulator, the real Kafka runner) use, so the same kind always means the same code.
+
+use crate::actor::{Command, Input, Listener, Service};
+use crate::event::Message;
+use crate::history::{Micros, Polled, TopicId};
+use crate::order::{OrderEventConsumer, OrderService};
+use crate::scenario::{ListenerKind, ServiceKind};
+
+/// Any service a scenario can run.
+#[derive(Debug)]
+pub enum AnyService {
+    Order(OrderService),
+}
+
+impl AnyService {
+    /// The service of `kind`, publishing to `topic`.
+    pub fn new(kind: ServiceKind, topic: TopicId) -> Self {
+        match kind {
+            ServiceKind::OrderService => AnyService::Order(OrderService::new(topic)),
+        }
+    }
+}
+
+impl Service for AnyService {
+    fn on_input(&mut self, now: Micros, input: Input, out: &mut Vec<Command>) {
+        match self {
+            AnyService::Order(s) => s.on_input(now, input, out),
+        }
+    }
+}
+
+/// Any listener a scenario can run.
+#[derive(Debug)]
+pub enum AnyListener {
+    OrderEventConsumer(OrderEventConsumer),
+}
+
+impl AnyListener {
+    pub fn new(kind: ListenerKind) -> Self {
+        match kind {
+            ListenerKind::OrderEventConsumer => AnyListener::OrderEventConsumer(OrderEventConsumer),
+        }
+    }
+}
+
+impl Listener for AnyListener {
+    fn on_record(&mut self, now: Micros, record: &Polled, message: &Message, out: &mut Vec<Command>) {
+        match self {
+            AnyListener::OrderEventConsumer(l) => l.on_record(now, record, message, out),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The scenario file as serde reads it, before validation.
+
+use super::props::Props;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub run: RawRun,
+    #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub network: RawNetwork,
+    pub topics: BTreeMap<String, Spanned<Props>>,
+    pub workload: RawWorkload,
+    #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
+    pub services: BTreeMap<String, Spanned<RawService>>,
+    #[serde(default)]
+    pub consumers: BTreeMap<String, Spanned<RawConsumer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRun {
+    pub duration_ms: Spanned<u64>,
+    pub quiet_period_ms: Spanned<u64>,
+    #[serde(default)]
+    pub seed: u64,
+    pub invariants: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub brokers: Spanned<u32>,
+    pub config: Option<Props>,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        Self { brokers: Spanned::new(0..0, 1), config: None }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNetwork {
+    #[serde(default = "default_latency_us")]
+    pub latency_us: Spanned<u64>,
+    #[serde(default = "default_jitter_us")]
+    pub jitter_us: Spanned<u64>,
+}
+
+fn default_latency_us() -> Spanned<u64> {
+    Spanned::new(0..0, 500)
+}
+fn default_jitter_us() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self { latency_us: default_db_latency_us() }
+    }
+}
+
+impl Default for RawNetwork {
+    fn default() -> Self {
+        Self { latency_us: default_latency_us(), jitter_us: default_jitter_us() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkload {
+    pub rate_per_sec: Spanned<f64>,
+    pub products: Spanned<u32>,
+    pub stock_per_product: Spanned<i64>,
+    pub users: Spanned<u32>,
+    #[serde(default = "one_spanned")]
+    pub quantity_max: Spanned<u32>,
+    #[serde(default)]
+    pub product_distribution: Option<Spanned<String>>,
+    #[serde(default)]
+    pub zipf_exponent: Option<Spanned<f64>>,
+}
+
+fn zero_spanned() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+
+fn one_spanned() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    #[serde(default = "default_db_latency_us")]
+    pub latency_us: Spanned<u64>,
+}
+
+fn default_db_latency_us() -> Spanned<u64> {
+    Spanned::new(0..0, 1_000)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub kind: Spanned<String>,
+    #[serde(default = "one_spanned")]
+    pub instances: Spanned<u32>,
+    pub topic: Spanned<String>,
+    #[serde(default)]
+    pub publish: Option<Spanned<String>>,
+    #[serde(default)]
+    pub producer: Option<Props>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsumer {
+    pub kind: Spanned<String>,
+    #[serde(default = "one_spanned")]
+    pub instances: Spanned<u32>,
+    pub topics: Spanned<Vec<Spanned<String>>>,
+    pub processing_time_us: Spanned<u64>,
+    #[serde(default = "zero_spanned")]
+    pub processing_jitter_us: Spanned<u64>,
+    #[serde(default)]
+    pub commit_strategy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub consumer: Option<Props>,
+}

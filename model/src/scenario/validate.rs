@@ -1,0 +1,374 @@
+//! Validation: from the raw form to a [`Scenario`], every mistake located and explained.
+
+use super::raw::*;
+use super::*;
+use toml::Spanned;
+
+pub(super) struct Validator<'a> {
+    pub file: &'a str,
+    pub source: &'a str,
+}
+
+/// Upper bounds of evsim's own time knobs (Kafka's keys have their own ranges).
+const HOUR_US: u64 = 3_600_000_000;
+const YEAR_MS: u64 = 31_536_000_000;
+
+impl Validator<'_> {
+    fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ScenarioError> {
+        let span = if span.is_empty() && span.start == 0 { None } else { Some(span) };
+        Err(ScenarioError::at(self.file, self.source, span, msg))
+    }
+
+    fn positive_u32(&self, v: &Spanned<u32>, what: &str, max: u32) -> Result<u32, ScenarioError> {
+        let n = *v.get_ref();
+        if n == 0 || n > max {
+            return self.err(v.span(), format!("`{what}` is {n}; expected an integer from 1 to {max}"));
+        }
+        Ok(n)
+    }
+
+    /// A duration knob of evsim's own, bounded so that virtual-time arithmetic cannot overflow.
+    fn bounded(&self, v: &Spanned<u64>, what: &str, max: u64) -> Result<u64, ScenarioError> {
+        let n = *v.get_ref();
+        if n > max {
+            return self.err(v.span(), format!("`{what}` is {n}; expected at most {max}"));
+        }
+        Ok(n)
+    }
+
+    fn reader<'b>(&'b self, section: &'b str, props: Option<Props>) -> PropReader<'b> {
+        PropReader::new(self.file, self.source, section, props.unwrap_or_default())
+    }
+
+    pub(super) fn scenario(&self, raw: Raw) -> Result<Scenario, ScenarioError> {
+        if raw.name.trim().is_empty() {
+            return self.err(0..0, "`name` is empty; expected a scenario name such as \"order-basic\"");
+        }
+        let run = self.run(raw.run)?;
+        let brokers = self.positive_u32(&raw.cluster.brokers, "cluster.brokers", 1_000)?;
+        let mut r = self.reader("cluster.config", raw.cluster.config);
+        let broker = BrokerConfig::read(&mut r)?;
+        r.finish()?;
+
+        let mut topics = Vec::new();
+        for (name, props) in raw.topics {
+            let span = props.span();
+            let section = format!("topics.{name}");
+            let mut r = PropReader::new(self.file, self.source, &section, props.into_inner());
+            if !r.has("partitions") {
+                return self.err(span, format!("topic `{name}` has no `partitions`; expected e.g. `partitions = 3`"));
+            }
+            let partitions = r.int("partitions", 1, 1, 100_000)? as u32;
+            let replication_factor = r.int("replication.factor", 1, 1, 1_000)? as u32;
+            r.finish()?;
+            if replication_factor > brokers {
+                return self.err(
+                    span,
+                    format!("topic `{name}` has replication.factor {replication_factor} but the cluster has {brokers} broker(s)"),
+                );
+            }
+            if replication_factor > 1 {
+                return self.err(
+                    span,
+                    format!(
+                        "topic `{name}`: replication.factor {replication_factor} is not modelled yet (only 1); \
+                         replication comes with the faults work, see docs/architecture.md \"Not modelled\""
+                    ),
+                );
+            }
+            topics.push(TopicSpec { name, partitions, replication_factor });
+        }
+
+        let workload = self.workload(raw.workload)?;
+        let orders = workload.rate_per_sec * run.duration_ms as f64 / 1_000.0;
+        if orders > MAX_ORDERS_PER_RUN as f64 {
+            return self.err(
+                0..0,
+                format!(
+                    "[workload] rate_per_sec x [run] duration_ms asks for {orders:.0} orders in one run; expected at most \
+                     {MAX_ORDERS_PER_RUN} (a run keeps its whole history in memory, about 600 bytes per order)"
+                ),
+            );
+        }
+        let database =
+            DatabaseSpec { latency_us: self.bounded(&raw.database.latency_us, "database.latency_us", HOUR_US)? };
+
+        let mut services = Vec::new();
+        for (name, raw) in raw.services {
+            services.push(self.service(name, raw, &topics)?);
+        }
+        if !services.iter().any(|s| s.kind == ServiceKind::OrderService) {
+            return self.err(
+                0..0,
+                "the order workload needs a service to send its requests to; expected a table such as \
+                 [services.order-service] with kind = \"order-service\"",
+            );
+        }
+        let mut consumers: Vec<ConsumerSpec> = Vec::new();
+        for (name, raw) in raw.consumers {
+            let span = raw.span();
+            let c = self.consumer(name, raw.into_inner(), &topics, &broker)?;
+            if let Some(other) = consumers.iter().find(|o| o.consumer.group_id == c.consumer.group_id) {
+                return self.err(
+                    span,
+                    format!(
+                        "[consumers.{}] and [consumers.{}] both use group.id \"{}\"; expected one table per consumer group",
+                        other.name, c.name, c.consumer.group_id
+                    ),
+                );
+            }
+            consumers.push(c);
+        }
+        Ok(Scenario {
+            name: raw.name,
+            description: raw.description,
+            run,
+            brokers,
+            broker,
+            network: self.network(raw.network)?,
+            topics,
+            workload,
+            database,
+            services,
+            consumers,
+        })
+    }
+
+    fn network(&self, n: RawNetwork) -> Result<NetworkSpec, ScenarioError> {
+        let latency_us = *n.latency_us.get_ref();
+        // A real network always takes time; zero would let a request loop (a fetch answered at
+        // once, sent again at once) spin forever at one instant of virtual time.
+        if latency_us == 0 {
+            return self.err(n.latency_us.span(), "`latency_us` is 0; expected at least 1 microsecond");
+        }
+        let latency_us = self.bounded(&n.latency_us, "network.latency_us", HOUR_US)?;
+        let jitter_us = self.bounded(&n.jitter_us, "network.jitter_us", HOUR_US)?;
+        Ok(NetworkSpec { latency_us, jitter_us })
+    }
+
+    fn run(&self, raw: RawRun) -> Result<RunSpec, ScenarioError> {
+        let duration_ms = *raw.duration_ms.get_ref();
+        if duration_ms == 0 {
+            return self.err(raw.duration_ms.span(), "`duration_ms` is 0; expected a positive number of milliseconds");
+        }
+        let mut invariants = Vec::new();
+        for name in raw.invariants {
+            match Invariant::from_name(name.get_ref()) {
+                Some(i) if !invariants.contains(&i) => invariants.push(i),
+                Some(_) => {}
+                None => {
+                    let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+                    return self.err(
+                        name.span(),
+                        format!("unknown invariant \"{}\"; expected one of: {}", name.get_ref(), known.join(", ")),
+                    );
+                }
+            }
+        }
+        let duration_ms = self.bounded(&raw.duration_ms, "duration_ms", YEAR_MS)?;
+        let quiet_period_ms = self.bounded(&raw.quiet_period_ms, "quiet_period_ms", YEAR_MS)?;
+        Ok(RunSpec { duration_ms, quiet_period_ms, seed: raw.seed, invariants })
+    }
+
+    fn workload(&self, w: RawWorkload) -> Result<WorkloadSpec, ScenarioError> {
+        let rate = *w.rate_per_sec.get_ref();
+        if !(rate > 0.0 && rate <= 10_000_000.0) {
+            return self.err(
+                w.rate_per_sec.span(),
+                format!("`rate_per_sec` is {rate}; expected a number above 0 and at most 10000000"),
+            );
+        }
+        let products = self.positive_u32(&w.products, "workload.products", 10_000_000)?;
+        let users = self.positive_u32(&w.users, "workload.users", u32::MAX)?;
+        let quantity_max = self.positive_u32(&w.quantity_max, "workload.quantity_max", 1_000_000)?;
+        let stock = *w.stock_per_product.get_ref();
+        if stock < 0 {
+            return self.err(w.stock_per_product.span(), format!("`stock_per_product` is {stock}; expected 0 or more"));
+        }
+        let product_distribution = match w.product_distribution {
+            None => ProductDistribution::Uniform,
+            Some(d) => match d.get_ref().as_str() {
+                "uniform" => ProductDistribution::Uniform,
+                "zipf" => {
+                    let s = w.zipf_exponent.as_ref().map_or(1.0, |s| *s.get_ref());
+                    if !(s > 0.0 && s <= 10.0) {
+                        let span = w.zipf_exponent.map_or(d.span(), |s| s.span());
+                        return self
+                            .err(span, format!("`zipf_exponent` is {s}; expected a number above 0 and at most 10"));
+                    }
+                    ProductDistribution::Zipf(s)
+                }
+                other => {
+                    return self.err(
+                        d.span(),
+                        format!("`product_distribution` is \"{other}\"; expected \"uniform\" or \"zipf\""),
+                    );
+                }
+            },
+        };
+        Ok(WorkloadSpec {
+            rate_per_sec: rate,
+            products,
+            stock_per_product: stock,
+            users,
+            quantity_max,
+            product_distribution,
+        })
+    }
+
+    fn topic_ref(&self, topics: &[TopicSpec], given: &Spanned<String>, what: &str) -> Result<String, ScenarioError> {
+        let name = given.get_ref();
+        if topics.iter().any(|t| t.name == *name) {
+            return Ok(name.clone());
+        }
+        let known: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        self.err(
+            given.span(),
+            format!(
+                "`{what}` names topic \"{name}\", which is not declared; expected one of the [topics.*] tables: {}",
+                known.join(", ")
+            ),
+        )
+    }
+
+    fn service(
+        &self,
+        name: String,
+        raw: Spanned<RawService>,
+        topics: &[TopicSpec],
+    ) -> Result<ServiceSpec, ScenarioError> {
+        let raw = raw.into_inner();
+        let section = format!("services.{name}");
+        let kind = match raw.kind.get_ref().as_str() {
+            "order-service" => ServiceKind::OrderService,
+            other => {
+                return self.err(
+                    raw.kind.span(),
+                    format!("[{section}] kind is \"{other}\"; expected one of: \"order-service\" (the seeds' other services come with their workflows)"),
+                );
+            }
+        };
+        let instances = self.positive_u32(&raw.instances, &format!("{section}.instances"), 1_000)?;
+        let topic = self.topic_ref(topics, &raw.topic, &format!("{section}.topic"))?;
+        let publish = match raw.publish {
+            None => PublishStrategy::AfterCommit,
+            Some(p) => match p.get_ref().as_str() {
+                "after-commit" => PublishStrategy::AfterCommit,
+                other => {
+                    return self.err(
+                        p.span(),
+                        format!(
+                            "[{section}] publish is \"{other}\"; expected \"after-commit\" (in-transaction, after-commit-async and \
+                             outbox are not modelled yet)"
+                        ),
+                    );
+                }
+            },
+        };
+        let producer_section = format!("{section}.producer");
+        let mut r = self.reader(&producer_section, raw.producer);
+        let idempotence_given = r.has("enable.idempotence");
+        let mut producer = ProducerConfig::read(&mut r)?;
+        r.finish()?;
+        if let Some(conflict) = producer.idempotence_conflict() {
+            if idempotence_given {
+                return self.err(0..0, format!("[{producer_section}]: {conflict}"));
+            }
+            // The Java client (3.2+, KAFKA-13598) turns the default idempotence off quietly when
+            // the other settings conflict with it, and refuses only an explicit `true`.
+            producer.enable_idempotence = false;
+        }
+        Ok(ServiceSpec { name, kind, instances, topic, publish, producer })
+    }
+
+    fn consumer(
+        &self,
+        name: String,
+        oc: RawConsumer,
+        topics: &[TopicSpec],
+        broker: &BrokerConfig,
+    ) -> Result<ConsumerSpec, ScenarioError> {
+        let section = format!("consumers.{name}");
+        let kind = match oc.kind.get_ref().as_str() {
+            "order-event-consumer" => ListenerKind::OrderEventConsumer,
+            other => {
+                return self.err(
+                    oc.kind.span(),
+                    format!("[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\" (the seeds' other listeners come with their workflows)"),
+                );
+            }
+        };
+        let instances = self.positive_u32(&oc.instances, &format!("{section}.instances"), 1_000)?;
+        if oc.topics.get_ref().is_empty() {
+            return self.err(
+                oc.topics.span(),
+                format!("[{section}] topics is empty; expected e.g. topics = [\"order-created\"]"),
+            );
+        }
+        let mut subscribed = Vec::new();
+        for t in oc.topics.into_inner() {
+            subscribed.push(self.topic_ref(topics, &t, &format!("{section}.topics"))?);
+        }
+        let consumer_section = format!("{section}.consumer");
+        let mut r = self.reader(&consumer_section, oc.consumer);
+        let auto_commit_given = r.has("enable.auto.commit");
+        let mut consumer = ConsumerConfig::read(&mut r, &name)?;
+        r.finish()?;
+        let commit_strategy = match oc.commit_strategy {
+            None if auto_commit_given && consumer.enable_auto_commit => CommitStrategy::AutoCommit,
+            // Spring Kafka (2.3+) sets `enable.auto.commit=false` unless it is given, and its
+            // container commits after each poll's records are handled.
+            None => {
+                consumer.enable_auto_commit = false;
+                CommitStrategy::CommitAfterProcess
+            }
+            Some(s) => {
+                let span = s.span();
+                match s.into_inner().as_str() {
+                    "auto-commit" => {
+                        if auto_commit_given && !consumer.enable_auto_commit {
+                            return self.err(span, format!("commit_strategy \"auto-commit\" needs `enable.auto.commit = true` in [{consumer_section}]"));
+                        }
+                        consumer.enable_auto_commit = true;
+                        CommitStrategy::AutoCommit
+                    }
+                    "commit-after-process" => {
+                        if auto_commit_given && consumer.enable_auto_commit {
+                            return self.err(span, "commit_strategy \"commit-after-process\" needs `enable.auto.commit = false` (otherwise the client also commits on its own)");
+                        }
+                        consumer.enable_auto_commit = false;
+                        CommitStrategy::CommitAfterProcess
+                    }
+                    other => {
+                        return self.err(span, format!("commit_strategy is \"{other}\"; expected one of \"auto-commit\", \"commit-after-process\""));
+                    }
+                }
+            }
+        };
+        let (min, max) = (broker.group_min_session_timeout_ms, broker.group_max_session_timeout_ms);
+        if !(min..=max).contains(&consumer.session_timeout_ms) {
+            return self.err(
+                0..0,
+                format!(
+                    "[{consumer_section}]: `session.timeout.ms` is {}; the broker accepts {min} to {max} \
+                     (`group.min.session.timeout.ms`, `group.max.session.timeout.ms` in [cluster.config]) and answers \
+                     JoinGroup with INVALID_SESSION_TIMEOUT otherwise",
+                    consumer.session_timeout_ms
+                ),
+            );
+        }
+        if consumer.heartbeat_interval_ms >= consumer.session_timeout_ms {
+            return self.err(0..0, format!("[{consumer_section}]: `heartbeat.interval.ms` must be lower than `session.timeout.ms` (Kafka requires it)"));
+        }
+        Ok(ConsumerSpec {
+            name,
+            kind,
+            instances,
+            topics: subscribed,
+            processing_time_us: self.bounded(&oc.processing_time_us, "processing_time_us", HOUR_US)?,
+            processing_jitter_us: self.bounded(&oc.processing_jitter_us, "processing_jitter_us", HOUR_US)?,
+            commit_strategy,
+            consumer,
+        })
+    }
+}
