@@ -273,3 +273,35 @@ fn a_service_crash_after_commit_loses_the_unsent_events_but_not_the_orders() {
     let after = h.entries.iter().filter(|e| e.time > 5_000_000 && matches!(e.op, Op::OrderCommitted { .. })).count();
     assert!(after > 1_000, "requests after the crash go to the live instance ({after})");
 }
+
+/// A consumer crash in the middle of a batch: commit-after-process redelivers what was handled but
+/// not committed (duplicates, nothing lost); commit-before-process loses what was committed but
+/// not handled (nothing duplicated).
+#[test]
+fn a_consumer_crash_duplicates_after_process_and_loses_before_process() {
+    use evsim_model::scenario::CommitStrategy;
+    let run = |strategy: CommitStrategy| {
+        let mut s = basic();
+        let c = &mut s.consumers[0];
+        c.commit_strategy = strategy;
+        c.processing_time_us = 2_500; // busy consumers: a crash lands mid-batch
+        c.consumer.session_timeout_ms = 10_000;
+        let mut w = World::new(&s, 3);
+        w.start();
+        for c in 0..3 {
+            w.consumer_start(c);
+        }
+        w.run_until(6_000_000);
+        w.crash_consumer(1);
+        let end = w.end;
+        w.run_until(end);
+        w.finish().0
+    };
+    let after = run(CommitStrategy::CommitAfterProcess);
+    assert!(!holds(&after, Invariant::EffectOnce), "handled but uncommitted records are redelivered");
+    assert!(holds(&after, Invariant::EventualProcessing), "{:?}", Invariant::EventualProcessing.check(&after).first());
+
+    let before = run(CommitStrategy::CommitBeforeProcess);
+    assert!(!holds(&before, Invariant::EventualProcessing), "committed but unhandled records are lost");
+    assert!(holds(&before, Invariant::EffectOnce));
+}

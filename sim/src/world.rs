@@ -55,6 +55,8 @@ pub struct Stats {
     pub send_failures: u64,
     pub records_polled: u64,
     pub records_consumed: u64,
+    /// Attempts to handle a record that failed (business failures).
+    pub handler_failures: u64,
     pub commits_ok: u64,
     pub commits_failed: u64,
     pub rebalances: u64,

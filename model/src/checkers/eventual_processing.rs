@@ -20,6 +20,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut sends: BTreeMap<EventId, Vec<usize>> = BTreeMap::new();
     let mut reports: BTreeMap<EventId, Vec<usize>> = BTreeMap::new();
     let mut processed: BTreeSet<(EventId, GroupId, TopicId)> = BTreeSet::new();
+    // Failed handling attempts, to show in the story of an event that was never processed.
+    let mut failed: BTreeMap<(EventId, GroupId), Vec<usize>> = BTreeMap::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
             Op::Send { value, .. } => sends.entry(*value).or_default().push(i),
@@ -27,6 +29,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             Op::Processed { group, record, ok: true } => {
                 processed.insert((record.value, *group, record.tp.topic));
             }
+            Op::Processed { group, record, ok: false } => failed.entry((record.value, *group)).or_default().push(i),
             _ => {}
         }
     }
@@ -70,13 +73,20 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 let ev_reports = reports.get(&ev).map(Vec::as_slice).unwrap_or_default();
                 let acked = ev_reports.iter().filter(|&&r| matches!(h.entries[r].op, Op::SendOk { .. })).count();
                 let names: Vec<&str> = ts.iter().map(|&t| h.topic_name(t)).collect();
+                let attempts = failed.get(&(ev, g)).map(Vec::as_slice).unwrap_or_default();
                 let mut entries = vec![i];
                 entries.extend(ev_sends);
                 entries.extend(ev_reports);
+                entries.extend(attempts);
+                let tried = if attempts.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its handling failed {} time(s) and was not retried to success", attempts.len())
+                };
                 out.push(Violation::new(
                     format!(
                         "group {} never processed {} (fact at entry {i}): sent {} time(s) to {}, \
-                         {} acked, {} failed",
+                         {} acked, {} failed{tried}",
                         h.group_name(g),
                         event(ev),
                         ev_sends.len(),
@@ -112,6 +122,22 @@ mod tests {
         assert_eq!(check(&b.build()), vec![]);
     }
 
+    /// A record whose handling failed and was never retried to success (an ack that skipped it)
+    /// is not processed: the failed attempts are part of the story.
+    #[test]
+    fn a_failed_attempt_is_not_processing_and_shows_in_the_story() {
+        let mut b = HistoryBuilder::new();
+        let fact = b.order_committed(7, 1, 1, 9);
+        let (s, ok) = b.produce(orders(1), 7, 0);
+        b.poll(R0, RANKING, &[rec(orders(1), 0, 7, 7)]);
+        let failed = b.processed(R0, RANKING, rec(orders(1), 0, 7, 7), false);
+        b.consume(C0, CART, &[rec(orders(1), 0, 7, 7)]);
+        let v = check(&b.build());
+        assert_eq!(v.len(), 1, "only the ranking group misses it: {v:?}");
+        assert_eq!(v[0].entries, vec![fact, s, ok, failed]);
+        assert!(v[0].message.contains("failed 1 time(s)"), "{}", v[0].message);
+    }
+
     #[test]
     fn never_published_is_reported() {
         let mut b = HistoryBuilder::new();
@@ -133,10 +159,10 @@ mod tests {
         b.consume(R0, RANKING, &[rec(orders(1), 3, 7, 7)]);
         // cart polled it, but its handler failed and it never succeeded.
         b.poll(C0, CART, &[rec(orders(1), 3, 7, 7)]);
-        b.processed(C0, CART, rec(orders(1), 3, 7, 7), false);
+        let failed = b.processed(C0, CART, rec(orders(1), 3, 7, 7), false);
         let v = check(&b.build());
         assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[0].entries, vec![fact, s1, f1, s2, ok]);
+        assert_eq!(v[0].entries, vec![fact, s1, f1, s2, ok, failed]);
         assert!(v[0].message.contains("group cart"), "{}", v[0].message);
         assert!(v[0].message.contains("1 acked, 1 failed"), "{}", v[0].message);
     }

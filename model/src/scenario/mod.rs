@@ -20,24 +20,45 @@ use serde::Serialize;
 /// The most orders one run may ask for: about 30 GB of history at the upper end.
 pub const MAX_ORDERS_PER_RUN: u64 = 50_000_000;
 
-/// How the order consumer commits offsets (the consuming strategy).
+/// How a consumer group commits offsets, and so what a failure or a crash costs it (the consuming
+/// strategy, `commit_strategy = "..."`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum CommitStrategy {
-    /// The Kafka client commits in `poll()` every `auto.commit.interval.ms` (`enable.auto.commit`).
+    /// `auto-commit`: the Kafka client commits in `poll()` every `auto.commit.interval.ms`
+    /// (`enable.auto.commit`); a failed record is logged and skipped.
     AutoCommit,
-    /// The listener acknowledges each record after handling it, and the container commits the
-    /// acknowledged offsets synchronously once the poll's records are handled (Spring's
-    /// `AckMode.MANUAL` with `enable.auto.commit=false`, as seed 001 does): at-least-once.
+    /// `commit-before-process`: the container commits each poll's positions synchronously before
+    /// handing the records to the listener: at-most-once.
+    CommitBeforeProcess,
+    /// `commit-after-process`: the listener acknowledges each record after handling it, and the
+    /// container commits the acknowledged offsets synchronously once the poll's records are
+    /// handled (Spring's `AckMode.MANUAL` with `enable.auto.commit=false`, as seed 001 configures
+    /// it): at-least-once. A failed record is retried as Spring's `DefaultErrorHandler` does:
+    /// seek back, redeliver, and skip it after 10 failed attempts.
     CommitAfterProcess,
+    /// `ack-skips-failures`: a failed record is not acknowledged but later ones are, so the commit
+    /// moves past it and it is never redelivered (seed 001's listener catches the exception and
+    /// does not ack).
+    AckSkipsFailures,
 }
 
 impl CommitStrategy {
     pub fn name(self) -> &'static str {
         match self {
             CommitStrategy::AutoCommit => "auto-commit",
+            CommitStrategy::CommitBeforeProcess => "commit-before-process",
             CommitStrategy::CommitAfterProcess => "commit-after-process",
+            CommitStrategy::AckSkipsFailures => "ack-skips-failures",
         }
     }
+
+    /// Every strategy, in the order the documentation lists them.
+    pub const ALL: [CommitStrategy; 4] = [
+        CommitStrategy::AutoCommit,
+        CommitStrategy::CommitBeforeProcess,
+        CommitStrategy::CommitAfterProcess,
+        CommitStrategy::AckSkipsFailures,
+    ];
 }
 
 /// How the workload picks the product of an order.
@@ -146,6 +167,9 @@ pub struct ConsumerSpec {
     pub processing_time_us: u64,
     /// Extra processing time drawn uniformly from `0..=processing_jitter_us`.
     pub processing_jitter_us: u64,
+    /// Probability that one attempt to handle a record fails (a business failure: the handler
+    /// throws before applying any effect).
+    pub handler_error_rate: f64,
     pub commit_strategy: CommitStrategy,
     pub consumer: ConsumerConfig,
 }

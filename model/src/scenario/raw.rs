@@ -135,6 +135,8 @@ pub(super) struct RawConsumer {
     #[serde(default = "zero_spanned")]
     pub processing_jitter_us: Spanned<u64>,
     #[serde(default)]
+    pub handler_error_rate: Option<Spanned<f64>>,
+    #[serde(default)]
     pub commit_strategy: Option<Spanned<String>>,
     #[serde(default)]
     pub consumer: Option<Props>,

@@ -36,6 +36,16 @@ impl Validator<'_> {
         Ok(n)
     }
 
+    /// A probability in `0..=1`, 0 when absent.
+    fn probability(&self, v: Option<&Spanned<f64>>, what: &str) -> Result<f64, ScenarioError> {
+        let Some(v) = v else { return Ok(0.0) };
+        let p = *v.get_ref();
+        if !(0.0..=1.0).contains(&p) {
+            return self.err(v.span(), format!("`{what}` is {p}; expected a probability from 0 to 1"));
+        }
+        Ok(p)
+    }
+
     fn reader<'b>(&'b self, section: &'b str, props: Option<Props>) -> PropReader<'b> {
         PropReader::new(self.file, self.source, section, props.unwrap_or_default())
     }
@@ -324,25 +334,23 @@ impl Validator<'_> {
             }
             Some(s) => {
                 let span = s.span();
-                match s.into_inner().as_str() {
-                    "auto-commit" => {
-                        if auto_commit_given && !consumer.enable_auto_commit {
-                            return self.err(span, format!("commit_strategy \"auto-commit\" needs `enable.auto.commit = true` in [{consumer_section}]"));
-                        }
-                        consumer.enable_auto_commit = true;
-                        CommitStrategy::AutoCommit
-                    }
-                    "commit-after-process" => {
-                        if auto_commit_given && consumer.enable_auto_commit {
-                            return self.err(span, "commit_strategy \"commit-after-process\" needs `enable.auto.commit = false` (otherwise the client also commits on its own)");
-                        }
-                        consumer.enable_auto_commit = false;
-                        CommitStrategy::CommitAfterProcess
-                    }
-                    other => {
-                        return self.err(span, format!("commit_strategy is \"{other}\"; expected one of \"auto-commit\", \"commit-after-process\""));
-                    }
+                let text = s.into_inner();
+                let Some(strategy) = CommitStrategy::ALL.into_iter().find(|c| c.name() == text) else {
+                    let names: Vec<String> = CommitStrategy::ALL.iter().map(|c| format!("\"{}\"", c.name())).collect();
+                    return self
+                        .err(span, format!("commit_strategy is \"{text}\"; expected one of {}", names.join(", ")));
+                };
+                let auto = strategy == CommitStrategy::AutoCommit;
+                if auto_commit_given && consumer.enable_auto_commit != auto {
+                    let (want, why) =
+                        if auto { ("true", "") } else { ("false", " (otherwise the client also commits on its own)") };
+                    return self.err(
+                        span,
+                        format!("commit_strategy \"{text}\" needs `enable.auto.commit = {want}` in [{consumer_section}]{why}"),
+                    );
                 }
+                consumer.enable_auto_commit = auto;
+                strategy
             }
         };
         let (min, max) = (broker.group_min_session_timeout_ms, broker.group_max_session_timeout_ms);
@@ -367,6 +375,7 @@ impl Validator<'_> {
             topics: subscribed,
             processing_time_us: self.bounded(&oc.processing_time_us, "processing_time_us", HOUR_US)?,
             processing_jitter_us: self.bounded(&oc.processing_jitter_us, "processing_jitter_us", HOUR_US)?,
+            handler_error_rate: self.probability(oc.handler_error_rate.as_ref(), "handler_error_rate")?,
             commit_strategy,
             consumer,
         })

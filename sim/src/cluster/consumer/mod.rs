@@ -59,7 +59,12 @@ enum CommitKind {
     Auto,
     /// Auto-commit before rejoining (`commitSync` in `onJoinPrepare`).
     BeforeJoin,
+    /// commit-before-process: the poll's positions, before the listener sees the records.
+    BeforeProcess,
 }
+
+/// Attempts Spring's `DefaultErrorHandler` gives a failing record (1 + `FixedBackOff(0, 9)`).
+pub const DEFAULT_ERROR_HANDLER_ATTEMPTS: u32 = 10;
 
 /// One consumer instance with its listener.
 #[derive(Debug)]
@@ -96,6 +101,8 @@ pub struct Consumer {
     batch: Vec<(Polled, Message)>,
     /// Offsets (next to read) acknowledged by the listener since the last commit, per partition.
     acked: Vec<(Tp, u64)>,
+    /// Failed attempts per record still being retried: (partition, offset, attempts).
+    failures: Vec<(Tp, u64, u32)>,
     commits: BTreeMap<u64, CommitKind>,
     next_commit: u64,
     listener: AnyListener,
@@ -130,6 +137,7 @@ impl Consumer {
             next_auto_commit: 0,
             batch: Vec::new(),
             acked: Vec::new(),
+            failures: Vec::new(),
             commits: BTreeMap::new(),
             next_commit: 0,
             listener,

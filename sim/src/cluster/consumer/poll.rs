@@ -2,7 +2,7 @@
 //! record to the listener, commit after the batch), fetching, auto-commit, and the heartbeat
 //! thread's `max.poll.interval.ms` check.
 
-use super::{App, CommitKind, Membership, POLL_TIMEOUT_US};
+use super::{App, CommitKind, DEFAULT_ERROR_HANDLER_ATTEMPTS, Membership, POLL_TIMEOUT_US};
 use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, RECORD_BYTES};
 use crate::world::{Ev, World};
 use evsim_model::actor::{Command, Listener};
@@ -111,9 +111,19 @@ impl World {
         let cons = &mut self.consumers[c as usize];
         cons.app_epoch += 1;
         let (node, group) = (cons.node, cons.group);
+        let commit_first = cons.spec.commit_strategy == CommitStrategy::CommitBeforeProcess;
         self.stats.records_polled += records.len() as u64;
         self.record(node, Op::Poll { group, records });
-        self.start_processing(c);
+        if commit_first {
+            // At-most-once: the positions past this batch are committed before any record of
+            // it is handled.
+            let cons = &mut self.consumers[c as usize];
+            cons.app = App::Committing;
+            let offsets: Vec<(Tp, u64)> = cons.positions.iter().map(|(tp, o)| (*tp, *o)).collect();
+            self.send_commit(c, offsets, CommitKind::BeforeProcess);
+        } else {
+            self.start_processing(c);
+        }
         // Fetch ahead while the application processes (the Java client pipelines fetches).
         self.send_fetches(c);
     }
@@ -212,6 +222,12 @@ impl World {
         let (record, message) = cons.batch[*next];
         *next += 1;
         let more = *next < cons.batch.len();
+        let rate = cons.spec.handler_error_rate;
+        if rate > 0.0 && self.client_rng.chance(rate) {
+            return self.handler_failed(c, record, more);
+        }
+        let cons = &mut self.consumers[c as usize];
+        cons.failures.retain(|(tp, offset, _)| !(*tp == record.tp && *offset == record.offset));
         let mut commands = std::mem::take(&mut cons.commands);
         cons.listener.on_record(now, &record, &message, &mut commands);
         let (node, group) = (cons.node, cons.group);
@@ -246,9 +262,58 @@ impl World {
             self.batch_done(c);
         }
     }
+    /// The listener threw on `record` before applying anything (a business failure). What
+    /// happens next is the consuming strategy's defining property.
+    fn handler_failed(&mut self, c: u16, record: Polled, more: bool) {
+        let cons = &mut self.consumers[c as usize];
+        let (node, group, strategy) = (cons.node, cons.group, cons.spec.commit_strategy);
+        self.stats.handler_failures += 1;
+        self.record(node, Op::Processed { group, record, ok: false });
+        let cons = &mut self.consumers[c as usize];
+        if strategy == CommitStrategy::CommitAfterProcess {
+            // Spring's DefaultErrorHandler: seek every partition of the unhandled records back to
+            // its first one and redeliver, up to 10 attempts, then log and skip the record.
+            let attempts = match cons.failures.iter_mut().find(|(tp, o, _)| *tp == record.tp && *o == record.offset) {
+                Some((_, _, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    cons.failures.push((record.tp, record.offset, 1));
+                    1
+                }
+            };
+            if attempts < DEFAULT_ERROR_HANDLER_ATTEMPTS {
+                let App::Processing { next } = cons.app else { unreachable!("a record was being processed") };
+                let mut seeks: Vec<(Tp, u64)> = Vec::new();
+                for (p, _) in &cons.batch[next - 1..] {
+                    if !seeks.iter().any(|(tp, _)| *tp == p.tp) {
+                        seeks.push((p.tp, p.offset));
+                    }
+                }
+                for &(tp, offset) in &seeks {
+                    cons.positions.insert(tp, offset);
+                    cons.fetch_positions.insert(tp, offset);
+                }
+                cons.buffer.retain(|(tp, _, _)| !seeks.iter().any(|(t, _)| t == tp));
+                return self.batch_done(c);
+            }
+            cons.failures.retain(|(tp, o, _)| !(*tp == record.tp && *o == record.offset));
+        }
+        // Otherwise the record is not acknowledged and the batch goes on: auto-commit and
+        // ack-skips-failures commit past it, commit-before-process already did.
+        if more {
+            self.start_processing(c);
+        } else {
+            self.batch_done(c);
+        }
+    }
+
     pub(super) fn batch_done(&mut self, c: u16) {
         let cons = &mut self.consumers[c as usize];
-        if cons.spec.commit_strategy == CommitStrategy::CommitAfterProcess && !cons.acked.is_empty() {
+        let commits_after =
+            matches!(cons.spec.commit_strategy, CommitStrategy::CommitAfterProcess | CommitStrategy::AckSkipsFailures);
+        if commits_after && !cons.acked.is_empty() {
             let mut offsets = std::mem::take(&mut cons.acked);
             offsets.sort_unstable();
             cons.app = App::Committing;
@@ -319,6 +384,17 @@ impl World {
         match kind {
             CommitKind::AfterBatch => self.app_poll(c),
             CommitKind::Auto => self.poll_step(c),
+            CommitKind::BeforeProcess => {
+                let cons = &mut self.consumers[c as usize];
+                if error.is_none() && matches!(cons.app, App::Committing) {
+                    cons.app = App::Processing { next: 0 };
+                    self.start_processing(c);
+                } else {
+                    // The commit failed (the group is rebalancing): the batch is dropped unhandled
+                    // and the loop polls again.
+                    self.app_poll(c);
+                }
+            }
             CommitKind::BeforeJoin => {
                 if self.consumers[c as usize].membership == Membership::PreparingJoin {
                     self.do_join(c);

@@ -1,0 +1,85 @@
+//! Each consuming strategy's defining property, shown under business failures (a listener that
+//! throws on some records).
+
+mod common;
+
+use evsim_model::checkers::Invariant;
+use evsim_model::history::Op;
+use evsim_model::scenario::{CommitStrategy, Scenario};
+use evsim_sim::{RunOutcome, run_scenario};
+
+fn with(strategy: CommitStrategy, error_rate: f64) -> Scenario {
+    let mut s = common::shortened(common::scenario("order-basic"), 4_000);
+    let c = &mut s.consumers[0];
+    c.commit_strategy = strategy;
+    c.consumer.enable_auto_commit = strategy == CommitStrategy::AutoCommit;
+    c.handler_error_rate = error_rate;
+    s
+}
+
+fn violations(o: &RunOutcome, inv: Invariant) -> usize {
+    o.verdicts.iter().find(|v| v.invariant == inv).map_or(0, |v| v.violations.len())
+}
+
+fn failed_attempts(o: &RunOutcome) -> usize {
+    o.history.entries.iter().filter(|e| matches!(e.op, Op::Processed { ok: false, .. })).count()
+}
+
+#[test]
+fn commit_after_process_retries_a_failed_record_until_it_succeeds() {
+    let o = run_scenario(&with(CommitStrategy::CommitAfterProcess, 0.05), 1);
+    assert!(failed_attempts(&o) > 50, "failures happened: {}", failed_attempts(&o));
+    assert_eq!(violations(&o, Invariant::EventualProcessing), 0, "nothing is lost");
+    assert_eq!(violations(&o, Invariant::EffectOnce), 0, "a failure applies nothing, its retry applies once");
+    assert_eq!(violations(&o, Invariant::NonmonotonicPoll), 0, "seeking back after a failure is not a poll anomaly");
+    assert_eq!(violations(&o, Invariant::PollSkip), 0);
+    assert_eq!(o.stats.records_consumed, o.stats.records_produced);
+}
+
+/// Seed 001's listener catches the exception and does not ack, expecting a redelivery on restart;
+/// but the next records are acked, the commit moves past the failed one, and it is never seen again.
+#[test]
+fn ack_skips_failures_loses_the_failed_records_effects() {
+    let o = run_scenario(&with(CommitStrategy::AckSkipsFailures, 0.05), 1);
+    let failed = failed_attempts(&o);
+    assert!(failed > 50);
+    let lost = violations(&o, Invariant::EventualProcessing);
+    assert!(lost > 0, "failed records are never processed");
+    assert_eq!(
+        o.stats.records_consumed as usize,
+        o.stats.records_produced as usize - failed,
+        "exactly the failed ones are lost"
+    );
+    assert_eq!(violations(&o, Invariant::EffectOnce), 0, "and nothing is applied twice");
+}
+
+#[test]
+fn commit_before_process_is_at_most_once() {
+    let o = run_scenario(&with(CommitStrategy::CommitBeforeProcess, 0.05), 1);
+    assert!(violations(&o, Invariant::EventualProcessing) > 0, "a failed record was already committed past");
+    assert_eq!(violations(&o, Invariant::EffectOnce), 0);
+    // Every commit precedes the processing of the records it covers.
+    let mut committed = std::collections::BTreeMap::new();
+    for e in &o.history.entries {
+        match &e.op {
+            Op::Commit { offsets, error: None, .. } => {
+                for (tp, next) in offsets {
+                    committed.insert(*tp, *next);
+                }
+            }
+            Op::Processed { record, .. } => {
+                assert!(committed.get(&record.tp).is_some_and(|n| *n > record.offset), "processed before committed");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn without_failures_every_strategy_holds() {
+    for strategy in CommitStrategy::ALL {
+        let o = run_scenario(&with(strategy, 0.0), 2);
+        assert!(o.passed(), "{}: {:?}", strategy.name(), o.verdicts.iter().find(|v| !v.violations.is_empty()));
+        assert_eq!(failed_attempts(&o), 0);
+    }
+}
