@@ -39,7 +39,7 @@ fn json_has_the_documented_fields() {
     assert!(v["records_consumed"].as_u64().unwrap() > 1000);
     assert_eq!(v["history_hash"].as_str().unwrap().len(), 16);
     let invs = v["invariants"].as_array().unwrap();
-    assert_eq!(invs.len(), 8);
+    assert_eq!(invs.len(), evsim_model::checkers::Invariant::ALL.len());
     for i in invs {
         assert!(
             i["name"].is_string() && i["held"] == 1 && i["violated"] == 0 && i["first_failing_seed"].is_null(),

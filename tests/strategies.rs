@@ -83,3 +83,36 @@ fn without_failures_every_strategy_holds() {
         assert_eq!(failed_attempts(&o), 0);
     }
 }
+
+fn publishing(strategy: evsim_model::scenario::PublishStrategy) -> Scenario {
+    let mut s = common::shortened(common::scenario("order-basic"), 4_000);
+    s.services[0].publish = strategy;
+    s
+}
+
+/// in-transaction publishing sends (and waits for the ack) before the commit: an order that then
+/// rolls back for lack of stock leaves its event published.
+#[test]
+fn in_transaction_publishing_publishes_phantoms_for_rolled_back_orders() {
+    use evsim_model::scenario::PublishStrategy;
+    let o = run_scenario(&publishing(PublishStrategy::InTransaction), 1);
+    assert!(o.stats.orders_rejected > 100, "order-basic runs short of stock");
+    let phantoms = violations(&o, Invariant::NoPhantomEvent);
+    assert!(phantoms > 0);
+    let v = &o.verdicts.iter().find(|v| v.invariant == Invariant::NoPhantomEvent).unwrap().violations[0];
+    assert!(v.message.contains("rolled back"), "{}", v.message);
+    assert_eq!(violations(&o, Invariant::EventualPublication), 0, "every committed order was published first");
+    // And the consumer processed events of orders that do not exist.
+    assert!(o.stats.records_consumed > o.stats.orders_committed);
+}
+
+#[test]
+fn after_commit_publishing_has_no_phantoms_and_publishes_everything_without_faults() {
+    use evsim_model::scenario::PublishStrategy;
+    for strategy in [PublishStrategy::AfterCommit, PublishStrategy::AfterCommitAsync] {
+        let o = run_scenario(&publishing(strategy), 1);
+        assert!(o.passed(), "{}: {:?}", strategy.name(), o.verdicts.iter().find(|v| !v.violations.is_empty()));
+        assert_eq!(violations(&o, Invariant::NoPhantomEvent), 0);
+        assert_eq!(o.stats.records_produced, o.stats.orders_committed);
+    }
+}

@@ -40,6 +40,10 @@ pub enum Input {
         token: Token,
         result: Result<Option<u64>, ErrorCode>,
     },
+    /// A timer the service set with [`Command::Timer`] fired.
+    Timer {
+        token: Token,
+    },
 }
 
 /// A Redis command (the seeds' cache and ranking store).
@@ -65,6 +69,8 @@ pub enum Command {
     Respond { token: Token, response: Response },
     /// A listener acknowledges the record it was handed (manual ack).
     Ack,
+    /// Wake the service with [`Input::Timer`] after `after_us` (in-memory: lost on a crash).
+    Timer { token: Token, after_us: Micros },
 }
 
 /// A service driven by requests, transaction results and delivery reports.

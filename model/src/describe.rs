@@ -3,7 +3,7 @@
 use crate::history::{EventId, EventKind, History, Op, Polled, Tp};
 use std::fmt::Write;
 
-fn event(e: EventId) -> String {
+pub(crate) fn event(e: EventId) -> String {
     match e.kind {
         EventKind::OrderCreated => format!("order-created(order {})", e.subject),
     }

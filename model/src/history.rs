@@ -167,6 +167,14 @@ impl Op {
         }
     }
 
+    /// The event that this rolled-back business fact would have published, if it is one.
+    pub fn rolled_back_event(&self) -> Option<EventId> {
+        match self {
+            Op::OrderRejected { order, .. } => Some(EventId::order_created(*order)),
+            _ => None,
+        }
+    }
+
     /// The event that caused this downstream effect, if it is an effect.
     pub fn effect_cause(&self) -> Option<EventId> {
         match self {

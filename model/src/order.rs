@@ -4,24 +4,46 @@ use crate::actor::{CacheOp, Command, Input, Listener, Request, Response, Service
 use crate::db::{Txn, TxnOutcome};
 use crate::event::{Event, Message};
 use crate::history::{Micros, Polled, TopicId};
+use crate::scenario::PublishStrategy;
 use std::collections::BTreeMap;
 
 /// `OrderService.createOrder` (seed 001): one DB transaction deducts the stock under a
-/// pessimistic lock and saves the order PENDING; after the commit, `order-created` is sent with
-/// key = orderId. A failed send is logged and dropped: the order stays created (the seed's
-/// "Kafka 발행 실패는 주 비즈니스에 영향을 주지 않음").
+/// pessimistic lock and saves the order PENDING; its `order-created` event (key = orderId) is
+/// published as the publishing strategy says:
+/// - `after-commit` (seed 001): sent after the commit; a failed send is logged and dropped, the
+///   order stays created ("Kafka 발행 실패는 주 비즈니스에 영향을 주지 않음");
+/// - `in-transaction`: sent and acknowledged inside the transaction, before the commit (a failed
+///   send rolls the order back; a rollback after the send leaves a published event for an order
+///   that does not exist);
+/// - `after-commit-async` (seed 004's `@Async @TransactionalEventListener(AFTER_COMMIT)`): after
+///   the commit the send is handed to a worker pool and happens `async_delay_us` later; pending
+///   sends live in memory and die with the process.
 #[derive(Debug)]
 pub struct OrderService {
     topic: TopicId,
-    /// Requests whose transaction is under way, by token (= order id). Lost on a crash.
+    publish: PublishStrategy,
+    async_delay_us: Micros,
+    /// Requests under way, by token (= order id). Memory: lost on a crash.
     pending: BTreeMap<Token, Request>,
+    /// Events waiting for a worker of the async pool, by token. Memory: lost on a crash.
+    queued: BTreeMap<Token, Message>,
     /// Sends whose delivery report failed (what the seed's logger.error would show).
     pub failed_sends: u64,
 }
 
 impl OrderService {
-    pub fn new(topic: TopicId) -> Self {
-        Self { topic, pending: BTreeMap::new(), failed_sends: 0 }
+    pub fn new(topic: TopicId, publish: PublishStrategy, async_delay_us: Micros) -> Self {
+        Self { topic, publish, async_delay_us, pending: BTreeMap::new(), queued: BTreeMap::new(), failed_sends: 0 }
+    }
+
+    fn event(req: &Request) -> Message {
+        let Request::CreateOrder { order, user, product, qty } = *req;
+        Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } }
+    }
+
+    fn transaction(req: &Request) -> Txn {
+        let Request::CreateOrder { order, user, product, qty } = *req;
+        Txn::CreateOrder { order, user, product, qty }
     }
 }
 
@@ -29,28 +51,59 @@ impl Service for OrderService {
     fn on_input(&mut self, _now: Micros, input: Input, out: &mut Vec<Command>) {
         match input {
             Input::Request(req) => {
-                let Request::CreateOrder { order, user, product, qty } = req;
+                let Request::CreateOrder { order, .. } = req;
                 self.pending.insert(order, req);
-                out.push(Command::Transact { token: order, txn: Txn::CreateOrder { order, user, product, qty } });
+                match self.publish {
+                    // The send goes first, and the transaction waits for its acknowledgement.
+                    PublishStrategy::InTransaction => {
+                        out.push(Command::Produce { token: order, topic: self.topic, message: Self::event(&req) })
+                    }
+                    PublishStrategy::AfterCommit | PublishStrategy::AfterCommitAsync => {
+                        out.push(Command::Transact { token: order, txn: Self::transaction(&req) })
+                    }
+                }
             }
             Input::TxnDone { token, outcome } => {
-                let Some(Request::CreateOrder { order, user, product, qty }) = self.pending.remove(&token) else {
+                let Some(req) = self.pending.remove(&token) else {
                     return;
                 };
                 match outcome {
                     TxnOutcome::Committed => {
-                        // After commit: publish, then answer the client without waiting for the ack.
-                        let message =
-                            Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } };
-                        out.push(Command::Produce { token, topic: self.topic, message });
+                        match self.publish {
+                            PublishStrategy::AfterCommit => {
+                                out.push(Command::Produce { token, topic: self.topic, message: Self::event(&req) })
+                            }
+                            PublishStrategy::AfterCommitAsync => {
+                                self.queued.insert(token, Self::event(&req));
+                                out.push(Command::Timer { token, after_us: self.async_delay_us });
+                            }
+                            PublishStrategy::InTransaction => {}
+                        }
+                        // Answer the client without waiting for any delivery report.
                         out.push(Command::Respond { token, response: Response::Ok });
                     }
                     TxnOutcome::RolledBack(_) => out.push(Command::Respond { token, response: Response::Rejected }),
                 }
             }
-            Input::Delivered { result, .. } => {
+            Input::Timer { token } => {
+                if let Some(message) = self.queued.remove(&token) {
+                    out.push(Command::Produce { token, topic: self.topic, message });
+                }
+            }
+            Input::Delivered { token, result } => {
                 if result.is_err() {
                     self.failed_sends += 1;
+                }
+                if self.publish == PublishStrategy::InTransaction
+                    && let Some(req) = self.pending.get(&token)
+                {
+                    if result.is_ok() {
+                        out.push(Command::Transact { token, txn: Self::transaction(req) });
+                    } else {
+                        // The send threw inside the transaction: it rolls back before touching the DB.
+                        self.pending.remove(&token);
+                        out.push(Command::Respond { token, response: Response::Rejected });
+                    }
                 }
             }
         }
@@ -82,7 +135,7 @@ mod tests {
 
     #[test]
     fn publishes_only_after_the_transaction_commits() {
-        let mut s = OrderService::new(TopicId(0));
+        let mut s = OrderService::new(TopicId(0), PublishStrategy::AfterCommit, 0);
         let mut out = Vec::new();
         s.on_input(0, Input::Request(Request::CreateOrder { order: 7, user: 1, product: 2, qty: 3 }), &mut out);
         assert_eq!(out.len(), 1);
@@ -95,7 +148,7 @@ mod tests {
 
     #[test]
     fn a_rolled_back_order_publishes_nothing() {
-        let mut s = OrderService::new(TopicId(0));
+        let mut s = OrderService::new(TopicId(0), PublishStrategy::AfterCommit, 0);
         let mut out = Vec::new();
         s.on_input(0, Input::Request(Request::CreateOrder { order: 7, user: 1, product: 2, qty: 3 }), &mut out);
         out.clear();

@@ -5,7 +5,7 @@ use crate::actor::{Command, Input, Listener, Service};
 use crate::event::Message;
 use crate::history::{Micros, Polled, TopicId};
 use crate::order::{OrderEventConsumer, OrderService};
-use crate::scenario::{ListenerKind, ServiceKind};
+use crate::scenario::{ListenerKind, ServiceKind, ServiceSpec};
 
 /// Any service a scenario can run.
 #[derive(Debug)]
@@ -14,10 +14,10 @@ pub enum AnyService {
 }
 
 impl AnyService {
-    /// The service of `kind`, publishing to `topic`.
-    pub fn new(kind: ServiceKind, topic: TopicId) -> Self {
-        match kind {
-            ServiceKind::OrderService => AnyService::Order(OrderService::new(topic)),
+    /// The service a `[services.*]` table describes, publishing to `topic`.
+    pub fn new(spec: &ServiceSpec, topic: TopicId) -> Self {
+        match spec.kind {
+            ServiceKind::OrderService => AnyService::Order(OrderService::new(topic, spec.publish, spec.async_delay_us)),
         }
     }
 }

@@ -259,6 +259,8 @@ fn a_service_crash_after_commit_loses_the_unsent_events_but_not_the_orders() {
     let (h, stats) = w.finish();
     let lost = Invariant::EventualProcessing.check(&h);
     assert!(!lost.is_empty(), "some committed orders were never published");
+    let unpublished = Invariant::EventualPublication.check(&h);
+    assert_eq!(unpublished.len(), lost.len(), "the events were lost before the broker, not after");
     for v in &lost {
         let fact = &h.entries[v.entries[0]];
         assert_eq!(fact.process, crashed, "only the crashed instance loses events: {}", v.message);
@@ -304,4 +306,29 @@ fn a_consumer_crash_duplicates_after_process_and_loses_before_process() {
     let before = run(CommitStrategy::CommitBeforeProcess);
     assert!(!holds(&before, Invariant::EventualProcessing), "committed but unhandled records are lost");
     assert!(holds(&before, Invariant::EffectOnce));
+}
+
+/// after-commit-async (seed 004): committed orders wait in the in-memory worker pool's queue; a
+/// crash loses them even with nothing lingering in the producer.
+#[test]
+fn a_crash_loses_the_events_queued_for_the_async_pool() {
+    use evsim_model::scenario::PublishStrategy;
+    let mut s = basic();
+    s.services[0].publish = PublishStrategy::AfterCommitAsync;
+    s.services[0].async_delay_us = 20_000; // a busy pool: 20 ms until a worker takes the send
+    s.services[0].producer.linger_ms = 0;
+    let mut w = World::new(&s, 1);
+    w.start();
+    for c in 0..3 {
+        w.consumer_start(c);
+    }
+    w.run_until(5_000_000);
+    w.crash_service(1);
+    let end = w.end;
+    w.run_until(end);
+    let (h, _) = w.finish();
+    let lost = Invariant::EventualPublication.check(&h);
+    assert!(lost.len() >= 3, "about 20 ms of committed orders were queued: {}", lost.len());
+    assert!(lost.iter().all(|v| v.message.contains("never sent")), "{:?}", lost.first());
+    assert!(holds(&h, Invariant::NoPhantomEvent));
 }

@@ -8,7 +8,7 @@ use evsim_model::actor::{Command, Input, Request, Service, Token};
 use evsim_model::db::Txn;
 use evsim_model::history::{Micros, NodeId, Op, TopicId};
 use evsim_model::registry::AnyService;
-use evsim_model::scenario::{ProductDistribution, ServiceKind, WorkloadSpec};
+use evsim_model::scenario::{ProductDistribution, ServiceKind, ServiceSpec, WorkloadSpec};
 
 /// The order request generator.
 #[derive(Debug)]
@@ -87,8 +87,8 @@ pub struct ServiceInstance {
 }
 
 impl ServiceInstance {
-    pub fn new(node: NodeId, kind: ServiceKind, topic: TopicId, producer: u16) -> Self {
-        Self { node, kind, producer, service: AnyService::new(kind, topic), alive: true }
+    pub fn new(node: NodeId, spec: &ServiceSpec, topic: TopicId, producer: u16) -> Self {
+        Self { node, kind: spec.kind, producer, service: AnyService::new(spec, topic), alive: true }
     }
 }
 
@@ -118,6 +118,10 @@ impl World {
         let gap = self.workload.gap();
         let now = self.now();
         self.q.schedule_at(now + gap, Ev::NextOrder);
+    }
+
+    pub(crate) fn service_timer(&mut self, service: u16, token: Token) {
+        self.service_input(service, Input::Timer { token });
     }
 
     pub(crate) fn txn_commit(&mut self, service: u16, token: Token, txn: Txn) {
@@ -154,6 +158,9 @@ impl World {
                     }
                 }
                 Command::Ack => {}
+                Command::Timer { token, after_us } => {
+                    self.q.schedule_at(now + after_us, Ev::ServiceTimer { service, token });
+                }
             }
         }
         self.commands = out;

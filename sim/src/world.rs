@@ -24,6 +24,8 @@ pub(crate) enum Ev {
     Net(Msg),
     /// The next order request of the workload.
     NextOrder,
+    /// A timer a service set fires.
+    ServiceTimer { service: u16, token: Token },
     /// A DB transaction reaches its commit point.
     TxnCommit { service: u16, token: Token, txn: Txn },
     /// A producer's `linger.ms` may have expired for some batch.
@@ -170,7 +172,7 @@ impl World {
                     partitions.len(),
                     scenario.brokers,
                 ));
-                services.push(ServiceInstance::new(node, spec.kind, topic, producer));
+                services.push(ServiceInstance::new(node, spec, topic, producer));
             }
         }
 
@@ -330,7 +332,7 @@ impl World {
     /// The service instance (and so its producer) an event is addressed to, if any.
     fn service_of(ev: &Ev) -> Option<u16> {
         match ev {
-            Ev::TxnCommit { service, .. } => Some(*service),
+            Ev::TxnCommit { service, .. } | Ev::ServiceTimer { service, .. } => Some(*service),
             Ev::Linger { producer } => Some(*producer),
             Ev::Net(Msg::ProduceResponse(r)) => Some(r.producer),
             _ => None,
@@ -375,6 +377,7 @@ impl World {
             Ev::Net(msg) => self.deliver(msg),
             Ev::NextOrder => self.next_order(),
             Ev::TxnCommit { service, token, txn } => self.txn_commit(service, token, txn),
+            Ev::ServiceTimer { service, token } => self.service_timer(service, token),
             Ev::Linger { producer } => self.producer_drain(producer),
             Ev::FetchExpired { broker } => self.fetch_expired(broker),
             Ev::HeartbeatTick { consumer, epoch } => self.heartbeat_tick(consumer, epoch),

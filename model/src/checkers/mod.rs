@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 mod duplicate;
 mod effect_once;
 mod eventual_processing;
+mod eventual_publication;
 mod lost_write;
 mod no_oversell;
+mod no_phantom_event;
 mod per_key_order;
 mod poll_order;
 
@@ -69,12 +71,18 @@ pub enum Invariant {
     /// A consumer's successive polls of a partition jump past an offset, with no rebalance
     /// between them.
     PollSkip,
+    /// No event is published (acknowledged or read) for a business fact that did not commit.
+    NoPhantomEvent,
+    /// Every committed business fact's event is acknowledged by the broker before the run ends.
+    EventualPublication,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 8] = [
+    pub const ALL: [Invariant; 10] = [
         Invariant::NoOversell,
+        Invariant::NoPhantomEvent,
+        Invariant::EventualPublication,
         Invariant::PerKeyOrder,
         Invariant::EventualProcessing,
         Invariant::EffectOnce,
@@ -95,6 +103,8 @@ impl Invariant {
             Invariant::Duplicate => "duplicate",
             Invariant::NonmonotonicPoll => "nonmonotonic-poll",
             Invariant::PollSkip => "poll-skip",
+            Invariant::NoPhantomEvent => "no-phantom-event",
+            Invariant::EventualPublication => "eventual-publication",
         }
     }
 
@@ -113,6 +123,8 @@ impl Invariant {
             Invariant::Duplicate => duplicate::check(history),
             Invariant::NonmonotonicPoll => poll_order::check_nonmonotonic(history),
             Invariant::PollSkip => poll_order::check_skip(history),
+            Invariant::NoPhantomEvent => no_phantom_event::check(history),
+            Invariant::EventualPublication => eventual_publication::check(history),
         }
     }
 }

@@ -129,9 +129,28 @@ pub enum ServiceKind {
 /// How a service publishes the events of the facts it commits (`publish = "..."`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum PublishStrategy {
+    /// `in-transaction`: send, and wait for the acknowledgement, inside the DB transaction before
+    /// it commits.
+    InTransaction,
     /// `after-commit`: send after the DB transaction commits; a failed send is logged and
     /// dropped (seed 001).
     AfterCommit,
+    /// `after-commit-async`: after the commit, hand the send to an in-memory worker pool
+    /// (seed 004's `@Async @TransactionalEventListener(AFTER_COMMIT)`).
+    AfterCommitAsync,
+}
+
+impl PublishStrategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            PublishStrategy::InTransaction => "in-transaction",
+            PublishStrategy::AfterCommit => "after-commit",
+            PublishStrategy::AfterCommitAsync => "after-commit-async",
+        }
+    }
+
+    pub const ALL: [PublishStrategy; 3] =
+        [PublishStrategy::InTransaction, PublishStrategy::AfterCommit, PublishStrategy::AfterCommitAsync];
 }
 
 /// Which listener a `[consumers.<name>]` group runs (`kind = "..."`).
@@ -151,6 +170,8 @@ pub struct ServiceSpec {
     /// The topic its events go to.
     pub topic: String,
     pub publish: PublishStrategy,
+    /// With `after-commit-async`: how long a queued send waits for a worker of the pool.
+    pub async_delay_us: u64,
     pub producer: ProducerConfig,
 }
 

@@ -120,6 +120,8 @@ pub(super) struct RawService {
     pub topic: Spanned<String>,
     #[serde(default)]
     pub publish: Option<Spanned<String>>,
+    #[serde(default = "default_async_delay_us")]
+    pub async_delay_us: Spanned<u64>,
     #[serde(default)]
     pub producer: Option<Props>,
 }
@@ -140,4 +142,8 @@ pub(super) struct RawConsumer {
     pub commit_strategy: Option<Spanned<String>>,
     #[serde(default)]
     pub consumer: Option<Props>,
+}
+
+fn default_async_delay_us() -> Spanned<u64> {
+    Spanned::new(0..0, 1_000)
 }

@@ -32,7 +32,7 @@ fn order_basic_parses_with_kafka_names() {
     assert!(!c.enable_auto_commit);
     assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
     assert_eq!(s.consumers[0].commit_strategy, CommitStrategy::CommitAfterProcess);
-    assert_eq!(s.run.invariants.len(), 8);
+    assert_eq!(s.run.invariants.len(), 10);
     assert_eq!(s.broker.group_initial_rebalance_delay_ms, 3000);
 }
 

@@ -262,19 +262,22 @@ impl Validator<'_> {
         let topic = self.topic_ref(topics, &raw.topic, &format!("{section}.topic"))?;
         let publish = match raw.publish {
             None => PublishStrategy::AfterCommit,
-            Some(p) => match p.get_ref().as_str() {
-                "after-commit" => PublishStrategy::AfterCommit,
-                other => {
+            Some(p) => match PublishStrategy::ALL.into_iter().find(|s| s.name() == p.get_ref()) {
+                Some(s) => s,
+                None => {
+                    let names: Vec<String> = PublishStrategy::ALL.iter().map(|s| format!("\"{}\"", s.name())).collect();
                     return self.err(
                         p.span(),
                         format!(
-                            "[{section}] publish is \"{other}\"; expected \"after-commit\" (in-transaction, after-commit-async and \
-                             outbox are not modelled yet)"
+                            "[{section}] publish is \"{}\"; expected one of {} (outbox is not modelled yet)",
+                            p.get_ref(),
+                            names.join(", ")
                         ),
                     );
                 }
             },
         };
+        let async_delay_us = self.bounded(&raw.async_delay_us, &format!("{section}.async_delay_us"), HOUR_US)?;
         let producer_section = format!("{section}.producer");
         let mut r = self.reader(&producer_section, raw.producer);
         let idempotence_given = r.has("enable.idempotence");
@@ -288,7 +291,7 @@ impl Validator<'_> {
             // the other settings conflict with it, and refuses only an explicit `true`.
             producer.enable_idempotence = false;
         }
-        Ok(ServiceSpec { name, kind, instances, topic, publish, producer })
+        Ok(ServiceSpec { name, kind, instances, topic, publish, async_delay_us, producer })
     }
 
     fn consumer(

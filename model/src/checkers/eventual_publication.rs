@@ -1,0 +1,76 @@
+//! eventual-publication: every committed business fact's event was acknowledged by the broker
+//! before the run ended (which is the quiet period after the workload and faults stopped).
+
+use super::{MAX_REPORTED, Violation, note_unlisted};
+use crate::describe::event;
+use crate::history::{EventId, History, Op};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(crate) fn check(h: &History) -> Vec<Violation> {
+    let mut acked: BTreeSet<EventId> = BTreeSet::new();
+    let mut attempts: BTreeMap<EventId, Vec<usize>> = BTreeMap::new();
+    for (i, e) in h.entries.iter().enumerate() {
+        match &e.op {
+            Op::SendOk { value, .. } => {
+                acked.insert(*value);
+            }
+            Op::Send { value, .. } | Op::SendFailed { value, .. } => attempts.entry(*value).or_default().push(i),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let mut total = 0;
+    for (i, e) in h.entries.iter().enumerate() {
+        let Some(ev) = e.op.expected_event() else { continue };
+        if acked.contains(&ev) {
+            continue;
+        }
+        total += 1;
+        if out.len() < MAX_REPORTED {
+            let tried = attempts.get(&ev).map(Vec::as_slice).unwrap_or_default();
+            let mut entries = vec![i];
+            entries.extend(tried);
+            let how = if tried.is_empty() {
+                "it was never sent".to_string()
+            } else {
+                format!("{} send attempt(s) and report(s), none acknowledged", tried.len())
+            };
+            out.push(Violation::new(
+                format!("{} committed (entry {i}) but was never published: {how}", event(ev)),
+                entries,
+            ));
+        }
+    }
+    note_unlisted(&mut out, total, "eventual-publication");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+    use crate::checkers::testkit::{HistoryBuilder, orders};
+
+    #[test]
+    fn an_acknowledged_event_passes_even_with_acks_zero() {
+        let mut b = HistoryBuilder::new();
+        b.order_committed(7, 1, 1, 9);
+        b.send(orders(0), Some(7), 7);
+        b.send_ok(orders(0), Some(7), 7, None);
+        b.order_rejected(8, 1, 9, 9); // a rollback owes no event
+        assert_eq!(check(&b.build()), vec![]);
+    }
+
+    #[test]
+    fn a_committed_fact_without_an_acknowledged_event_is_reported() {
+        let mut b = HistoryBuilder::new();
+        let lost = b.order_committed(7, 1, 1, 9); // after-commit send died with the process
+        let failed = b.order_committed(8, 1, 1, 8);
+        let s = b.send(orders(0), Some(8), 8);
+        let f = b.send_failed(orders(0), Some(8), 8);
+        let v = check(&b.build());
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(v[0].entries, vec![lost]);
+        assert!(v[0].message.contains("never sent"), "{}", v[0].message);
+        assert_eq!(v[1].entries, vec![failed, s, f]);
+    }
+}
