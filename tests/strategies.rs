@@ -27,7 +27,13 @@ fn failed_attempts(o: &RunOutcome) -> usize {
 
 #[test]
 fn commit_after_process_retries_a_failed_record_until_it_succeeds() {
-    let o = run_scenario(&with(CommitStrategy::CommitAfterProcess, 0.05), 1);
+    for strategy in [CommitStrategy::CommitAfterProcess, CommitStrategy::Idempotent] {
+        retried_until_success(strategy);
+    }
+}
+
+fn retried_until_success(strategy: CommitStrategy) {
+    let o = run_scenario(&with(strategy, 0.05), 1);
     assert!(failed_attempts(&o) > 50, "failures happened: {}", failed_attempts(&o));
     assert_eq!(violations(&o, Invariant::EventualProcessing), 0, "nothing is lost");
     assert_eq!(violations(&o, Invariant::EffectOnce), 0, "a failure applies nothing, its retry applies once");

@@ -7,8 +7,9 @@
 //! the instant it commits, which is the serial order such locks produce. Committed state is durable:
 //! a service crash loses only transactions not yet committed (the driver drops them).
 
-use crate::history::Op;
+use crate::history::{EventId, GroupId, Op};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// An order's status.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,6 +35,8 @@ pub struct Db {
     pub stock: Vec<i64>,
     /// `orders`, by order id (ids are dense from 1, so a vector indexed by id is the table).
     pub orders: Vec<Option<OrderRow>>,
+    /// Processed tables of idempotent consumers: (consumer group, event) already applied.
+    pub processed: BTreeSet<(GroupId, EventId)>,
     /// Transactions committed and rolled back, for statistics.
     pub committed: u64,
     pub rolled_back: u64,
@@ -65,6 +68,12 @@ impl Db {
     /// A database with `products` products of `stock` units each.
     pub fn with_products(products: u32, stock: i64) -> Self {
         Self { stock: vec![stock; products as usize], ..Self::default() }
+    }
+
+    /// Insert `event` into `group`'s processed table; false when it is already there (a
+    /// redelivery). Durable like every committed row.
+    pub fn mark_processed(&mut self, group: GroupId, event: EventId) -> bool {
+        self.processed.insert((group, event))
     }
 
     /// The `orders` row of `order`, if it exists.

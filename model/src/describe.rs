@@ -83,6 +83,13 @@ pub fn describe(h: &History, i: usize) -> String {
         Op::MemberRemoved { group, member, reason } => {
             format!("removed {} from group {} ({reason:?})", h.node_name(*member), h.group_name(*group))
         }
+        Op::DuplicateSkipped { group, record } => {
+            format!(
+                "skipped duplicate ({}) {} (already in the processed table)",
+                h.group_name(*group),
+                polled(h, record)
+            )
+        }
         Op::Crashed => "CRASHED (memory lost)".to_string(),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {

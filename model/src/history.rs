@@ -156,6 +156,9 @@ pub enum Op {
     /// The coordinator removed `member` from the group (recorded by the coordinator; the member
     /// itself finds out later, from a failed heartbeat, commit or join).
     MemberRemoved { group: GroupId, member: NodeId, reason: LeaveReason },
+    /// An idempotent consumer found the record's event in its processed table and acknowledged
+    /// it without applying anything.
+    DuplicateSkipped { group: GroupId, record: Polled },
 }
 
 impl Op {

@@ -306,6 +306,14 @@ fn a_consumer_crash_duplicates_after_process_and_loses_before_process() {
     let before = run(CommitStrategy::CommitBeforeProcess);
     assert!(!holds(&before, Invariant::EventualProcessing), "committed but unhandled records are lost");
     assert!(holds(&before, Invariant::EffectOnce));
+
+    // The processed table absorbs exactly the redeliveries that commit-after-process applied twice.
+    let idempotent = run(CommitStrategy::Idempotent);
+    assert!(holds(&idempotent, Invariant::EffectOnce), "{:?}", Invariant::EffectOnce.check(&idempotent).first());
+    assert!(holds(&idempotent, Invariant::EventualProcessing));
+    let skipped = idempotent.entries.iter().filter(|e| matches!(e.op, Op::DuplicateSkipped { .. })).count();
+    let doubled = Invariant::EffectOnce.check(&after).len();
+    assert!(skipped > 0 && skipped >= doubled.min(20), "redeliveries were seen and skipped: {skipped} vs {doubled}");
 }
 
 /// after-commit-async (seed 004): committed orders wait in the in-memory worker pool's queue; a

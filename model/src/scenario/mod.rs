@@ -40,6 +40,11 @@ pub enum CommitStrategy {
     /// moves past it and it is never redelivered (seed 001's listener catches the exception and
     /// does not ack).
     AckSkipsFailures,
+    /// `idempotent`: commit-after-process, plus a processed table in the consumer's DB: the
+    /// event's id is inserted in the same transaction as its effects, and a redelivered event
+    /// that is already there is acknowledged without applying anything (seed 002's downstream
+    /// consumer). Exactly-once effects under redelivery.
+    Idempotent,
 }
 
 impl CommitStrategy {
@@ -49,16 +54,31 @@ impl CommitStrategy {
             CommitStrategy::CommitBeforeProcess => "commit-before-process",
             CommitStrategy::CommitAfterProcess => "commit-after-process",
             CommitStrategy::AckSkipsFailures => "ack-skips-failures",
+            CommitStrategy::Idempotent => "idempotent",
         }
     }
 
     /// Every strategy, in the order the documentation lists them.
-    pub const ALL: [CommitStrategy; 4] = [
+    pub const ALL: [CommitStrategy; 5] = [
         CommitStrategy::AutoCommit,
         CommitStrategy::CommitBeforeProcess,
         CommitStrategy::CommitAfterProcess,
         CommitStrategy::AckSkipsFailures,
+        CommitStrategy::Idempotent,
     ];
+
+    /// Whether the container commits acknowledged offsets after each batch.
+    pub fn commits_after_batch(self) -> bool {
+        matches!(
+            self,
+            CommitStrategy::CommitAfterProcess | CommitStrategy::AckSkipsFailures | CommitStrategy::Idempotent
+        )
+    }
+
+    /// Whether a failed record is retried by seeking back (Spring's `DefaultErrorHandler`).
+    pub fn retries_failures(self) -> bool {
+        matches!(self, CommitStrategy::CommitAfterProcess | CommitStrategy::Idempotent)
+    }
 }
 
 /// How the workload picks the product of an order.

@@ -145,6 +145,14 @@ impl Consumer {
         }
     }
 
+    /// The listener acknowledged `record`: the next commit may cover it.
+    fn ack(&mut self, record: Polled) {
+        match self.acked.iter_mut().find(|(tp, _)| *tp == record.tp) {
+            Some((_, o)) => *o = (*o).max(record.offset + 1),
+            None => self.acked.push((record.tp, record.offset + 1)),
+        }
+    }
+
     /// The error a commit fails with before it is sent, when the member is not in an active
     /// generation: CommitFailedException (no member) or RebalanceInProgressException.
     fn local_commit_error(&self) -> ErrorCode {

@@ -228,6 +228,15 @@ impl World {
         }
         let cons = &mut self.consumers[c as usize];
         cons.failures.retain(|(tp, offset, _)| !(*tp == record.tp && *offset == record.offset));
+        if cons.spec.commit_strategy == CommitStrategy::Idempotent && !self.db.mark_processed(cons.group, record.value)
+        {
+            // Already applied (a redelivery): acknowledge, apply nothing.
+            let (node, group) = (cons.node, cons.group);
+            cons.ack(record);
+            self.record(node, Op::DuplicateSkipped { group, record });
+            return if more { self.start_processing(c) } else { self.batch_done(c) };
+        }
+        let cons = &mut self.consumers[c as usize];
         let mut commands = std::mem::take(&mut cons.commands);
         cons.listener.on_record(now, &record, &message, &mut commands);
         let (node, group) = (cons.node, cons.group);
@@ -242,11 +251,7 @@ impl World {
                 }
                 Command::Ack => {
                     ok = true;
-                    let acked = &mut self.consumers[c as usize].acked;
-                    match acked.iter_mut().find(|(tp, _)| *tp == record.tp) {
-                        Some((_, o)) => *o = (*o).max(record.offset + 1),
-                        None => acked.push((record.tp, record.offset + 1)),
-                    }
+                    self.consumers[c as usize].ack(record);
                 }
                 other => unreachable!("a listener emitted {other:?}"),
             }
@@ -270,7 +275,7 @@ impl World {
         self.stats.handler_failures += 1;
         self.record(node, Op::Processed { group, record, ok: false });
         let cons = &mut self.consumers[c as usize];
-        if strategy == CommitStrategy::CommitAfterProcess {
+        if strategy.retries_failures() {
             // Spring's DefaultErrorHandler: seek every partition of the unhandled records back to
             // its first one and redeliver, up to 10 attempts, then log and skip the record.
             let attempts = match cons.failures.iter_mut().find(|(tp, o, _)| *tp == record.tp && *o == record.offset) {
@@ -311,8 +316,7 @@ impl World {
 
     pub(super) fn batch_done(&mut self, c: u16) {
         let cons = &mut self.consumers[c as usize];
-        let commits_after =
-            matches!(cons.spec.commit_strategy, CommitStrategy::CommitAfterProcess | CommitStrategy::AckSkipsFailures);
+        let commits_after = cons.spec.commit_strategy.commits_after_batch();
         if commits_after && !cons.acked.is_empty() {
             let mut offsets = std::mem::take(&mut cons.acked);
             offsets.sort_unstable();
