@@ -122,3 +122,45 @@ fn after_commit_publishing_has_no_phantoms_and_publishes_everything_without_faul
         assert_eq!(o.stats.records_produced, o.stats.orders_committed);
     }
 }
+
+/// retry-then-dlq: a record that keeps failing ends on the dead-letter topic, and the group moves
+/// on. It is not processed (eventual-processing says so), but it is not lost silently either:
+/// every unprocessed record sits on the dead-letter topic.
+#[test]
+fn retry_then_dlq_parks_what_keeps_failing_on_the_dead_letter_topic() {
+    use evsim_model::history::TopicId;
+    use evsim_model::scenario::TopicSpec;
+    let mut s = with(CommitStrategy::RetryThenDlq, 0.1);
+    s.topics.push(TopicSpec { name: "order-created.DLT".into(), partitions: 1, replication_factor: 1 });
+    s.consumers[0].dlq_topic = Some("order-created.DLT".into());
+    s.consumers[0].retries = 1; // two attempts: about 1% of records exhaust them
+    let o = run_scenario(&s, 1);
+    let dlq = TopicId(1);
+    let parked: std::collections::BTreeSet<_> = o
+        .history
+        .entries
+        .iter()
+        .filter_map(|e| match e.op {
+            Op::SendOk { tp, value, .. } if tp.topic == dlq => Some(value),
+            _ => None,
+        })
+        .collect();
+    let unprocessed = &o.verdicts.iter().find(|v| v.invariant == Invariant::EventualProcessing).unwrap().violations;
+    assert!(!parked.is_empty() && !unprocessed.is_empty(), "some records fail both attempts");
+    // Exactly the dead-lettered events go unprocessed.
+    let processed: std::collections::BTreeSet<_> = o
+        .history
+        .entries
+        .iter()
+        .filter_map(|e| match e.op {
+            Op::Processed { record, ok: true, .. } => Some(record.value),
+            _ => None,
+        })
+        .collect();
+    let committed: std::collections::BTreeSet<_> =
+        o.history.entries.iter().filter_map(|e| e.op.expected_event()).collect();
+    let unprocessed: std::collections::BTreeSet<_> = committed.difference(&processed).copied().collect();
+    assert_eq!(unprocessed, parked, "exactly the dead-lettered records go unprocessed");
+    assert_eq!(violations(&o, Invariant::EffectOnce), 0);
+    assert_eq!(o.stats.records_consumed as usize + parked.len(), o.stats.orders_committed as usize);
+}

@@ -46,6 +46,14 @@ pub(crate) enum Ev {
     ProcessDone { consumer: u16, epoch: u32 },
 }
 
+/// The owner of a producer.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ProducerOwner {
+    Service(u16),
+    /// A consumer's dead-letter publisher (`DeadLetterPublishingRecoverer`'s `KafkaTemplate`).
+    Consumer(u16),
+}
+
 /// Statistics of a run, beyond the history.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
@@ -107,6 +115,8 @@ pub struct World {
     pub(crate) broker_nodes: Vec<NodeId>,
     pub(crate) brokers: Vec<BrokerState>,
     pub(crate) producers: Vec<Producer>,
+    /// Who owns each producer: where its delivery reports go, and whose crash silences it.
+    pub(crate) producer_owner: Vec<ProducerOwner>,
     pub(crate) consumers: Vec<Consumer>,
     pub(crate) groups: Vec<Group>,
     pub(crate) services: Vec<ServiceInstance>,
@@ -158,6 +168,7 @@ impl World {
         }
 
         let mut producers = Vec::new();
+        let mut producer_owner = Vec::new();
         let mut services = Vec::new();
         for spec in &scenario.services {
             let topic = topic_id(&spec.topic);
@@ -173,6 +184,7 @@ impl World {
                     scenario.brokers,
                 ));
                 services.push(ServiceInstance::new(node, spec, topic, producer));
+                producer_owner.push(ProducerOwner::Service(services.len() as u16 - 1));
             }
         }
 
@@ -191,7 +203,20 @@ impl World {
             for i in 0..spec.instances {
                 nodes.push(format!("{}-{i}", spec.name));
                 let node = NodeId(nodes.len() as u16 - 1);
-                consumers.push(Consumer::new(node, gid, subscribed.clone(), spec.clone()));
+                let mut consumer = Consumer::new(node, gid, subscribed.clone(), spec.clone());
+                if let Some(dlq) = &spec.dlq_topic {
+                    // The recoverer's KafkaTemplate, with the Java producer's defaults.
+                    consumer.dlq = Some((producers.len() as u16, topic_id(dlq)));
+                    producers.push(Producer::new(
+                        node,
+                        Default::default(),
+                        &scenario.topics,
+                        partitions.len(),
+                        scenario.brokers,
+                    ));
+                    producer_owner.push(ProducerOwner::Consumer(consumers.len() as u16));
+                }
+                consumers.push(consumer);
             }
         }
 
@@ -225,6 +250,7 @@ impl World {
             brokers: (0..scenario.brokers).map(|_| BrokerState::default()).collect(),
             broker_nodes,
             producers,
+            producer_owner,
             consumers,
             groups,
             order_services: (0..services.len() as u16)
@@ -329,13 +355,28 @@ impl World {
         self.record(node, Op::Crashed);
     }
 
-    /// The service instance (and so its producer) an event is addressed to, if any.
+    /// The service instance an event is addressed to, if any.
     fn service_of(ev: &Ev) -> Option<u16> {
         match ev {
             Ev::TxnCommit { service, .. } | Ev::ServiceTimer { service, .. } => Some(*service),
+            _ => None,
+        }
+    }
+
+    /// The producer an event is addressed to, if any.
+    fn producer_of(ev: &Ev) -> Option<u16> {
+        match ev {
             Ev::Linger { producer } => Some(*producer),
             Ev::Net(Msg::ProduceResponse(r)) => Some(r.producer),
             _ => None,
+        }
+    }
+
+    /// Whether the process owning producer `p` is alive.
+    fn producer_alive(&self, p: u16) -> bool {
+        match self.producer_owner[p as usize] {
+            ProducerOwner::Service(s) => self.services[s as usize].alive,
+            ProducerOwner::Consumer(c) => self.consumers[c as usize].alive,
         }
     }
 
@@ -369,6 +410,11 @@ impl World {
             }
             if let Some(s) = Self::service_of(&ev)
                 && !self.services[s as usize].alive
+            {
+                return;
+            }
+            if let Some(p) = Self::producer_of(&ev)
+                && !self.producer_alive(p)
             {
                 return;
             }

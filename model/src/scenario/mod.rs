@@ -45,6 +45,10 @@ pub enum CommitStrategy {
     /// that is already there is acknowledged without applying anything (seed 002's downstream
     /// consumer). Exactly-once effects under redelivery.
     Idempotent,
+    /// `retry-then-dlq`: commit-after-process, but a record that failed `retries + 1` times is
+    /// published to the dead-letter topic (Spring's `DeadLetterPublishingRecoverer`) and
+    /// committed past.
+    RetryThenDlq,
 }
 
 impl CommitStrategy {
@@ -55,29 +59,29 @@ impl CommitStrategy {
             CommitStrategy::CommitAfterProcess => "commit-after-process",
             CommitStrategy::AckSkipsFailures => "ack-skips-failures",
             CommitStrategy::Idempotent => "idempotent",
+            CommitStrategy::RetryThenDlq => "retry-then-dlq",
         }
     }
 
     /// Every strategy, in the order the documentation lists them.
-    pub const ALL: [CommitStrategy; 5] = [
+    pub const ALL: [CommitStrategy; 6] = [
         CommitStrategy::AutoCommit,
         CommitStrategy::CommitBeforeProcess,
         CommitStrategy::CommitAfterProcess,
         CommitStrategy::AckSkipsFailures,
         CommitStrategy::Idempotent,
+        CommitStrategy::RetryThenDlq,
     ];
 
     /// Whether the container commits acknowledged offsets after each batch.
     pub fn commits_after_batch(self) -> bool {
-        matches!(
-            self,
-            CommitStrategy::CommitAfterProcess | CommitStrategy::AckSkipsFailures | CommitStrategy::Idempotent
-        )
+        // Every strategy but auto-commit (the client's job) and commit-before-process (done first).
+        !matches!(self, CommitStrategy::AutoCommit | CommitStrategy::CommitBeforeProcess)
     }
 
     /// Whether a failed record is retried by seeking back (Spring's `DefaultErrorHandler`).
     pub fn retries_failures(self) -> bool {
-        matches!(self, CommitStrategy::CommitAfterProcess | CommitStrategy::Idempotent)
+        matches!(self, CommitStrategy::CommitAfterProcess | CommitStrategy::Idempotent | CommitStrategy::RetryThenDlq)
     }
 }
 
@@ -212,6 +216,10 @@ pub struct ConsumerSpec {
     /// throws before applying any effect).
     pub handler_error_rate: f64,
     pub commit_strategy: CommitStrategy,
+    /// With `retry-then-dlq`: retries after the first failed attempt, then the dead-letter topic.
+    pub retries: u32,
+    /// With `retry-then-dlq`: the dead-letter topic.
+    pub dlq_topic: Option<String>,
     pub consumer: ConsumerConfig,
 }
 

@@ -141,6 +141,10 @@ pub(super) struct RawConsumer {
     #[serde(default)]
     pub commit_strategy: Option<Spanned<String>>,
     #[serde(default)]
+    pub retries: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub dlq_topic: Option<Spanned<String>>,
+    #[serde(default)]
     pub consumer: Option<Props>,
 }
 

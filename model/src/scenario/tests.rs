@@ -237,3 +237,25 @@ fn the_order_workload_needs_an_order_service() {
     let e = parse(&without).unwrap_err();
     assert!(e.message.contains("kind = \"order-service\""), "{e}");
 }
+
+#[test]
+fn retry_then_dlq_needs_its_dead_letter_topic() {
+    let src = edit("commit_strategy = \"commit-after-process\"", "commit_strategy = \"retry-then-dlq\"");
+    let e = parse(&src).unwrap_err();
+    assert!(e.message.contains("dlq_topic"), "{e}");
+    let with_topic = src
+        .replace(
+            "commit_strategy = \"retry-then-dlq\"",
+            "commit_strategy = \"retry-then-dlq\"\ndlq_topic = \"order-created.DLT\"\nretries = 5",
+        )
+        .replace("[topics.order-created]", "[topics.\"order-created.DLT\"]\npartitions = 1\n\n[topics.order-created]");
+    let s = parse(&with_topic).unwrap();
+    assert_eq!(s.consumers[0].commit_strategy, CommitStrategy::RetryThenDlq);
+    assert_eq!((s.consumers[0].retries, s.consumers[0].dlq_topic.as_deref()), (5, Some("order-created.DLT")));
+    let e = parse(&edit(
+        "commit_strategy = \"commit-after-process\"",
+        "commit_strategy = \"commit-after-process\"\nretries = 2",
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("retries needs"), "{e}");
+}

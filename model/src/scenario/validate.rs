@@ -356,6 +356,24 @@ impl Validator<'_> {
                 strategy
             }
         };
+        let dlq = commit_strategy == CommitStrategy::RetryThenDlq;
+        let dlq_topic = match (&oc.dlq_topic, dlq) {
+            (Some(t), true) => Some(self.topic_ref(topics, t, &format!("{section}.dlq_topic"))?),
+            (None, true) => {
+                return self.err(
+                    0..0,
+                    format!("[{section}] uses retry-then-dlq; expected a dead-letter topic, e.g. dlq_topic = \"order-created.DLT\" (declared in [topics.*])"),
+                );
+            }
+            (Some(t), false) => {
+                return self.err(t.span(), format!("[{section}] dlq_topic needs commit_strategy = \"retry-then-dlq\""));
+            }
+            (None, false) => None,
+        };
+        if let (Some(r), false) = (&oc.retries, dlq) {
+            return self.err(r.span(), format!("[{section}] retries needs commit_strategy = \"retry-then-dlq\""));
+        }
+        let retries = oc.retries.as_ref().map_or(3, |r| *r.get_ref()).min(1_000);
         let (min, max) = (broker.group_min_session_timeout_ms, broker.group_max_session_timeout_ms);
         if !(min..=max).contains(&consumer.session_timeout_ms) {
             return self.err(
@@ -380,6 +398,8 @@ impl Validator<'_> {
             processing_jitter_us: self.bounded(&oc.processing_jitter_us, "processing_jitter_us", HOUR_US)?,
             handler_error_rate: self.probability(oc.handler_error_rate.as_ref(), "handler_error_rate")?,
             commit_strategy,
+            retries,
+            dlq_topic,
             consumer,
         })
     }

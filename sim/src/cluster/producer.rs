@@ -10,7 +10,7 @@
 
 use super::partitioner::{key_bytes, partition_for_key};
 use super::{Msg, ProduceRequest, ProduceResponse, RECORD_BYTES};
-use crate::world::{Ev, World};
+use crate::world::{Ev, ProducerOwner, World};
 use evsim_model::actor::{Input, Token};
 use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, Micros, NodeId, Op, TopicId, Tp};
@@ -305,7 +305,10 @@ impl World {
                         Err(error)
                     }
                 };
-                self.service_input(producer, Input::Delivered { token, result: report });
+                match self.producer_owner[producer as usize] {
+                    ProducerOwner::Service(s) => self.service_input(s, Input::Delivered { token, result: report }),
+                    ProducerOwner::Consumer(c) => self.dead_letter_delivered(c, token, report),
+                }
             }
             batch.records.clear();
             batch.tokens.clear();

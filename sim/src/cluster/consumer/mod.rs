@@ -49,6 +49,9 @@ enum App {
     Processing { next: usize },
     /// Waiting for a synchronous commit.
     Committing,
+    /// Waiting for the dead-letter send of a record that exhausted its retries; `more` says
+    /// whether records of the batch follow it.
+    DeadLettering { more: bool },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -103,6 +106,11 @@ pub struct Consumer {
     acked: Vec<(Tp, u64)>,
     /// Failed attempts per record still being retried: (partition, offset, attempts).
     failures: Vec<(Tp, u64, u32)>,
+    /// With retry-then-dlq: the dead-letter publisher's producer and the dead-letter topic.
+    pub dlq: Option<(u16, TopicId)>,
+    next_dead_letter: u64,
+    /// The dead-letter send under way: (token, record).
+    dead_letter: Option<(u64, Polled)>,
     commits: BTreeMap<u64, CommitKind>,
     next_commit: u64,
     listener: AnyListener,
@@ -138,6 +146,9 @@ impl Consumer {
             batch: Vec::new(),
             acked: Vec::new(),
             failures: Vec::new(),
+            dlq: None,
+            next_dead_letter: 0,
+            dead_letter: None,
             commits: BTreeMap::new(),
             next_commit: 0,
             listener,

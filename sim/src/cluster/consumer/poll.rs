@@ -288,7 +288,11 @@ impl World {
                     1
                 }
             };
-            if attempts < DEFAULT_ERROR_HANDLER_ATTEMPTS {
+            let limit = match strategy {
+                CommitStrategy::RetryThenDlq => cons.spec.retries + 1,
+                _ => DEFAULT_ERROR_HANDLER_ATTEMPTS,
+            };
+            if attempts < limit {
                 let App::Processing { next } = cons.app else { unreachable!("a record was being processed") };
                 let mut seeks: Vec<(Tp, u64)> = Vec::new();
                 for (p, _) in &cons.batch[next - 1..] {
@@ -304,6 +308,18 @@ impl World {
                 return self.batch_done(c);
             }
             cons.failures.retain(|(tp, o, _)| !(*tp == record.tp && *o == record.offset));
+            if let Some((producer, topic)) = cons.dlq {
+                // Out of retries: publish the record to the dead-letter topic and wait for the
+                // acknowledgement before committing past it.
+                let App::Processing { next } = cons.app else { unreachable!("a record was being processed") };
+                let message = cons.batch[next - 1].1;
+                let token = cons.next_dead_letter;
+                cons.next_dead_letter += 1;
+                cons.dead_letter = Some((token, record));
+                cons.app = App::DeadLettering { more };
+                self.producer_send(producer, topic, message, token);
+                return;
+            }
         }
         // Otherwise the record is not acknowledged and the batch goes on: auto-commit and
         // ack-skips-failures commit past it, commit-before-process already did.
@@ -312,6 +328,28 @@ impl World {
         } else {
             self.batch_done(c);
         }
+    }
+
+    /// The dead-letter publisher's delivery report: on success the record counts as handled
+    /// (acknowledged, committed past) and the batch goes on; on failure it is redelivered.
+    pub(crate) fn dead_letter_delivered(&mut self, c: u16, token: u64, result: Result<Option<u64>, ErrorCode>) {
+        let cons = &mut self.consumers[c as usize];
+        let (Some((expected, record)), App::DeadLettering { more }) = (cons.dead_letter, &cons.app) else { return };
+        if expected != token {
+            return;
+        }
+        let more = *more;
+        cons.dead_letter = None;
+        if result.is_ok() {
+            cons.ack(record);
+            cons.app = App::Processing { next: cons.batch.iter().position(|(p, _)| *p == record).map_or(0, |i| i + 1) };
+            return if more { self.start_processing(c) } else { self.batch_done(c) };
+        }
+        // The recoverer failed: seek back to the record so that it is delivered (and dead-lettered) again.
+        cons.positions.insert(record.tp, record.offset);
+        cons.fetch_positions.insert(record.tp, record.offset);
+        cons.buffer.retain(|(tp, _, _)| *tp != record.tp);
+        self.batch_done(c);
     }
 
     pub(super) fn batch_done(&mut self, c: u16) {
