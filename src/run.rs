@@ -242,9 +242,15 @@ fn print_table(r: &RunJson) {
     println!("records produced {}, consumed {}", r.records_produced, r.records_consumed);
     if let Some(s) = &r.stats {
         println!(
-            "orders requested {}, committed {}, rejected {}; commits ok {}, failed {}; rebalances {}; events {}",
+            "orders requested {}, committed {}, rejected {}; offset commits ok {}, failed {}; rebalances {}; events {}",
             s.requests, s.orders_committed, s.orders_rejected, s.commits_ok, s.commits_failed, s.rebalances, s.events
         );
+        if s.payments_committed + s.payments_rejected > 0 {
+            println!(
+                "payments committed {}, declined {}; orders cancelled by compensation {}",
+                s.payments_committed, s.payments_rejected, s.orders_cancelled
+            );
+        }
     }
     if let Some(h) = &r.history_hash {
         println!("history hash {h}");

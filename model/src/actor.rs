@@ -17,6 +17,8 @@ pub type Token = u64;
 pub enum Request {
     /// `POST /orders`.
     CreateOrder { order: u64, user: u64, product: u32, qty: u32 },
+    /// `POST /payments`.
+    Pay { order: u64, user: u64, amount: i64 },
 }
 
 /// The service's answer to a request.
@@ -71,6 +73,15 @@ pub enum Command {
     Ack,
     /// Wake the service with [`Input::Timer`] after `after_us` (in-memory: lost on a crash).
     Timer { token: Token, after_us: Micros },
+    /// Call an external system now (it may be down: the driver then fails the handler).
+    External { call: ExternalCall, cause: Option<crate::history::EventId> },
+}
+
+/// A call to a system outside the architecture.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ExternalCall {
+    /// `DataPlatformService.send` (seed 001's payment-completed consumer).
+    DataPlatformSend,
 }
 
 /// A service driven by requests, transaction results and delivery reports.

@@ -7,7 +7,7 @@
 //! the instant it commits, which is the serial order such locks produce. Committed state is durable:
 //! a service crash loses only transactions not yet committed (the driver drops them).
 
-use crate::history::{EventId, GroupId, Op};
+use crate::history::{EventId, GroupId, Op, PaymentRejection};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -35,6 +35,8 @@ pub struct Db {
     pub stock: Vec<i64>,
     /// `orders`, by order id (ids are dense from 1, so a vector indexed by id is the table).
     pub orders: Vec<Option<OrderRow>>,
+    /// `users.balance`, by user id.
+    pub balances: Vec<i64>,
     /// Processed tables of idempotent consumers: (consumer group, event) already applied.
     pub processed: BTreeSet<(GroupId, EventId)>,
     /// Transactions committed and rolled back, for statistics.
@@ -48,13 +50,30 @@ pub enum Txn {
     /// `OrderService.createOrder`: lock the product row, deduct the stock if there is enough,
     /// save the order PENDING.
     CreateOrder { order: u64, user: u64, product: u32, qty: u32 },
+    /// `PaymentService.processPayment`: lock the order (it must be PENDING), deduct the balance
+    /// under the user's row lock, mark the order PAID, insert the payment and shipping rows.
+    Pay { order: u64, user: u64, amount: i64 },
+    /// The compensation of a failed payment (`handlePaymentFailure`): restore the stock, cancel
+    /// the order. (Coupons come with the coupon workflow.)
+    CompensateOrder { order: u64 },
 }
 
 /// Why a transaction rolled back.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rollback {
-    InsufficientStock { product: u32, stock: i64 },
-    UnknownProduct { product: u32 },
+    InsufficientStock {
+        product: u32,
+        stock: i64,
+    },
+    UnknownProduct {
+        product: u32,
+    },
+    /// `InsufficientBalanceException`.
+    InsufficientBalance {
+        balance: i64,
+    },
+    /// The order is missing or not PENDING.
+    OrderNotPending,
 }
 
 /// A transaction's result.
@@ -68,6 +87,41 @@ impl Db {
     /// A database with `products` products of `stock` units each.
     pub fn with_products(products: u32, stock: i64) -> Self {
         Self { stock: vec![stock; products as usize], ..Self::default() }
+    }
+
+    fn pay(&mut self, order: u64, user: u64, amount: i64, facts: &mut Vec<Op>) -> TxnOutcome {
+        let reject = |reason| Op::PaymentRejected { order, user, amount, reason };
+        let pending = self.order(order).is_some_and(|o| o.status == OrderStatus::Pending);
+        if !pending {
+            facts.push(reject(PaymentRejection::OrderNotPending));
+            return TxnOutcome::RolledBack(Rollback::OrderNotPending);
+        }
+        let balance = self.balances.get(user as usize).copied().unwrap_or(0);
+        if balance < amount {
+            facts.push(reject(PaymentRejection::InsufficientBalance { balance }));
+            return TxnOutcome::RolledBack(Rollback::InsufficientBalance { balance });
+        }
+        self.balances[user as usize] = balance - amount;
+        if let Some(Some(row)) = self.orders.get_mut(order as usize) {
+            row.status = OrderStatus::Paid;
+        }
+        facts.push(Op::PaymentCommitted { order, user, amount, balance_after: balance - amount });
+        TxnOutcome::Committed
+    }
+
+    fn compensate(&mut self, order: u64, facts: &mut Vec<Op>) -> TxnOutcome {
+        let Some(Some(row)) = self.orders.get_mut(order as usize) else {
+            return TxnOutcome::RolledBack(Rollback::OrderNotPending);
+        };
+        if row.status != OrderStatus::Pending {
+            return TxnOutcome::RolledBack(Rollback::OrderNotPending);
+        }
+        row.status = OrderStatus::Cancelled;
+        let (product, qty) = (row.product, row.qty);
+        let stock = &mut self.stock[product as usize];
+        *stock += i64::from(qty);
+        facts.push(Op::OrderCancelled { order, product, qty, stock_after: *stock });
+        TxnOutcome::Committed
     }
 
     /// Insert `event` into `group`'s processed table; false when it is already there (a
@@ -104,6 +158,8 @@ impl Db {
                     TxnOutcome::Committed
                 }
             },
+            Txn::Pay { order, user, amount } => self.pay(order, user, amount, facts),
+            Txn::CompensateOrder { order } => self.compensate(order, facts),
         };
         match outcome {
             TxnOutcome::Committed => self.committed += 1,

@@ -6,6 +6,7 @@ use std::fmt::Write;
 pub(crate) fn event(e: EventId) -> String {
     match e.kind {
         EventKind::OrderCreated => format!("order-created(order {})", e.subject),
+        EventKind::PaymentCompleted => format!("payment-completed(order {})", e.subject),
     }
 }
 
@@ -90,6 +91,20 @@ pub fn describe(h: &History, i: usize) -> String {
                 polled(h, record)
             )
         }
+        Op::BalanceInitialised { user, balance } => format!("user {user} balance initialised to {balance}"),
+        Op::PaymentRequested { order, user, amount } => {
+            format!("payment of order {order} requested by user {user}: {amount}")
+        }
+        Op::PaymentCommitted { order, amount, balance_after, .. } => {
+            format!("order {order} PAID: balance -{amount} -> {balance_after}")
+        }
+        Op::PaymentRejected { order, amount, reason, .. } => {
+            format!("payment of order {order} ({amount}) rolled back: {reason:?}")
+        }
+        Op::OrderCancelled { order, product, qty, stock_after } => {
+            format!("order {order} CANCELLED; product {product} stock +{qty} -> {stock_after} (compensation)")
+        }
+        Op::PlatformSent { cause } => format!("data platform received {}", event(*cause)),
         Op::Crashed => "CRASHED (memory lost)".to_string(),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {

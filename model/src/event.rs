@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub enum Event {
     /// `OrderCreatedEvent` (seed 001): published after the order transaction commits.
     OrderCreated { order: u64, user: u64, product: u32, qty: u32 },
+    /// `PaymentCompletedEvent` (seed 001): published after the payment transaction commits.
+    PaymentCompleted { order: u64, user: u64, amount: i64 },
 }
 
 impl Event {
@@ -15,6 +17,7 @@ impl Event {
     pub fn id(&self) -> EventId {
         match *self {
             Event::OrderCreated { order, .. } => EventId::order_created(order),
+            Event::PaymentCompleted { order, .. } => EventId::payment_completed(order),
         }
     }
 }

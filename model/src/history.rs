@@ -39,6 +39,8 @@ pub struct Tp {
 pub enum EventKind {
     /// `order-created` (seed 001), subject = order id.
     OrderCreated,
+    /// `payment-completed` (seed 001), subject = order id.
+    PaymentCompleted,
 }
 
 /// The identity of a business event, and so of a record's value: one business fact gives one
@@ -54,6 +56,19 @@ impl EventId {
     pub fn order_created(order: u64) -> Self {
         Self { kind: EventKind::OrderCreated, subject: order }
     }
+
+    pub fn payment_completed(order: u64) -> Self {
+        Self { kind: EventKind::PaymentCompleted, subject: order }
+    }
+}
+
+/// Why a payment transaction rolled back.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentRejection {
+    /// The user's balance was below the amount (`InsufficientBalanceException`).
+    InsufficientBalance { balance: i64 },
+    /// The order was not PENDING (already paid or cancelled).
+    OrderNotPending,
 }
 
 /// Kafka error codes, by Kafka's own names, that a history can show.
@@ -159,6 +174,20 @@ pub enum Op {
     /// An idempotent consumer found the record's event in its processed table and acknowledged
     /// it without applying anything.
     DuplicateSkipped { group: GroupId, record: Polled },
+
+    // --- payments (seed 001) ------------------------------------------------------------------
+    /// A user's balance when the run starts.
+    BalanceInitialised { user: u64, balance: i64 },
+    /// A client asked `PaymentService` to pay for an order.
+    PaymentRequested { order: u64, user: u64, amount: i64 },
+    /// The payment transaction committed: balance deducted, order PAID, payment and shipping rows.
+    PaymentCommitted { order: u64, user: u64, amount: i64, balance_after: i64 },
+    /// The payment transaction rolled back.
+    PaymentRejected { order: u64, user: u64, amount: i64, reason: PaymentRejection },
+    /// The compensation committed: the order's stock restored and the order CANCELLED.
+    OrderCancelled { order: u64, product: u32, qty: u32, stock_after: i64 },
+    /// The external data platform received the payment (`DataPlatformService`).
+    PlatformSent { cause: EventId },
 }
 
 impl Op {
@@ -166,6 +195,7 @@ impl Op {
     pub fn expected_event(&self) -> Option<EventId> {
         match self {
             Op::OrderCommitted { order, .. } => Some(EventId::order_created(*order)),
+            Op::PaymentCommitted { order, .. } => Some(EventId::payment_completed(*order)),
             _ => None,
         }
     }
@@ -174,6 +204,7 @@ impl Op {
     pub fn rolled_back_event(&self) -> Option<EventId> {
         match self {
             Op::OrderRejected { order, .. } => Some(EventId::order_created(*order)),
+            Op::PaymentRejected { order, .. } => Some(EventId::payment_completed(*order)),
             _ => None,
         }
     }
@@ -181,7 +212,9 @@ impl Op {
     /// The event that caused this downstream effect, if it is an effect.
     pub fn effect_cause(&self) -> Option<EventId> {
         match self {
-            Op::RankingIncremented { cause, .. } | Op::CartDeleted { cause, .. } => Some(*cause),
+            Op::RankingIncremented { cause, .. } | Op::CartDeleted { cause, .. } | Op::PlatformSent { cause } => {
+                Some(*cause)
+            }
             _ => None,
         }
     }

@@ -12,6 +12,7 @@ pub mod describe;
 pub mod event;
 pub mod history;
 pub mod order;
+pub mod payment;
 pub mod registry;
 pub mod scenario;
 pub mod stable_hash;

@@ -37,13 +37,21 @@ impl OrderService {
     }
 
     fn event(req: &Request) -> Message {
-        let Request::CreateOrder { order, user, product, qty } = *req;
-        Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } }
+        match *req {
+            Request::CreateOrder { order, user, product, qty } => {
+                Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } }
+            }
+            Request::Pay { order, user, amount } => {
+                Message { key: Some(order), value: Event::PaymentCompleted { order, user, amount } }
+            }
+        }
     }
 
     fn transaction(req: &Request) -> Txn {
-        let Request::CreateOrder { order, user, product, qty } = *req;
-        Txn::CreateOrder { order, user, product, qty }
+        match *req {
+            Request::CreateOrder { order, user, product, qty } => Txn::CreateOrder { order, user, product, qty },
+            Request::Pay { order, user, amount } => Txn::Pay { order, user, amount },
+        }
     }
 }
 
@@ -51,7 +59,7 @@ impl Service for OrderService {
     fn on_input(&mut self, _now: Micros, input: Input, out: &mut Vec<Command>) {
         match input {
             Input::Request(req) => {
-                let Request::CreateOrder { order, .. } = req;
+                let Request::CreateOrder { order, .. } = req else { return };
                 self.pending.insert(order, req);
                 match self.publish {
                     // The send goes first, and the transaction waits for its acknowledgement.
@@ -124,6 +132,8 @@ impl Listener for OrderEventConsumer {
                 out.push(Command::Cache { op: CacheOp::DeleteCart { user }, cause });
                 out.push(Command::Ack);
             }
+            // Not this listener's business: acknowledge and move on.
+            Event::PaymentCompleted { .. } => out.push(Command::Ack),
         }
     }
 }

@@ -5,12 +5,14 @@ use crate::actor::{Command, Input, Listener, Service};
 use crate::event::Message;
 use crate::history::{Micros, Polled, TopicId};
 use crate::order::{OrderEventConsumer, OrderService};
+use crate::payment::{PaymentEventConsumer, PaymentService};
 use crate::scenario::{ListenerKind, ServiceKind, ServiceSpec};
 
 /// Any service a scenario can run.
 #[derive(Debug)]
 pub enum AnyService {
     Order(OrderService),
+    Payment(PaymentService),
 }
 
 impl AnyService {
@@ -18,6 +20,9 @@ impl AnyService {
     pub fn new(spec: &ServiceSpec, topic: TopicId) -> Self {
         match spec.kind {
             ServiceKind::OrderService => AnyService::Order(OrderService::new(topic, spec.publish, spec.async_delay_us)),
+            ServiceKind::PaymentService => {
+                AnyService::Payment(PaymentService::new(topic, spec.publish, spec.compensation, spec.async_delay_us))
+            }
         }
     }
 }
@@ -26,6 +31,7 @@ impl Service for AnyService {
     fn on_input(&mut self, now: Micros, input: Input, out: &mut Vec<Command>) {
         match self {
             AnyService::Order(s) => s.on_input(now, input, out),
+            AnyService::Payment(s) => s.on_input(now, input, out),
         }
     }
 }
@@ -34,12 +40,14 @@ impl Service for AnyService {
 #[derive(Debug)]
 pub enum AnyListener {
     OrderEventConsumer(OrderEventConsumer),
+    PaymentEventConsumer(PaymentEventConsumer),
 }
 
 impl AnyListener {
     pub fn new(kind: ListenerKind) -> Self {
         match kind {
             ListenerKind::OrderEventConsumer => AnyListener::OrderEventConsumer(OrderEventConsumer),
+            ListenerKind::PaymentEventConsumer => AnyListener::PaymentEventConsumer(PaymentEventConsumer),
         }
     }
 }
@@ -48,6 +56,7 @@ impl Listener for AnyListener {
     fn on_record(&mut self, now: Micros, record: &Polled, message: &Message, out: &mut Vec<Command>) {
         match self {
             AnyListener::OrderEventConsumer(l) => l.on_record(now, record, message, out),
+            AnyListener::PaymentEventConsumer(l) => l.on_record(now, record, message, out),
         }
     }
 }

@@ -4,11 +4,12 @@
 
 use crate::kernel::SimRng;
 use crate::world::{Ev, World};
-use evsim_model::actor::{Command, Input, Request, Service, Token};
+use evsim_model::actor::{Command, Input, Request, Response, Service, Token};
 use evsim_model::db::Txn;
 use evsim_model::history::{Micros, NodeId, Op, TopicId};
 use evsim_model::registry::AnyService;
 use evsim_model::scenario::{ProductDistribution, ServiceKind, ServiceSpec, WorkloadSpec};
+use std::collections::BTreeMap;
 
 /// The order request generator.
 #[derive(Debug)]
@@ -21,6 +22,9 @@ pub struct Workload {
     /// Cumulative weights for Zipf product choice (empty for uniform).
     zipf_cdf: Vec<f64>,
     products: u64,
+    /// Orders whose client will pay once they are created: order -> (user, amount).
+    pub(crate) to_pay: BTreeMap<u64, (u64, i64)>,
+    price: i64,
 }
 
 impl Workload {
@@ -49,6 +53,8 @@ impl Workload {
             quantity_max: u64::from(spec.quantity_max),
             zipf_cdf,
             products: u64::from(spec.products),
+            to_pay: BTreeMap::new(),
+            price: spec.price,
         }
     }
 
@@ -65,13 +71,14 @@ impl Workload {
         self.zipf_cdf.partition_point(|&c| c < u).min(self.zipf_cdf.len() - 1) as u32
     }
 
-    fn next_request(&mut self) -> Request {
+    /// The next order: (order, user, product, qty).
+    fn next_request(&mut self) -> (u64, u64, u32, u32) {
         let order = self.next_order;
         self.next_order += 1;
         let user = self.rng.below(self.users);
         let product = self.product();
         let qty = self.rng.range_inclusive(1, self.quantity_max) as u32;
-        Request::CreateOrder { order, user, product, qty }
+        (order, user, product, qty)
     }
 }
 
@@ -103,8 +110,8 @@ impl World {
         if self.now() >= quiet_from {
             return;
         }
-        let req = self.workload.next_request();
-        let Request::CreateOrder { order, user, product, qty } = req;
+        let (order, user, product, qty) = self.workload.next_request();
+        let req = Request::CreateOrder { order, user, product, qty };
         self.stats.requests += 1;
         // Requests spread over the live instances round-robin, as a load balancer with health
         // checks would; with none alive the request fails at the client and is not recorded.
@@ -113,11 +120,26 @@ impl World {
             (0..n).map(|i| self.order_services[((order + i) % n) as usize]).find(|&s| self.services[s as usize].alive);
         if let Some(service) = live {
             self.record(NodeId(0), Op::OrderRequested { order, user, product, qty });
+            if !self.payment_services.is_empty() {
+                let amount = i64::from(qty) * self.workload.price;
+                self.workload.to_pay.insert(order, (user, amount));
+            }
             self.service_input(service, Input::Request(req));
         }
         let gap = self.workload.gap();
         let now = self.now();
         self.q.schedule_at(now + gap, Ev::NextOrder);
+    }
+
+    pub(crate) fn payment_request(&mut self, order: u64, user: u64, amount: i64) {
+        let n = self.payment_services.len() as u64;
+        let live = (0..n)
+            .map(|i| self.payment_services[((order + i) % n) as usize])
+            .find(|&s| self.services[s as usize].alive);
+        if let Some(service) = live {
+            self.record(NodeId(0), Op::PaymentRequested { order, user, amount });
+            self.service_input(service, Input::Request(Request::Pay { order, user, amount }));
+        }
     }
 
     pub(crate) fn service_timer(&mut self, service: u16, token: Token) {
@@ -129,6 +151,15 @@ impl World {
         let now = self.now();
         let outcome = self.db.apply(&txn, &mut self.facts);
         for fact in self.facts.drain(..) {
+            let s = &mut self.stats;
+            match fact {
+                Op::OrderCommitted { .. } => s.orders_committed += 1,
+                Op::OrderRejected { .. } => s.orders_rejected += 1,
+                Op::PaymentCommitted { .. } => s.payments_committed += 1,
+                Op::PaymentRejected { .. } => s.payments_rejected += 1,
+                Op::OrderCancelled { .. } => s.orders_cancelled += 1,
+                _ => {}
+            }
             self.history.push(now, node, fact);
         }
         self.service_input(service, Input::TxnDone { token, outcome });
@@ -149,7 +180,17 @@ impl World {
                     let producer = self.services[service as usize].producer;
                     self.producer_send(producer, topic, message, token);
                 }
-                Command::Respond { .. } => {}
+                Command::Respond { token, response } => {
+                    // A client whose order was created pays for it a little later.
+                    if self.services[service as usize].kind == ServiceKind::OrderService
+                        && let Some((user, amount)) = self.workload.to_pay.remove(&token)
+                        && response == Response::Ok
+                    {
+                        let at = now + self.scenario.workload.pay_after_ms * 1_000;
+                        self.q.schedule_at(at, Ev::PaymentRequest { order: token, user, amount });
+                    }
+                }
+                Command::External { .. } => unreachable!("services make no external calls yet"),
                 Command::Cache { op, cause } => {
                     let node = self.services[service as usize].node;
                     self.cache.apply(op, cause, &mut self.facts);

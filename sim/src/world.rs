@@ -24,6 +24,8 @@ pub(crate) enum Ev {
     Net(Msg),
     /// The next order request of the workload.
     NextOrder,
+    /// A client pays for an order it created.
+    PaymentRequest { order: u64, user: u64, amount: i64 },
     /// A timer a service set fires.
     ServiceTimer { service: u16, token: Token },
     /// A DB transaction reaches its commit point.
@@ -60,6 +62,9 @@ pub struct Stats {
     pub requests: u64,
     pub orders_committed: u64,
     pub orders_rejected: u64,
+    pub payments_committed: u64,
+    pub payments_rejected: u64,
+    pub orders_cancelled: u64,
     pub records_sent: u64,
     pub records_produced: u64,
     pub send_failures: u64,
@@ -122,6 +127,8 @@ pub struct World {
     pub(crate) services: Vec<ServiceInstance>,
     /// The instances of order services: where the order workload sends its requests.
     pub(crate) order_services: Vec<u16>,
+    /// The instances of payment services: where clients send payments for their orders.
+    pub(crate) payment_services: Vec<u16>,
     pub(crate) workload: Workload,
     pub(crate) db: Db,
     pub(crate) cache: Cache,
@@ -237,7 +244,14 @@ impl World {
             seeds.stream(Stream::Network),
             nodes.len(),
         );
-        let db = Db::with_products(scenario.workload.products, scenario.workload.stock_per_product);
+        let mut db = Db::with_products(scenario.workload.products, scenario.workload.stock_per_product);
+        if scenario.services.iter().any(|s| s.kind == ServiceKind::PaymentService) {
+            let w = &scenario.workload;
+            let mut business = seeds.stream(Stream::Business);
+            db.balances = (0..w.users)
+                .map(|_| if business.chance(w.insufficient_balance_rate) { 0 } else { w.balance })
+                .collect();
+        }
         Self {
             q: EventQueue::with_capacity(4_096),
             net,
@@ -255,6 +269,9 @@ impl World {
             groups,
             order_services: (0..services.len() as u16)
                 .filter(|&i| services[i as usize].kind == ServiceKind::OrderService)
+                .collect(),
+            payment_services: (0..services.len() as u16)
+                .filter(|&i| services[i as usize].kind == ServiceKind::PaymentService)
                 .collect(),
             services,
             workload: Workload::new(&scenario.workload, seeds.stream(Stream::Workload)),
@@ -307,6 +324,9 @@ impl World {
                 NodeId(0),
                 Op::StockInitialised { product: p, stock: self.scenario.workload.stock_per_product },
             );
+        }
+        for (user, balance) in self.db.balances.clone().into_iter().enumerate() {
+            self.record(NodeId(0), Op::BalanceInitialised { user: user as u64, balance });
         }
         self.workload_start();
     }
@@ -422,6 +442,7 @@ impl World {
         match ev {
             Ev::Net(msg) => self.deliver(msg),
             Ev::NextOrder => self.next_order(),
+            Ev::PaymentRequest { order, user, amount } => self.payment_request(order, user, amount),
             Ev::TxnCommit { service, token, txn } => self.txn_commit(service, token, txn),
             Ev::ServiceTimer { service, token } => self.service_timer(service, token),
             Ev::Linger { producer } => self.producer_drain(producer),
@@ -452,8 +473,6 @@ impl World {
         for (product, stock) in self.db.stock.clone().into_iter().enumerate() {
             self.history.push(end, NodeId(0), Op::StockFinal { product: product as u32, stock });
         }
-        self.stats.orders_committed = self.db.committed;
-        self.stats.orders_rejected = self.db.rolled_back;
         (self.history, self.stats)
     }
 }

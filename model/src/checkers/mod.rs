@@ -7,6 +7,7 @@
 use crate::history::History;
 use serde::{Deserialize, Serialize};
 
+mod balance;
 mod duplicate;
 mod effect_once;
 mod eventual_processing;
@@ -14,6 +15,7 @@ mod eventual_publication;
 mod lost_write;
 mod no_oversell;
 mod no_phantom_event;
+mod order_state;
 mod per_key_order;
 mod poll_order;
 
@@ -75,12 +77,19 @@ pub enum Invariant {
     NoPhantomEvent,
     /// Every committed business fact's event is acknowledged by the broker before the run ends.
     EventualPublication,
+    /// A balance never goes below zero, payments write consistent balances, each order is
+    /// charged at most once.
+    Balance,
+    /// An order's status only moves forward, and a declined payment's order ends CANCELLED.
+    OrderState,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::NoOversell,
+        Invariant::Balance,
+        Invariant::OrderState,
         Invariant::NoPhantomEvent,
         Invariant::EventualPublication,
         Invariant::PerKeyOrder,
@@ -105,6 +114,8 @@ impl Invariant {
             Invariant::PollSkip => "poll-skip",
             Invariant::NoPhantomEvent => "no-phantom-event",
             Invariant::EventualPublication => "eventual-publication",
+            Invariant::Balance => "balance",
+            Invariant::OrderState => "order-state",
         }
     }
 
@@ -125,6 +136,8 @@ impl Invariant {
             Invariant::PollSkip => poll_order::check_skip(history),
             Invariant::NoPhantomEvent => no_phantom_event::check(history),
             Invariant::EventualPublication => eventual_publication::check(history),
+            Invariant::Balance => balance::check(history),
+            Invariant::OrderState => order_state::check(history),
         }
     }
 }

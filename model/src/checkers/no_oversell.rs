@@ -98,6 +98,31 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 p.sold += qty;
                 p.commits.push((i, stock_after));
             }
+            // A compensation gives the stock back: the running stock grows, "sold" shrinks.
+            Op::OrderCancelled { order, product, qty, stock_after } => {
+                let p = products.entry(product).or_default();
+                let qty = i64::from(qty);
+                if let Some(running) = p.running
+                    && running + qty != stock_after
+                {
+                    total += 1;
+                    if out.len() < MAX_REPORTED {
+                        let mut entries: Vec<usize> = p.commits.last().map(|&(e, _)| e).into_iter().collect();
+                        entries.push(i);
+                        out.push(Violation::new(
+                            format!(
+                                "lost update on product {product}: stock was {running}, cancelling order {order} \
+                                 restores {qty} so it must write {}, but it wrote {stock_after}",
+                                running + qty
+                            ),
+                            entries,
+                        ));
+                    }
+                }
+                p.running = Some(stock_after);
+                p.sold -= qty;
+                p.commits.push((i, stock_after));
+            }
             _ => {}
         }
     }

@@ -134,6 +134,15 @@ pub struct WorkloadSpec {
     /// Each order takes 1..=quantity_max units of one product.
     pub quantity_max: u32,
     pub product_distribution: ProductDistribution,
+    /// Payments (when a payment service exists): the client pays this long after its order was
+    /// created.
+    pub pay_after_ms: u64,
+    /// Price of one unit of any product.
+    pub price: i64,
+    /// Every user's starting balance...
+    pub balance: i64,
+    /// ...except this fraction of users, who start with nothing (their payments fail).
+    pub insufficient_balance_rate: f64,
 }
 
 /// The simulated database (MySQL in the seeds).
@@ -148,6 +157,18 @@ pub struct DatabaseSpec {
 pub enum ServiceKind {
     /// `order-service`: seed 001's `OrderService` (orders from the workload).
     OrderService,
+    /// `payment-service`: seed 001's `PaymentService` (the workload pays for created orders).
+    PaymentService,
+}
+
+/// Where a failed payment's compensation runs (`compensation = "..."` of a payment service).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Compensation {
+    /// `separate-transaction`: its own transaction (REQUIRES_NEW); it commits.
+    SeparateTransaction,
+    /// `same-transaction`: inside the payment transaction, which the rethrown
+    /// `InsufficientBalanceException` rolls back, compensation included (seed 001 as written).
+    SameTransaction,
 }
 
 /// How a service publishes the events of the facts it commits (`publish = "..."`).
@@ -182,6 +203,8 @@ impl PublishStrategy {
 pub enum ListenerKind {
     /// `order-event-consumer`: seed 001's `OrderEventConsumer` (ranking and cart).
     OrderEventConsumer,
+    /// `payment-event-consumer`: seed 001's `PaymentEventConsumer` (sends to the data platform).
+    PaymentEventConsumer,
 }
 
 /// A service (`[services.<name>]`): its instances and their producer.
@@ -196,6 +219,8 @@ pub struct ServiceSpec {
     pub publish: PublishStrategy,
     /// With `after-commit-async`: how long a queued send waits for a worker of the pool.
     pub async_delay_us: u64,
+    /// For a payment service: where the compensation of a failed payment runs.
+    pub compensation: Compensation,
     pub producer: ProducerConfig,
 }
 
@@ -215,6 +240,9 @@ pub struct ConsumerSpec {
     /// Probability that one attempt to handle a record fails (a business failure: the handler
     /// throws before applying any effect).
     pub handler_error_rate: f64,
+    /// Windows `[start_ms, end_ms)` when the external system the listener calls is down: every
+    /// attempt to handle a record then fails.
+    pub external_outages_ms: Vec<(u64, u64)>,
     pub commit_strategy: CommitStrategy,
     /// With `retry-then-dlq`: retries after the first failed attempt, then the dead-letter topic.
     pub retries: u32,

@@ -90,6 +90,14 @@ pub(super) struct RawWorkload {
     pub product_distribution: Option<Spanned<String>>,
     #[serde(default)]
     pub zipf_exponent: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub pay_after_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub price: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub balance: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub insufficient_balance_rate: Option<Spanned<f64>>,
 }
 
 fn zero_spanned() -> Spanned<u64> {
@@ -123,6 +131,8 @@ pub(super) struct RawService {
     #[serde(default = "default_async_delay_us")]
     pub async_delay_us: Spanned<u64>,
     #[serde(default)]
+    pub compensation: Option<Spanned<String>>,
+    #[serde(default)]
     pub producer: Option<Props>,
 }
 
@@ -138,6 +148,8 @@ pub(super) struct RawConsumer {
     pub processing_jitter_us: Spanned<u64>,
     #[serde(default)]
     pub handler_error_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub external_outages_ms: Option<Spanned<Vec<(u64, u64)>>>,
     #[serde(default)]
     pub commit_strategy: Option<Spanned<String>>,
     #[serde(default)]

@@ -215,9 +215,9 @@ fn a_second_consumer_group_is_another_table() {
 
 #[test]
 fn unknown_kinds_and_strategies_name_what_is_expected() {
-    let src = edit("kind = \"order-service\"", "kind = \"payment-service\"");
+    let src = edit("kind = \"order-service\"", "kind = \"refund-service\"");
     let e = parse(&src).unwrap_err();
-    assert_eq!(e.line, line_of(&src, "kind = \"payment-service\""), "{e}");
+    assert_eq!(e.line, line_of(&src, "kind = \"refund-service\""), "{e}");
     assert!(e.message.contains("expected one of: \"order-service\""), "{e}");
     let e = parse(&edit("kind = \"order-event-consumer\"", "kind = \"points\"")).unwrap_err();
     assert!(e.message.contains("\"order-event-consumer\""), "{e}");

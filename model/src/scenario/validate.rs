@@ -216,6 +216,17 @@ impl Validator<'_> {
                 }
             },
         };
+        let non_negative = |v: &Option<Spanned<i64>>, what: &str, default: i64| -> Result<i64, ScenarioError> {
+            match v {
+                None => Ok(default),
+                Some(x) if *x.get_ref() >= 0 => Ok(*x.get_ref()),
+                Some(x) => self.err(x.span(), format!("`{what}` is {}; expected 0 or more", x.get_ref())),
+            }
+        };
+        let pay_after_ms = match &w.pay_after_ms {
+            None => 100,
+            Some(v) => self.bounded(v, "pay_after_ms", YEAR_MS)?,
+        };
         Ok(WorkloadSpec {
             rate_per_sec: rate,
             products,
@@ -223,6 +234,11 @@ impl Validator<'_> {
             users,
             quantity_max,
             product_distribution,
+            pay_after_ms,
+            price: non_negative(&w.price, "price", 10_000)?,
+            balance: non_negative(&w.balance, "balance", 1_000_000_000)?,
+            insufficient_balance_rate: self
+                .probability(w.insufficient_balance_rate.as_ref(), "insufficient_balance_rate")?,
         })
     }
 
@@ -251,12 +267,30 @@ impl Validator<'_> {
         let section = format!("services.{name}");
         let kind = match raw.kind.get_ref().as_str() {
             "order-service" => ServiceKind::OrderService,
+            "payment-service" => ServiceKind::PaymentService,
             other => {
                 return self.err(
                     raw.kind.span(),
-                    format!("[{section}] kind is \"{other}\"; expected one of: \"order-service\" (the seeds' other services come with their workflows)"),
+                    format!("[{section}] kind is \"{other}\"; expected one of: \"order-service\", \"payment-service\""),
                 );
             }
+        };
+        let compensation = match &raw.compensation {
+            None => Compensation::SeparateTransaction,
+            Some(c) if kind != ServiceKind::PaymentService => {
+                return self
+                    .err(c.span(), format!("[{section}] compensation applies to kind = \"payment-service\" only"));
+            }
+            Some(c) => match c.get_ref().as_str() {
+                "separate-transaction" => Compensation::SeparateTransaction,
+                "same-transaction" => Compensation::SameTransaction,
+                other => {
+                    return self.err(
+                        c.span(),
+                        format!("[{section}] compensation is \"{other}\"; expected \"separate-transaction\" or \"same-transaction\""),
+                    );
+                }
+            },
         };
         let instances = self.positive_u32(&raw.instances, &format!("{section}.instances"), 1_000)?;
         let topic = self.topic_ref(topics, &raw.topic, &format!("{section}.topic"))?;
@@ -291,7 +325,7 @@ impl Validator<'_> {
             // the other settings conflict with it, and refuses only an explicit `true`.
             producer.enable_idempotence = false;
         }
-        Ok(ServiceSpec { name, kind, instances, topic, publish, async_delay_us, producer })
+        Ok(ServiceSpec { name, kind, instances, topic, publish, async_delay_us, compensation, producer })
     }
 
     fn consumer(
@@ -304,13 +338,26 @@ impl Validator<'_> {
         let section = format!("consumers.{name}");
         let kind = match oc.kind.get_ref().as_str() {
             "order-event-consumer" => ListenerKind::OrderEventConsumer,
+            "payment-event-consumer" => ListenerKind::PaymentEventConsumer,
             other => {
                 return self.err(
                     oc.kind.span(),
-                    format!("[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\" (the seeds' other listeners come with their workflows)"),
+                    format!("[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\""),
                 );
             }
         };
+        let mut external_outages_ms = Vec::new();
+        if let Some(w) = &oc.external_outages_ms {
+            for &(start, end) in w.get_ref() {
+                if start >= end || end > YEAR_MS {
+                    return self.err(
+                        w.span(),
+                        format!("[{section}] external_outages_ms has [{start}, {end}]; expected [start, end] with start < end, in milliseconds"),
+                    );
+                }
+                external_outages_ms.push((start, end));
+            }
+        }
         let instances = self.positive_u32(&oc.instances, &format!("{section}.instances"), 1_000)?;
         if oc.topics.get_ref().is_empty() {
             return self.err(
@@ -397,6 +444,7 @@ impl Validator<'_> {
             processing_time_us: self.bounded(&oc.processing_time_us, "processing_time_us", HOUR_US)?,
             processing_jitter_us: self.bounded(&oc.processing_jitter_us, "processing_jitter_us", HOUR_US)?,
             handler_error_rate: self.probability(oc.handler_error_rate.as_ref(), "handler_error_rate")?,
+            external_outages_ms,
             commit_strategy,
             retries,
             dlq_topic,

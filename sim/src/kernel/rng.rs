@@ -155,11 +155,13 @@ pub enum Stream {
     Client,
     /// Fault injection: crashes, pauses, partitions of the network.
     Faults,
+    /// Business conditions that are not per request: which users start without funds.
+    Business,
 }
 
 impl Stream {
     /// Every stream, in declaration order.
-    pub const ALL: [Stream; 4] = [Stream::Workload, Stream::Network, Stream::Client, Stream::Faults];
+    pub const ALL: [Stream; 5] = [Stream::Workload, Stream::Network, Stream::Client, Stream::Faults, Stream::Business];
 
     /// The stream's stable name; it is hashed into the stream's seed, so it must never change.
     pub fn name(self) -> &'static str {
@@ -168,6 +170,7 @@ impl Stream {
             Stream::Network => "network",
             Stream::Client => "client",
             Stream::Faults => "faults",
+            Stream::Business => "business",
         }
     }
 }

@@ -5,7 +5,7 @@
 use super::{App, CommitKind, DEFAULT_ERROR_HANDLER_ATTEMPTS, Membership, POLL_TIMEOUT_US};
 use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, RECORD_BYTES};
 use crate::world::{Ev, World};
-use evsim_model::actor::{Command, Listener};
+use evsim_model::actor::{Command, ExternalCall, Listener};
 use evsim_model::history::{ErrorCode, LeaveReason, Op, Polled, Tp};
 use evsim_model::scenario::CommitStrategy;
 
@@ -222,8 +222,11 @@ impl World {
         let (record, message) = cons.batch[*next];
         *next += 1;
         let more = *next < cons.batch.len();
+        // The external system the listener calls is down (an outage window), or the handler
+        // throws (the business error rate): the attempt fails before applying anything.
+        let down = cons.spec.external_outages_ms.iter().any(|&(start, end)| now >= start * 1_000 && now < end * 1_000);
         let rate = cons.spec.handler_error_rate;
-        if rate > 0.0 && self.client_rng.chance(rate) {
+        if down || (rate > 0.0 && self.client_rng.chance(rate)) {
             return self.handler_failed(c, record, more);
         }
         let cons = &mut self.consumers[c as usize];
@@ -252,6 +255,11 @@ impl World {
                 Command::Ack => {
                     ok = true;
                     self.consumers[c as usize].ack(record);
+                }
+                Command::External { call: ExternalCall::DataPlatformSend, cause } => {
+                    if let Some(cause) = cause {
+                        self.history.push(now, node, Op::PlatformSent { cause });
+                    }
                 }
                 other => unreachable!("a listener emitted {other:?}"),
             }

@@ -1,0 +1,106 @@
+//! Seed 001's payment workflow: balances, compensation, and the data-platform consumer.
+
+mod common;
+
+use evsim_model::checkers::Invariant;
+use evsim_model::history::{Op, TopicId};
+use evsim_model::scenario::{CommitStrategy, Scenario, TopicSpec};
+use evsim_sim::{RunOutcome, run_scenario};
+use std::collections::BTreeSet;
+
+fn violations(o: &RunOutcome, inv: Invariant) -> usize {
+    o.verdicts.iter().find(|v| v.invariant == inv).map_or(0, |v| v.violations.len())
+}
+
+#[test]
+fn payment_basic_holds_and_compensates_every_declined_payment() {
+    let s = common::shortened(common::scenario("payment-basic"), 3_000);
+    for seed in 1..=4 {
+        let o = run_scenario(&s, seed);
+        assert!(o.passed(), "seed {seed}: {:?}", o.verdicts.iter().find(|v| !v.violations.is_empty()));
+        assert!(o.stats.payments_committed > 500, "seed {seed}: payments flowed");
+        assert!(o.stats.payments_rejected > 20, "seed {seed}: some users have no funds");
+        assert_eq!(
+            o.stats.orders_cancelled, o.stats.payments_rejected,
+            "seed {seed}: every declined order is cancelled"
+        );
+        let sent = o.history.entries.iter().filter(|e| matches!(e.op, Op::PlatformSent { .. })).count() as u64;
+        assert_eq!(sent, o.stats.payments_committed, "seed {seed}: the data platform got each payment once");
+    }
+}
+
+/// Seed 001's code as written: the compensation runs inside the transaction that the rethrown
+/// InsufficientBalanceException rolls back.
+#[test]
+fn a_compensation_inside_the_failing_transaction_is_rolled_back_with_it() {
+    let o = run_scenario(&common::shortened(common::scenario("payment-compensation-rollback"), 3_000), 1);
+    assert!(o.stats.payments_rejected > 20);
+    assert_eq!(o.stats.orders_cancelled, 0, "no compensation ever commits");
+    let stuck = &o.verdicts.iter().find(|v| v.invariant == Invariant::OrderState).unwrap().violations;
+    assert!(!stuck.is_empty() && stuck[0].message.contains("still PENDING"), "{:?}", stuck.first());
+    // The books still balance: no stock or money is invented, it is just held by dead orders.
+    assert_eq!(violations(&o, Invariant::NoOversell), 0);
+    assert_eq!(violations(&o, Invariant::Balance), 0);
+}
+
+/// The data platform is down from 3 s to 5 s, when the payment consumer group has just formed and
+/// works through its backlog.
+fn outage(strategy: CommitStrategy) -> Scenario {
+    let mut s = common::scenario("payment-basic");
+    s.run.duration_ms = 6_000;
+    let c = s.consumers.iter_mut().find(|c| c.name == "payment-event-consumer").unwrap();
+    c.commit_strategy = strategy;
+    c.external_outages_ms = vec![(3_000, 5_000)];
+    if strategy == CommitStrategy::RetryThenDlq {
+        c.dlq_topic = Some("payment-completed.DLT".into());
+        s.topics.push(TopicSpec { name: "payment-completed.DLT".into(), partitions: 1, replication_factor: 1 });
+    }
+    s
+}
+
+fn unprocessed_payments(o: &RunOutcome) -> BTreeSet<u64> {
+    let sent: BTreeSet<u64> = o
+        .history
+        .entries
+        .iter()
+        .filter_map(|e| match e.op {
+            Op::PlatformSent { cause } => Some(cause.subject),
+            _ => None,
+        })
+        .collect();
+    o.history
+        .entries
+        .iter()
+        .filter_map(|e| match e.op {
+            Op::PaymentCommitted { order, .. } if !sent.contains(&order) => Some(order),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_platform_outage_loses_payments_unless_they_are_dead_lettered() {
+    // Seed 001's listener (no ack on failure) loses them; so does Spring's DefaultErrorHandler,
+    // whose 10 attempts have no back-off and all fail inside a 2-second outage.
+    for strategy in [CommitStrategy::AckSkipsFailures, CommitStrategy::CommitAfterProcess] {
+        let o = run_scenario(&outage(strategy), 1);
+        assert!(o.stats.handler_failures > 100, "{}: the outage hit", strategy.name());
+        assert!(!unprocessed_payments(&o).is_empty(), "{}: payments never reached the platform", strategy.name());
+        assert!(violations(&o, Invariant::EventualProcessing) > 0);
+    }
+    // retry-then-dlq parks exactly the ones it could not deliver on the dead-letter topic.
+    let o = run_scenario(&outage(CommitStrategy::RetryThenDlq), 1);
+    let dlt = TopicId(o.history.header.topics.iter().position(|t| t.name == "payment-completed.DLT").unwrap() as u16);
+    let parked: BTreeSet<u64> = o
+        .history
+        .entries
+        .iter()
+        .filter_map(|e| match e.op {
+            Op::SendOk { tp, value, .. } if tp.topic == dlt => Some(value.subject),
+            _ => None,
+        })
+        .collect();
+    let lost = unprocessed_payments(&o);
+    assert!(!lost.is_empty());
+    assert_eq!(lost, parked, "every payment the platform never got is on the dead-letter topic");
+}
