@@ -263,11 +263,12 @@ mod tests {
     #[test]
     fn named_streams_are_pinned_for_seed_42() {
         let seeds = Seeds::new(42);
-        let golden: [(Stream, [u64; 3]); 4] = [
+        let golden: [(Stream, [u64; 3]); 5] = [
             (Stream::Workload, [3301846138380641920, 15657058367285601685, 9019296626760255238]),
             (Stream::Network, [11962458805708422505, 4844137993810106075, 11993065655207859284]),
             (Stream::Client, [15727161954020067740, 6816139620738267213, 14876163027348889864]),
             (Stream::Faults, [17259697867928942688, 5349217341124112736, 13892361021535333508]),
+            (Stream::Business, [13534983754096946345, 16547751538911169430, 14445719903384113616]),
         ];
         for (stream, want) in golden {
             let mut rng = seeds.stream(stream);
@@ -292,7 +293,7 @@ mod tests {
             }
         }
         let names: Vec<_> = Stream::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["workload", "network", "client", "faults"]);
+        assert_eq!(names, ["workload", "network", "client", "faults", "business"], "append-only");
     }
 
     #[test]
