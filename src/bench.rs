@@ -20,8 +20,8 @@ pub struct BenchArgs {
     /// Scenario to measure.
     #[arg(default_value = "scenarios/order-basic.toml")]
     scenario: PathBuf,
-    /// Orders to simulate: the workload runs for orders / rate_per_sec seconds of simulated time
-    /// (10,000 is order-basic as written).
+    /// Requests (orders, coupon requests) to simulate: the workload runs for requests / rate
+    /// seconds of simulated time (10,000 is order-basic as written).
     #[arg(long, default_value_t = 10_000)]
     orders: u64,
     /// Repetitions; the best and the median are reported.
@@ -66,9 +66,16 @@ pub fn bench(args: BenchArgs) -> u8 {
         eprintln!("error: --orders must be from 1 to {max} and --repeat at least 1");
         return EXIT_BAD_INPUT;
     }
-    // Keep the scenario's rate; stretch the workload to the requested number of orders.
-    let duration_ms = ((args.orders as f64 / scenario.workload.rate_per_sec) * 1_000.0).ceil() as u64;
+    // Keep the scenario's rates; stretch the workload to the requested number of requests.
+    let rate = scenario.workload.rate_per_sec + scenario.workload.coupon_rate_per_sec;
+    if rate <= 0.0 {
+        eprintln!("error: the scenario's workload sends no requests (rate_per_sec and coupon_rate_per_sec are 0)");
+        return EXIT_BAD_INPUT;
+    }
+    let duration_ms = ((args.orders as f64 / rate) * 1_000.0).ceil() as u64;
     scenario.run.duration_ms = duration_ms.max(1);
+    // Users scale with the run so that coupon requests are not all refused as repeats.
+    scenario.workload.users = scenario.workload.users.max(args.orders.min(u64::from(u32::MAX)) as u32);
     // Stock scales with the run so that orders keep flowing rather than being rejected.
     scenario.workload.stock_per_product =
         scenario.workload.stock_per_product.max((args.orders * u64::from(scenario.workload.quantity_max)) as i64);
@@ -115,7 +122,7 @@ pub fn bench(args: BenchArgs) -> u8 {
             println!("warning: debug build; use `cargo run --release -- bench` for real figures");
         }
         println!(
-            "scenario {}: {} orders, {} records end to end, {} history entries",
+            "scenario {}: {} requests, {} records end to end, {} history entries",
             r.scenario, r.orders, r.records, r.history_entries
         );
         println!(

@@ -19,6 +19,8 @@ pub enum Request {
     CreateOrder { order: u64, user: u64, product: u32, qty: u32 },
     /// `POST /payments`.
     Pay { order: u64, user: u64, amount: i64 },
+    /// `POST /coupons/{id}/issue` (seeds 002, 003).
+    IssueCoupon { request: u64, coupon: u32, user: u64 },
 }
 
 /// The service's answer to a request.
@@ -46,6 +48,11 @@ pub enum Input {
     Timer {
         token: Token,
     },
+    /// The answer to a [`Command::CacheCall`]: whether the set gained the member (SADD's 1).
+    CacheDone {
+        token: Token,
+        added: bool,
+    },
 }
 
 /// A Redis command (the seeds' cache and ranking store).
@@ -55,6 +62,8 @@ pub enum CacheOp {
     RankingIncrement { product: u32, by: u32 },
     /// `DEL cart:<user>`.
     DeleteCart { user: u64 },
+    /// `SADD coupon:<coupon>:requested <user>` (seed 003): answered by [`Input::CacheDone`].
+    AddCouponRequest { request: u64, coupon: u32, user: u64 },
 }
 
 /// What a service asks its driver to do.
@@ -73,6 +82,8 @@ pub enum Command {
     Ack,
     /// Wake the service with [`Input::Timer`] after `after_us` (in-memory: lost on a crash).
     Timer { token: Token, after_us: Micros },
+    /// A Redis command whose answer the service needs, as [`Input::CacheDone`].
+    CacheCall { token: Token, op: CacheOp },
     /// Call an external system now (it may be down: the driver then fails the handler).
     External { call: ExternalCall, cause: Option<crate::history::EventId> },
 }

@@ -5,6 +5,7 @@
 
 use crate::actor::CacheOp;
 use crate::history::{EventId, Op};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cache {
@@ -12,6 +13,8 @@ pub struct Cache {
     pub ranking: Vec<i64>,
     /// Carts deleted so far (a cart is recreated by the next order; deleting is idempotent).
     pub carts_deleted: u64,
+    /// `coupon:{id}:requested` sets (seed 003): (coupon, user).
+    pub coupon_requests: BTreeSet<(u32, u64)>,
 }
 
 impl Cache {
@@ -26,6 +29,11 @@ impl Cache {
                 self.ranking[i] += i64::from(by);
                 if let Some(cause) = cause {
                     facts.push(Op::RankingIncremented { product, by, cause });
+                }
+            }
+            CacheOp::AddCouponRequest { request, coupon, user } => {
+                if !self.coupon_requests.insert((coupon, user)) {
+                    facts.push(Op::CouponRequestRefused { request, coupon, user });
                 }
             }
             CacheOp::DeleteCart { user } => {

@@ -37,6 +37,13 @@ pub struct Db {
     pub orders: Vec<Option<OrderRow>>,
     /// `users.balance`, by user id.
     pub balances: Vec<i64>,
+    /// Coupons: (quantity, issued so far), by coupon id.
+    pub coupons: Vec<(u32, u32)>,
+    /// `user_coupons` rows: (coupon, user), one per issued coupon (a set when the unique
+    /// constraint exists; duplicates are counted in `duplicate_coupons` otherwise).
+    pub user_coupons: BTreeSet<(u32, u64)>,
+    /// Whether `user_coupons` has a unique constraint on (coupon_id, user_id).
+    pub coupon_unique_constraint: bool,
     /// Processed tables of idempotent consumers: (consumer group, event) already applied.
     pub processed: BTreeSet<(GroupId, EventId)>,
     /// Transactions committed and rolled back, for statistics.
@@ -56,6 +63,9 @@ pub enum Txn {
     /// The compensation of a failed payment (`handlePaymentFailure`): restore the stock, cancel
     /// the order. (Coupons come with the coupon workflow.)
     CompensateOrder { order: u64 },
+    /// The coupon issuer: count the coupon's issued rows under its lock; insert the user's
+    /// coupon if some are left (and, with the unique constraint, if the user has none).
+    IssueCoupon { request: u64, coupon: u32, user: u64 },
 }
 
 /// Why a transaction rolled back.
@@ -74,6 +84,9 @@ pub enum Rollback {
     },
     /// The order is missing or not PENDING.
     OrderNotPending,
+    CouponSoldOut,
+    /// The unique constraint on (coupon_id, user_id).
+    DuplicateCoupon,
 }
 
 /// A transaction's result.
@@ -106,6 +119,26 @@ impl Db {
             row.status = OrderStatus::Paid;
         }
         facts.push(Op::PaymentCommitted { order, user, amount, balance_after: balance - amount });
+        TxnOutcome::Committed
+    }
+
+    fn issue_coupon(&mut self, request: u64, coupon: u32, user: u64, facts: &mut Vec<Op>) -> TxnOutcome {
+        let Some((quantity, issued)) = self.coupons.get_mut(coupon as usize) else {
+            facts.push(Op::CouponNotIssued { request, coupon, user, sold_out: true });
+            return TxnOutcome::RolledBack(Rollback::CouponSoldOut);
+        };
+        if *issued >= *quantity {
+            facts.push(Op::CouponNotIssued { request, coupon, user, sold_out: true });
+            return TxnOutcome::RolledBack(Rollback::CouponSoldOut);
+        }
+        if self.coupon_unique_constraint && self.user_coupons.contains(&(coupon, user)) {
+            facts.push(Op::CouponNotIssued { request, coupon, user, sold_out: false });
+            return TxnOutcome::RolledBack(Rollback::DuplicateCoupon);
+        }
+        *issued += 1;
+        let issued = *issued;
+        self.user_coupons.insert((coupon, user));
+        facts.push(Op::CouponIssued { request, coupon, user, issued });
         TxnOutcome::Committed
     }
 
@@ -160,6 +193,7 @@ impl Db {
             },
             Txn::Pay { order, user, amount } => self.pay(order, user, amount, facts),
             Txn::CompensateOrder { order } => self.compensate(order, facts),
+            Txn::IssueCoupon { request, coupon, user } => self.issue_coupon(request, coupon, user, facts),
         };
         match outcome {
             TxnOutcome::Committed => self.committed += 1,

@@ -7,6 +7,7 @@ pub(crate) fn event(e: EventId) -> String {
     match e.kind {
         EventKind::OrderCreated => format!("order-created(order {})", e.subject),
         EventKind::PaymentCompleted => format!("payment-completed(order {})", e.subject),
+        EventKind::CouponIssueRequest => format!("coupon-issue-request(request {})", e.subject),
     }
 }
 
@@ -105,6 +106,20 @@ pub fn describe(h: &History, i: usize) -> String {
             format!("order {order} CANCELLED; product {product} stock +{qty} -> {stock_after} (compensation)")
         }
         Op::PlatformSent { cause } => format!("data platform received {}", event(*cause)),
+        Op::CouponInitialised { coupon, quantity } => format!("coupon {coupon} limited to {quantity}"),
+        Op::CouponRequested { request, coupon, user } => {
+            format!("request {request}: user {user} asks for coupon {coupon}")
+        }
+        Op::CouponRequestRefused { request, coupon, user } => {
+            format!("request {request} refused: user {user} already asked for coupon {coupon} (Redis set)")
+        }
+        Op::CouponIssued { request, coupon, user, issued } => {
+            format!("request {request}: coupon {coupon} issued to user {user} ({issued} issued)")
+        }
+        Op::CouponNotIssued { request, coupon, user, sold_out } => format!(
+            "request {request}: coupon {coupon} not issued to user {user} ({})",
+            if *sold_out { "sold out" } else { "unique constraint: already issued" }
+        ),
         Op::Crashed => "CRASHED (memory lost)".to_string(),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {

@@ -10,6 +10,8 @@ pub enum Event {
     OrderCreated { order: u64, user: u64, product: u32, qty: u32 },
     /// `PaymentCompletedEvent` (seed 001): published after the payment transaction commits.
     PaymentCompleted { order: u64, user: u64, amount: i64 },
+    /// A first-come-first-served coupon request (seeds 002, 003), key = couponId.
+    CouponIssueRequest { request: u64, coupon: u32, user: u64 },
 }
 
 impl Event {
@@ -18,6 +20,7 @@ impl Event {
         match *self {
             Event::OrderCreated { order, .. } => EventId::order_created(order),
             Event::PaymentCompleted { order, .. } => EventId::payment_completed(order),
+            Event::CouponIssueRequest { request, .. } => EventId::coupon_issue_request(request),
         }
     }
 }

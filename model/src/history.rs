@@ -41,6 +41,19 @@ pub enum EventKind {
     OrderCreated,
     /// `payment-completed` (seed 001), subject = order id.
     PaymentCompleted,
+    /// `coupon-issue-request` (seeds 002, 003), subject = request id.
+    CouponIssueRequest,
+}
+
+impl EventKind {
+    /// Whether events of this kind announce a committed DB fact (an order, a payment), as
+    /// opposed to carrying a request that no transaction stands behind (a coupon request).
+    pub fn announces_a_fact(self) -> bool {
+        match self {
+            EventKind::OrderCreated | EventKind::PaymentCompleted => true,
+            EventKind::CouponIssueRequest => false,
+        }
+    }
 }
 
 /// The identity of a business event, and so of a record's value: one business fact gives one
@@ -59,6 +72,10 @@ impl EventId {
 
     pub fn payment_completed(order: u64) -> Self {
         Self { kind: EventKind::PaymentCompleted, subject: order }
+    }
+
+    pub fn coupon_issue_request(request: u64) -> Self {
+        Self { kind: EventKind::CouponIssueRequest, subject: request }
     }
 }
 
@@ -188,6 +205,19 @@ pub enum Op {
     OrderCancelled { order: u64, product: u32, qty: u32, stock_after: i64 },
     /// The external data platform received the payment (`DataPlatformService`).
     PlatformSent { cause: EventId },
+
+    // --- first-come-first-served coupons (seeds 002, 003) --------------------------------------
+    /// A coupon's quantity when the run starts.
+    CouponInitialised { coupon: u32, quantity: u32 },
+    /// A client asked for coupon `coupon`.
+    CouponRequested { request: u64, coupon: u32, user: u64 },
+    /// The API's Redis set already held this user for this coupon: the request was refused
+    /// before it was sent.
+    CouponRequestRefused { request: u64, coupon: u32, user: u64 },
+    /// The issuer's transaction inserted the user's coupon; `issued` is the coupon's count after.
+    CouponIssued { request: u64, coupon: u32, user: u64, issued: u32 },
+    /// The issuer's transaction rolled back: sold out, or the unique constraint on (coupon, user).
+    CouponNotIssued { request: u64, coupon: u32, user: u64, sold_out: bool },
 }
 
 impl Op {

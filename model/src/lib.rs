@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod cache;
 pub mod checkers;
+pub mod coupon;
 pub mod db;
 pub mod describe;
 pub mod event;

@@ -36,22 +36,15 @@ impl OrderService {
         Self { topic, publish, async_delay_us, pending: BTreeMap::new(), queued: BTreeMap::new(), failed_sends: 0 }
     }
 
+    /// `order-created` of an order request (only order requests reach this service).
     fn event(req: &Request) -> Message {
-        match *req {
-            Request::CreateOrder { order, user, product, qty } => {
-                Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } }
-            }
-            Request::Pay { order, user, amount } => {
-                Message { key: Some(order), value: Event::PaymentCompleted { order, user, amount } }
-            }
-        }
+        let Request::CreateOrder { order, user, product, qty } = *req else { unreachable!("an order request") };
+        Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } }
     }
 
     fn transaction(req: &Request) -> Txn {
-        match *req {
-            Request::CreateOrder { order, user, product, qty } => Txn::CreateOrder { order, user, product, qty },
-            Request::Pay { order, user, amount } => Txn::Pay { order, user, amount },
-        }
+        let Request::CreateOrder { order, user, product, qty } = *req else { unreachable!("an order request") };
+        Txn::CreateOrder { order, user, product, qty }
     }
 }
 
@@ -98,6 +91,7 @@ impl Service for OrderService {
                     out.push(Command::Produce { token, topic: self.topic, message });
                 }
             }
+            Input::CacheDone { .. } => {}
             Input::Delivered { token, result } => {
                 if result.is_err() {
                     self.failed_sends += 1;
@@ -133,7 +127,7 @@ impl Listener for OrderEventConsumer {
                 out.push(Command::Ack);
             }
             // Not this listener's business: acknowledge and move on.
-            Event::PaymentCompleted { .. } => out.push(Command::Ack),
+            Event::PaymentCompleted { .. } | Event::CouponIssueRequest { .. } => out.push(Command::Ack),
         }
     }
 }

@@ -47,7 +47,7 @@ impl PaymentService {
             Request::Pay { order, user, amount } => {
                 Some(Message { key: Some(order), value: Event::PaymentCompleted { order, user, amount } })
             }
-            Request::CreateOrder { .. } => None,
+            Request::CreateOrder { .. } | Request::IssueCoupon { .. } => None,
         }
     }
 }
@@ -106,6 +106,7 @@ impl Service for PaymentService {
                     out.push(Command::Produce { token, topic: self.topic, message });
                 }
             }
+            Input::CacheDone { .. } => {}
             Input::Delivered { token, result } => {
                 if result.is_err() {
                     self.failed_sends += 1;

@@ -2,6 +2,7 @@
 //! simulator, the real Kafka runner) use, so the same kind always means the same code.
 
 use crate::actor::{Command, Input, Listener, Service};
+use crate::coupon::{CouponApi, CouponIssuer};
 use crate::event::Message;
 use crate::history::{Micros, Polled, TopicId};
 use crate::order::{OrderEventConsumer, OrderService};
@@ -13,6 +14,7 @@ use crate::scenario::{ListenerKind, ServiceKind, ServiceSpec};
 pub enum AnyService {
     Order(OrderService),
     Payment(PaymentService),
+    CouponApi(CouponApi),
 }
 
 impl AnyService {
@@ -23,6 +25,7 @@ impl AnyService {
             ServiceKind::PaymentService => {
                 AnyService::Payment(PaymentService::new(topic, spec.publish, spec.compensation, spec.async_delay_us))
             }
+            ServiceKind::CouponApi => AnyService::CouponApi(CouponApi::new(topic, spec.dedup)),
         }
     }
 }
@@ -32,6 +35,7 @@ impl Service for AnyService {
         match self {
             AnyService::Order(s) => s.on_input(now, input, out),
             AnyService::Payment(s) => s.on_input(now, input, out),
+            AnyService::CouponApi(s) => s.on_input(now, input, out),
         }
     }
 }
@@ -41,6 +45,7 @@ impl Service for AnyService {
 pub enum AnyListener {
     OrderEventConsumer(OrderEventConsumer),
     PaymentEventConsumer(PaymentEventConsumer),
+    CouponIssuer(CouponIssuer),
 }
 
 impl AnyListener {
@@ -48,6 +53,7 @@ impl AnyListener {
         match kind {
             ListenerKind::OrderEventConsumer => AnyListener::OrderEventConsumer(OrderEventConsumer),
             ListenerKind::PaymentEventConsumer => AnyListener::PaymentEventConsumer(PaymentEventConsumer),
+            ListenerKind::CouponIssuer => AnyListener::CouponIssuer(CouponIssuer),
         }
     }
 }
@@ -57,6 +63,7 @@ impl Listener for AnyListener {
         match self {
             AnyListener::OrderEventConsumer(l) => l.on_record(now, record, message, out),
             AnyListener::PaymentEventConsumer(l) => l.on_record(now, record, message, out),
+            AnyListener::CouponIssuer(l) => l.on_record(now, record, message, out),
         }
     }
 }

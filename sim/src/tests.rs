@@ -340,3 +340,34 @@ fn a_crash_loses_the_events_queued_for_the_async_pool() {
     assert!(lost.iter().all(|v| v.message.contains("never sent")), "{:?}", lost.first());
     assert!(holds(&h, Invariant::NoPhantomEvent));
 }
+
+/// Seed 003's Redis set guards the API, not the issuer: when an issuer crashes mid-batch, the
+/// requests it handled but had not committed are redelivered and issued again. A unique constraint
+/// on (coupon_id, user_id) absorbs the redelivery.
+#[test]
+fn a_redelivered_coupon_request_is_issued_twice_unless_the_db_forbids_it() {
+    use evsim_model::scenario::CouponDedup;
+    let src = include_str!("../../scenarios/coupon-seed003.toml");
+    let run = |dedup: CouponDedup| {
+        let mut s = Scenario::parse("coupon-seed003.toml", src).unwrap();
+        s.services[0].dedup = dedup;
+        s.workload.coupon_quantity = 1_000_000; // plenty left: every request issues
+        s.workload.coupons = 50;
+        s.consumers[0].consumer.session_timeout_ms = 10_000;
+        s.consumers[0].processing_time_us = 12_000; // busy issuers: batches of several requests
+        let mut w = World::new(&s, 1);
+        w.start();
+        for c in 0..3 {
+            w.consumer_start(c);
+        }
+        w.run_until(6_000_000);
+        w.crash_consumer(0);
+        let end = w.end;
+        w.run_until(end);
+        w.finish().0
+    };
+    let cache = run(CouponDedup::CacheSet);
+    assert!(!holds(&cache, Invariant::CouponOnce), "redelivery issues twice despite the Redis set");
+    let unique = run(CouponDedup::DbUnique);
+    assert!(holds(&unique, Invariant::CouponOnce), "{:?}", Invariant::CouponOnce.check(&unique).first());
+}

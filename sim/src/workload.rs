@@ -4,7 +4,7 @@
 
 use crate::kernel::SimRng;
 use crate::world::{Ev, World};
-use evsim_model::actor::{Command, Input, Request, Response, Service, Token};
+use evsim_model::actor::{CacheOp, Command, Input, Request, Response, Service, Token};
 use evsim_model::db::Txn;
 use evsim_model::history::{Micros, NodeId, Op, TopicId};
 use evsim_model::registry::AnyService;
@@ -25,6 +25,10 @@ pub struct Workload {
     /// Orders whose client will pay once they are created: order -> (user, amount).
     pub(crate) to_pay: BTreeMap<u64, (u64, i64)>,
     price: i64,
+    mean_coupon_gap_us: f64,
+    next_coupon_request: u64,
+    coupons: u64,
+    duplicate_request_rate: f64,
 }
 
 impl Workload {
@@ -55,6 +59,14 @@ impl Workload {
             products: u64::from(spec.products),
             to_pay: BTreeMap::new(),
             price: spec.price,
+            mean_coupon_gap_us: if spec.coupon_rate_per_sec > 0.0 {
+                1_000_000.0 / spec.coupon_rate_per_sec
+            } else {
+                0.0
+            },
+            next_coupon_request: 1,
+            coupons: u64::from(spec.coupons),
+            duplicate_request_rate: spec.duplicate_request_rate,
         }
     }
 
@@ -69,6 +81,25 @@ impl Workload {
         }
         let u = self.rng.unit_f64();
         self.zipf_cdf.partition_point(|&c| c < u).min(self.zipf_cdf.len() - 1) as u32
+    }
+
+    fn coupon_gap(&mut self) -> Micros {
+        (self.rng.exponential(self.mean_coupon_gap_us).round() as Micros).max(1)
+    }
+
+    /// The next coupon request: (request, coupon, user, the id of a duplicate request if the
+    /// client sends it twice).
+    fn next_coupon_request(&mut self) -> (u64, u32, u64, Option<u64>) {
+        let request = self.next_coupon_request;
+        self.next_coupon_request += 1;
+        let coupon = self.rng.below(self.coupons) as u32;
+        let user = self.rng.below(self.users);
+        let duplicate =
+            (self.duplicate_request_rate > 0.0 && self.rng.chance(self.duplicate_request_rate)).then(|| {
+                self.next_coupon_request += 1;
+                self.next_coupon_request - 1
+            });
+        (request, coupon, user, duplicate)
     }
 
     /// The next order: (order, user, product, qty).
@@ -101,8 +132,60 @@ impl ServiceInstance {
 
 impl World {
     pub(crate) fn workload_start(&mut self) {
-        let gap = self.workload.gap();
-        self.q.schedule_at(gap, Ev::NextOrder);
+        if self.scenario.workload.rate_per_sec > 0.0 {
+            let gap = self.workload.gap();
+            self.q.schedule_at(gap, Ev::NextOrder);
+        }
+        if self.scenario.workload.coupon_rate_per_sec > 0.0 && !self.coupon_services.is_empty() {
+            let gap = self.workload.coupon_gap();
+            self.q.schedule_at(gap, Ev::NextCoupon);
+        }
+    }
+
+    /// The next coupon request of the workload (and, sometimes, the same client's duplicate).
+    pub(crate) fn next_coupon(&mut self) {
+        if self.now() >= self.history.header.quiet_from {
+            return;
+        }
+        let (request, coupon, user, duplicate) = self.workload.next_coupon_request();
+        let now = self.now();
+        self.q.schedule_at(now, Ev::CouponRequest { request, coupon, user });
+        if let Some(again) = duplicate {
+            // A double click: the same request again, 10 ms later.
+            self.q.schedule_at(now + 10_000, Ev::CouponRequest { request: again, coupon, user });
+        }
+        let gap = self.workload.coupon_gap();
+        self.q.schedule_at(now + gap, Ev::NextCoupon);
+    }
+
+    pub(crate) fn coupon_request(&mut self, request: u64, coupon: u32, user: u64) {
+        let n = self.coupon_services.len() as u64;
+        let live = (0..n)
+            .map(|i| self.coupon_services[((request + i) % n) as usize])
+            .find(|&s| self.services[s as usize].alive);
+        if let Some(service) = live {
+            self.record(NodeId(0), Op::CouponRequested { request, coupon, user });
+            self.service_input(service, Input::Request(Request::IssueCoupon { request, coupon, user }));
+        }
+    }
+
+    /// Record the facts the DB or the cache just established, as `node`'s entries, and count them.
+    pub(crate) fn record_facts(&mut self, node: NodeId) {
+        let now = self.now();
+        for fact in self.facts.drain(..) {
+            let s = &mut self.stats;
+            match fact {
+                Op::OrderCommitted { .. } => s.orders_committed += 1,
+                Op::OrderRejected { .. } => s.orders_rejected += 1,
+                Op::PaymentCommitted { .. } => s.payments_committed += 1,
+                Op::PaymentRejected { .. } => s.payments_rejected += 1,
+                Op::OrderCancelled { .. } => s.orders_cancelled += 1,
+                Op::CouponIssued { .. } => s.coupons_issued += 1,
+                Op::CouponNotIssued { .. } | Op::CouponRequestRefused { .. } => s.coupons_refused += 1,
+                _ => {}
+            }
+            self.history.push(now, node, fact);
+        }
     }
 
     pub(crate) fn next_order(&mut self) {
@@ -148,20 +231,8 @@ impl World {
 
     pub(crate) fn txn_commit(&mut self, service: u16, token: Token, txn: Txn) {
         let node = self.services[service as usize].node;
-        let now = self.now();
         let outcome = self.db.apply(&txn, &mut self.facts);
-        for fact in self.facts.drain(..) {
-            let s = &mut self.stats;
-            match fact {
-                Op::OrderCommitted { .. } => s.orders_committed += 1,
-                Op::OrderRejected { .. } => s.orders_rejected += 1,
-                Op::PaymentCommitted { .. } => s.payments_committed += 1,
-                Op::PaymentRejected { .. } => s.payments_rejected += 1,
-                Op::OrderCancelled { .. } => s.orders_cancelled += 1,
-                _ => {}
-            }
-            self.history.push(now, node, fact);
-        }
+        self.record_facts(node);
         self.service_input(service, Input::TxnDone { token, outcome });
     }
 
@@ -194,9 +265,20 @@ impl World {
                 Command::Cache { op, cause } => {
                     let node = self.services[service as usize].node;
                     self.cache.apply(op, cause, &mut self.facts);
-                    for fact in self.facts.drain(..) {
-                        self.history.push(now, node, fact);
-                    }
+                    self.record_facts(node);
+                }
+                Command::CacheCall { token, op } => {
+                    // Redis answers at once: apply, record, and hand the answer back.
+                    let node = self.services[service as usize].node;
+                    let added = match op {
+                        CacheOp::AddCouponRequest { coupon, user, .. } => {
+                            !self.cache.coupon_requests.contains(&(coupon, user))
+                        }
+                        _ => true,
+                    };
+                    self.cache.apply(op, None, &mut self.facts);
+                    self.record_facts(node);
+                    self.service_input(service, Input::CacheDone { token, added });
                 }
                 Command::Ack => {}
                 Command::Timer { token, after_us } => {

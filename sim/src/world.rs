@@ -24,6 +24,10 @@ pub(crate) enum Ev {
     Net(Msg),
     /// The next order request of the workload.
     NextOrder,
+    /// The next coupon request of the workload.
+    NextCoupon,
+    /// A client asks for a coupon.
+    CouponRequest { request: u64, coupon: u32, user: u64 },
     /// A client pays for an order it created.
     PaymentRequest { order: u64, user: u64, amount: i64 },
     /// A timer a service set fires.
@@ -65,6 +69,9 @@ pub struct Stats {
     pub payments_committed: u64,
     pub payments_rejected: u64,
     pub orders_cancelled: u64,
+    pub coupons_issued: u64,
+    /// Coupon requests refused by the API's Redis set or not issued by the DB.
+    pub coupons_refused: u64,
     pub records_sent: u64,
     pub records_produced: u64,
     pub send_failures: u64,
@@ -129,6 +136,8 @@ pub struct World {
     pub(crate) order_services: Vec<u16>,
     /// The instances of payment services: where clients send payments for their orders.
     pub(crate) payment_services: Vec<u16>,
+    /// The instances of coupon APIs: where clients send coupon requests.
+    pub(crate) coupon_services: Vec<u16>,
     pub(crate) workload: Workload,
     pub(crate) db: Db,
     pub(crate) cache: Cache,
@@ -252,6 +261,12 @@ impl World {
                 .map(|_| if business.chance(w.insufficient_balance_rate) { 0 } else { w.balance })
                 .collect();
         }
+        let apis: Vec<&evsim_model::scenario::ServiceSpec> =
+            scenario.services.iter().filter(|s| s.kind == ServiceKind::CouponApi).collect();
+        if !apis.is_empty() {
+            db.coupons = vec![(scenario.workload.coupon_quantity, 0); scenario.workload.coupons as usize];
+            db.coupon_unique_constraint = apis.iter().any(|s| s.dedup == evsim_model::scenario::CouponDedup::DbUnique);
+        }
         Self {
             q: EventQueue::with_capacity(4_096),
             net,
@@ -272,6 +287,9 @@ impl World {
                 .collect(),
             payment_services: (0..services.len() as u16)
                 .filter(|&i| services[i as usize].kind == ServiceKind::PaymentService)
+                .collect(),
+            coupon_services: (0..services.len() as u16)
+                .filter(|&i| services[i as usize].kind == ServiceKind::CouponApi)
                 .collect(),
             services,
             workload: Workload::new(&scenario.workload, seeds.stream(Stream::Workload)),
@@ -327,6 +345,9 @@ impl World {
         }
         for (user, balance) in self.db.balances.clone().into_iter().enumerate() {
             self.record(NodeId(0), Op::BalanceInitialised { user: user as u64, balance });
+        }
+        for (coupon, (quantity, _)) in self.db.coupons.clone().into_iter().enumerate() {
+            self.record(NodeId(0), Op::CouponInitialised { coupon: coupon as u32, quantity });
         }
         self.workload_start();
     }
@@ -442,6 +463,8 @@ impl World {
         match ev {
             Ev::Net(msg) => self.deliver(msg),
             Ev::NextOrder => self.next_order(),
+            Ev::NextCoupon => self.next_coupon(),
+            Ev::CouponRequest { request, coupon, user } => self.coupon_request(request, coupon, user),
             Ev::PaymentRequest { order, user, amount } => self.payment_request(order, user, amount),
             Ev::TxnCommit { service, token, txn } => self.txn_commit(service, token, txn),
             Ev::ServiceTimer { service, token } => self.service_timer(service, token),

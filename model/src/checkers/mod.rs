@@ -8,6 +8,7 @@ use crate::history::History;
 use serde::{Deserialize, Serialize};
 
 mod balance;
+mod coupons;
 mod duplicate;
 mod effect_once;
 mod eventual_processing;
@@ -82,14 +83,20 @@ pub enum Invariant {
     Balance,
     /// An order's status only moves forward, and a declined payment's order ends CANCELLED.
     OrderState,
+    /// Coupons issued for a coupon id never exceed its quantity.
+    CouponLimit,
+    /// No user holds two copies of one coupon id.
+    CouponOnce,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 12] = [
+    pub const ALL: [Invariant; 14] = [
         Invariant::NoOversell,
         Invariant::Balance,
         Invariant::OrderState,
+        Invariant::CouponLimit,
+        Invariant::CouponOnce,
         Invariant::NoPhantomEvent,
         Invariant::EventualPublication,
         Invariant::PerKeyOrder,
@@ -116,6 +123,8 @@ impl Invariant {
             Invariant::EventualPublication => "eventual-publication",
             Invariant::Balance => "balance",
             Invariant::OrderState => "order-state",
+            Invariant::CouponLimit => "coupon-limit",
+            Invariant::CouponOnce => "coupon-once",
         }
     }
 
@@ -138,6 +147,8 @@ impl Invariant {
             Invariant::EventualPublication => eventual_publication::check(history),
             Invariant::Balance => balance::check(history),
             Invariant::OrderState => order_state::check(history),
+            Invariant::CouponLimit => coupons::check_limit(history),
+            Invariant::CouponOnce => coupons::check_once(history),
         }
     }
 }

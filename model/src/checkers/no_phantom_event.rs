@@ -1,8 +1,10 @@
 //! no-phantom-event: no event is published for a business fact that did not commit.
 //!
-//! An event counts as published once the broker acknowledged it or a consumer read it. Its fact
-//! must have committed somewhere in the history (before or after: in-transaction publishing sends
-//! first). A published event whose fact rolled back, or never ran, is a phantom.
+//! An event counts as published once the broker acknowledged it or a consumer read it. If its kind
+//! announces a DB fact (an order created, a payment completed), that fact must have committed
+//! somewhere in the history (before or after: in-transaction publishing sends first). A published
+//! event whose fact rolled back, or never ran, is a phantom. Events that carry a request (a coupon
+//! request) announce no fact and are not judged here.
 
 use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::describe::event;
@@ -24,11 +26,11 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut phantoms: BTreeMap<EventId, usize> = BTreeMap::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
-            Op::SendOk { value, .. } if !committed.contains(value) => {
+            Op::SendOk { value, .. } if value.kind.announces_a_fact() && !committed.contains(value) => {
                 phantoms.entry(*value).or_insert(i);
             }
             Op::Poll { records, .. } => {
-                for r in records.iter().filter(|r| !committed.contains(&r.value)) {
+                for r in records.iter().filter(|r| r.value.kind.announces_a_fact() && !committed.contains(&r.value)) {
                     phantoms.entry(r.value).or_insert(i);
                 }
             }
@@ -94,6 +96,16 @@ mod tests {
         assert_eq!(v[0].entries, vec![poll]);
         assert!(v[0].message.contains("never committed"), "{}", v[0].message);
         let _ = send;
+    }
+
+    #[test]
+    fn a_request_event_announces_no_fact() {
+        use crate::history::{EventId, Op, Tp};
+        let mut b = HistoryBuilder::new();
+        let tp = Tp { topic: orders(0).topic, partition: 0 };
+        let value = EventId::coupon_issue_request(3);
+        b.op(crate::checkers::testkit::SERVICE, Op::SendOk { tp, key: Some(1), value, offset: Some(0) });
+        assert_eq!(check(&b.build()), vec![]);
     }
 
     #[test]

@@ -143,6 +143,14 @@ pub struct WorkloadSpec {
     pub balance: i64,
     /// ...except this fraction of users, who start with nothing (their payments fail).
     pub insufficient_balance_rate: f64,
+    /// Coupon requests per second (Poisson), when a coupon API exists.
+    pub coupon_rate_per_sec: f64,
+    /// Coupon ids `0..coupons`, each requested uniformly (1 = a single hot coupon).
+    pub coupons: u32,
+    /// How many of each coupon can be issued.
+    pub coupon_quantity: u32,
+    /// Probability that a client sends its coupon request twice (a double click, a retry).
+    pub duplicate_request_rate: f64,
 }
 
 /// The simulated database (MySQL in the seeds).
@@ -159,6 +167,19 @@ pub enum ServiceKind {
     OrderService,
     /// `payment-service`: seed 001's `PaymentService` (the workload pays for created orders).
     PaymentService,
+    /// `coupon-api`: the first-come-first-served coupon request API (seeds 002, 003).
+    CouponApi,
+}
+
+/// How the coupon API keeps a user from getting one coupon twice (`dedup = "..."`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum CouponDedup {
+    /// `cache-set` (seed 003): a Redis set checked and written before the request is sent.
+    CacheSet,
+    /// `db-unique`: no check at the API; a unique constraint on (coupon_id, user_id).
+    DbUnique,
+    /// `none`: no check anywhere.
+    None,
 }
 
 /// Where a failed payment's compensation runs (`compensation = "..."` of a payment service).
@@ -205,6 +226,8 @@ pub enum ListenerKind {
     OrderEventConsumer,
     /// `payment-event-consumer`: seed 001's `PaymentEventConsumer` (sends to the data platform).
     PaymentEventConsumer,
+    /// `coupon-issuer`: issues coupons from `coupon-issue-request` (seeds 002, 003).
+    CouponIssuer,
 }
 
 /// A service (`[services.<name>]`): its instances and their producer.
@@ -221,6 +244,8 @@ pub struct ServiceSpec {
     pub async_delay_us: u64,
     /// For a payment service: where the compensation of a failed payment runs.
     pub compensation: Compensation,
+    /// For a coupon API: how duplicate requests are kept out.
+    pub dedup: CouponDedup,
     pub producer: ProducerConfig,
 }
 

@@ -98,6 +98,14 @@ pub(super) struct RawWorkload {
     pub balance: Option<Spanned<i64>>,
     #[serde(default)]
     pub insufficient_balance_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub coupon_rate_per_sec: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub coupons: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub coupon_quantity: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub duplicate_request_rate: Option<Spanned<f64>>,
 }
 
 fn zero_spanned() -> Spanned<u64> {
@@ -132,6 +140,8 @@ pub(super) struct RawService {
     pub async_delay_us: Spanned<u64>,
     #[serde(default)]
     pub compensation: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dedup: Option<Spanned<String>>,
     #[serde(default)]
     pub producer: Option<Props>,
 }

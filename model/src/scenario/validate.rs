@@ -107,7 +107,7 @@ impl Validator<'_> {
         for (name, raw) in raw.services {
             services.push(self.service(name, raw, &topics)?);
         }
-        if !services.iter().any(|s| s.kind == ServiceKind::OrderService) {
+        if workload.rate_per_sec > 0.0 && !services.iter().any(|s| s.kind == ServiceKind::OrderService) {
             return self.err(
                 0..0,
                 "the order workload needs a service to send its requests to; expected a table such as \
@@ -182,10 +182,10 @@ impl Validator<'_> {
 
     fn workload(&self, w: RawWorkload) -> Result<WorkloadSpec, ScenarioError> {
         let rate = *w.rate_per_sec.get_ref();
-        if !(rate > 0.0 && rate <= 10_000_000.0) {
+        if !(0.0..=10_000_000.0).contains(&rate) {
             return self.err(
                 w.rate_per_sec.span(),
-                format!("`rate_per_sec` is {rate}; expected a number above 0 and at most 10000000"),
+                format!("`rate_per_sec` is {rate}; expected a number from 0 (no orders) to 10000000"),
             );
         }
         let products = self.positive_u32(&w.products, "workload.products", 10_000_000)?;
@@ -239,6 +239,20 @@ impl Validator<'_> {
             balance: non_negative(&w.balance, "balance", 1_000_000_000)?,
             insufficient_balance_rate: self
                 .probability(w.insufficient_balance_rate.as_ref(), "insufficient_balance_rate")?,
+            coupon_rate_per_sec: match &w.coupon_rate_per_sec {
+                None => 0.0,
+                Some(r) if (0.0..=10_000_000.0).contains(r.get_ref()) => *r.get_ref(),
+                Some(r) => {
+                    return self
+                        .err(r.span(), format!("`coupon_rate_per_sec` is {}; expected 0 to 10000000", r.get_ref()));
+                }
+            },
+            coupons: match &w.coupons {
+                None => 1,
+                Some(c) => self.positive_u32(c, "workload.coupons", 1_000_000)?,
+            },
+            coupon_quantity: w.coupon_quantity.as_ref().map_or(100, |q| *q.get_ref()),
+            duplicate_request_rate: self.probability(w.duplicate_request_rate.as_ref(), "duplicate_request_rate")?,
         })
     }
 
@@ -268,12 +282,32 @@ impl Validator<'_> {
         let kind = match raw.kind.get_ref().as_str() {
             "order-service" => ServiceKind::OrderService,
             "payment-service" => ServiceKind::PaymentService,
+            "coupon-api" => ServiceKind::CouponApi,
             other => {
                 return self.err(
                     raw.kind.span(),
-                    format!("[{section}] kind is \"{other}\"; expected one of: \"order-service\", \"payment-service\""),
+                    format!(
+                        "[{section}] kind is \"{other}\"; expected one of: \"order-service\", \"payment-service\", \"coupon-api\""
+                    ),
                 );
             }
+        };
+        let dedup = match &raw.dedup {
+            None => CouponDedup::CacheSet,
+            Some(d) if kind != ServiceKind::CouponApi => {
+                return self.err(d.span(), format!("[{section}] dedup applies to kind = \"coupon-api\" only"));
+            }
+            Some(d) => match d.get_ref().as_str() {
+                "cache-set" => CouponDedup::CacheSet,
+                "db-unique" => CouponDedup::DbUnique,
+                "none" => CouponDedup::None,
+                other => {
+                    return self.err(
+                        d.span(),
+                        format!("[{section}] dedup is \"{other}\"; expected \"cache-set\", \"db-unique\" or \"none\""),
+                    );
+                }
+            },
         };
         let compensation = match &raw.compensation {
             None => Compensation::SeparateTransaction,
@@ -325,7 +359,7 @@ impl Validator<'_> {
             // the other settings conflict with it, and refuses only an explicit `true`.
             producer.enable_idempotence = false;
         }
-        Ok(ServiceSpec { name, kind, instances, topic, publish, async_delay_us, compensation, producer })
+        Ok(ServiceSpec { name, kind, instances, topic, publish, async_delay_us, compensation, dedup, producer })
     }
 
     fn consumer(
@@ -339,10 +373,13 @@ impl Validator<'_> {
         let kind = match oc.kind.get_ref().as_str() {
             "order-event-consumer" => ListenerKind::OrderEventConsumer,
             "payment-event-consumer" => ListenerKind::PaymentEventConsumer,
+            "coupon-issuer" => ListenerKind::CouponIssuer,
             other => {
                 return self.err(
                     oc.kind.span(),
-                    format!("[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\""),
+                    format!(
+                        "[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\""
+                    ),
                 );
             }
         };

@@ -248,9 +248,12 @@ impl World {
             match cmd {
                 Command::Cache { op, cause } => {
                     self.cache.apply(op, cause, &mut self.facts);
-                    for fact in self.facts.drain(..) {
-                        self.history.push(now, node, fact);
-                    }
+                    self.record_facts(node);
+                }
+                // The listener's own DB transaction, within its processing time.
+                Command::Transact { txn, .. } => {
+                    self.db.apply(&txn, &mut self.facts);
+                    self.record_facts(node);
                 }
                 Command::Ack => {
                     ok = true;
