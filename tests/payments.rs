@@ -104,3 +104,29 @@ fn a_platform_outage_loses_payments_unless_they_are_dead_lettered() {
     assert!(!lost.is_empty());
     assert_eq!(lost, parked, "every payment the platform never got is on the dead-letter topic");
 }
+
+/// Seed 001 argues that keying both events by orderId keeps them in order. It does within a
+/// topic, but order-created and payment-completed are two topics: a group that reads both keeps
+/// an order's events together only while the topics are co-partitioned (same partition count,
+/// same key, range assignment puts partition i of both on one member). Change one topic's
+/// partition count and a payment can be applied before its order.
+#[test]
+fn one_key_across_two_topics_orders_them_only_when_co_partitioned() {
+    let mut s = common::shortened(common::scenario("payment-basic"), 3_000);
+    s.workload.pay_after_ms = 1; // the client pays right away
+    let mut history = s.consumers.iter().find(|c| c.name == "order-event-consumer").unwrap().clone();
+    history.name = "order-history".into();
+    history.consumer.group_id = "order-history".into();
+    history.topics = vec!["order-created".into(), "payment-completed".into()];
+    history.processing_time_us = 2_000;
+    s.consumers.push(history);
+    let co_partitioned = run_scenario(&s, 1);
+    assert_eq!(violations(&co_partitioned, Invariant::CausalOrder), 0, "partition i of both topics on one member");
+
+    s.topics.iter_mut().find(|t| t.name == "payment-completed").unwrap().partitions = 2;
+    let o = run_scenario(&s, 1);
+    let v = &o.verdicts.iter().find(|v| v.invariant == Invariant::CausalOrder).unwrap().violations;
+    assert!(!v.is_empty(), "a payment was applied before its order");
+    assert!(v[0].message.contains("group order-history"), "{}", v[0].message);
+    assert_eq!(violations(&o, Invariant::PerKeyOrder), 0, "within each partition the order holds");
+}

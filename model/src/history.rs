@@ -56,6 +56,16 @@ impl EventKind {
     }
 }
 
+impl EventId {
+    /// The earlier event whose effects this one's effects depend on: a payment's on its order's.
+    pub fn depends_on(self) -> Option<EventId> {
+        match self.kind {
+            EventKind::PaymentCompleted => Some(EventId::order_created(self.subject)),
+            EventKind::OrderCreated | EventKind::CouponIssueRequest => None,
+        }
+    }
+}
+
 /// The identity of a business event, and so of a record's value: one business fact gives one
 /// event, whichever send attempt carries it. Two offsets holding the same `EventId` for one key
 /// are a duplicate.

@@ -8,6 +8,7 @@ use crate::history::History;
 use serde::{Deserialize, Serialize};
 
 mod balance;
+mod causal_order;
 mod coupons;
 mod duplicate;
 mod effect_once;
@@ -87,11 +88,13 @@ pub enum Invariant {
     CouponLimit,
     /// No user holds two copies of one coupon id.
     CouponOnce,
+    /// Within a group, an effect is not applied before the effect it depends on.
+    CausalOrder,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 14] = [
+    pub const ALL: [Invariant; 15] = [
         Invariant::NoOversell,
         Invariant::Balance,
         Invariant::OrderState,
@@ -100,6 +103,7 @@ impl Invariant {
         Invariant::NoPhantomEvent,
         Invariant::EventualPublication,
         Invariant::PerKeyOrder,
+        Invariant::CausalOrder,
         Invariant::EventualProcessing,
         Invariant::EffectOnce,
         Invariant::LostWrite,
@@ -125,6 +129,7 @@ impl Invariant {
             Invariant::OrderState => "order-state",
             Invariant::CouponLimit => "coupon-limit",
             Invariant::CouponOnce => "coupon-once",
+            Invariant::CausalOrder => "causal-order",
         }
     }
 
@@ -149,6 +154,7 @@ impl Invariant {
             Invariant::OrderState => order_state::check(history),
             Invariant::CouponLimit => coupons::check_limit(history),
             Invariant::CouponOnce => coupons::check_once(history),
+            Invariant::CausalOrder => causal_order::check(history),
         }
     }
 }
