@@ -44,7 +44,7 @@ fn the_history_hash_is_pinned() {
     assert_eq!(format!("{:016x}", o.history_hash), PINNED_ORDER_BASIC_SEED_1);
 }
 
-const PINNED_ORDER_BASIC_SEED_1: &str = "54ec1e697297bcc1";
+const PINNED_ORDER_BASIC_SEED_1: &str = "3c3be1b2533682e6";
 
 #[test]
 fn the_hash_covers_the_whole_history() {

@@ -53,6 +53,11 @@ pub enum Input {
         token: Token,
         added: bool,
     },
+    /// The answer to a [`Command::ScanOutbox`]: the events of the due rows.
+    OutboxDue {
+        token: Token,
+        events: Vec<Message>,
+    },
 }
 
 /// A Redis command (the seeds' cache and ranking store).
@@ -82,6 +87,11 @@ pub enum Command {
     Ack,
     /// Wake the service with [`Input::Timer`] after `after_us` (in-memory: lost on a crash).
     Timer { token: Token, after_us: Micros },
+    /// Run a DB transaction that also inserts `event`'s outbox row (status INIT) if it commits.
+    TransactWithOutbox { token: Token, txn: Txn, event: Message },
+    /// Read the outbox rows still INIT that were inserted at least `older_than_us` ago; the
+    /// answer comes back as [`Input::OutboxDue`].
+    ScanOutbox { token: Token, older_than_us: Micros },
     /// A Redis command whose answer the service needs, as [`Input::CacheDone`].
     CacheCall { token: Token, op: CacheOp },
     /// Call an external system now (it may be down: the driver then fails the handler).

@@ -55,7 +55,7 @@ impl Service for CouponApi {
                     out.push(Command::Respond { token, response: Response::Rejected });
                 }
             }
-            Input::TxnDone { .. } | Input::Delivered { .. } | Input::Timer { .. } => {}
+            Input::TxnDone { .. } | Input::Delivered { .. } | Input::Timer { .. } | Input::OutboxDue { .. } => {}
         }
     }
 }

@@ -7,9 +7,10 @@
 //! the instant it commits, which is the serial order such locks produce. Committed state is durable:
 //! a service crash loses only transactions not yet committed (the driver drops them).
 
-use crate::history::{EventId, GroupId, Op, PaymentRejection};
+use crate::event::Message;
+use crate::history::{EventId, GroupId, Micros, Op, PaymentRejection};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// An order's status.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -44,6 +45,8 @@ pub struct Db {
     pub user_coupons: BTreeSet<(u32, u64)>,
     /// Whether `user_coupons` has a unique constraint on (coupon_id, user_id).
     pub coupon_unique_constraint: bool,
+    /// `outbox` rows: event -> (the event's record, inserted at, PUBLISHED?).
+    pub outbox: BTreeMap<EventId, (Message, Micros, bool)>,
     /// Processed tables of idempotent consumers: (consumer group, event) already applied.
     pub processed: BTreeSet<(GroupId, EventId)>,
     /// Transactions committed and rolled back, for statistics.
@@ -63,6 +66,8 @@ pub enum Txn {
     /// The compensation of a failed payment (`handlePaymentFailure`): restore the stock, cancel
     /// the order. (Coupons come with the coupon workflow.)
     CompensateOrder { order: u64 },
+    /// The outbox's own consumer marks `event`'s row PUBLISHED.
+    MarkOutboxPublished { event: EventId },
     /// The coupon issuer: count the coupon's issued rows under its lock; insert the user's
     /// coupon if some are left (and, with the unique constraint, if the user has none).
     IssueCoupon { request: u64, coupon: u32, user: u64 },
@@ -157,6 +162,18 @@ impl Db {
         TxnOutcome::Committed
     }
 
+    /// Insert `message`'s outbox row (INIT), as part of a transaction that committed at `now`.
+    pub fn insert_outbox(&mut self, message: Message, now: Micros, facts: &mut Vec<Op>) {
+        let event = message.value.id();
+        self.outbox.insert(event, (message, now, false));
+        facts.push(Op::OutboxInserted { event });
+    }
+
+    /// The events of outbox rows still INIT and inserted at or before `before`, in event order.
+    pub fn due_outbox(&self, before: Micros) -> Vec<Message> {
+        self.outbox.values().filter(|(_, at, published)| !published && *at <= before).map(|(m, _, _)| *m).collect()
+    }
+
     /// Insert `event` into `group`'s processed table; false when it is already there (a
     /// redelivery). Durable like every committed row.
     pub fn mark_processed(&mut self, group: GroupId, event: EventId) -> bool {
@@ -194,6 +211,15 @@ impl Db {
             Txn::Pay { order, user, amount } => self.pay(order, user, amount, facts),
             Txn::CompensateOrder { order } => self.compensate(order, facts),
             Txn::IssueCoupon { request, coupon, user } => self.issue_coupon(request, coupon, user, facts),
+            Txn::MarkOutboxPublished { event } => {
+                if let Some(row) = self.outbox.get_mut(&event)
+                    && !row.2
+                {
+                    row.2 = true;
+                    facts.push(Op::OutboxMarked { event });
+                }
+                TxnOutcome::Committed
+            }
         };
         match outcome {
             TxnOutcome::Committed => self.committed += 1,

@@ -120,6 +120,12 @@ pub fn describe(h: &History, i: usize) -> String {
             "request {request}: coupon {coupon} not issued to user {user} ({})",
             if *sold_out { "sold out" } else { "unique constraint: already issued" }
         ),
+        Op::OutboxInserted { event: ev } => format!("outbox row INIT for {}", event(*ev)),
+        Op::OutboxMarked { event: ev } => format!("outbox row PUBLISHED for {}", event(*ev)),
+        Op::OutboxPending { event: ev } => format!("at the end, the outbox row of {} is still INIT", event(*ev)),
+        Op::FinalLag { group, tp: t, lag } => {
+            format!("at the end, group {} is {lag} record(s) behind on {}", h.group_name(*group), tp(h, *t))
+        }
         Op::Crashed => "CRASHED (memory lost)".to_string(),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {

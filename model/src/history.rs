@@ -228,6 +228,16 @@ pub enum Op {
     CouponIssued { request: u64, coupon: u32, user: u64, issued: u32 },
     /// The issuer's transaction rolled back: sold out, or the unique constraint on (coupon, user).
     CouponNotIssued { request: u64, coupon: u32, user: u64, sold_out: bool },
+
+    // --- transactional outbox (seed 002) and the end of a run --------------------------------
+    /// The business transaction also inserted the event's outbox row (status INIT).
+    OutboxInserted { event: EventId },
+    /// The outbox's own consumer marked the event's row PUBLISHED.
+    OutboxMarked { event: EventId },
+    /// At the end of the run, the event's outbox row is still INIT.
+    OutboxPending { event: EventId },
+    /// At the end of the run, `group` had `lag` records of `tp` left to commit.
+    FinalLag { group: GroupId, tp: Tp, lag: u64 },
 }
 
 impl Op {
@@ -280,6 +290,9 @@ pub struct TopicInfo {
 pub struct GroupInfo {
     pub name: String,
     pub topics: Vec<TopicId>,
+    /// Whether the design claims this group applies each event's effect exactly once (an
+    /// outbox marker, whose second mark changes nothing, makes no such claim).
+    pub effect_once: bool,
 }
 
 /// Names and the shape of the run, so that entries can stay numeric.

@@ -14,6 +14,7 @@ pub mod event;
 pub mod history;
 pub mod order;
 pub mod payment;
+pub mod publish;
 pub mod registry;
 pub mod scenario;
 pub mod stable_hash;

@@ -4,6 +4,7 @@ use crate::actor::{CacheOp, Command, Input, Listener, Request, Response, Service
 use crate::db::{Txn, TxnOutcome};
 use crate::event::{Event, Message};
 use crate::history::{Micros, Polled, TopicId};
+use crate::publish::{Publisher, Publishing};
 use crate::scenario::PublishStrategy;
 use std::collections::BTreeMap;
 
@@ -20,31 +21,23 @@ use std::collections::BTreeMap;
 ///   sends live in memory and die with the process.
 #[derive(Debug)]
 pub struct OrderService {
-    topic: TopicId,
-    publish: PublishStrategy,
-    async_delay_us: Micros,
+    publisher: Publisher,
     /// Requests under way, by token (= order id). Memory: lost on a crash.
     pending: BTreeMap<Token, Request>,
-    /// Events waiting for a worker of the async pool, by token. Memory: lost on a crash.
-    queued: BTreeMap<Token, Message>,
     /// Sends whose delivery report failed (what the seed's logger.error would show).
     pub failed_sends: u64,
 }
 
 impl OrderService {
-    pub fn new(topic: TopicId, publish: PublishStrategy, async_delay_us: Micros) -> Self {
-        Self { topic, publish, async_delay_us, pending: BTreeMap::new(), queued: BTreeMap::new(), failed_sends: 0 }
+    pub fn new(topic: TopicId, publishing: Publishing) -> Self {
+        Self { publisher: Publisher::new(topic, publishing), pending: BTreeMap::new(), failed_sends: 0 }
     }
 
-    /// `order-created` of an order request (only order requests reach this service).
-    fn event(req: &Request) -> Message {
+    /// The order request's event and transaction (only order requests reach this service).
+    fn parts(req: &Request) -> (Message, Txn) {
         let Request::CreateOrder { order, user, product, qty } = *req else { unreachable!("an order request") };
-        Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } }
-    }
-
-    fn transaction(req: &Request) -> Txn {
-        let Request::CreateOrder { order, user, product, qty } = *req else { unreachable!("an order request") };
-        Txn::CreateOrder { order, user, product, qty }
+        let event = Message { key: Some(order), value: Event::OrderCreated { order, user, product, qty } };
+        (event, Txn::CreateOrder { order, user, product, qty })
     }
 }
 
@@ -54,57 +47,37 @@ impl Service for OrderService {
             Input::Request(req) => {
                 let Request::CreateOrder { order, .. } = req else { return };
                 self.pending.insert(order, req);
-                match self.publish {
-                    // The send goes first, and the transaction waits for its acknowledgement.
-                    PublishStrategy::InTransaction => {
-                        out.push(Command::Produce { token: order, topic: self.topic, message: Self::event(&req) })
-                    }
-                    PublishStrategy::AfterCommit | PublishStrategy::AfterCommitAsync => {
-                        out.push(Command::Transact { token: order, txn: Self::transaction(&req) })
-                    }
-                }
+                let (event, txn) = Self::parts(&req);
+                self.publisher.begin(order, txn, event, out);
             }
             Input::TxnDone { token, outcome } => {
-                let Some(req) = self.pending.remove(&token) else {
-                    return;
-                };
+                let Some(req) = self.pending.remove(&token) else { return };
                 match outcome {
                     TxnOutcome::Committed => {
-                        match self.publish {
-                            PublishStrategy::AfterCommit => {
-                                out.push(Command::Produce { token, topic: self.topic, message: Self::event(&req) })
-                            }
-                            PublishStrategy::AfterCommitAsync => {
-                                self.queued.insert(token, Self::event(&req));
-                                out.push(Command::Timer { token, after_us: self.async_delay_us });
-                            }
-                            PublishStrategy::InTransaction => {}
-                        }
+                        self.publisher.committed(token, Self::parts(&req).0, out);
                         // Answer the client without waiting for any delivery report.
                         out.push(Command::Respond { token, response: Response::Ok });
                     }
                     TxnOutcome::RolledBack(_) => out.push(Command::Respond { token, response: Response::Rejected }),
                 }
             }
-            Input::Timer { token } => {
-                if let Some(message) = self.queued.remove(&token) {
-                    out.push(Command::Produce { token, topic: self.topic, message });
-                }
-            }
+            Input::Timer { token } => self.publisher.on_timer(token, out),
+            Input::OutboxDue { events, .. } => self.publisher.republish(events, out),
             Input::CacheDone { .. } => {}
             Input::Delivered { token, result } => {
                 if result.is_err() {
                     self.failed_sends += 1;
                 }
-                if self.publish == PublishStrategy::InTransaction
+                // In-transaction publishing: the acknowledgement decides the transaction.
+                if self.publisher.strategy() == PublishStrategy::InTransaction
                     && let Some(req) = self.pending.get(&token)
                 {
-                    if result.is_ok() {
-                        out.push(Command::Transact { token, txn: Self::transaction(req) });
-                    } else {
-                        // The send threw inside the transaction: it rolls back before touching the DB.
-                        self.pending.remove(&token);
-                        out.push(Command::Respond { token, response: Response::Rejected });
+                    match self.publisher.acknowledged(&result, Self::parts(req).1) {
+                        Some(txn) => out.push(Command::Transact { token, txn }),
+                        None => {
+                            self.pending.remove(&token);
+                            out.push(Command::Respond { token, response: Response::Rejected });
+                        }
                     }
                 }
             }
@@ -139,7 +112,7 @@ mod tests {
 
     #[test]
     fn publishes_only_after_the_transaction_commits() {
-        let mut s = OrderService::new(TopicId(0), PublishStrategy::AfterCommit, 0);
+        let mut s = OrderService::new(TopicId(0), Publishing::new(PublishStrategy::AfterCommit));
         let mut out = Vec::new();
         s.on_input(0, Input::Request(Request::CreateOrder { order: 7, user: 1, product: 2, qty: 3 }), &mut out);
         assert_eq!(out.len(), 1);
@@ -152,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_rolled_back_order_publishes_nothing() {
-        let mut s = OrderService::new(TopicId(0), PublishStrategy::AfterCommit, 0);
+        let mut s = OrderService::new(TopicId(0), Publishing::new(PublishStrategy::AfterCommit));
         let mut out = Vec::new();
         s.on_input(0, Input::Request(Request::CreateOrder { order: 7, user: 1, product: 2, qty: 3 }), &mut out);
         out.clear();

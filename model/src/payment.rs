@@ -5,6 +5,7 @@ use crate::actor::{Command, ExternalCall, Input, Listener, Request, Response, Se
 use crate::db::{Rollback, Txn, TxnOutcome};
 use crate::event::{Event, Message};
 use crate::history::{Micros, Polled, TopicId};
+use crate::publish::{Publisher, Publishing};
 use crate::scenario::{Compensation, PublishStrategy};
 use std::collections::BTreeMap;
 
@@ -16,39 +17,31 @@ use std::collections::BTreeMap;
 /// code as written: the rethrown exception rolls the compensation back with everything else).
 #[derive(Debug)]
 pub struct PaymentService {
-    topic: TopicId,
-    publish: PublishStrategy,
+    publisher: Publisher,
     compensation: Compensation,
-    async_delay_us: Micros,
     /// Payments under way, by token (= order id). Memory: lost on a crash.
     pending: BTreeMap<Token, Request>,
     /// Compensations under way, by token.
     compensating: BTreeMap<Token, ()>,
-    queued: BTreeMap<Token, Message>,
     pub failed_sends: u64,
 }
 
 impl PaymentService {
-    pub fn new(topic: TopicId, publish: PublishStrategy, compensation: Compensation, async_delay_us: Micros) -> Self {
+    pub fn new(topic: TopicId, publishing: Publishing, compensation: Compensation) -> Self {
         Self {
-            topic,
-            publish,
+            publisher: Publisher::new(topic, publishing),
             compensation,
-            async_delay_us,
             pending: BTreeMap::new(),
             compensating: BTreeMap::new(),
-            queued: BTreeMap::new(),
             failed_sends: 0,
         }
     }
 
-    fn event(req: &Request) -> Option<Message> {
-        match *req {
-            Request::Pay { order, user, amount } => {
-                Some(Message { key: Some(order), value: Event::PaymentCompleted { order, user, amount } })
-            }
-            Request::CreateOrder { .. } | Request::IssueCoupon { .. } => None,
-        }
+    /// The payment request's event and transaction (only payments reach this service).
+    fn parts(req: &Request) -> (Message, Txn) {
+        let Request::Pay { order, user, amount } = *req else { unreachable!("a payment request") };
+        let event = Message { key: Some(order), value: Event::PaymentCompleted { order, user, amount } };
+        (event, Txn::Pay { order, user, amount })
     }
 }
 
@@ -56,15 +49,10 @@ impl Service for PaymentService {
     fn on_input(&mut self, _now: Micros, input: Input, out: &mut Vec<Command>) {
         match input {
             Input::Request(req) => {
-                let Request::Pay { order, user, amount } = req else { return };
+                let Request::Pay { order, .. } = req else { return };
                 self.pending.insert(order, req);
-                match self.publish {
-                    PublishStrategy::InTransaction => {
-                        let message = Self::event(&req).expect("a payment has an event");
-                        out.push(Command::Produce { token: order, topic: self.topic, message });
-                    }
-                    _ => out.push(Command::Transact { token: order, txn: Txn::Pay { order, user, amount } }),
-                }
+                let (event, txn) = Self::parts(&req);
+                self.publisher.begin(order, txn, event, out);
             }
             Input::TxnDone { token, outcome } => {
                 if self.compensating.remove(&token).is_some() {
@@ -74,17 +62,7 @@ impl Service for PaymentService {
                 let Some(req) = self.pending.remove(&token) else { return };
                 match outcome {
                     TxnOutcome::Committed => {
-                        let message = Self::event(&req).expect("a payment has an event");
-                        match self.publish {
-                            PublishStrategy::AfterCommit => {
-                                out.push(Command::Produce { token, topic: self.topic, message })
-                            }
-                            PublishStrategy::AfterCommitAsync => {
-                                self.queued.insert(token, message);
-                                out.push(Command::Timer { token, after_us: self.async_delay_us });
-                            }
-                            PublishStrategy::InTransaction => {}
-                        }
+                        self.publisher.committed(token, Self::parts(&req).0, out);
                         out.push(Command::Respond { token, response: Response::Ok });
                     }
                     TxnOutcome::RolledBack(Rollback::InsufficientBalance { .. }) => match self.compensation {
@@ -101,24 +79,22 @@ impl Service for PaymentService {
                     TxnOutcome::RolledBack(_) => out.push(Command::Respond { token, response: Response::Rejected }),
                 }
             }
-            Input::Timer { token } => {
-                if let Some(message) = self.queued.remove(&token) {
-                    out.push(Command::Produce { token, topic: self.topic, message });
-                }
-            }
+            Input::Timer { token } => self.publisher.on_timer(token, out),
+            Input::OutboxDue { events, .. } => self.publisher.republish(events, out),
             Input::CacheDone { .. } => {}
             Input::Delivered { token, result } => {
                 if result.is_err() {
                     self.failed_sends += 1;
                 }
-                if self.publish == PublishStrategy::InTransaction
-                    && let Some(Request::Pay { order, user, amount }) = self.pending.get(&token).copied()
+                if self.publisher.strategy() == PublishStrategy::InTransaction
+                    && let Some(req) = self.pending.get(&token)
                 {
-                    if result.is_ok() {
-                        out.push(Command::Transact { token, txn: Txn::Pay { order, user, amount } });
-                    } else {
-                        self.pending.remove(&token);
-                        out.push(Command::Respond { token, response: Response::Rejected });
+                    match self.publisher.acknowledged(&result, Self::parts(req).1) {
+                        Some(txn) => out.push(Command::Transact { token, txn }),
+                        None => {
+                            self.pending.remove(&token);
+                            out.push(Command::Respond { token, response: Response::Rejected });
+                        }
                     }
                 }
             }
@@ -156,7 +132,11 @@ mod tests {
 
     #[test]
     fn a_paid_order_publishes_payment_completed_after_the_commit() {
-        let mut s = PaymentService::new(TopicId(1), PublishStrategy::AfterCommit, Compensation::SeparateTransaction, 0);
+        let mut s = PaymentService::new(
+            TopicId(1),
+            Publishing::new(PublishStrategy::AfterCommit),
+            Compensation::SeparateTransaction,
+        );
         let out = pay(&mut s, TxnOutcome::Committed);
         assert!(
             matches!(&out[0], Command::Produce { message, .. } if message.value.id() == EventId::payment_completed(5))
@@ -167,10 +147,18 @@ mod tests {
     #[test]
     fn a_short_balance_compensates_in_its_own_transaction_or_not_at_all() {
         let short = TxnOutcome::RolledBack(Rollback::InsufficientBalance { balance: 10 });
-        let mut s = PaymentService::new(TopicId(1), PublishStrategy::AfterCommit, Compensation::SeparateTransaction, 0);
+        let mut s = PaymentService::new(
+            TopicId(1),
+            Publishing::new(PublishStrategy::AfterCommit),
+            Compensation::SeparateTransaction,
+        );
         let out = pay(&mut s, short);
         assert_eq!(out, vec![Command::Transact { token: 5, txn: Txn::CompensateOrder { order: 5 } }]);
-        let mut s = PaymentService::new(TopicId(1), PublishStrategy::AfterCommit, Compensation::SameTransaction, 0);
+        let mut s = PaymentService::new(
+            TopicId(1),
+            Publishing::new(PublishStrategy::AfterCommit),
+            Compensation::SameTransaction,
+        );
         let out = pay(&mut s, short);
         assert_eq!(
             out,

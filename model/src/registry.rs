@@ -7,6 +7,7 @@ use crate::event::Message;
 use crate::history::{Micros, Polled, TopicId};
 use crate::order::{OrderEventConsumer, OrderService};
 use crate::payment::{PaymentEventConsumer, PaymentService};
+use crate::publish::{OutboxMarker, Publishing};
 use crate::scenario::{ListenerKind, ServiceKind, ServiceSpec};
 
 /// Any service a scenario can run.
@@ -21,9 +22,9 @@ impl AnyService {
     /// The service a `[services.*]` table describes, publishing to `topic`.
     pub fn new(spec: &ServiceSpec, topic: TopicId) -> Self {
         match spec.kind {
-            ServiceKind::OrderService => AnyService::Order(OrderService::new(topic, spec.publish, spec.async_delay_us)),
+            ServiceKind::OrderService => AnyService::Order(OrderService::new(topic, publishing(spec))),
             ServiceKind::PaymentService => {
-                AnyService::Payment(PaymentService::new(topic, spec.publish, spec.compensation, spec.async_delay_us))
+                AnyService::Payment(PaymentService::new(topic, publishing(spec), spec.compensation))
             }
             ServiceKind::CouponApi => AnyService::CouponApi(CouponApi::new(topic, spec.dedup)),
         }
@@ -40,12 +41,23 @@ impl Service for AnyService {
     }
 }
 
+/// A service table's publishing settings.
+pub fn publishing(spec: &ServiceSpec) -> Publishing {
+    Publishing {
+        strategy: spec.publish,
+        async_delay_us: spec.async_delay_us,
+        outbox_scan_us: spec.outbox_scan_ms * 1_000,
+        outbox_retry_after_us: spec.outbox_retry_after_ms * 1_000,
+    }
+}
+
 /// Any listener a scenario can run.
 #[derive(Debug)]
 pub enum AnyListener {
     OrderEventConsumer(OrderEventConsumer),
     PaymentEventConsumer(PaymentEventConsumer),
     CouponIssuer(CouponIssuer),
+    OutboxMarker(OutboxMarker),
 }
 
 impl AnyListener {
@@ -54,6 +66,7 @@ impl AnyListener {
             ListenerKind::OrderEventConsumer => AnyListener::OrderEventConsumer(OrderEventConsumer),
             ListenerKind::PaymentEventConsumer => AnyListener::PaymentEventConsumer(PaymentEventConsumer),
             ListenerKind::CouponIssuer => AnyListener::CouponIssuer(CouponIssuer),
+            ListenerKind::OutboxMarker => AnyListener::OutboxMarker(OutboxMarker),
         }
     }
 }
@@ -64,6 +77,7 @@ impl Listener for AnyListener {
             AnyListener::OrderEventConsumer(l) => l.on_record(now, record, message, out),
             AnyListener::PaymentEventConsumer(l) => l.on_record(now, record, message, out),
             AnyListener::CouponIssuer(l) => l.on_record(now, record, message, out),
+            AnyListener::OutboxMarker(l) => l.on_record(now, record, message, out),
         }
     }
 }

@@ -371,3 +371,63 @@ fn a_redelivered_coupon_request_is_issued_twice_unless_the_db_forbids_it() {
     let unique = run(CouponDedup::DbUnique);
     assert!(holds(&unique, Invariant::CouponOnce), "{:?}", Invariant::CouponOnce.check(&unique).first());
 }
+
+fn outbox() -> Scenario {
+    Scenario::parse("order-outbox.toml", include_str!("../../scenarios/order-outbox.toml")).unwrap()
+}
+
+fn crashed_at_5s(s: &Scenario) -> History {
+    let mut w = World::new(s, 1);
+    w.start();
+    for c in 0..w.consumers.len() as u16 {
+        w.consumer_start(c);
+    }
+    w.run_until(s.run.duration_ms * 1_000 / 2);
+    w.crash_service(0);
+    let end = w.end;
+    w.run_until(end);
+    w.finish().0
+}
+
+/// The outbox recovers what after-commit loses: the crashed instance's unsent events stay INIT in
+/// the outbox, and the surviving instance's scheduler publishes them.
+#[test]
+fn the_outbox_publishes_what_a_crash_left_unsent() {
+    let mut s = outbox();
+    s.services[0].producer.linger_ms = 50; // records wait in the accumulator when the crash hits
+    let h = crashed_at_5s(&s);
+    let republished = h.entries.iter().filter(|e| matches!(e.op, Op::Send { .. })).count()
+        - h.entries.iter().filter(|e| matches!(e.op, Op::OrderCommitted { .. })).count();
+    assert!(republished > 0, "the scheduler re-sent the rows the crash left INIT");
+    for inv in
+        [Invariant::EventualPublication, Invariant::EventualProcessing, Invariant::Liveness, Invariant::EffectOnce]
+    {
+        assert!(holds(&h, inv), "{inv}: {:?}", inv.check(&h).first());
+    }
+    // The same crash under after-commit loses those events for good.
+    s.services[0].publish = evsim_model::scenario::PublishStrategy::AfterCommit;
+    let h = crashed_at_5s(&s);
+    assert!(!holds(&h, Invariant::EventualPublication));
+}
+
+/// A scheduler quicker than the marker re-publishes events that were already published:
+/// duplicates downstream, which the idempotent consumer absorbs and a plain one applies twice.
+#[test]
+fn outbox_duplicates_need_an_idempotent_consumer() {
+    use evsim_model::scenario::CommitStrategy;
+    let mut s = outbox();
+    s.run.duration_ms = 3_000;
+    s.run.quiet_period_ms = 6_000;
+    s.services[0].outbox_retry_after_ms = 1; // re-publish anything not yet marked
+    s.services[0].outbox_scan_ms = 20;
+    let h = crashed_at_5s(&s);
+    let dup = Invariant::Duplicate.check(&h);
+    assert!(!dup.is_empty(), "the same event stands at two offsets");
+    assert!(holds(&h, Invariant::EffectOnce), "{:?}", Invariant::EffectOnce.check(&h).first());
+    assert!(h.entries.iter().any(|e| matches!(e.op, Op::DuplicateSkipped { .. })));
+
+    s.consumers.iter_mut().find(|c| c.name == "order-event-consumer").unwrap().commit_strategy =
+        CommitStrategy::CommitAfterProcess;
+    let h = crashed_at_5s(&s);
+    assert!(!holds(&h, Invariant::EffectOnce), "without the processed table, duplicates apply twice");
+}

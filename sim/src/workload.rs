@@ -5,7 +5,7 @@
 use crate::kernel::SimRng;
 use crate::world::{Ev, World};
 use evsim_model::actor::{CacheOp, Command, Input, Request, Response, Service, Token};
-use evsim_model::db::Txn;
+use evsim_model::db::{Txn, TxnOutcome};
 use evsim_model::history::{Micros, NodeId, Op, TopicId};
 use evsim_model::registry::AnyService;
 use evsim_model::scenario::{ProductDistribution, ServiceKind, ServiceSpec, WorkloadSpec};
@@ -117,6 +117,8 @@ impl Workload {
 #[derive(Debug)]
 pub struct ServiceInstance {
     pub node: NodeId,
+    /// Index of its `[services.*]` table in the scenario.
+    pub spec: u16,
     pub kind: ServiceKind,
     pub producer: u16,
     pub service: AnyService,
@@ -125,8 +127,8 @@ pub struct ServiceInstance {
 }
 
 impl ServiceInstance {
-    pub fn new(node: NodeId, spec: &ServiceSpec, topic: TopicId, producer: u16) -> Self {
-        Self { node, kind: spec.kind, producer, service: AnyService::new(spec, topic), alive: true }
+    pub fn new(node: NodeId, index: u16, spec: &ServiceSpec, topic: TopicId, producer: u16) -> Self {
+        Self { node, spec: index, kind: spec.kind, producer, service: AnyService::new(spec, topic), alive: true }
     }
 }
 
@@ -232,6 +234,13 @@ impl World {
     pub(crate) fn txn_commit(&mut self, service: u16, token: Token, txn: Txn) {
         let node = self.services[service as usize].node;
         let outcome = self.db.apply(&txn, &mut self.facts);
+        // An outbox row commits with its business transaction, or not at all.
+        if let Some(event) = self.outbox_rows.remove(&(service, token))
+            && outcome == TxnOutcome::Committed
+        {
+            let now = self.now();
+            self.db.insert_outbox(event, now, &mut self.facts);
+        }
         self.record_facts(node);
         self.service_input(service, Input::TxnDone { token, outcome });
     }
@@ -243,6 +252,15 @@ impl World {
         self.services[service as usize].service.on_input(now, input, &mut out);
         for cmd in out.drain(..) {
             match cmd {
+                Command::TransactWithOutbox { token, txn, event } => {
+                    self.outbox_rows.insert((service, token), event);
+                    let at = now + self.scenario.database.latency_us;
+                    self.q.schedule_at(at, Ev::TxnCommit { service, token, txn });
+                }
+                Command::ScanOutbox { token, older_than_us } => {
+                    let events = self.db.due_outbox(now.saturating_sub(older_than_us));
+                    self.service_input(service, Input::OutboxDue { token, events });
+                }
                 Command::Transact { token, txn } => {
                     let at = now + self.scenario.database.latency_us;
                     self.q.schedule_at(at, Ev::TxnCommit { service, token, txn });

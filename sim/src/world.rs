@@ -14,8 +14,11 @@ use crate::workload::{ServiceInstance, Workload};
 use evsim_model::actor::Token;
 use evsim_model::cache::Cache;
 use evsim_model::db::{Db, Txn};
+use evsim_model::event::Message;
 use evsim_model::history::{GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp};
-use evsim_model::scenario::{Scenario, ServiceKind};
+use evsim_model::publish::OUTBOX_SCHEDULER;
+use evsim_model::scenario::{PublishStrategy, Scenario, ServiceKind};
+use std::collections::BTreeMap;
 
 /// Something that happens at a virtual time.
 #[derive(Debug)]
@@ -148,6 +151,8 @@ pub struct World {
     pub(crate) end: Micros,
     /// Processes crashed so far.
     pub(crate) crashed: u32,
+    /// Outbox rows waiting for their business transaction to commit: (service, token) -> event.
+    pub(crate) outbox_rows: BTreeMap<(u16, Token), Message>,
 }
 
 impl World {
@@ -186,7 +191,7 @@ impl World {
         let mut producers = Vec::new();
         let mut producer_owner = Vec::new();
         let mut services = Vec::new();
-        for spec in &scenario.services {
+        for (index, spec) in scenario.services.iter().enumerate() {
             let topic = topic_id(&spec.topic);
             for i in 0..spec.instances {
                 nodes.push(format!("{}-{i}", spec.name));
@@ -199,7 +204,7 @@ impl World {
                     partitions.len(),
                     scenario.brokers,
                 ));
-                services.push(ServiceInstance::new(node, spec, topic, producer));
+                services.push(ServiceInstance::new(node, index as u16, spec, topic, producer));
                 producer_owner.push(ProducerOwner::Service(services.len() as u16 - 1));
             }
         }
@@ -211,7 +216,11 @@ impl World {
             let gid = GroupId(g as u16);
             let subscribed: Vec<TopicId> = spec.topics.iter().map(|t| topic_id(t)).collect();
             let group_id = &spec.consumer.group_id;
-            groups_info.push(GroupInfo { name: group_id.clone(), topics: subscribed.clone() });
+            groups_info.push(GroupInfo {
+                name: group_id.clone(),
+                topics: subscribed.clone(),
+                effect_once: spec.effect_once,
+            });
             // The coordinator's broker; Kafka picks the leader of the group's __consumer_offsets
             // partition, which is a hash of the group id too.
             let host = (evsim_model::stable_hash::fnv1a(group_id.as_bytes()) % scenario.brokers as u64) as u16;
@@ -300,6 +309,7 @@ impl World {
             pools: Pools::default(),
             end: scenario.end_ms() * 1_000,
             crashed: 0,
+            outbox_rows: BTreeMap::new(),
         }
     }
 
@@ -348,6 +358,14 @@ impl World {
         }
         for (coupon, (quantity, _)) in self.db.coupons.clone().into_iter().enumerate() {
             self.record(NodeId(0), Op::CouponInitialised { coupon: coupon as u32, quantity });
+        }
+        // Every instance of an outbox service runs the re-publishing scheduler (@Scheduled).
+        for (s, instance) in self.services.iter().enumerate() {
+            let spec = &self.scenario.services[instance.spec as usize];
+            if spec.publish == PublishStrategy::Outbox {
+                let at = spec.outbox_scan_ms * 1_000;
+                self.q.schedule_at(at, Ev::ServiceTimer { service: s as u16, token: OUTBOX_SCHEDULER });
+            }
         }
         self.workload_start();
     }
@@ -495,6 +513,27 @@ impl World {
         let end = self.end;
         for (product, stock) in self.db.stock.clone().into_iter().enumerate() {
             self.history.push(end, NodeId(0), Op::StockFinal { product: product as u32, stock });
+        }
+        for (event, (_, _, published)) in &self.db.outbox {
+            if !published {
+                self.history.push(end, NodeId(0), Op::OutboxPending { event: *event });
+            }
+        }
+        // How far each group is from the end of each partition of its topics.
+        for (g, group) in self.groups.iter().enumerate() {
+            let gid = GroupId(g as u16);
+            let host = self.broker_nodes[group.host as usize];
+            for &topic in &self.history.header.groups[g].topics.clone() {
+                for p in &self.partitions[self.first_partition[topic.0 as usize]..] {
+                    if p.tp.topic != topic {
+                        break;
+                    }
+                    let lag = p.high_watermark.saturating_sub(group.committed.get(&p.tp).copied().unwrap_or(0));
+                    if lag > 0 {
+                        self.history.push(end, host, Op::FinalLag { group: gid, tp: p.tp, lag });
+                    }
+                }
+            }
         }
         (self.history, self.stats)
     }

@@ -14,7 +14,11 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         .iter()
         .enumerate()
         .filter_map(|(i, e)| match e.op {
-            Op::Processed { group, record, ok: true } => Some((group, record.value, i)),
+            Op::Processed { group, record, ok: true }
+                if h.header.groups.get(group.0 as usize).is_none_or(|g| g.effect_once) =>
+            {
+                Some((group, record.value, i))
+            }
             _ => None,
         })
         .collect();

@@ -14,6 +14,7 @@ mod duplicate;
 mod effect_once;
 mod eventual_processing;
 mod eventual_publication;
+mod liveness;
 mod lost_write;
 mod no_oversell;
 mod no_phantom_event;
@@ -90,11 +91,13 @@ pub enum Invariant {
     CouponOnce,
     /// Within a group, an effect is not applied before the effect it depends on.
     CausalOrder,
+    /// By the end of the run, consumer lag is back to zero and the outbox holds no INIT row.
+    Liveness,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 15] = [
+    pub const ALL: [Invariant; 16] = [
         Invariant::NoOversell,
         Invariant::Balance,
         Invariant::OrderState,
@@ -105,6 +108,7 @@ impl Invariant {
         Invariant::PerKeyOrder,
         Invariant::CausalOrder,
         Invariant::EventualProcessing,
+        Invariant::Liveness,
         Invariant::EffectOnce,
         Invariant::LostWrite,
         Invariant::Duplicate,
@@ -130,6 +134,7 @@ impl Invariant {
             Invariant::CouponLimit => "coupon-limit",
             Invariant::CouponOnce => "coupon-once",
             Invariant::CausalOrder => "causal-order",
+            Invariant::Liveness => "liveness",
         }
     }
 
@@ -155,6 +160,7 @@ impl Invariant {
             Invariant::CouponLimit => coupons::check_limit(history),
             Invariant::CouponOnce => coupons::check_once(history),
             Invariant::CausalOrder => causal_order::check(history),
+            Invariant::Liveness => liveness::check(history),
         }
     }
 }

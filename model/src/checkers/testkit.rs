@@ -71,7 +71,7 @@ impl HistoryBuilder {
             ],
             groups: groups
                 .iter()
-                .map(|(name, topics)| GroupInfo { name: name.to_string(), topics: topics.to_vec() })
+                .map(|(name, topics)| GroupInfo { name: name.to_string(), topics: topics.to_vec(), effect_once: true })
                 .collect(),
             quiet_from: 0,
             end: 0,

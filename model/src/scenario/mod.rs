@@ -204,6 +204,10 @@ pub enum PublishStrategy {
     /// `after-commit-async`: after the commit, hand the send to an in-memory worker pool
     /// (seed 004's `@Async @TransactionalEventListener(AFTER_COMMIT)`).
     AfterCommitAsync,
+    /// `outbox` (seed 002): the event's outbox row is written in the business transaction; a
+    /// relay sends after the commit; the service's own consumer marks the row PUBLISHED; a
+    /// scheduler re-publishes rows still INIT after `outbox_retry_after_ms`.
+    Outbox,
 }
 
 impl PublishStrategy {
@@ -212,11 +216,16 @@ impl PublishStrategy {
             PublishStrategy::InTransaction => "in-transaction",
             PublishStrategy::AfterCommit => "after-commit",
             PublishStrategy::AfterCommitAsync => "after-commit-async",
+            PublishStrategy::Outbox => "outbox",
         }
     }
 
-    pub const ALL: [PublishStrategy; 3] =
-        [PublishStrategy::InTransaction, PublishStrategy::AfterCommit, PublishStrategy::AfterCommitAsync];
+    pub const ALL: [PublishStrategy; 4] = [
+        PublishStrategy::InTransaction,
+        PublishStrategy::AfterCommit,
+        PublishStrategy::AfterCommitAsync,
+        PublishStrategy::Outbox,
+    ];
 }
 
 /// Which listener a `[consumers.<name>]` group runs (`kind = "..."`).
@@ -228,6 +237,8 @@ pub enum ListenerKind {
     PaymentEventConsumer,
     /// `coupon-issuer`: issues coupons from `coupon-issue-request` (seeds 002, 003).
     CouponIssuer,
+    /// `outbox-marker`: the outbox's own consumer, marking each published event's row PUBLISHED.
+    OutboxMarker,
 }
 
 /// A service (`[services.<name>]`): its instances and their producer.
@@ -242,6 +253,10 @@ pub struct ServiceSpec {
     pub publish: PublishStrategy,
     /// With `after-commit-async`: how long a queued send waits for a worker of the pool.
     pub async_delay_us: u64,
+    /// With `outbox`: how often the scheduler scans for rows still INIT.
+    pub outbox_scan_ms: u64,
+    /// With `outbox`: how old an INIT row must be before the scheduler re-publishes it.
+    pub outbox_retry_after_ms: u64,
     /// For a payment service: where the compensation of a failed payment runs.
     pub compensation: Compensation,
     /// For a coupon API: how duplicate requests are kept out.
@@ -269,6 +284,8 @@ pub struct ConsumerSpec {
     /// attempt to handle a record then fails.
     pub external_outages_ms: Vec<(u64, u64)>,
     pub commit_strategy: CommitStrategy,
+    /// Whether this group's effects are claimed exactly once (judged by effect-once).
+    pub effect_once: bool,
     /// With `retry-then-dlq`: retries after the first failed attempt, then the dead-letter topic.
     pub retries: u32,
     /// With `retry-then-dlq`: the dead-letter topic.

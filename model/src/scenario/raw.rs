@@ -143,6 +143,10 @@ pub(super) struct RawService {
     #[serde(default)]
     pub dedup: Option<Spanned<String>>,
     #[serde(default)]
+    pub outbox_scan_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub outbox_retry_after_ms: Option<Spanned<u64>>,
+    #[serde(default)]
     pub producer: Option<Props>,
 }
 
@@ -164,6 +168,8 @@ pub(super) struct RawConsumer {
     pub commit_strategy: Option<Spanned<String>>,
     #[serde(default)]
     pub retries: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub effect_once: Option<bool>,
     #[serde(default)]
     pub dlq_topic: Option<Spanned<String>>,
     #[serde(default)]

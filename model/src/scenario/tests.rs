@@ -221,10 +221,10 @@ fn unknown_kinds_and_strategies_name_what_is_expected() {
     assert!(e.message.contains("expected one of: \"order-service\""), "{e}");
     let e = parse(&edit("kind = \"order-event-consumer\"", "kind = \"points\"")).unwrap_err();
     assert!(e.message.contains("\"order-event-consumer\""), "{e}");
-    let src = edit("publish = \"after-commit\"", "publish = \"outbox\"");
+    let src = edit("publish = \"after-commit\"", "publish = \"carrier-pigeon\"");
     let e = parse(&src).unwrap_err();
-    assert_eq!(e.line, line_of(&src, "publish = \"outbox\""), "{e}");
-    assert!(e.message.contains("not modelled yet"), "{e}");
+    assert_eq!(e.line, line_of(&src, "publish = \"carrier-pigeon\""), "{e}");
+    assert!(e.message.contains("\"outbox\""), "lists the strategies: {e}");
     let e = parse(&edit("topics = [\"order-created\"]", "topics = []")).unwrap_err();
     assert!(e.message.contains("topics is empty"), "{e}");
 }

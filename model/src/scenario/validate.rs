@@ -336,11 +336,7 @@ impl Validator<'_> {
                     let names: Vec<String> = PublishStrategy::ALL.iter().map(|s| format!("\"{}\"", s.name())).collect();
                     return self.err(
                         p.span(),
-                        format!(
-                            "[{section}] publish is \"{}\"; expected one of {} (outbox is not modelled yet)",
-                            p.get_ref(),
-                            names.join(", ")
-                        ),
+                        format!("[{section}] publish is \"{}\"; expected one of {}", p.get_ref(), names.join(", ")),
                     );
                 }
             },
@@ -359,7 +355,31 @@ impl Validator<'_> {
             // the other settings conflict with it, and refuses only an explicit `true`.
             producer.enable_idempotence = false;
         }
-        Ok(ServiceSpec { name, kind, instances, topic, publish, async_delay_us, compensation, dedup, producer })
+        let ms = |v: &Option<Spanned<u64>>, what: &str, default: u64| match v {
+            None => Ok(default),
+            Some(v) => self.bounded(v, &format!("{section}.{what}"), YEAR_MS).and_then(|n| {
+                if n == 0 {
+                    self.err(v.span(), format!("`{what}` is 0; expected at least 1 millisecond"))
+                } else {
+                    Ok(n)
+                }
+            }),
+        };
+        let outbox_scan_ms = ms(&raw.outbox_scan_ms, "outbox_scan_ms", 1_000)?;
+        let outbox_retry_after_ms = ms(&raw.outbox_retry_after_ms, "outbox_retry_after_ms", 300_000)?;
+        Ok(ServiceSpec {
+            name,
+            kind,
+            instances,
+            topic,
+            publish,
+            async_delay_us,
+            outbox_scan_ms,
+            outbox_retry_after_ms,
+            compensation,
+            dedup,
+            producer,
+        })
     }
 
     fn consumer(
@@ -374,11 +394,12 @@ impl Validator<'_> {
             "order-event-consumer" => ListenerKind::OrderEventConsumer,
             "payment-event-consumer" => ListenerKind::PaymentEventConsumer,
             "coupon-issuer" => ListenerKind::CouponIssuer,
+            "outbox-marker" => ListenerKind::OutboxMarker,
             other => {
                 return self.err(
                     oc.kind.span(),
                     format!(
-                        "[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\""
+                        "[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\", \"outbox-marker\""
                     ),
                 );
             }
@@ -483,6 +504,7 @@ impl Validator<'_> {
             handler_error_rate: self.probability(oc.handler_error_rate.as_ref(), "handler_error_rate")?,
             external_outages_ms,
             commit_strategy,
+            effect_once: oc.effect_once.unwrap_or(true),
             retries,
             dlq_topic,
             consumer,
