@@ -103,6 +103,12 @@ pub enum Command {
 pub enum ExternalCall {
     /// `DataPlatformService.send` (seed 001's payment-completed consumer).
     DataPlatformSend,
+    /// `PointService.addPoints` (seed 000's `PointConsumer`).
+    AddPoints { user: u64, points: i64 },
+    /// `CouponService.use` (seed 000's `CouponConsumer`).
+    UseCoupon { user: u64 },
+    /// `EmailService.send` (seed 000's `EmailConsumer`): an external mail server.
+    SendEmail { user: u64 },
 }
 
 /// A service driven by requests, transaction results and delivery reports.

@@ -126,6 +126,11 @@ pub fn describe(h: &History, i: usize) -> String {
         Op::FinalLag { group, tp: t, lag } => {
             format!("at the end, group {} is {lag} record(s) behind on {}", h.group_name(*group), tp(h, *t))
         }
+        Op::PointsAdded { user, points, cause } => {
+            format!("user {user} +{points} points (because of {})", event(*cause))
+        }
+        Op::CouponUsed { user, cause } => format!("user {user}'s coupon marked used (because of {})", event(*cause)),
+        Op::EmailSent { user, cause } => format!("e-mail sent to user {user} (because of {})", event(*cause)),
         Op::Crashed => "CRASHED (memory lost)".to_string(),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {

@@ -238,6 +238,14 @@ pub enum Op {
     OutboxPending { event: EventId },
     /// At the end of the run, `group` had `lag` records of `tp` left to commit.
     FinalLag { group: GroupId, tp: Tp, lag: u64 },
+
+    // --- order-completed fan-out (seed 000) ----------------------------------------------------
+    /// `PointConsumer` credited the user's points for the order.
+    PointsAdded { user: u64, points: i64, cause: EventId },
+    /// `CouponConsumer` marked the coupon the order used as used.
+    CouponUsed { user: u64, cause: EventId },
+    /// `EmailConsumer` sent the order confirmation e-mail.
+    EmailSent { user: u64, cause: EventId },
 }
 
 impl Op {
@@ -262,9 +270,12 @@ impl Op {
     /// The event that caused this downstream effect, if it is an effect.
     pub fn effect_cause(&self) -> Option<EventId> {
         match self {
-            Op::RankingIncremented { cause, .. } | Op::CartDeleted { cause, .. } | Op::PlatformSent { cause } => {
-                Some(*cause)
-            }
+            Op::RankingIncremented { cause, .. }
+            | Op::CartDeleted { cause, .. }
+            | Op::PlatformSent { cause }
+            | Op::PointsAdded { cause, .. }
+            | Op::CouponUsed { cause, .. }
+            | Op::EmailSent { cause, .. } => Some(*cause),
             _ => None,
         }
     }

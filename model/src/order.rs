@@ -1,6 +1,6 @@
 //! Seed 001's order workflow: `OrderService` and `OrderEventConsumer` as sans-IO actors.
 
-use crate::actor::{CacheOp, Command, Input, Listener, Request, Response, Service, Token};
+use crate::actor::{CacheOp, Command, ExternalCall, Input, Listener, Request, Response, Service, Token};
 use crate::db::{Txn, TxnOutcome};
 use crate::event::{Event, Message};
 use crate::history::{Micros, Polled, TopicId};
@@ -150,5 +150,35 @@ mod tests {
                 Command::Ack
             ]
         );
+    }
+}
+
+/// Seed 000's order-completed fan-out: one listener per consumer group, each doing one thing with
+/// the same `OrderCompletedEvent` (an order event on its topic).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FanOut {
+    /// `PointConsumer`: 1% of the order's value as points.
+    Points,
+    /// `CouponConsumer`: the coupon the order used is marked used.
+    CouponUse,
+    /// `EmailConsumer`: the confirmation e-mail.
+    Email,
+}
+
+/// A listener of seed 000's fan-out.
+#[derive(Debug)]
+pub struct FanOutConsumer(pub FanOut);
+
+impl Listener for FanOutConsumer {
+    fn on_record(&mut self, _now: Micros, record: &Polled, message: &Message, out: &mut Vec<Command>) {
+        if let Event::OrderCreated { user, qty, .. } = message.value {
+            let call = match self.0 {
+                FanOut::Points => ExternalCall::AddPoints { user, points: i64::from(qty) * 100 },
+                FanOut::CouponUse => ExternalCall::UseCoupon { user },
+                FanOut::Email => ExternalCall::SendEmail { user },
+            };
+            out.push(Command::External { call, cause: Some(record.value) });
+        }
+        out.push(Command::Ack);
     }
 }

@@ -5,7 +5,7 @@ use crate::actor::{Command, Input, Listener, Service};
 use crate::coupon::{CouponApi, CouponIssuer};
 use crate::event::Message;
 use crate::history::{Micros, Polled, TopicId};
-use crate::order::{OrderEventConsumer, OrderService};
+use crate::order::{FanOut, FanOutConsumer, OrderEventConsumer, OrderService};
 use crate::payment::{PaymentEventConsumer, PaymentService};
 use crate::publish::{OutboxMarker, Publishing};
 use crate::scenario::{ListenerKind, ServiceKind, ServiceSpec};
@@ -58,6 +58,7 @@ pub enum AnyListener {
     PaymentEventConsumer(PaymentEventConsumer),
     CouponIssuer(CouponIssuer),
     OutboxMarker(OutboxMarker),
+    FanOut(FanOutConsumer),
 }
 
 impl AnyListener {
@@ -67,6 +68,9 @@ impl AnyListener {
             ListenerKind::PaymentEventConsumer => AnyListener::PaymentEventConsumer(PaymentEventConsumer),
             ListenerKind::CouponIssuer => AnyListener::CouponIssuer(CouponIssuer),
             ListenerKind::OutboxMarker => AnyListener::OutboxMarker(OutboxMarker),
+            ListenerKind::PointConsumer => AnyListener::FanOut(FanOutConsumer(FanOut::Points)),
+            ListenerKind::CouponUseConsumer => AnyListener::FanOut(FanOutConsumer(FanOut::CouponUse)),
+            ListenerKind::EmailConsumer => AnyListener::FanOut(FanOutConsumer(FanOut::Email)),
         }
     }
 }
@@ -78,6 +82,7 @@ impl Listener for AnyListener {
             AnyListener::PaymentEventConsumer(l) => l.on_record(now, record, message, out),
             AnyListener::CouponIssuer(l) => l.on_record(now, record, message, out),
             AnyListener::OutboxMarker(l) => l.on_record(now, record, message, out),
+            AnyListener::FanOut(l) => l.on_record(now, record, message, out),
         }
     }
 }

@@ -239,6 +239,11 @@ pub enum ListenerKind {
     CouponIssuer,
     /// `outbox-marker`: the outbox's own consumer, marking each published event's row PUBLISHED.
     OutboxMarker,
+    /// `point-consumer`, `coupon-use-consumer`, `email-consumer`: seed 000's order-completed
+    /// fan-out.
+    PointConsumer,
+    CouponUseConsumer,
+    EmailConsumer,
 }
 
 /// A service (`[services.<name>]`): its instances and their producer.

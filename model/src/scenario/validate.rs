@@ -395,11 +395,14 @@ impl Validator<'_> {
             "payment-event-consumer" => ListenerKind::PaymentEventConsumer,
             "coupon-issuer" => ListenerKind::CouponIssuer,
             "outbox-marker" => ListenerKind::OutboxMarker,
+            "point-consumer" => ListenerKind::PointConsumer,
+            "coupon-use-consumer" => ListenerKind::CouponUseConsumer,
+            "email-consumer" => ListenerKind::EmailConsumer,
             other => {
                 return self.err(
                     oc.kind.span(),
                     format!(
-                        "[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\", \"outbox-marker\""
+                        "[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\", \"outbox-marker\", \"point-consumer\", \"coupon-use-consumer\", \"email-consumer\""
                     ),
                 );
             }

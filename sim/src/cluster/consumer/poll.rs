@@ -259,10 +259,14 @@ impl World {
                     ok = true;
                     self.consumers[c as usize].ack(record);
                 }
-                Command::External { call: ExternalCall::DataPlatformSend, cause } => {
-                    if let Some(cause) = cause {
-                        self.history.push(now, node, Op::PlatformSent { cause });
-                    }
+                Command::External { call, cause: Some(cause) } => {
+                    let effect = match call {
+                        ExternalCall::DataPlatformSend => Op::PlatformSent { cause },
+                        ExternalCall::AddPoints { user, points } => Op::PointsAdded { user, points, cause },
+                        ExternalCall::UseCoupon { user } => Op::CouponUsed { user, cause },
+                        ExternalCall::SendEmail { user } => Op::EmailSent { user, cause },
+                    };
+                    self.history.push(now, node, effect);
                 }
                 other => unreachable!("a listener emitted {other:?}"),
             }
