@@ -21,6 +21,8 @@ pub enum Request {
     Pay { order: u64, user: u64, amount: i64 },
     /// `POST /coupons/{id}/issue` (seeds 002, 003).
     IssueCoupon { request: u64, coupon: u32, user: u64 },
+    /// `POST /concerts/{id}/queue` (seed 002).
+    EnterQueue { token: u64, concert: u32, user: u64 },
 }
 
 /// The service's answer to a request.
@@ -109,6 +111,8 @@ pub enum ExternalCall {
     UseCoupon { user: u64 },
     /// `EmailService.send` (seed 000's `EmailConsumer`): an external mail server.
     SendEmail { user: u64 },
+    /// The waiting queue's activator enables a token (seed 002).
+    ActivateToken { token: u64, concert: u32, user: u64 },
 }
 
 /// A service driven by requests, transaction results and delivery reports.

@@ -8,6 +8,7 @@ pub(crate) fn event(e: EventId) -> String {
         EventKind::OrderCreated => format!("order-created(order {})", e.subject),
         EventKind::PaymentCompleted => format!("payment-completed(order {})", e.subject),
         EventKind::CouponIssueRequest => format!("coupon-issue-request(request {})", e.subject),
+        EventKind::WaitingToken => format!("waiting-token(token {})", e.subject),
     }
 }
 
@@ -131,6 +132,15 @@ pub fn describe(h: &History, i: usize) -> String {
         }
         Op::CouponUsed { user, cause } => format!("user {user}'s coupon marked used (because of {})", event(*cause)),
         Op::EmailSent { user, cause } => format!("e-mail sent to user {user} (because of {})", event(*cause)),
+        Op::QueueRateLimit { group, tokens, interval_us } => {
+            format!("{} activates at most {tokens} token(s) per {} ms", h.group_name(*group), interval_us / 1_000)
+        }
+        Op::QueueEntered { token, concert, user } => {
+            format!("user {user} entered concert {concert}'s queue: token {token}")
+        }
+        Op::TokenActivated { token, concert, user, .. } => {
+            format!("token {token} activated: user {user} may enter concert {concert}")
+        }
         Op::Crashed => "CRASHED (memory lost)".to_string(),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {

@@ -12,6 +12,8 @@ pub enum Event {
     PaymentCompleted { order: u64, user: u64, amount: i64 },
     /// A first-come-first-served coupon request (seeds 002, 003), key = couponId.
     CouponIssueRequest { request: u64, coupon: u32, user: u64 },
+    /// A waiting-queue entry token (seed 002), key = concertId.
+    WaitingToken { token: u64, concert: u32, user: u64 },
 }
 
 impl Event {
@@ -21,6 +23,7 @@ impl Event {
             Event::OrderCreated { order, .. } => EventId::order_created(order),
             Event::PaymentCompleted { order, .. } => EventId::payment_completed(order),
             Event::CouponIssueRequest { request, .. } => EventId::coupon_issue_request(request),
+            Event::WaitingToken { token, .. } => EventId::waiting_token(token),
         }
     }
 }

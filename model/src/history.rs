@@ -43,6 +43,8 @@ pub enum EventKind {
     PaymentCompleted,
     /// `coupon-issue-request` (seeds 002, 003), subject = request id.
     CouponIssueRequest,
+    /// `waiting-token` (seed 002), subject = token id.
+    WaitingToken,
 }
 
 impl EventKind {
@@ -51,7 +53,7 @@ impl EventKind {
     pub fn announces_a_fact(self) -> bool {
         match self {
             EventKind::OrderCreated | EventKind::PaymentCompleted => true,
-            EventKind::CouponIssueRequest => false,
+            EventKind::CouponIssueRequest | EventKind::WaitingToken => false,
         }
     }
 }
@@ -61,7 +63,7 @@ impl EventId {
     pub fn depends_on(self) -> Option<EventId> {
         match self.kind {
             EventKind::PaymentCompleted => Some(EventId::order_created(self.subject)),
-            EventKind::OrderCreated | EventKind::CouponIssueRequest => None,
+            EventKind::OrderCreated | EventKind::CouponIssueRequest | EventKind::WaitingToken => None,
         }
     }
 }
@@ -86,6 +88,10 @@ impl EventId {
 
     pub fn coupon_issue_request(request: u64) -> Self {
         Self { kind: EventKind::CouponIssueRequest, subject: request }
+    }
+
+    pub fn waiting_token(token: u64) -> Self {
+        Self { kind: EventKind::WaitingToken, subject: token }
     }
 }
 
@@ -246,6 +252,14 @@ pub enum Op {
     CouponUsed { user: u64, cause: EventId },
     /// `EmailConsumer` sent the order confirmation e-mail.
     EmailSent { user: u64, cause: EventId },
+
+    // --- waiting queue (seed 002) --------------------------------------------------------------
+    /// The activator group's promise: at most `tokens` activations per `interval_us`.
+    QueueRateLimit { group: GroupId, tokens: u32, interval_us: Micros },
+    /// The queue API accepted a user into the concert's queue with this token.
+    QueueEntered { token: u64, concert: u32, user: u64 },
+    /// The activator enabled the token: the user may enter.
+    TokenActivated { group: GroupId, token: u64, concert: u32, user: u64 },
 }
 
 impl Op {

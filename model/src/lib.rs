@@ -15,6 +15,7 @@ pub mod history;
 pub mod order;
 pub mod payment;
 pub mod publish;
+pub mod queue;
 pub mod registry;
 pub mod scenario;
 pub mod stable_hash;

@@ -100,7 +100,9 @@ impl Listener for OrderEventConsumer {
                 out.push(Command::Ack);
             }
             // Not this listener's business: acknowledge and move on.
-            Event::PaymentCompleted { .. } | Event::CouponIssueRequest { .. } => out.push(Command::Ack),
+            Event::PaymentCompleted { .. } | Event::CouponIssueRequest { .. } | Event::WaitingToken { .. } => {
+                out.push(Command::Ack)
+            }
         }
     }
 }

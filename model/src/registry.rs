@@ -8,6 +8,7 @@ use crate::history::{Micros, Polled, TopicId};
 use crate::order::{FanOut, FanOutConsumer, OrderEventConsumer, OrderService};
 use crate::payment::{PaymentEventConsumer, PaymentService};
 use crate::publish::{OutboxMarker, Publishing};
+use crate::queue::{TokenActivator, WaitingQueueApi};
 use crate::scenario::{ListenerKind, ServiceKind, ServiceSpec};
 
 /// Any service a scenario can run.
@@ -16,6 +17,7 @@ pub enum AnyService {
     Order(OrderService),
     Payment(PaymentService),
     CouponApi(CouponApi),
+    WaitingQueue(WaitingQueueApi),
 }
 
 impl AnyService {
@@ -27,6 +29,7 @@ impl AnyService {
                 AnyService::Payment(PaymentService::new(topic, publishing(spec), spec.compensation))
             }
             ServiceKind::CouponApi => AnyService::CouponApi(CouponApi::new(topic, spec.dedup)),
+            ServiceKind::WaitingQueueApi => AnyService::WaitingQueue(WaitingQueueApi::new(topic)),
         }
     }
 }
@@ -37,6 +40,7 @@ impl Service for AnyService {
             AnyService::Order(s) => s.on_input(now, input, out),
             AnyService::Payment(s) => s.on_input(now, input, out),
             AnyService::CouponApi(s) => s.on_input(now, input, out),
+            AnyService::WaitingQueue(s) => s.on_input(now, input, out),
         }
     }
 }
@@ -59,6 +63,7 @@ pub enum AnyListener {
     CouponIssuer(CouponIssuer),
     OutboxMarker(OutboxMarker),
     FanOut(FanOutConsumer),
+    TokenActivator(TokenActivator),
 }
 
 impl AnyListener {
@@ -71,6 +76,7 @@ impl AnyListener {
             ListenerKind::PointConsumer => AnyListener::FanOut(FanOutConsumer(FanOut::Points)),
             ListenerKind::CouponUseConsumer => AnyListener::FanOut(FanOutConsumer(FanOut::CouponUse)),
             ListenerKind::EmailConsumer => AnyListener::FanOut(FanOutConsumer(FanOut::Email)),
+            ListenerKind::TokenActivator => AnyListener::TokenActivator(TokenActivator),
         }
     }
 }
@@ -83,6 +89,7 @@ impl Listener for AnyListener {
             AnyListener::CouponIssuer(l) => l.on_record(now, record, message, out),
             AnyListener::OutboxMarker(l) => l.on_record(now, record, message, out),
             AnyListener::FanOut(l) => l.on_record(now, record, message, out),
+            AnyListener::TokenActivator(l) => l.on_record(now, record, message, out),
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Workload {
     pub(crate) to_pay: BTreeMap<u64, (u64, i64)>,
     price: i64,
     mean_coupon_gap_us: f64,
+    mean_queue_gap_us: f64,
+    next_token: u64,
+    concerts: u64,
     next_coupon_request: u64,
     coupons: u64,
     duplicate_request_rate: f64,
@@ -65,6 +68,9 @@ impl Workload {
                 0.0
             },
             next_coupon_request: 1,
+            mean_queue_gap_us: if spec.queue_rate_per_sec > 0.0 { 1_000_000.0 / spec.queue_rate_per_sec } else { 0.0 },
+            next_token: 1,
+            concerts: u64::from(spec.concerts),
             coupons: u64::from(spec.coupons),
             duplicate_request_rate: spec.duplicate_request_rate,
         }
@@ -81,6 +87,19 @@ impl Workload {
         }
         let u = self.rng.unit_f64();
         self.zipf_cdf.partition_point(|&c| c < u).min(self.zipf_cdf.len() - 1) as u32
+    }
+
+    fn queue_gap(&mut self) -> Micros {
+        (self.rng.exponential(self.mean_queue_gap_us).round() as Micros).max(1)
+    }
+
+    /// The next queue entry: (token, concert, user).
+    fn next_queue_entry(&mut self) -> (u64, u32, u64) {
+        let token = self.next_token;
+        self.next_token += 1;
+        let concert = self.rng.below(self.concerts) as u32;
+        let user = self.rng.below(self.users);
+        (token, concert, user)
     }
 
     fn coupon_gap(&mut self) -> Micros {
@@ -138,6 +157,10 @@ impl World {
             let gap = self.workload.gap();
             self.q.schedule_at(gap, Ev::NextOrder);
         }
+        if self.scenario.workload.queue_rate_per_sec > 0.0 && !self.queue_services.is_empty() {
+            let gap = self.workload.queue_gap();
+            self.q.schedule_at(gap, Ev::NextQueueEntry);
+        }
         if self.scenario.workload.coupon_rate_per_sec > 0.0 && !self.coupon_services.is_empty() {
             let gap = self.workload.coupon_gap();
             self.q.schedule_at(gap, Ev::NextCoupon);
@@ -158,6 +181,24 @@ impl World {
         }
         let gap = self.workload.coupon_gap();
         self.q.schedule_at(now + gap, Ev::NextCoupon);
+    }
+
+    /// The next user entering a concert's waiting queue.
+    pub(crate) fn next_queue_entry(&mut self) {
+        if self.now() >= self.history.header.quiet_from {
+            return;
+        }
+        let (token, concert, user) = self.workload.next_queue_entry();
+        let n = self.queue_services.len() as u64;
+        let live =
+            (0..n).map(|i| self.queue_services[((token + i) % n) as usize]).find(|&s| self.services[s as usize].alive);
+        if let Some(service) = live {
+            self.record(NodeId(0), Op::QueueEntered { token, concert, user });
+            self.service_input(service, Input::Request(Request::EnterQueue { token, concert, user }));
+        }
+        let gap = self.workload.queue_gap();
+        let now = self.now();
+        self.q.schedule_at(now + gap, Ev::NextQueueEntry);
     }
 
     pub(crate) fn coupon_request(&mut self, request: u64, coupon: u32, user: u64) {

@@ -27,6 +27,10 @@ pub(crate) enum Ev {
     Net(Msg),
     /// The next order request of the workload.
     NextOrder,
+    /// The next waiting-queue entry of the workload.
+    NextQueueEntry,
+    /// A consumer's container ends its pause between polls.
+    ResumePoll { consumer: u16 },
     /// The next coupon request of the workload.
     NextCoupon,
     /// A client asks for a coupon.
@@ -141,6 +145,8 @@ pub struct World {
     pub(crate) payment_services: Vec<u16>,
     /// The instances of coupon APIs: where clients send coupon requests.
     pub(crate) coupon_services: Vec<u16>,
+    /// The instances of waiting-queue APIs.
+    pub(crate) queue_services: Vec<u16>,
     pub(crate) workload: Workload,
     pub(crate) db: Db,
     pub(crate) cache: Cache,
@@ -300,6 +306,9 @@ impl World {
             coupon_services: (0..services.len() as u16)
                 .filter(|&i| services[i as usize].kind == ServiceKind::CouponApi)
                 .collect(),
+            queue_services: (0..services.len() as u16)
+                .filter(|&i| services[i as usize].kind == ServiceKind::WaitingQueueApi)
+                .collect(),
             services,
             workload: Workload::new(&scenario.workload, seeds.stream(Stream::Workload)),
             db,
@@ -359,6 +368,17 @@ impl World {
         for (coupon, (quantity, _)) in self.db.coupons.clone().into_iter().enumerate() {
             self.record(NodeId(0), Op::CouponInitialised { coupon: coupon as u32, quantity });
         }
+        // The waiting queue's activators promise M tokens per N.
+        for (g, spec) in self.scenario.consumers.clone().iter().enumerate() {
+            if spec.kind == evsim_model::scenario::ListenerKind::TokenActivator && spec.pause_between_polls_ms > 0 {
+                let op = Op::QueueRateLimit {
+                    group: GroupId(g as u16),
+                    tokens: spec.consumer.max_poll_records,
+                    interval_us: spec.pause_between_polls_ms * 1_000,
+                };
+                self.record(NodeId(0), op);
+            }
+        }
         // Every instance of an outbox service runs the re-publishing scheduler (@Scheduled).
         for (s, instance) in self.services.iter().enumerate() {
             let spec = &self.scenario.services[instance.spec as usize];
@@ -391,7 +411,8 @@ impl World {
             Ev::HeartbeatTick { consumer, .. }
             | Ev::PollTimeout { consumer }
             | Ev::PollIntervalCheck { consumer }
-            | Ev::ProcessDone { consumer, .. } => Some(*consumer),
+            | Ev::ProcessDone { consumer, .. }
+            | Ev::ResumePoll { consumer } => Some(*consumer),
             Ev::Net(Msg::FetchResponse(r)) => Some(r.consumer),
             Ev::Net(Msg::FromCoordinator(
                 R::JoinGroup { consumer, .. }
@@ -482,6 +503,8 @@ impl World {
             Ev::Net(msg) => self.deliver(msg),
             Ev::NextOrder => self.next_order(),
             Ev::NextCoupon => self.next_coupon(),
+            Ev::NextQueueEntry => self.next_queue_entry(),
+            Ev::ResumePoll { consumer } => self.resume_poll(consumer),
             Ev::CouponRequest { request, coupon, user } => self.coupon_request(request, coupon, user),
             Ev::PaymentRequest { order, user, amount } => self.payment_request(order, user, amount),
             Ev::TxnCommit { service, token, txn } => self.txn_commit(service, token, txn),

@@ -21,6 +21,7 @@ mod no_phantom_event;
 mod order_state;
 mod per_key_order;
 mod poll_order;
+mod queue;
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -93,16 +94,22 @@ pub enum Invariant {
     CausalOrder,
     /// By the end of the run, consumer lag is back to zero and the outbox holds no INIT row.
     Liveness,
+    /// Waiting-queue tokens activate in the order their users entered each concert's queue.
+    QueueFifo,
+    /// An activator group activates at most M tokens per N seconds.
+    QueueRate,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 16] = [
+    pub const ALL: [Invariant; 18] = [
         Invariant::NoOversell,
         Invariant::Balance,
         Invariant::OrderState,
         Invariant::CouponLimit,
         Invariant::CouponOnce,
+        Invariant::QueueFifo,
+        Invariant::QueueRate,
         Invariant::NoPhantomEvent,
         Invariant::EventualPublication,
         Invariant::PerKeyOrder,
@@ -135,6 +142,8 @@ impl Invariant {
             Invariant::CouponOnce => "coupon-once",
             Invariant::CausalOrder => "causal-order",
             Invariant::Liveness => "liveness",
+            Invariant::QueueFifo => "queue-fifo",
+            Invariant::QueueRate => "queue-rate",
         }
     }
 
@@ -161,6 +170,8 @@ impl Invariant {
             Invariant::CouponOnce => coupons::check_once(history),
             Invariant::CausalOrder => causal_order::check(history),
             Invariant::Liveness => liveness::check(history),
+            Invariant::QueueFifo => queue::check_fifo(history),
+            Invariant::QueueRate => queue::check_rate(history),
         }
     }
 }

@@ -151,6 +151,10 @@ pub struct WorkloadSpec {
     pub coupon_quantity: u32,
     /// Probability that a client sends its coupon request twice (a double click, a retry).
     pub duplicate_request_rate: f64,
+    /// Waiting-queue entries per second (Poisson), when a waiting-queue API exists.
+    pub queue_rate_per_sec: f64,
+    /// Concert ids `0..concerts`, each entered uniformly.
+    pub concerts: u32,
 }
 
 /// The simulated database (MySQL in the seeds).
@@ -169,6 +173,8 @@ pub enum ServiceKind {
     PaymentService,
     /// `coupon-api`: the first-come-first-served coupon request API (seeds 002, 003).
     CouponApi,
+    /// `waiting-queue-api`: the concert waiting queue's entry API (seed 002).
+    WaitingQueueApi,
 }
 
 /// How the coupon API keeps a user from getting one coupon twice (`dedup = "..."`).
@@ -244,6 +250,8 @@ pub enum ListenerKind {
     PointConsumer,
     CouponUseConsumer,
     EmailConsumer,
+    /// `token-activator`: the waiting queue's activator (seed 002).
+    TokenActivator,
 }
 
 /// A service (`[services.<name>]`): its instances and their producer.
@@ -291,6 +299,10 @@ pub struct ConsumerSpec {
     pub commit_strategy: CommitStrategy,
     /// Whether this group's effects are claimed exactly once (judged by effect-once).
     pub effect_once: bool,
+    /// The container waits this long after each batch before polling again (a scheduled
+    /// consumer: the waiting queue's activator enables `max.poll.records` tokens every this many
+    /// milliseconds).
+    pub pause_between_polls_ms: u64,
     /// With `retry-then-dlq`: retries after the first failed attempt, then the dead-letter topic.
     pub retries: u32,
     /// With `retry-then-dlq`: the dead-letter topic.

@@ -106,6 +106,10 @@ pub(super) struct RawWorkload {
     pub coupon_quantity: Option<Spanned<u32>>,
     #[serde(default)]
     pub duplicate_request_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub queue_rate_per_sec: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub concerts: Option<Spanned<u32>>,
 }
 
 fn zero_spanned() -> Spanned<u64> {
@@ -170,6 +174,8 @@ pub(super) struct RawConsumer {
     pub retries: Option<Spanned<u32>>,
     #[serde(default)]
     pub effect_once: Option<bool>,
+    #[serde(default)]
+    pub pause_between_polls_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub dlq_topic: Option<Spanned<String>>,
     #[serde(default)]

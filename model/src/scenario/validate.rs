@@ -253,6 +253,18 @@ impl Validator<'_> {
             },
             coupon_quantity: w.coupon_quantity.as_ref().map_or(100, |q| *q.get_ref()),
             duplicate_request_rate: self.probability(w.duplicate_request_rate.as_ref(), "duplicate_request_rate")?,
+            queue_rate_per_sec: match &w.queue_rate_per_sec {
+                None => 0.0,
+                Some(r) if (0.0..=10_000_000.0).contains(r.get_ref()) => *r.get_ref(),
+                Some(r) => {
+                    return self
+                        .err(r.span(), format!("`queue_rate_per_sec` is {}; expected 0 to 10000000", r.get_ref()));
+                }
+            },
+            concerts: match &w.concerts {
+                None => 1,
+                Some(c) => self.positive_u32(c, "workload.concerts", 1_000_000)?,
+            },
         })
     }
 
@@ -283,11 +295,12 @@ impl Validator<'_> {
             "order-service" => ServiceKind::OrderService,
             "payment-service" => ServiceKind::PaymentService,
             "coupon-api" => ServiceKind::CouponApi,
+            "waiting-queue-api" => ServiceKind::WaitingQueueApi,
             other => {
                 return self.err(
                     raw.kind.span(),
                     format!(
-                        "[{section}] kind is \"{other}\"; expected one of: \"order-service\", \"payment-service\", \"coupon-api\""
+                        "[{section}] kind is \"{other}\"; expected one of: \"order-service\", \"payment-service\", \"coupon-api\", \"waiting-queue-api\""
                     ),
                 );
             }
@@ -398,11 +411,12 @@ impl Validator<'_> {
             "point-consumer" => ListenerKind::PointConsumer,
             "coupon-use-consumer" => ListenerKind::CouponUseConsumer,
             "email-consumer" => ListenerKind::EmailConsumer,
+            "token-activator" => ListenerKind::TokenActivator,
             other => {
                 return self.err(
                     oc.kind.span(),
                     format!(
-                        "[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\", \"outbox-marker\", \"point-consumer\", \"coupon-use-consumer\", \"email-consumer\""
+                        "[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\", \"outbox-marker\", \"point-consumer\", \"coupon-use-consumer\", \"email-consumer\", \"token-activator\""
                     ),
                 );
             }
@@ -508,6 +522,10 @@ impl Validator<'_> {
             external_outages_ms,
             commit_strategy,
             effect_once: oc.effect_once.unwrap_or(true),
+            pause_between_polls_ms: match &oc.pause_between_polls_ms {
+                None => 0,
+                Some(p) => self.bounded(p, "pause_between_polls_ms", YEAR_MS)?,
+            },
             retries,
             dlq_topic,
             consumer,

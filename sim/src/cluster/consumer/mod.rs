@@ -49,6 +49,8 @@ enum App {
     Processing { next: usize },
     /// Waiting for a synchronous commit.
     Committing,
+    /// Between polls, by design (`pause_between_polls_ms`).
+    Paused,
     /// Waiting for the dead-letter send of a record that exhausted its retries; `more` says
     /// whether records of the batch follow it.
     DeadLettering { more: bool },

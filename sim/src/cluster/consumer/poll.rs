@@ -259,12 +259,16 @@ impl World {
                     ok = true;
                     self.consumers[c as usize].ack(record);
                 }
-                Command::External { call, cause: Some(cause) } => {
+                Command::External { call, cause } => {
+                    let cause = cause.unwrap_or(record.value);
                     let effect = match call {
                         ExternalCall::DataPlatformSend => Op::PlatformSent { cause },
                         ExternalCall::AddPoints { user, points } => Op::PointsAdded { user, points, cause },
                         ExternalCall::UseCoupon { user } => Op::CouponUsed { user, cause },
                         ExternalCall::SendEmail { user } => Op::EmailSent { user, cause },
+                        ExternalCall::ActivateToken { token, concert, user } => {
+                            Op::TokenActivated { group, token, concert, user }
+                        }
                     };
                     self.history.push(now, node, effect);
                 }
@@ -377,6 +381,25 @@ impl World {
             self.send_commit(c, offsets, CommitKind::AfterBatch);
         } else {
             cons.acked.clear();
+            self.next_poll(c);
+        }
+    }
+
+    /// The container goes back to `poll()`: at once, or after its pause between polls (a
+    /// scheduled consumer such as the waiting queue's activator).
+    pub(super) fn next_poll(&mut self, c: u16) {
+        let cons = &mut self.consumers[c as usize];
+        let pause = cons.spec.pause_between_polls_ms * 1_000;
+        if pause == 0 {
+            return self.app_poll(c);
+        }
+        cons.app = App::Paused;
+        let at = self.now() + pause;
+        self.q.schedule_at(at, Ev::ResumePoll { consumer: c });
+    }
+
+    pub(crate) fn resume_poll(&mut self, c: u16) {
+        if matches!(self.consumers[c as usize].app, App::Paused) {
             self.app_poll(c);
         }
     }
@@ -439,7 +462,7 @@ impl World {
         }
         self.record(node, Op::Commit { group, generation, offsets, error });
         match kind {
-            CommitKind::AfterBatch => self.app_poll(c),
+            CommitKind::AfterBatch => self.next_poll(c),
             CommitKind::Auto => self.poll_step(c),
             CommitKind::BeforeProcess => {
                 let cons = &mut self.consumers[c as usize];
