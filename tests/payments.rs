@@ -64,7 +64,7 @@ fn unprocessed_payments(o: &RunOutcome) -> BTreeSet<u64> {
         .entries
         .iter()
         .filter_map(|e| match e.op {
-            Op::PlatformSent { cause } => Some(cause.subject),
+            Op::PlatformSent { cause } => Some(cause.subject()),
             _ => None,
         })
         .collect();
@@ -96,7 +96,7 @@ fn a_platform_outage_loses_payments_unless_they_are_dead_lettered() {
         .entries
         .iter()
         .filter_map(|e| match e.op {
-            Op::SendOk { tp, value, .. } if tp.topic == dlt => Some(value.subject),
+            Op::SendOk { tp, value, .. } if tp.topic == dlt => Some(value.subject()),
             _ => None,
         })
         .collect();

@@ -164,3 +164,14 @@ fn retry_then_dlq_parks_what_keeps_failing_on_the_dead_letter_topic() {
     assert_eq!(violations(&o, Invariant::EffectOnce), 0);
     assert_eq!(o.stats.records_consumed as usize + parked.len(), o.stats.orders_committed as usize);
 }
+
+/// auto-commit: the client commits what earlier polls returned, whatever the listener did with it;
+/// a record whose handling failed is simply passed by.
+#[test]
+fn auto_commit_passes_failed_records_by() {
+    let o = run_scenario(&with(CommitStrategy::AutoCommit, 0.05), 1);
+    let failed = failed_attempts(&o);
+    assert!(failed > 50);
+    assert!(violations(&o, Invariant::EventualProcessing) > 0, "failed records are never retried");
+    assert_eq!(o.stats.records_consumed as usize, o.stats.records_produced as usize - failed);
+}

@@ -4,11 +4,11 @@ use crate::history::{EventId, EventKind, History, Op, Polled, Tp};
 use std::fmt::Write;
 
 pub(crate) fn event(e: EventId) -> String {
-    match e.kind {
-        EventKind::OrderCreated => format!("order-created(order {})", e.subject),
-        EventKind::PaymentCompleted => format!("payment-completed(order {})", e.subject),
-        EventKind::CouponIssueRequest => format!("coupon-issue-request(request {})", e.subject),
-        EventKind::WaitingToken => format!("waiting-token(token {})", e.subject),
+    match e.kind() {
+        EventKind::OrderCreated => format!("order-created(order {})", e.subject()),
+        EventKind::PaymentCompleted => format!("payment-completed(order {})", e.subject()),
+        EventKind::CouponIssueRequest => format!("coupon-issue-request(request {})", e.subject()),
+        EventKind::WaitingToken => format!("waiting-token(token {})", e.subject()),
     }
 }
 

@@ -61,8 +61,8 @@ impl EventKind {
 impl EventId {
     /// The earlier event whose effects this one's effects depend on: a payment's on its order's.
     pub fn depends_on(self) -> Option<EventId> {
-        match self.kind {
-            EventKind::PaymentCompleted => Some(EventId::order_created(self.subject)),
+        match self.kind() {
+            EventKind::PaymentCompleted => Some(EventId::order_created(self.subject())),
             EventKind::OrderCreated | EventKind::CouponIssueRequest | EventKind::WaitingToken => None,
         }
     }
@@ -71,27 +71,79 @@ impl EventId {
 /// The identity of a business event, and so of a record's value: one business fact gives one
 /// event, whichever send attempt carries it. Two offsets holding the same `EventId` for one key
 /// are a duplicate.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EventId {
-    pub kind: EventKind,
-    pub subject: u64,
-}
+///
+/// Packed in one `u64` (the kind in the top byte, the subject below, so subjects stay under
+/// 2^56) because it sits in most history entries; it serialises as `{kind, subject}`, and orders
+/// as (kind, subject).
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId(u64);
+
+const SUBJECT_BITS: u32 = 56;
+const SUBJECT_MASK: u64 = (1 << SUBJECT_BITS) - 1;
 
 impl EventId {
+    pub fn new(kind: EventKind, subject: u64) -> Self {
+        debug_assert!(subject <= SUBJECT_MASK, "event subjects are below 2^56");
+        Self(((kind as u64) << SUBJECT_BITS) | (subject & SUBJECT_MASK))
+    }
+
+    pub fn kind(self) -> EventKind {
+        match self.0 >> SUBJECT_BITS {
+            0 => EventKind::OrderCreated,
+            1 => EventKind::PaymentCompleted,
+            2 => EventKind::CouponIssueRequest,
+            _ => EventKind::WaitingToken,
+        }
+    }
+
+    pub fn subject(self) -> u64 {
+        self.0 & SUBJECT_MASK
+    }
+
     pub fn order_created(order: u64) -> Self {
-        Self { kind: EventKind::OrderCreated, subject: order }
+        Self::new(EventKind::OrderCreated, order)
     }
 
     pub fn payment_completed(order: u64) -> Self {
-        Self { kind: EventKind::PaymentCompleted, subject: order }
+        Self::new(EventKind::PaymentCompleted, order)
     }
 
     pub fn coupon_issue_request(request: u64) -> Self {
-        Self { kind: EventKind::CouponIssueRequest, subject: request }
+        Self::new(EventKind::CouponIssueRequest, request)
     }
 
     pub fn waiting_token(token: u64) -> Self {
-        Self { kind: EventKind::WaitingToken, subject: token }
+        Self::new(EventKind::WaitingToken, token)
+    }
+}
+
+/// `EventId`'s serialised form: the same bytes and JSON as a plain `{kind, subject}` struct.
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "EventId")]
+struct EventIdForm {
+    kind: EventKind,
+    subject: u64,
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EventIdForm { kind: self.kind(), subject: self.subject() }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = EventIdForm::deserialize(d)?;
+        if f.subject > SUBJECT_MASK {
+            return Err(serde::de::Error::custom("an event subject must be below 2^56"));
+        }
+        Ok(Self::new(f.kind, f.subject))
+    }
+}
+
+impl std::fmt::Debug for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventId").field("kind", &self.kind()).field("subject", &self.subject()).finish()
     }
 }
 

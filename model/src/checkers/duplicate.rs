@@ -46,8 +46,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             Violation::new(
                 format!(
                     "{:?}#{} (key {}) stands at {} offsets of {}-{}: {}",
-                    v.kind,
-                    v.subject,
+                    v.kind(),
+                    v.subject(),
                     key.map_or_else(|| "null".to_string(), |k| k.to_string()),
                     run.len(),
                     h.topic_name(tp.topic),

@@ -62,8 +62,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 format!(
                     "group {} applied {:?}#{} {} times: {}{}",
                     h.group_name(group),
-                    ev.kind,
-                    ev.subject,
+                    ev.kind(),
+                    ev.subject(),
                     run.len(),
                     places.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
                     if places.len() > 4 { format!(", ... ({} more)", places.len() - 4) } else { String::new() }

@@ -12,7 +12,7 @@ use crate::history::{EventId, GroupId, History, Op, TopicId};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn event(e: EventId) -> String {
-    format!("{:?}#{}", e.kind, e.subject)
+    format!("{:?}#{}", e.kind(), e.subject())
 }
 
 pub(crate) fn check(h: &History) -> Vec<Violation> {

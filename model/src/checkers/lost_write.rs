@@ -140,8 +140,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 format!(
                     "{:?}#{} acknowledged at {tp_name}@{o} (entry {i}) was never read, \
                      yet {} of group {} read {tp_name} from @{} to @{} over it",
-                    v.kind,
-                    v.subject,
+                    v.kind(),
+                    v.subject(),
                     h.node_name(run.node),
                     h.group_name(run.group),
                     run.lo,

@@ -26,11 +26,11 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut phantoms: BTreeMap<EventId, usize> = BTreeMap::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
-            Op::SendOk { value, .. } if value.kind.announces_a_fact() && !committed.contains(value) => {
+            Op::SendOk { value, .. } if value.kind().announces_a_fact() && !committed.contains(value) => {
                 phantoms.entry(*value).or_insert(i);
             }
             Op::Poll { records, .. } => {
-                for r in records.iter().filter(|r| r.value.kind.announces_a_fact() && !committed.contains(&r.value)) {
+                for r in records.iter().filter(|r| r.value.kind().announces_a_fact() && !committed.contains(&r.value)) {
                     phantoms.entry(r.value).or_insert(i);
                 }
             }
