@@ -55,8 +55,9 @@ pub struct Producer {
     pub node: NodeId,
     pub config: ProducerConfig,
     queues: Vec<PartitionQueue>,
-    /// Global partitions whose queue holds a batch, sorted (what the sender looks at).
-    pending: Vec<usize>,
+    /// A bit per global partition whose queue holds a batch (what the sender looks at, in
+    /// partition order).
+    pending: Vec<u64>,
     /// Per topic: where its partitions are, and the sticky partition for null keys.
     topics: Vec<TopicRoute>,
     /// Requests in flight per broker.
@@ -89,7 +90,7 @@ impl Producer {
             node,
             config,
             queues: (0..partitions).map(|_| PartitionQueue::default()).collect(),
-            pending: Vec::new(),
+            pending: vec![0; partitions.div_ceil(64)],
             topics,
             in_flight: vec![0; brokers as usize],
             requests: Vec::new(),
@@ -144,9 +145,7 @@ impl World {
             let mut batch = p.spare.pop().unwrap_or(Batch { records: Vec::new(), tokens: Vec::new(), created: now });
             batch.created = now;
             p.queues[global].batches.push_back(batch);
-            if let Err(at) = p.pending.binary_search(&global) {
-                p.pending.insert(at, global);
-            }
+            p.pending[global / 64] |= 1 << (global % 64);
         }
         let queue = &mut p.queues[global];
         let batch = queue.batches.back_mut().expect("just ensured");
@@ -191,56 +190,58 @@ impl World {
         let mut sent: Vec<(u16, Vec<(usize, Batch)>)> = Vec::new();
         // Only partitions with queued batches are looked at, in partition order; each ready first
         // batch joins the request to its leader, if that connection has room for one more.
-        let mut k = 0;
-        while k < p.pending.len() {
-            let global = p.pending[k];
-            let partition = &self.partitions[global];
-            let broker = partition.leader;
-            if p.in_flight[broker as usize] >= p.config.max_in_flight_requests_per_connection {
-                k += 1;
-                continue;
-            }
-            let q = &mut p.queues[global];
-            let Some(front) = q.batches.front() else {
-                p.pending.remove(k);
-                continue;
-            };
-            let ready =
-                front.records.len() >= p.records_per_batch || q.batches.len() > 1 || now >= front.created + p.linger_us;
-            if !ready {
-                let deadline = front.created + p.linger_us;
-                next_deadline = Some(next_deadline.map_or(deadline, |d: Micros| d.min(deadline)));
-                k += 1;
-                continue;
-            }
-            let batch = q.batches.pop_front().expect("front exists");
-            if q.batches.is_empty() {
-                p.pending.remove(k);
-            } else {
-                k += 1;
-            }
-            let i = match requests.iter().position(|r| r.broker == broker) {
-                Some(i) => i,
-                None => {
-                    let batches = self.pools.produce_batches.pop().unwrap_or_default();
-                    requests.push(ProduceRequest { producer, broker, request: 0, acks: p.config.acks, batches });
-                    sent.push((broker, Vec::new()));
-                    requests.len() - 1
+        for word in 0..p.pending.len() {
+            let mut bits = p.pending[word];
+            while bits != 0 {
+                let global = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let partition = &self.partitions[global];
+                let broker = partition.leader;
+                if p.in_flight[broker as usize] >= p.config.max_in_flight_requests_per_connection {
+                    continue;
                 }
-            };
-            let mut records = self.pools.records.pop().unwrap_or_default();
-            records.extend_from_slice(&batch.records);
-            requests[i].batches.push((global, records));
-            sent[i].1.push((global, batch));
-            // A sent batch ends the sticky partition's turn for null keys.
-            let route = &mut p.topics[partition.tp.topic.0 as usize];
-            if route.sticky == Some(partition.tp.partition) {
-                route.previous = route.sticky.take();
+                let q = &mut p.queues[global];
+                let Some(front) = q.batches.front() else {
+                    p.pending[word] &= !(1 << (global % 64));
+                    continue;
+                };
+                let ready = front.records.len() >= p.records_per_batch
+                    || q.batches.len() > 1
+                    || now >= front.created + p.linger_us;
+                if !ready {
+                    let deadline = front.created + p.linger_us;
+                    next_deadline = Some(next_deadline.map_or(deadline, |d: Micros| d.min(deadline)));
+                    continue;
+                }
+                let batch = q.batches.pop_front().expect("front exists");
+                if q.batches.is_empty() {
+                    p.pending[word] &= !(1 << (global % 64));
+                }
+                let i = match requests.iter().position(|r| r.broker == broker) {
+                    Some(i) => i,
+                    None => {
+                        let batches = self.pools.produce_batches.pop().unwrap_or_default();
+                        requests.push(ProduceRequest { producer, broker, request: 0, acks: p.config.acks, batches });
+                        sent.push((broker, Vec::new()));
+                        requests.len() - 1
+                    }
+                };
+                let mut records = self.pools.records.pop().unwrap_or_default();
+                records.extend_from_slice(&batch.records);
+                requests[i].batches.push((global, records));
+                sent[i].1.push((global, batch));
+                // A sent batch ends the sticky partition's turn for null keys.
+                let route = &mut p.topics[partition.tp.topic.0 as usize];
+                if route.sticky == Some(partition.tp.partition) {
+                    route.previous = route.sticky.take();
+                }
             }
         }
         // One request per broker, numbered in broker order.
-        requests.sort_by_key(|r| r.broker);
-        sent.sort_by_key(|(b, _)| *b);
+        if requests.len() > 1 {
+            requests.sort_by_key(|r| r.broker);
+            sent.sort_by_key(|(b, _)| *b);
+        }
         for (req, (_, batches)) in requests.iter_mut().zip(sent) {
             req.request = p.next_request;
             p.next_request += 1;
