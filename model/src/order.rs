@@ -5,7 +5,6 @@ use crate::db::{Txn, TxnOutcome};
 use crate::event::{Event, Message};
 use crate::history::{Micros, Polled, TopicId};
 use crate::publish::{Publisher, Publishing};
-use crate::scenario::PublishStrategy;
 use std::collections::BTreeMap;
 
 /// `OrderService.createOrder` (seed 001): one DB transaction deducts the stock under a
@@ -68,17 +67,9 @@ impl Service for OrderService {
                 if result.is_err() {
                     self.failed_sends += 1;
                 }
-                // In-transaction publishing: the acknowledgement decides the transaction.
-                if self.publisher.strategy() == PublishStrategy::InTransaction
-                    && let Some(req) = self.pending.get(&token)
-                {
-                    match self.publisher.acknowledged(&result, Self::parts(req).1) {
-                        Some(txn) => out.push(Command::Transact { token, txn }),
-                        None => {
-                            self.pending.remove(&token);
-                            out.push(Command::Respond { token, response: Response::Rejected });
-                        }
-                    }
+                let txn = self.pending.get(&token).map(|req| Self::parts(req).1);
+                if self.publisher.delivered(token, &result, txn, out) {
+                    self.pending.remove(&token);
                 }
             }
         }
@@ -111,6 +102,7 @@ impl Listener for OrderEventConsumer {
 mod tests {
     use super::*;
     use crate::history::{EventId, Tp};
+    use crate::scenario::PublishStrategy;
 
     #[test]
     fn publishes_only_after_the_transaction_commits() {

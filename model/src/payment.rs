@@ -6,7 +6,7 @@ use crate::db::{Rollback, Txn, TxnOutcome};
 use crate::event::{Event, Message};
 use crate::history::{Micros, Polled, TopicId};
 use crate::publish::{Publisher, Publishing};
-use crate::scenario::{Compensation, PublishStrategy};
+use crate::scenario::Compensation;
 use std::collections::BTreeMap;
 
 /// `PaymentService.processPayment` (seed 001): one transaction locks the order, deducts the
@@ -86,16 +86,9 @@ impl Service for PaymentService {
                 if result.is_err() {
                     self.failed_sends += 1;
                 }
-                if self.publisher.strategy() == PublishStrategy::InTransaction
-                    && let Some(req) = self.pending.get(&token)
-                {
-                    match self.publisher.acknowledged(&result, Self::parts(req).1) {
-                        Some(txn) => out.push(Command::Transact { token, txn }),
-                        None => {
-                            self.pending.remove(&token);
-                            out.push(Command::Respond { token, response: Response::Rejected });
-                        }
-                    }
+                let txn = self.pending.get(&token).map(|req| Self::parts(req).1);
+                if self.publisher.delivered(token, &result, txn, out) {
+                    self.pending.remove(&token);
                 }
             }
         }
@@ -120,6 +113,7 @@ impl Listener for PaymentEventConsumer {
 mod tests {
     use super::*;
     use crate::history::EventId;
+    use crate::scenario::PublishStrategy;
 
     fn pay(s: &mut PaymentService, outcome: TxnOutcome) -> Vec<Command> {
         let mut out = Vec::new();

@@ -43,15 +43,18 @@ impl Publisher {
         Self { topic, cfg, queued: BTreeMap::new() }
     }
 
+    #[inline]
     pub fn strategy(&self) -> PublishStrategy {
         self.cfg.strategy
     }
 
+    #[inline]
     fn produce(&self, token: Token, message: Message) -> Command {
         Command::Produce { token, topic: self.topic, message }
     }
 
     /// Start the business transaction `txn`, whose commit publishes `event`.
+    #[inline]
     pub fn begin(&mut self, token: Token, txn: Txn, event: Message, out: &mut Vec<Command>) {
         match self.cfg.strategy {
             // The send goes first; the transaction waits for its acknowledgement.
@@ -63,13 +66,29 @@ impl Publisher {
         }
     }
 
-    /// With in-transaction publishing, what the delivery report of the first send means for
-    /// the transaction: `Some(txn)` to run it now, `None` to roll it back (the send threw).
-    pub fn acknowledged(&self, result: &Result<Option<u64>, ErrorCode>, txn: Txn) -> Option<Txn> {
-        result.is_ok().then_some(txn)
+    /// A delivery report for `token`, whose request still waits with transaction `txn` (if
+    /// any). With in-transaction publishing, the acknowledgement runs the transaction; a failed
+    /// send rolls it back before it touched the DB, and the client is answered. Returns whether
+    /// the request is over.
+    pub fn delivered(
+        &self,
+        token: Token,
+        result: &Result<Option<u64>, ErrorCode>,
+        txn: Option<Txn>,
+        out: &mut Vec<Command>,
+    ) -> bool {
+        let (PublishStrategy::InTransaction, Some(txn)) = (self.cfg.strategy, txn) else { return false };
+        if result.is_ok() {
+            out.push(Command::Transact { token, txn });
+            false
+        } else {
+            out.push(Command::Respond { token, response: crate::actor::Response::Rejected });
+            true
+        }
     }
 
     /// The transaction committed: publish as the strategy says.
+    #[inline]
     pub fn committed(&mut self, token: Token, event: Message, out: &mut Vec<Command>) {
         match self.cfg.strategy {
             // The outbox relay publishes after the commit too; the row makes it recoverable.
@@ -83,6 +102,7 @@ impl Publisher {
     }
 
     /// A timer fired: an async worker's turn, or the outbox scheduler's.
+    #[inline]
     pub fn on_timer(&mut self, token: Token, out: &mut Vec<Command>) {
         if token == OUTBOX_SCHEDULER && self.cfg.strategy == PublishStrategy::Outbox {
             out.push(Command::ScanOutbox { token, older_than_us: self.cfg.outbox_retry_after_us });

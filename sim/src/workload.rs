@@ -213,6 +213,7 @@ impl World {
     }
 
     /// Record the facts the DB or the cache just established, as `node`'s entries, and count them.
+    #[inline]
     pub(crate) fn record_facts(&mut self, node: NodeId) {
         let now = self.now();
         for fact in self.facts.drain(..) {

@@ -105,6 +105,7 @@ impl Producer {
 
 impl World {
     /// `producer.send()`: choose the partition, record the send, append to the accumulator.
+    #[inline]
     pub(crate) fn producer_send(&mut self, producer: u16, topic: TopicId, message: Message, token: Token) {
         let p = &mut self.producers[producer as usize];
         let TopicRoute { first, count, sticky, previous } = p.topics[topic.0 as usize];
