@@ -23,13 +23,11 @@ pub struct OrderService {
     publisher: Publisher,
     /// Requests under way, by token (= order id). Memory: lost on a crash.
     pending: BTreeMap<Token, Request>,
-    /// Sends whose delivery report failed (what the seed's logger.error would show).
-    pub failed_sends: u64,
 }
 
 impl OrderService {
     pub fn new(topic: TopicId, publishing: Publishing) -> Self {
-        Self { publisher: Publisher::new(topic, publishing), pending: BTreeMap::new(), failed_sends: 0 }
+        Self { publisher: Publisher::new(topic, publishing), pending: BTreeMap::new() }
     }
 
     /// The order request's event and transaction (only order requests reach this service).
@@ -64,9 +62,6 @@ impl Service for OrderService {
             Input::OutboxDue { events, .. } => self.publisher.republish(events, out),
             Input::CacheDone { .. } => {}
             Input::Delivered { token, result } => {
-                if result.is_err() {
-                    self.failed_sends += 1;
-                }
                 let txn = self.pending.get(&token).map(|req| Self::parts(req).1);
                 if self.publisher.delivered(token, &result, txn, out) {
                     self.pending.remove(&token);

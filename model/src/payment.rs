@@ -23,7 +23,6 @@ pub struct PaymentService {
     pending: BTreeMap<Token, Request>,
     /// Compensations under way, by token.
     compensating: BTreeMap<Token, ()>,
-    pub failed_sends: u64,
 }
 
 impl PaymentService {
@@ -33,7 +32,6 @@ impl PaymentService {
             compensation,
             pending: BTreeMap::new(),
             compensating: BTreeMap::new(),
-            failed_sends: 0,
         }
     }
 
@@ -83,9 +81,6 @@ impl Service for PaymentService {
             Input::OutboxDue { events, .. } => self.publisher.republish(events, out),
             Input::CacheDone { .. } => {}
             Input::Delivered { token, result } => {
-                if result.is_err() {
-                    self.failed_sends += 1;
-                }
                 let txn = self.pending.get(&token).map(|req| Self::parts(req).1);
                 if self.publisher.delivered(token, &result, txn, out) {
                     self.pending.remove(&token);
