@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Worker threads for --seeds (default: the number of cores).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    /// Run every seed twice and compare the two histories' hashes; any difference is a
+    /// determinism bug in evsim and fails the command (exit 1).
+    #[arg(long)]
+    verify_determinism: bool,
 }
 
 /// One counterexample, rendered.
@@ -52,6 +56,8 @@ struct Counterexample {
 struct SeedResult {
     seed: u64,
     hash: u64,
+    /// With --verify-determinism: the second run's hash.
+    rerun_hash: Option<u64>,
     stats: Stats,
     vacuous: Option<String>,
     /// Per invariant (in `Invariant::ALL` order): violations and the first counterexample.
@@ -66,12 +72,33 @@ fn summarise(o: &RunOutcome, story: usize) -> SeedResult {
             let ce = v.violations.first().map(|viol| Counterexample {
                 seed: o.seed,
                 message: viol.message.clone(),
-                entries: viol.entries.iter().take(story).map(|&i| o.history.describe(i)).collect(),
+                entries: evsim_model::describe::story_entries(&o.history, &viol.entries)
+                    .into_iter()
+                    .take(story)
+                    .map(|i| o.history.describe(i))
+                    .collect(),
             });
             (v.violations.len(), ce)
         })
         .collect();
-    SeedResult { seed: o.seed, hash: o.history_hash, stats: o.stats.clone(), vacuous: o.vacuous.clone(), verdicts }
+    SeedResult {
+        seed: o.seed,
+        hash: o.history_hash,
+        rerun_hash: None,
+        stats: o.stats.clone(),
+        vacuous: o.vacuous.clone(),
+        verdicts,
+    }
+}
+
+/// Run one seed (twice with `verify`) and keep its summary.
+fn run_seed(scenario: &Scenario, seed: u64, story: usize, verify: bool) -> (SeedResult, RunOutcome) {
+    let outcome = run_scenario(scenario, seed);
+    let mut r = summarise(&outcome, story);
+    if verify {
+        r.rerun_hash = Some(run_scenario(scenario, seed).history_hash);
+    }
+    (r, outcome)
 }
 
 #[derive(Serialize)]
@@ -96,6 +123,9 @@ struct RunJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     history_hash: Option<String>,
     vacuous_runs: Vec<(u64, String)>,
+    /// With --verify-determinism: seeds whose two runs differed (empty: all identical).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nondeterministic_seeds: Option<Vec<u64>>,
     invariants: Vec<InvariantJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stats: Option<Stats>,
@@ -112,16 +142,16 @@ pub fn run(args: RunArgs) -> u8 {
         (None, None) => vec![scenario.run.seed],
     };
     let results = if seeds.len() == 1 {
-        let outcome = run_scenario(&scenario, seeds[0]);
+        let (result, outcome) = run_seed(&scenario, seeds[0], args.story, args.verify_determinism);
         if let Some(path) = &args.history
             && let Err(e) = write_history(path, &outcome)
         {
             eprintln!("error: cannot write history to {}: {e}", path.display());
             return EXIT_BAD_INPUT;
         }
-        vec![summarise(&outcome, args.story)]
+        vec![result]
     } else {
-        run_many(&scenario, &seeds, args.story, args.jobs)
+        run_many(&scenario, &seeds, args.story, args.jobs, args.verify_determinism)
     };
     let report = aggregate(&scenario, &args.scenario, &results);
     if args.json {
@@ -143,7 +173,7 @@ fn write_history(path: &std::path::Path, o: &RunOutcome) -> std::io::Result<()> 
     serde_json::to_writer(file, &o.history).map_err(std::io::Error::other)
 }
 
-fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize>) -> Vec<SeedResult> {
+fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize>, verify: bool) -> Vec<SeedResult> {
     let jobs =
         jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, seeds.len());
     let bar = ProgressBar::new(seeds.len() as u64);
@@ -160,8 +190,7 @@ fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&seed) = seeds.get(i) else { break };
-                    let outcome = run_scenario(scenario, seed);
-                    let r = summarise(&outcome, story);
+                    let (r, outcome) = run_seed(scenario, seed, story, verify);
                     drop(outcome);
                     if !r
                         .verdicts
@@ -215,7 +244,12 @@ fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]
     }
     let vacuous_runs: Vec<(u64, String)> =
         results.iter().filter_map(|r| r.vacuous.clone().map(|v| (r.seed, v))).collect();
-    let passed = vacuous_runs.is_empty() && invariants.iter().all(|i| !i.claimed || i.violated == 0);
+    let verified = results.iter().any(|r| r.rerun_hash.is_some());
+    let nondeterministic_seeds: Option<Vec<u64>> = verified
+        .then(|| results.iter().filter(|r| r.rerun_hash.is_some_and(|h| h != r.hash)).map(|r| r.seed).collect());
+    let passed = vacuous_runs.is_empty()
+        && invariants.iter().all(|i| !i.claimed || i.violated == 0)
+        && nondeterministic_seeds.as_ref().is_none_or(|n| n.is_empty());
     let single = results.len() == 1;
     RunJson {
         scenario: scenario.name.clone(),
@@ -227,6 +261,7 @@ fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]
         records_consumed: results.iter().map(|r| r.stats.records_consumed).sum(),
         history_hash: single.then(|| format!("{:016x}", results[0].hash)),
         vacuous_runs,
+        nondeterministic_seeds,
         invariants,
         stats: single.then(|| results[0].stats.clone()),
     }
@@ -252,8 +287,29 @@ fn print_table(r: &RunJson) {
             );
         }
     }
+    if let Some(s) = &r.stats
+        && !s.faults.is_empty()
+    {
+        println!("faults ({} planned; {} message(s) dropped by the network):", s.faults.len(), s.messages_dropped);
+        for f in &s.faults {
+            let what = if f.messages > 0 { format!(", {} message(s) touched", f.messages) } else { String::new() };
+            let mark = if f.fired {
+                "fired"
+            } else if f.started {
+                "NO EFFECT"
+            } else {
+                "NEVER STARTED"
+            };
+            println!("  {:<60} {mark}{what}", f.fault);
+        }
+    }
     if let Some(h) = &r.history_hash {
         println!("history hash {h}");
+    }
+    match &r.nondeterministic_seeds {
+        Some(n) if n.is_empty() => println!("determinism: every seed ran twice with identical histories"),
+        Some(n) => println!("determinism: BROKEN, seeds {n:?} gave different histories on a second run (an evsim bug)"),
+        None => {}
     }
     println!();
     println!("{:<22} {:<13} {:>7} {:>9}  first failing seed", "invariant", "claimed", "held", "violated");

@@ -92,6 +92,8 @@ pub enum Rollback {
     CouponSoldOut,
     /// The unique constraint on (coupon_id, user_id).
     DuplicateCoupon,
+    /// The database could not be reached (a `db-unavailable` fault): nothing ran.
+    Unavailable,
 }
 
 /// A transaction's result.

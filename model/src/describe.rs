@@ -58,9 +58,26 @@ pub fn describe(h: &History, i: usize) -> String {
         Op::SendFailed { tp: t, key: k, value, error } => {
             format!("send FAILED {:?} {} key={} {}", error, tp(h, *t), key(*k), event(*value))
         }
-        Op::Poll { group, records } => {
+        Op::Poll { group, records } if records.len() <= 6 => {
             let list: Vec<String> = records.iter().map(|r| polled(h, r)).collect();
             format!("poll ({}) -> [{}]", h.group_name(*group), list.join(", "))
+        }
+        Op::Poll { group, records } => {
+            // A long poll reads as the offset ranges it covers, per partition.
+            let mut ranges: Vec<(crate::history::Tp, u64, u64, usize)> = Vec::new();
+            for r in records {
+                match ranges.iter_mut().find(|(t, ..)| *t == r.tp) {
+                    Some((_, lo, hi, n)) => {
+                        *lo = (*lo).min(r.offset);
+                        *hi = (*hi).max(r.offset);
+                        *n += 1;
+                    }
+                    None => ranges.push((r.tp, r.offset, r.offset, 1)),
+                }
+            }
+            let list: Vec<String> =
+                ranges.iter().map(|(t, lo, hi, n)| format!("{}@{lo}..@{hi} ({n} records)", tp(h, *t))).collect();
+            format!("poll ({}) -> {} records: {}", h.group_name(*group), records.len(), list.join(", "))
         }
         Op::Processed { group, record, ok } => {
             format!("processed ({}) {} {}", h.group_name(*group), polled(h, record), if *ok { "ok" } else { "FAILED" })
@@ -142,6 +159,20 @@ pub fn describe(h: &History, i: usize) -> String {
             format!("token {token} activated: user {user} may enter concert {concert}")
         }
         Op::Crashed => "CRASHED (memory lost)".to_string(),
+        Op::FaultStarted { fault, kind } => format!("fault #{fault} {} starts", kind.name()),
+        Op::FaultEnded { fault, kind } => format!("fault #{fault} {} ends", kind.name()),
+        Op::LeaderElected { tp: t, leader, epoch, log_end, unclean } => match leader {
+            Some(l) => format!(
+                "{} leader is now {} (epoch {epoch}, log end {log_end}){}",
+                tp(h, *t),
+                h.node_name(*l),
+                if *unclean { ", UNCLEAN election: an out-of-sync replica leads" } else { "" }
+            ),
+            None => format!("{} is offline: no replica in the ISR is alive", tp(h, *t)),
+        },
+        Op::LogRecovered { tp: t, log_end, lost } => {
+            format!("{} recovered its log to offset {log_end} ({lost} unflushed record(s) lost)", tp(h, *t))
+        }
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {
             let list: Vec<&str> = members.iter().map(|m| h.node_name(*m)).collect();
@@ -150,4 +181,29 @@ pub fn describe(h: &History, i: usize) -> String {
     };
     s.push_str(&text);
     s
+}
+
+/// The entries that tell a counterexample's story: the violation's own entries, plus the faults
+/// and cluster events (fault starts and ends, crashes, leader elections, log recoveries) that
+/// happened between its first and last entry, in history order.
+pub fn story_entries(h: &History, entries: &[usize]) -> Vec<usize> {
+    let (Some(&first), Some(&last)) = (entries.iter().min(), entries.iter().max()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<usize> = entries.to_vec();
+    for (i, e) in h.entries.iter().enumerate().take(last + 1).skip(first) {
+        if matches!(
+            e.op,
+            Op::FaultStarted { .. }
+                | Op::FaultEnded { .. }
+                | Op::Crashed
+                | Op::LeaderElected { .. }
+                | Op::LogRecovered { .. }
+        ) {
+            out.push(i);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }

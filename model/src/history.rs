@@ -9,6 +9,7 @@
 //! Entries are compact (numeric ids into the header's name tables) because the simulator writes
 //! millions of them per second and the history hash covers every byte.
 
+use crate::scenario::FaultKind;
 use serde::{Deserialize, Serialize};
 
 /// Virtual time in microseconds since the start of the run.
@@ -169,6 +170,8 @@ pub enum ErrorCode {
     MsgTimedOut,
     /// `OUT_OF_ORDER_SEQUENCE_NUMBER` (idempotent producer).
     OutOfOrderSequenceNumber,
+    /// `INVALID_PRODUCER_EPOCH`: a batch from an epoch older than the partition has seen.
+    InvalidProducerEpoch,
 }
 
 /// Why a member left or was removed from a group.
@@ -312,6 +315,18 @@ pub enum Op {
     QueueEntered { token: u64, concert: u32, user: u64 },
     /// The activator enabled the token: the user may enter.
     TokenActivated { group: GroupId, token: u64, concert: u32, user: u64 },
+
+    // Faults.
+    /// Fault number `fault` of the run's schedule started (recorded by the process it hits, or
+    /// by `workload` for the DB and for a consumer group's platform).
+    FaultStarted { fault: u16, kind: FaultKind },
+    /// Fault number `fault` ended (a crashed process restarts: memory empty, DB as committed).
+    FaultEnded { fault: u16, kind: FaultKind },
+    /// A partition's leader changed: `leader` leads from `epoch` on (None: offline, no replica
+    /// can lead). `log_end` is the new leader's log end; followers truncate to it.
+    LeaderElected { tp: Tp, leader: Option<NodeId>, epoch: u32, log_end: u64, unclean: bool },
+    /// A broker restarted with its log cut back to what it had flushed.
+    LogRecovered { tp: Tp, log_end: u64, lost: u64 },
 }
 
 impl Op {

@@ -5,6 +5,7 @@
 //! thread, or iterates a hash map.
 
 pub mod cluster;
+pub mod faults;
 pub mod kernel;
 pub mod run;
 pub(crate) mod workload;

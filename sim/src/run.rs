@@ -51,7 +51,16 @@ pub fn run_scenario(scenario: &Scenario, seed: u64) -> RunOutcome {
     } else if stats.records_consumed == 0 {
         Some("no record was consumed".to_string())
     } else {
-        None
+        stats.faults.iter().find(|f| !f.fired).map(|f| {
+            if f.started {
+                format!(
+                    "planned fault `{}` had no effect (it touched no message, or its target was already down)",
+                    f.fault
+                )
+            } else {
+                format!("planned fault `{}` never started", f.fault)
+            }
+        })
     };
     RunOutcome { seed, history, history_hash, stats, verdicts, vacuous }
 }

@@ -8,7 +8,7 @@ use evsim_model::actor::{CacheOp, Command, Input, Request, Response, Service, To
 use evsim_model::db::{Txn, TxnOutcome};
 use evsim_model::history::{Micros, NodeId, Op, TopicId};
 use evsim_model::registry::AnyService;
-use evsim_model::scenario::{ProductDistribution, ServiceKind, ServiceSpec, WorkloadSpec};
+use evsim_model::scenario::{FaultKind, ProductDistribution, ServiceKind, ServiceSpec, WorkloadSpec};
 use std::collections::BTreeMap;
 
 /// The order request generator.
@@ -275,7 +275,13 @@ impl World {
 
     pub(crate) fn txn_commit(&mut self, service: u16, token: Token, txn: Txn) {
         let node = self.services[service as usize].node;
-        let outcome = self.db.apply(&txn, &mut self.facts);
+        let outcome = if !self.db_down.is_empty() {
+            self.outage_hit(FaultKind::DbUnavailable, None);
+            // The database cannot be reached: the transaction fails without running.
+            TxnOutcome::RolledBack(evsim_model::db::Rollback::Unavailable)
+        } else {
+            self.db.apply(&txn, &mut self.facts)
+        };
         // An outbox row commits with its business transaction, or not at all.
         if let Some(event) = self.outbox_rows.remove(&(service, token))
             && outcome == TxnOutcome::Committed

@@ -9,6 +9,7 @@ use crate::cluster::consumer::Consumer;
 use crate::cluster::coordinator::Group;
 use crate::cluster::producer::Producer;
 use crate::cluster::{Msg, Pools};
+use crate::faults::{FaultOutcome, NetRule};
 use crate::kernel::{EventQueue, Seeds, SimRng, Stream};
 use crate::workload::{ServiceInstance, Workload};
 use evsim_model::actor::Token;
@@ -17,7 +18,7 @@ use evsim_model::db::{Db, Txn};
 use evsim_model::event::Message;
 use evsim_model::history::{GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp};
 use evsim_model::publish::OUTBOX_SCHEDULER;
-use evsim_model::scenario::{PublishStrategy, Scenario, ServiceKind};
+use evsim_model::scenario::{FaultSpec, PublishStrategy, Scenario, ServiceKind};
 use std::collections::BTreeMap;
 
 /// Something that happens at a virtual time.
@@ -57,6 +58,24 @@ pub(crate) enum Ev {
     PollIntervalCheck { consumer: u16 },
     /// A listener finished handling the record it was given.
     ProcessDone { consumer: u16, epoch: u32 },
+    /// Fault number `fault` of the plan starts.
+    FaultStart { fault: u16 },
+    /// Fault number `fault` of the plan ends.
+    FaultEnd { fault: u16 },
+    /// A producer request's `request.timeout.ms` passed.
+    RequestTimeout { producer: u16, request: u64 },
+    /// A consumer's fetch got no answer within `request.timeout.ms`.
+    FetchTimeout { consumer: u16, broker: u16, fetch: u64 },
+    /// A follower's fetch got no answer within `replica.socket.timeout.ms`.
+    ReplicaFetchTimeout { follower: u16, leader: u16, fetch: u64 },
+    /// The leaders check their followers against `replica.lag.time.max.ms`.
+    IsrCheck,
+    /// Brokers write their logs to disk.
+    Flush,
+    /// The controller fences a broker that stopped heartbeating (`broker.session.timeout.ms`).
+    BrokerFenced { broker: u16, incarnation: u32 },
+    /// librdkafka's background auto-commit timer.
+    AutoCommitTick { consumer: u16 },
 }
 
 /// The owner of a producer.
@@ -92,6 +111,10 @@ pub struct Stats {
     pub events: u64,
     /// The most events pending at once (the queue's high-water mark).
     pub max_pending_events: u64,
+    /// Messages the network faults dropped.
+    pub messages_dropped: u64,
+    /// What each planned fault did, in plan order.
+    pub faults: Vec<crate::faults::FaultOutcome>,
 }
 
 /// The client <-> broker network: latency with jitter, FIFO per connection (as TCP keeps it).
@@ -102,11 +125,23 @@ pub(crate) struct Net {
     /// Last delivery time per (from, to) node pair, to keep each connection in order.
     last: Vec<Micros>,
     nodes: usize,
+    /// Connections broken by a lost message: TCP delivers in order or not at all, so once one
+    /// message of a connection is lost, nothing after it gets through until the client gives
+    /// up (its request timeout) and reconnects. (from, to) pairs.
+    pub(crate) broken: std::collections::BTreeSet<(NodeId, NodeId)>,
 }
 
 impl Net {
     fn new(latency: Micros, jitter: Micros, rng: SimRng, nodes: usize) -> Self {
-        Self { latency, jitter, rng, last: vec![0; nodes * nodes], nodes }
+        Self { latency, jitter, rng, last: vec![0; nodes * nodes], nodes, broken: Default::default() }
+    }
+
+    /// The client at `a` dropped its connection to `b` and opened a new one.
+    pub(crate) fn reconnect(&mut self, a: NodeId, b: NodeId) {
+        if !self.broken.is_empty() {
+            self.broken.remove(&(a, b));
+            self.broken.remove(&(b, a));
+        }
     }
 
     /// When a message sent now from `from` to `to` arrives.
@@ -159,19 +194,28 @@ pub struct World {
     pub(crate) crashed: u32,
     /// Outbox rows waiting for their business transaction to commit: (service, token) -> event.
     pub(crate) outbox_rows: BTreeMap<(u16, Token), Message>,
+    /// Whether this run has faults at all (timeouts are only armed then).
+    pub(crate) faulty: bool,
+    /// The faults of this run: the scenario's schedule, then what `[swarm]` drew.
+    pub(crate) faults_plan: Vec<FaultSpec>,
+    pub(crate) fault_outcomes: Vec<FaultOutcome>,
+    pub(crate) net_rules: Vec<NetRule>,
+    pub(crate) faults_rng: SimRng,
+    /// Active `db-unavailable` faults (their plan indices).
+    pub(crate) db_down: Vec<u16>,
+    /// Active `platform-outage` faults, per consumer group (their plan indices).
+    pub(crate) platform_down: Vec<Vec<u16>>,
+    /// Active consumer pauses.
+    pub(crate) paused: u32,
 }
 
 impl World {
     /// Build the world for `scenario` with master seed `seed`.
     pub fn new(scenario: &Scenario, seed: u64) -> Self {
         let seeds = Seeds::new(seed);
-        let mut nodes = vec!["workload".to_string()];
-        let broker_nodes: Vec<NodeId> = (0..scenario.brokers)
-            .map(|b| {
-                nodes.push(format!("broker-{b}"));
-                NodeId(nodes.len() as u16 - 1)
-            })
-            .collect();
+        let nodes = scenario.node_names();
+        let broker_nodes: Vec<NodeId> = (1..=scenario.brokers).map(|b| NodeId(b as u16)).collect();
+        let mut next_node = 1 + scenario.brokers as u16;
         let topics: Vec<TopicInfo> =
             scenario.topics.iter().map(|t| TopicInfo { name: t.name.clone(), partitions: t.partitions }).collect();
         let topic_id =
@@ -186,8 +230,11 @@ impl World {
             for p in 0..t.partitions {
                 let global = partitions.len();
                 let tp = Tp { topic: TopicId(ti as u16), partition: p };
-                // Leaders spread round-robin over brokers, as Kafka's replica placement starts.
-                let mut partition = Partition::new(tp, (global % scenario.brokers as usize) as u16);
+                // Replicas spread round-robin over brokers, as Kafka's replica placement starts:
+                // the first is the preferred leader, the others follow on the next brokers.
+                let n = scenario.brokers as usize;
+                let replicas = (0..t.replication_factor as usize).map(|k| ((global + k) % n) as u16).collect();
+                let mut partition = Partition::new(tp, replicas);
                 // Room for the records the workload will write, so the log never regrows.
                 partition.log.reserve((expected * 1.1 / f64::from(t.partitions)) as usize + 16);
                 partitions.push(partition);
@@ -199,9 +246,9 @@ impl World {
         let mut services = Vec::new();
         for (index, spec) in scenario.services.iter().enumerate() {
             let topic = topic_id(&spec.topic);
-            for i in 0..spec.instances {
-                nodes.push(format!("{}-{i}", spec.name));
-                let node = NodeId(nodes.len() as u16 - 1);
+            for _ in 0..spec.instances {
+                let node = NodeId(next_node);
+                next_node += 1;
                 let producer = producers.len() as u16;
                 producers.push(Producer::new(
                     node,
@@ -209,6 +256,7 @@ impl World {
                     &scenario.topics,
                     partitions.len(),
                     scenario.brokers,
+                    u32::from(producer) + 1,
                 ));
                 services.push(ServiceInstance::new(node, index as u16, spec, topic, producer));
                 producer_owner.push(ProducerOwner::Service(services.len() as u16 - 1));
@@ -231,19 +279,21 @@ impl World {
             // partition, which is a hash of the group id too.
             let host = (evsim_model::stable_hash::fnv1a(group_id.as_bytes()) % scenario.brokers as u64) as u16;
             groups.push(Group::new(gid, group_id.clone(), host, spec.consumer.partition_assignment_strategy));
-            for i in 0..spec.instances {
-                nodes.push(format!("{}-{i}", spec.name));
-                let node = NodeId(nodes.len() as u16 - 1);
+            for _ in 0..spec.instances {
+                let node = NodeId(next_node);
+                next_node += 1;
                 let mut consumer = Consumer::new(node, gid, subscribed.clone(), spec.clone());
                 if let Some(dlq) = &spec.dlq_topic {
                     // The recoverer's KafkaTemplate, with the Java producer's defaults.
                     consumer.dlq = Some((producers.len() as u16, topic_id(dlq)));
+                    let producer_id = producers.len() as u32 + 1;
                     producers.push(Producer::new(
                         node,
                         Default::default(),
                         &scenario.topics,
                         partitions.len(),
                         scenario.brokers,
+                        producer_id,
                     ));
                     producer_owner.push(ProducerOwner::Consumer(consumers.len() as u16));
                 }
@@ -254,7 +304,7 @@ impl World {
         let header = Header {
             scenario: scenario.name.clone(),
             seed,
-            nodes: nodes.clone(),
+            nodes,
             topics,
             groups: groups_info,
             quiet_from: scenario.run.duration_ms * 1_000,
@@ -266,8 +316,14 @@ impl World {
             scenario.network.latency_us,
             scenario.network.jitter_us,
             seeds.stream(Stream::Network),
-            nodes.len(),
+            usize::from(next_node),
         );
+        // The fault plan: the schedule, then what the swarm draws (from the faults stream).
+        let mut faults_rng = seeds.stream(Stream::Faults);
+        let mut faults_plan = scenario.faults.clone();
+        if let Some(swarm) = &scenario.swarm {
+            faults_plan.extend(crate::faults::draw_swarm(scenario, swarm, &mut faults_rng));
+        }
         let mut db = Db::with_products(scenario.workload.products, scenario.workload.stock_per_product);
         if scenario.services.iter().any(|s| s.kind == ServiceKind::PaymentService) {
             let w = &scenario.workload;
@@ -291,7 +347,7 @@ impl World {
             scenario: scenario.clone(),
             partitions,
             first_partition,
-            brokers: (0..scenario.brokers).map(|_| BrokerState::default()).collect(),
+            brokers: (0..scenario.brokers).map(|_| BrokerState::new(scenario.brokers as usize)).collect(),
             broker_nodes,
             producers,
             producer_owner,
@@ -319,6 +375,17 @@ impl World {
             end: scenario.end_ms() * 1_000,
             crashed: 0,
             outbox_rows: BTreeMap::new(),
+            faulty: !faults_plan.is_empty(),
+            fault_outcomes: faults_plan
+                .iter()
+                .map(|f| FaultOutcome { fault: f.describe(), ..FaultOutcome::default() })
+                .collect(),
+            faults_plan,
+            net_rules: Vec::new(),
+            faults_rng,
+            db_down: Vec::new(),
+            platform_down: vec![Vec::new(); scenario.consumers.len()],
+            paused: 0,
         }
     }
 
@@ -336,6 +403,9 @@ impl World {
     /// Send `msg` from `from` to `to` over the network.
     #[inline]
     pub(crate) fn send_msg(&mut self, from: NodeId, to: NodeId, msg: Msg) {
+        if !self.net_rules.is_empty() || !self.net.broken.is_empty() {
+            return self.send_msg_faulty(from, to, msg);
+        }
         let at = self.net.arrival(self.q.now(), from, to);
         self.q.schedule_at(at, Ev::Net(msg));
     }
@@ -387,6 +457,8 @@ impl World {
                 self.q.schedule_at(at, Ev::ServiceTimer { service: s as u16, token: OUTBOX_SCHEDULER });
             }
         }
+        self.replication_start();
+        self.faults_start();
         self.workload_start();
     }
 
@@ -412,6 +484,8 @@ impl World {
             | Ev::PollTimeout { consumer }
             | Ev::PollIntervalCheck { consumer }
             | Ev::ProcessDone { consumer, .. }
+            | Ev::FetchTimeout { consumer, .. }
+            | Ev::AutoCommitTick { consumer }
             | Ev::ResumePoll { consumer } => Some(*consumer),
             Ev::Net(Msg::FetchResponse(r)) => Some(r.consumer),
             Ev::Net(Msg::FromCoordinator(
@@ -425,14 +499,42 @@ impl World {
         }
     }
 
+    /// The broker an event is addressed to, if any (the coordinator's requests are not: the
+    /// coordinator is taken as always available).
+    fn broker_of(ev: &Ev) -> Option<u16> {
+        match ev {
+            Ev::Net(Msg::Produce(r)) => Some(r.broker),
+            Ev::Net(Msg::Fetch(r)) => Some(r.broker),
+            Ev::Net(Msg::ReplicaFetch(r)) => Some(r.leader),
+            Ev::Net(Msg::ReplicaFetchResponse(r)) => Some(r.follower),
+            Ev::FetchExpired { broker } => Some(*broker),
+            Ev::ReplicaFetchTimeout { follower, .. } => Some(*follower),
+            _ => None,
+        }
+    }
+
     /// Consumer process `c` dies: its memory and timers are gone, nothing it would have sent is
-    /// sent. The group finds out through the session timeout.
-    #[cfg_attr(not(test), allow(dead_code))] // the faults work will schedule it
+    /// sent, and what was on its way to it is lost. The group finds out through the session
+    /// timeout.
     pub(crate) fn crash_consumer(&mut self, c: u16) {
         let node = self.consumers[c as usize].node;
         self.consumers[c as usize].alive = false;
         self.crashed += 1;
+        let dlq = self.consumers[c as usize].dlq.map(|(p, _)| p);
+        self.q.retain(|ev| Self::consumer_of(ev) != Some(c) && (dlq.is_none() || Self::producer_of(ev) != dlq));
+        if let Some(p) = dlq {
+            self.reset_producer(p);
+        }
         self.record(node, Op::Crashed);
+    }
+
+    /// Consumer process `c` starts again: a new member with empty memory, which joins its group.
+    pub(crate) fn restart_consumer(&mut self, c: u16) {
+        let old = &self.consumers[c as usize];
+        let mut fresh = Consumer::new(old.node, old.group, old.topics.clone(), old.spec.clone());
+        fresh.dlq = old.dlq;
+        self.consumers[c as usize] = fresh;
+        self.consumer_start(c);
     }
 
     /// The service instance an event is addressed to, if any.
@@ -446,38 +548,64 @@ impl World {
     /// The producer an event is addressed to, if any.
     fn producer_of(ev: &Ev) -> Option<u16> {
         match ev {
-            Ev::Linger { producer } => Some(*producer),
+            Ev::Linger { producer } | Ev::RequestTimeout { producer, .. } => Some(*producer),
             Ev::Net(Msg::ProduceResponse(r)) => Some(r.producer),
             _ => None,
         }
     }
 
     /// Whether the process owning producer `p` is alive.
-    fn producer_alive(&self, p: u16) -> bool {
+    pub(crate) fn producer_alive(&self, p: u16) -> bool {
         match self.producer_owner[p as usize] {
             ProducerOwner::Service(s) => self.services[s as usize].alive,
             ProducerOwner::Consumer(c) => self.consumers[c as usize].alive,
         }
     }
 
+    /// A producer whose process died starts over: no batches, no requests, a new producer id
+    /// epoch's worth of sequence numbers (InitProducerId on restart).
+    fn reset_producer(&mut self, p: u16) {
+        let old = &self.producers[p as usize];
+        self.producers[p as usize] = Producer::new(
+            old.node,
+            old.config.clone(),
+            &self.scenario.topics,
+            self.partitions.len(),
+            self.scenario.brokers,
+            // A restarted producer gets a new producer id from the broker.
+            old.producer_id() + 0x1_0000,
+        );
+    }
+
     /// Service instance `s` dies: its memory (pending requests, the producer's unsent batches
     /// and in-flight callbacks) is lost. A transaction it had not committed is rolled back by
     /// the DB when the connection drops; what it committed stays. Requests already on the wire
     /// still reach the broker, whose answers go nowhere.
-    #[cfg_attr(not(test), allow(dead_code))] // the faults work will schedule it
     pub(crate) fn crash_service(&mut self, s: u16) {
         let node = self.services[s as usize].node;
         self.services[s as usize].alive = false;
         self.crashed += 1;
-        let p = &self.producers[s as usize];
-        self.producers[s as usize] = Producer::new(
-            p.node,
-            p.config.clone(),
-            &self.scenario.topics,
-            self.partitions.len(),
-            self.scenario.brokers,
-        );
+        let producer = self.services[s as usize].producer;
+        self.q.retain(|ev| Self::service_of(ev) != Some(s) && Self::producer_of(ev) != Some(producer));
+        self.outbox_rows.retain(|(service, _), _| *service != s);
+        self.reset_producer(producer);
         self.record(node, Op::Crashed);
+    }
+
+    /// Service instance `s` starts again with empty memory; the DB kept what it committed. An
+    /// outbox service's scheduler starts again too.
+    pub(crate) fn restart_service(&mut self, s: u16) {
+        let old = &self.services[s as usize];
+        let spec = &self.scenario.services[old.spec as usize];
+        let topic = TopicId(self.scenario.topics.iter().position(|t| t.name == spec.topic).expect("validated") as u16);
+        let fresh = ServiceInstance::new(old.node, old.spec, spec, topic, old.producer);
+        let outbox = spec.publish == PublishStrategy::Outbox;
+        let scan = spec.outbox_scan_ms * 1_000;
+        self.services[s as usize] = fresh;
+        if outbox {
+            let at = self.now() + scan;
+            self.q.schedule_at(at, Ev::ServiceTimer { service: s, token: OUTBOX_SCHEDULER });
+        }
     }
 
     fn dispatch(&mut self, ev: Ev) {
@@ -499,6 +627,23 @@ impl World {
                 return;
             }
         }
+        if self.faulty {
+            if let Some(b) = Self::broker_of(&ev)
+                && !self.brokers[b as usize].alive
+            {
+                return;
+            }
+            // A paused process does nothing until the pause ends: its events wait for it.
+            if self.paused > 0
+                && let Some(c) = Self::consumer_of(&ev)
+            {
+                let until = self.consumers[c as usize].paused_until;
+                if until > self.now() {
+                    self.q.schedule_at(until, ev);
+                    return;
+                }
+            }
+        }
         match ev {
             Ev::Net(msg) => self.deliver(msg),
             Ev::NextOrder => self.next_order(),
@@ -517,6 +662,15 @@ impl World {
             Ev::PollTimeout { consumer } => self.poll_timeout(consumer),
             Ev::PollIntervalCheck { consumer } => self.poll_interval_check(consumer),
             Ev::ProcessDone { consumer, epoch } => self.process_done(consumer, epoch),
+            Ev::FaultStart { fault } => self.fault_start(fault),
+            Ev::FaultEnd { fault } => self.fault_end(fault),
+            Ev::RequestTimeout { producer, request } => self.producer_request_timeout(producer, request),
+            Ev::FetchTimeout { consumer, broker, fetch } => self.consumer_fetch_timeout(consumer, broker, fetch),
+            Ev::ReplicaFetchTimeout { follower, leader, fetch } => self.replica_fetch_timeout(follower, leader, fetch),
+            Ev::IsrCheck => self.isr_check(),
+            Ev::Flush => self.flush(),
+            Ev::BrokerFenced { broker, incarnation } => self.fence_broker(broker, incarnation),
+            Ev::AutoCommitTick { consumer } => self.auto_commit_tick(consumer),
         }
     }
 
@@ -528,10 +682,13 @@ impl World {
             Msg::FetchResponse(resp) => self.consumer_fetch_response(resp),
             Msg::ToCoordinator(req) => self.coordinator_request(req),
             Msg::FromCoordinator(resp) => self.consumer_coordinator_response(resp),
+            Msg::ReplicaFetch(req) => self.broker_replica_fetch(req),
+            Msg::ReplicaFetchResponse(resp) => self.follower_fetch_response(resp),
         }
     }
 
     pub(crate) fn finish(mut self) -> (History, Stats) {
+        self.stats.faults = std::mem::take(&mut self.fault_outcomes);
         // The run ends at `end`: the final DB state is read then, whatever is still in flight.
         let end = self.end;
         for (product, stock) in self.db.stock.clone().into_iter().enumerate() {

@@ -18,6 +18,7 @@ mod liveness;
 mod lost_write;
 mod no_oversell;
 mod no_phantom_event;
+mod nonmonotonic_send;
 mod order_state;
 mod per_key_order;
 mod poll_order;
@@ -98,11 +99,13 @@ pub enum Invariant {
     QueueFifo,
     /// An activator group activates at most M tokens per N seconds.
     QueueRate,
+    /// A producer's later send for a key lands at or before its earlier send.
+    NonmonotonicSend,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 18] = [
+    pub const ALL: [Invariant; 19] = [
         Invariant::NoOversell,
         Invariant::Balance,
         Invariant::OrderState,
@@ -119,6 +122,7 @@ impl Invariant {
         Invariant::EffectOnce,
         Invariant::LostWrite,
         Invariant::Duplicate,
+        Invariant::NonmonotonicSend,
         Invariant::NonmonotonicPoll,
         Invariant::PollSkip,
     ];
@@ -144,6 +148,7 @@ impl Invariant {
             Invariant::Liveness => "liveness",
             Invariant::QueueFifo => "queue-fifo",
             Invariant::QueueRate => "queue-rate",
+            Invariant::NonmonotonicSend => "nonmonotonic-send",
         }
     }
 
@@ -172,6 +177,7 @@ impl Invariant {
             Invariant::Liveness => liveness::check(history),
             Invariant::QueueFifo => queue::check_fifo(history),
             Invariant::QueueRate => queue::check_rate(history),
+            Invariant::NonmonotonicSend => nonmonotonic_send::check(history),
         }
     }
 }

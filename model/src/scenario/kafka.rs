@@ -143,6 +143,12 @@ pub enum AssignmentStrategy {
 pub struct ConsumerConfig {
     pub group_id: String,
     pub enable_auto_commit: bool,
+    /// librdkafka's `enable.auto.offset.store` (evsim default false: the Java client). When
+    /// true, the consumer behaves as librdkafka's does: a record's offset is stored as soon as
+    /// `poll()` hands it to the application, and auto-commit commits the stored offsets from a
+    /// background timer, whether or not the application has finished with them. The Java client
+    /// has no such key: it auto-commits inside `poll()`, only what earlier polls returned.
+    pub enable_auto_offset_store: bool,
     pub auto_commit_interval_ms: u64,
     pub auto_offset_reset: OffsetReset,
     pub max_poll_records: u32,
@@ -159,6 +165,7 @@ impl ConsumerConfig {
         Self {
             group_id: group_id.to_string(),
             enable_auto_commit: true,
+            enable_auto_offset_store: false,
             auto_commit_interval_ms: 5_000,
             auto_offset_reset: OffsetReset::Latest,
             max_poll_records: 500,
@@ -177,6 +184,7 @@ impl ConsumerConfig {
         Ok(Self {
             group_id,
             enable_auto_commit: r.bool("enable.auto.commit", d.enable_auto_commit)?,
+            enable_auto_offset_store: r.bool("enable.auto.offset.store", d.enable_auto_offset_store)?,
             auto_commit_interval_ms: r.uint("auto.commit.interval.ms", d.auto_commit_interval_ms, 1, 86_400_000)?,
             auto_offset_reset: r.choice(
                 "auto.offset.reset",
@@ -224,6 +232,18 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: u64,
     /// `group.max.session.timeout.ms`: the highest `session.timeout.ms` the coordinator accepts.
     pub group_max_session_timeout_ms: u64,
+    /// `broker.session.timeout.ms` (KRaft): how long the controller waits for a silent broker
+    /// before fencing it and moving its leaderships.
+    pub broker_session_timeout_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader for data.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.socket.timeout.ms`: a follower gives up on a fetch that got no answer.
+    pub replica_socket_timeout_ms: u64,
+    /// `log.flush.interval.ms`: how often a broker forces its log to disk. Kafka leaves it unset
+    /// (the OS writes dirty pages back); evsim then takes the OS's writeback interval, 5000 ms
+    /// (Linux `vm.dirty_writeback_centisecs`). What was not written back is lost when the
+    /// broker's machine dies.
+    pub log_flush_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -235,6 +255,10 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            broker_session_timeout_ms: 9_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_socket_timeout_ms: 30_000,
+            log_flush_interval_ms: 5_000,
         }
     }
 }
@@ -265,6 +289,25 @@ impl BrokerConfig {
                 1,
                 86_400_000,
             )?,
+            broker_session_timeout_ms: r.uint(
+                "broker.session.timeout.ms",
+                d.broker_session_timeout_ms,
+                1,
+                3_600_000,
+            )?,
+            replica_fetch_wait_max_ms: r.uint(
+                "replica.fetch.wait.max.ms",
+                d.replica_fetch_wait_max_ms,
+                1,
+                3_600_000,
+            )?,
+            replica_socket_timeout_ms: r.uint(
+                "replica.socket.timeout.ms",
+                d.replica_socket_timeout_ms,
+                1,
+                3_600_000,
+            )?,
+            log_flush_interval_ms: r.uint("log.flush.interval.ms", d.log_flush_interval_ms, 1, 86_400_000)?,
         })
     }
 }

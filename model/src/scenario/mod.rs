@@ -5,12 +5,14 @@
 //! Every mistake names the file, line and column, and the form that was expected there.
 
 mod error;
+mod faults;
 mod kafka;
 mod props;
 mod raw;
 mod validate;
 
 pub use error::{ScenarioError, line_col};
+pub use faults::{Direction, FaultKind, FaultSpec, SwarmSpec};
 pub use kafka::{Acks, AssignmentStrategy, BrokerConfig, ConsumerConfig, OffsetReset, Partitioner, ProducerConfig};
 pub use props::{PropReader, PropValue, Props};
 
@@ -326,6 +328,10 @@ pub struct Scenario {
     pub services: Vec<ServiceSpec>,
     /// Consumer groups, in table-name order.
     pub consumers: Vec<ConsumerSpec>,
+    /// The fault schedule (`[[faults]]`), in file order.
+    pub faults: Vec<FaultSpec>,
+    /// Faults drawn from the seed (`[swarm]`), added to the schedule of each run.
+    pub swarm: Option<SwarmSpec>,
 }
 
 impl Scenario {
@@ -353,6 +359,20 @@ impl Scenario {
     /// The consumer group of table `[consumers.<name>]`.
     pub fn consumer_group(&self, name: &str) -> Option<&ConsumerSpec> {
         self.consumers.iter().find(|c| c.name == name)
+    }
+
+    /// The run's processes, by `NodeId`: `workload`, the brokers (`broker-0`, ...), every
+    /// service instance (`<table>-0`, ...) and every consumer instance, in that order.
+    pub fn node_names(&self) -> Vec<String> {
+        let mut nodes = vec!["workload".to_string()];
+        nodes.extend((0..self.brokers).map(|b| format!("broker-{b}")));
+        for s in &self.services {
+            nodes.extend((0..s.instances).map(|i| format!("{}-{i}", s.name)));
+        }
+        for c in &self.consumers {
+            nodes.extend((0..c.instances).map(|i| format!("{}-{i}", c.name)));
+        }
+        nodes
     }
 
     /// Total simulated time of one run.

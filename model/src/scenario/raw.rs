@@ -24,6 +24,41 @@ pub(super) struct Raw {
     pub services: BTreeMap<String, Spanned<RawService>>,
     #[serde(default)]
     pub consumers: BTreeMap<String, Spanned<RawConsumer>>,
+    #[serde(default)]
+    pub faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    pub swarm: Option<Spanned<RawSwarm>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFault {
+    pub kind: Spanned<String>,
+    pub at_ms: Spanned<u64>,
+    #[serde(default)]
+    pub for_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub target: Option<Spanned<String>>,
+    #[serde(default)]
+    pub peer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub direction: Option<Spanned<String>>,
+    #[serde(default)]
+    pub rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub delay_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSwarm {
+    pub kinds: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub max_faults: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub max_for_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_loss_rate: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]

@@ -77,15 +77,6 @@ impl Validator<'_> {
                     format!("topic `{name}` has replication.factor {replication_factor} but the cluster has {brokers} broker(s)"),
                 );
             }
-            if replication_factor > 1 {
-                return self.err(
-                    span,
-                    format!(
-                        "topic `{name}`: replication.factor {replication_factor} is not modelled yet (only 1); \
-                         replication comes with the faults work, see docs/architecture.md \"Not modelled\""
-                    ),
-                );
-            }
             topics.push(TopicSpec { name, partitions, replication_factor });
         }
 
@@ -129,7 +120,20 @@ impl Validator<'_> {
             }
             consumers.push(c);
         }
-        Ok(Scenario {
+        for t in &topics {
+            if broker.min_insync_replicas > t.replication_factor {
+                // Kafka accepts the topic, but no acks=all produce can ever succeed on it.
+                return self.err(
+                    0..0,
+                    format!(
+                        "min.insync.replicas is {} but topic `{}` has replication.factor {}: every acks=all send \
+                         would fail with NOT_ENOUGH_REPLICAS; expected min.insync.replicas <= replication.factor",
+                        broker.min_insync_replicas, t.name, t.replication_factor
+                    ),
+                );
+            }
+        }
+        let mut scenario = Scenario {
             name: raw.name,
             description: raw.description,
             run,
@@ -141,7 +145,201 @@ impl Validator<'_> {
             database,
             services,
             consumers,
-        })
+            faults: Vec::new(),
+            swarm: None,
+        };
+        let nodes = scenario.node_names();
+        for f in raw.faults {
+            let fault = self.fault(f, &scenario, &nodes)?;
+            scenario.faults.push(fault);
+        }
+        if let Some(sw) = raw.swarm {
+            scenario.swarm = Some(self.swarm(sw.into_inner())?);
+        }
+        Ok(scenario)
+    }
+
+    fn fault(&self, f: Spanned<RawFault>, scenario: &Scenario, nodes: &[String]) -> Result<FaultSpec, ScenarioError> {
+        let span = f.span();
+        let f = f.into_inner();
+        let Some(kind) = FaultKind::from_name(f.kind.get_ref()) else {
+            let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+            return self.err(
+                f.kind.span(),
+                format!("unknown fault kind \"{}\"; expected one of: {}", f.kind.get_ref(), known.join(", ")),
+            );
+        };
+        let end_ms = scenario.end_ms();
+        let at_ms = *f.at_ms.get_ref();
+        if at_ms >= end_ms {
+            return self.err(
+                f.at_ms.span(),
+                format!("`at_ms` is {at_ms} but the run ends at {end_ms} ms; expected a start inside the run (it would never fire)"),
+            );
+        }
+        let for_ms = match &f.for_ms {
+            Some(d) if *d.get_ref() == 0 => {
+                return self.err(
+                    d.span(),
+                    "`for_ms` is 0; expected a positive length in milliseconds (leave it out for \"until the end\")",
+                );
+            }
+            Some(d) => Some(self.bounded(d, "for_ms", YEAR_MS)?),
+            None => None,
+        };
+        let target = match (&f.target, kind) {
+            (Some(t), FaultKind::DbUnavailable) => {
+                return self.err(
+                    t.span(),
+                    format!("a db-unavailable fault takes no `target`; expected {}", kind.target_form()),
+                );
+            }
+            (None, FaultKind::DbUnavailable) => None,
+            (None, _) => {
+                return self
+                    .err(span, format!("this {} fault has no `target`; expected {}", kind.name(), kind.target_form()));
+            }
+            (Some(t), _) => {
+                let name = t.get_ref();
+                let ok = match kind {
+                    FaultKind::BrokerCrash => name.starts_with("broker-") && nodes.contains(name),
+                    FaultKind::ServiceCrash => {
+                        scenario.services.iter().any(|s| (0..s.instances).any(|i| *name == format!("{}-{i}", s.name)))
+                    }
+                    FaultKind::ConsumerCrash | FaultKind::ConsumerPause => {
+                        scenario.consumers.iter().any(|c| (0..c.instances).any(|i| *name == format!("{}-{i}", c.name)))
+                    }
+                    FaultKind::PlatformOutage => scenario.consumers.iter().any(|c| c.name == *name),
+                    _ => nodes[1..].contains(name),
+                };
+                if !ok {
+                    return self.err(
+                        t.span(),
+                        format!(
+                            "{} target \"{name}\" is not in this scenario; expected {}",
+                            kind.name(),
+                            kind.target_form()
+                        ),
+                    );
+                }
+                Some(name.clone())
+            }
+        };
+        let network = kind.is_network();
+        let only_network = |v: Option<std::ops::Range<usize>>, key: &str| -> Result<(), ScenarioError> {
+            match v {
+                Some(s) if !network => {
+                    self.err(s, format!("`{key}` applies to network faults only; a {} fault takes none", kind.name()))
+                }
+                _ => Ok(()),
+            }
+        };
+        only_network(f.peer.as_ref().map(|p| p.span()), "peer")?;
+        only_network(f.direction.as_ref().map(|p| p.span()), "direction")?;
+        let peer = match &f.peer {
+            None => None,
+            Some(p) if nodes[1..].contains(p.get_ref()) && Some(p.get_ref()) != target.as_ref() => {
+                Some(p.get_ref().clone())
+            }
+            Some(p) => {
+                return self.err(
+                    p.span(),
+                    format!("`peer` \"{}\" is not another node of this scenario; expected a broker, service instance or consumer instance", p.get_ref()),
+                );
+            }
+        };
+        let direction = match &f.direction {
+            None => Direction::Both,
+            Some(d) => match d.get_ref().as_str() {
+                "both" => Direction::Both,
+                "outbound" => Direction::Outbound,
+                "inbound" => Direction::Inbound,
+                other => {
+                    return self.err(
+                        d.span(),
+                        format!("`direction` is \"{other}\"; expected \"both\", \"outbound\" or \"inbound\""),
+                    );
+                }
+            },
+        };
+        let rate = match (&f.rate, kind) {
+            (Some(r), FaultKind::NetworkLoss) => {
+                let p = *r.get_ref();
+                if !(p > 0.0 && p <= 1.0) {
+                    return self
+                        .err(r.span(), format!("`rate` is {p}; expected a loss probability above 0 and at most 1"));
+                }
+                p
+            }
+            (None, FaultKind::NetworkLoss) => {
+                return self.err(
+                    span,
+                    "this network-loss fault has no `rate`; expected e.g. `rate = 0.1` (10% of messages dropped)",
+                );
+            }
+            (Some(r), _) => {
+                return self.err(r.span(), format!("`rate` applies to network-loss faults only, not {}", kind.name()));
+            }
+            (None, _) => 0.0,
+        };
+        let delay_ms = match (&f.delay_ms, kind) {
+            (Some(d), FaultKind::NetworkDelay) if *d.get_ref() > 0 => self.bounded(d, "delay_ms", YEAR_MS)?,
+            (Some(d), FaultKind::NetworkDelay) => {
+                return self.err(d.span(), "`delay_ms` is 0; expected a positive extra latency");
+            }
+            (None, FaultKind::NetworkDelay) => {
+                return self.err(span, "this network-delay fault has no `delay_ms`; expected e.g. `delay_ms = 200`");
+            }
+            (Some(d), _) => {
+                return self
+                    .err(d.span(), format!("`delay_ms` applies to network-delay faults only, not {}", kind.name()));
+            }
+            (None, _) => 0,
+        };
+        Ok(FaultSpec { kind, at_ms, for_ms, target, peer, direction, rate, delay_ms })
+    }
+
+    fn swarm(&self, sw: RawSwarm) -> Result<SwarmSpec, ScenarioError> {
+        let mut kinds = Vec::new();
+        for k in sw.kinds.get_ref() {
+            match FaultKind::from_name(k.get_ref()) {
+                Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
+                Some(_) => {}
+                None => {
+                    let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                    return self.err(
+                        k.span(),
+                        format!("unknown fault kind \"{}\"; expected one of: {}", k.get_ref(), known.join(", ")),
+                    );
+                }
+            }
+        }
+        if kinds.is_empty() {
+            return self.err(
+                sw.kinds.span(),
+                "`kinds` is empty; expected the fault kinds to draw from, e.g. [\"broker-crash\", \"network-loss\"]",
+            );
+        }
+        let max_faults = match &sw.max_faults {
+            None => 3,
+            Some(m) => self.positive_u32(m, "swarm.max_faults", 100)?,
+        };
+        let max_for_ms = match &sw.max_for_ms {
+            None => 5_000,
+            Some(m) if *m.get_ref() > 0 => self.bounded(m, "swarm.max_for_ms", YEAR_MS)?,
+            Some(m) => return self.err(m.span(), "`max_for_ms` is 0; expected a positive number of milliseconds"),
+        };
+        let max_loss_rate = match &sw.max_loss_rate {
+            None => 0.2,
+            Some(r) if *r.get_ref() > 0.0 && *r.get_ref() <= 1.0 => *r.get_ref(),
+            Some(r) => {
+                return self.err(
+                    r.span(),
+                    format!("`max_loss_rate` is {}; expected a probability above 0 and at most 1", r.get_ref()),
+                );
+            }
+        };
+        Ok(SwarmSpec { kinds, max_faults, max_for_ms, max_loss_rate })
     }
 
     fn network(&self, n: RawNetwork) -> Result<NetworkSpec, ScenarioError> {

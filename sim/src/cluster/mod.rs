@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod coordinator;
 pub mod partitioner;
 pub mod producer;
+pub mod replication;
 
 use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, Tp};
@@ -27,8 +28,19 @@ pub struct ProduceRequest {
     pub broker: u16,
     pub request: u64,
     pub acks: Acks,
-    /// (global partition index, records).
-    pub batches: Vec<(usize, Vec<Message>)>,
+    /// The idempotent producer's (producer id, epoch); `None` without idempotence.
+    pub producer_id: Option<(u32, u16)>,
+    pub batches: Vec<ProduceBatch>,
+}
+
+/// One partition's batch of a ProduceRequest.
+#[derive(Debug)]
+pub struct ProduceBatch {
+    /// Global partition index.
+    pub partition: usize,
+    /// The idempotent producer's sequence number of the first record (0 without idempotence).
+    pub base_seq: u32,
+    pub records: Vec<Message>,
 }
 
 /// A ProduceResponse: per partition, the base offset written or the error.
@@ -63,6 +75,27 @@ pub struct FetchResponse {
     pub records: Vec<Message>,
 }
 
+/// A follower's fetch from a partition leader (one replica fetcher per follower and leader).
+#[derive(Debug)]
+pub struct ReplicaFetchRequest {
+    pub follower: u16,
+    pub leader: u16,
+    pub fetch: u64,
+    /// (global partition index, the follower's log end offset).
+    pub partitions: Vec<(usize, u64)>,
+}
+
+/// The leader's answer: per partition, the leader epoch it answered in, and the log end the
+/// follower may copy up to (the records themselves are the leader's log prefix).
+#[derive(Debug)]
+pub struct ReplicaFetchResponse {
+    pub follower: u16,
+    pub leader: u16,
+    pub fetch: u64,
+    /// (global partition index, leader epoch, fetch offset, new log end).
+    pub partitions: Vec<(usize, u32, u64, u64)>,
+}
+
 /// Recycled buffers for the messages that flow once per request (the simulator's hot path
 /// allocates nothing per record in steady state).
 #[derive(Debug, Default)]
@@ -70,7 +103,7 @@ pub struct Pools {
     pub fetch_partitions: Vec<Vec<(usize, u64)>>,
     pub ranges: Vec<Vec<(Tp, u64, usize)>>,
     pub records: Vec<Vec<Message>>,
-    pub produce_batches: Vec<Vec<(usize, Vec<Message>)>>,
+    pub produce_batches: Vec<Vec<ProduceBatch>>,
     pub produce_requests: Vec<ProduceRequest>,
     pub results: Vec<Vec<(usize, Result<u64, ErrorCode>)>>,
 }
@@ -156,6 +189,8 @@ pub enum Msg {
     FetchResponse(FetchResponse),
     ToCoordinator(CoordinatorRequest),
     FromCoordinator(CoordinatorResponse),
+    ReplicaFetch(ReplicaFetchRequest),
+    ReplicaFetchResponse(ReplicaFetchResponse),
 }
 
 /// A small ordered map from partition to offset: a sorted vector, because a consumer owns a

@@ -9,7 +9,7 @@
 //! without idempotence.
 
 use super::partitioner::{key_bytes, partition_for_key};
-use super::{Msg, ProduceRequest, ProduceResponse, RECORD_BYTES};
+use super::{Msg, ProduceBatch, ProduceRequest, ProduceResponse, RECORD_BYTES};
 use crate::world::{Ev, ProducerOwner, World};
 use evsim_model::actor::{Input, Token};
 use evsim_model::event::Message;
@@ -22,6 +22,29 @@ struct Batch {
     records: Vec<Message>,
     tokens: Vec<Token>,
     created: Micros,
+    /// Sends so far that failed and were retried.
+    attempts: u32,
+    /// Not before this time (`retry.backoff.ms` after a failed attempt).
+    retry_at: Micros,
+    /// The idempotent producer's sequence number of the first record, once assigned (at the
+    /// first send; a retry keeps it, so that the broker can spot a duplicate).
+    seq: Option<u32>,
+    /// Sent at least once: closed to new records (a retry resends exactly what was sent).
+    sealed: bool,
+}
+
+impl Batch {
+    fn empty(now: Micros) -> Self {
+        Self {
+            records: Vec::new(),
+            tokens: Vec::new(),
+            created: now,
+            attempts: 0,
+            retry_at: 0,
+            seq: None,
+            sealed: false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -71,10 +94,24 @@ pub struct Producer {
     linger_us: Micros,
     /// The earliest time a `Linger` event is already scheduled for.
     linger_armed: Option<Micros>,
+    /// Idempotence: the producer id the broker assigned (InitProducerId) and its epoch.
+    producer_id: u32,
+    epoch: u16,
+    /// Idempotence: the next sequence number per global partition.
+    next_seq: Vec<u32>,
+    /// Batches in flight per global partition (a retried idempotent batch waits for none).
+    in_flight_batches: Vec<u16>,
 }
 
 impl Producer {
-    pub fn new(node: NodeId, config: ProducerConfig, topics: &[TopicSpec], partitions: usize, brokers: u32) -> Self {
+    pub fn new(
+        node: NodeId,
+        config: ProducerConfig,
+        topics: &[TopicSpec],
+        partitions: usize,
+        brokers: u32,
+        producer_id: u32,
+    ) -> Self {
         let mut first = 0;
         let topics = topics
             .iter()
@@ -99,7 +136,17 @@ impl Producer {
             spare: Vec::new(),
             linger_us,
             linger_armed: None,
+            producer_id,
+            epoch: 0,
+            next_seq: vec![0; partitions],
+            in_flight_batches: vec![0; partitions],
         }
+    }
+}
+
+impl Producer {
+    pub fn producer_id(&self) -> u32 {
+        self.producer_id
     }
 }
 
@@ -141,10 +188,14 @@ impl World {
         let node = p.node;
         let per_batch = p.records_per_batch;
         let queue = &mut p.queues[global];
-        let need_new = queue.batches.back().is_none_or(|b| b.records.len() >= per_batch);
+        let need_new = queue.batches.back().is_none_or(|b| b.sealed || b.records.len() >= per_batch);
         if need_new {
-            let mut batch = p.spare.pop().unwrap_or(Batch { records: Vec::new(), tokens: Vec::new(), created: now });
+            let mut batch = p.spare.pop().unwrap_or_else(|| Batch::empty(now));
             batch.created = now;
+            batch.attempts = 0;
+            batch.retry_at = 0;
+            batch.seq = None;
+            batch.sealed = false;
             p.queues[global].batches.push_back(batch);
             p.pending[global / 64] |= 1 << (global % 64);
         }
@@ -189,6 +240,9 @@ impl World {
         let mut next_deadline: Option<Micros> = None;
         let mut requests = std::mem::take(&mut self.pools.produce_requests);
         let mut sent: Vec<(u16, Vec<(usize, Batch)>)> = Vec::new();
+        let mut expired: Vec<(usize, Batch)> = Vec::new();
+        let idempotent = p.config.enable_idempotence;
+        let delivery_us = p.config.delivery_timeout_ms * 1_000;
         // Only partitions with queued batches are looked at, in partition order; each ready first
         // batch joins the request to its leader, if that connection has room for one more.
         for word in 0..p.pending.len() {
@@ -197,15 +251,34 @@ impl World {
                 let global = word * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 let partition = &self.partitions[global];
-                let broker = partition.leader;
-                if p.in_flight[broker as usize] >= p.config.max_in_flight_requests_per_connection {
-                    continue;
-                }
                 let q = &mut p.queues[global];
+                // `delivery.timeout.ms` bounds a record's whole life, queued or retried.
+                while q.batches.front().is_some_and(|b| now >= b.created + delivery_us) {
+                    expired.push((global, q.batches.pop_front().expect("front exists")));
+                }
                 let Some(front) = q.batches.front() else {
                     p.pending[word] &= !(1 << (global % 64));
                     continue;
                 };
+                if self.faulty {
+                    let deadline = front.created + delivery_us;
+                    next_deadline = Some(next_deadline.map_or(deadline, |d: Micros| d.min(deadline)));
+                }
+                // An offline partition waits for a leader (the metadata refresh drains again).
+                let Some(broker) = partition.leader else { continue };
+                if p.in_flight[broker as usize] >= p.config.max_in_flight_requests_per_connection {
+                    continue;
+                }
+                // An idempotent retry goes out only when nothing else of its partition is in
+                // flight, so that sequence numbers reach the broker in order (the Java client
+                // waits for the first in-flight sequence the same way).
+                if idempotent && front.attempts > 0 && p.in_flight_batches[global] > 0 {
+                    continue;
+                }
+                if front.retry_at > now {
+                    next_deadline = Some(next_deadline.map_or(front.retry_at, |d: Micros| d.min(front.retry_at)));
+                    continue;
+                }
                 let ready = front.records.len() >= p.records_per_batch
                     || q.batches.len() > 1
                     || now >= front.created + p.linger_us;
@@ -214,22 +287,41 @@ impl World {
                     next_deadline = Some(next_deadline.map_or(deadline, |d: Micros| d.min(deadline)));
                     continue;
                 }
-                let batch = q.batches.pop_front().expect("front exists");
+                let mut batch = q.batches.pop_front().expect("front exists");
+                batch.sealed = true;
                 if q.batches.is_empty() {
                     p.pending[word] &= !(1 << (global % 64));
                 }
+                let base_seq = if idempotent {
+                    *batch.seq.get_or_insert_with(|| {
+                        let s = p.next_seq[global];
+                        p.next_seq[global] = s.wrapping_add(batch.records.len() as u32);
+                        s
+                    })
+                } else {
+                    0
+                };
+                p.in_flight_batches[global] += 1;
                 let i = match requests.iter().position(|r| r.broker == broker) {
                     Some(i) => i,
                     None => {
                         let batches = self.pools.produce_batches.pop().unwrap_or_default();
-                        requests.push(ProduceRequest { producer, broker, request: 0, acks: p.config.acks, batches });
+                        let producer_id = idempotent.then_some((p.producer_id, p.epoch));
+                        requests.push(ProduceRequest {
+                            producer,
+                            broker,
+                            request: 0,
+                            acks: p.config.acks,
+                            producer_id,
+                            batches,
+                        });
                         sent.push((broker, Vec::new()));
                         requests.len() - 1
                     }
                 };
                 let mut records = self.pools.records.pop().unwrap_or_default();
                 records.extend_from_slice(&batch.records);
-                requests[i].batches.push((global, records));
+                requests[i].batches.push(ProduceBatch { partition: global, base_seq, records });
                 sent[i].1.push((global, batch));
                 // A sent batch ends the sticky partition's turn for null keys.
                 let route = &mut p.topics[partition.tp.topic.0 as usize];
@@ -250,6 +342,7 @@ impl World {
             p.in_flight[req.broker as usize] += 1;
         }
         let node = p.node;
+        let timeout_us = p.config.request_timeout_ms * 1_000;
         if let Some(deadline) = next_deadline {
             self.arm_linger(producer, deadline);
         }
@@ -260,30 +353,65 @@ impl World {
             self.send_msg(node, broker_node, Msg::Produce(req));
             if acks == Acks::None {
                 // acks=0: no response will come; the send counts as done once it is on the wire.
-                self.producer_complete(producer, request, None);
+                self.producer_complete(producer, request, None, true);
+            } else if self.faulty {
+                // `request.timeout.ms`: with faults a response may never come.
+                self.q.schedule_at(now + timeout_us, Ev::RequestTimeout { producer, request });
             }
         }
         self.pools.produce_requests = requests;
+        for (global, batch) in expired {
+            self.fail_batch(producer, global, batch, ErrorCode::MsgTimedOut);
+        }
+    }
+
+    /// A request got no response within `request.timeout.ms`: the client disconnects from the
+    /// broker (the Java `NetworkClient` does so on a request timeout), so every request in
+    /// flight on that connection fails with REQUEST_TIMED_OUT, in the order they were sent
+    /// (each may still have been written). The next request opens a new connection.
+    pub(crate) fn producer_request_timeout(&mut self, producer: u16, request: u64) {
+        let p = &self.producers[producer as usize];
+        let Some(broker) = p.requests.iter().find(|r| r.request == request).map(|r| r.broker) else {
+            return;
+        };
+        let on_connection: Vec<u64> = p.requests.iter().filter(|r| r.broker == broker).map(|r| r.request).collect();
+        let (node, broker_node) = (p.node, self.broker_nodes[broker as usize]);
+        self.net.reconnect(node, broker_node);
+        let results = self.pools.results.pop().unwrap_or_default();
+        // All of them fail before the sender runs again, so that retries go out in order.
+        for r in on_connection {
+            self.producer_complete(producer, r, Some(&results), false);
+        }
+        self.pools.results.push(results);
+        self.producer_drain(producer);
     }
 
     pub(crate) fn producer_response(&mut self, resp: ProduceResponse) {
         let mut results = resp.results;
-        self.producer_complete(resp.producer, resp.request, Some(&results));
+        self.producer_complete(resp.producer, resp.request, Some(&results), true);
         results.clear();
         self.pools.results.push(results);
     }
 
-    /// Complete a request: delivery reports for every record of every batch, in order.
-    fn producer_complete(&mut self, producer: u16, request: u64, results: Option<&[(usize, Result<u64, ErrorCode>)]>) {
+    /// Complete a request: delivery reports for every record of every batch, in order, or a
+    /// retry of the batches that failed with a retriable error while `retries` and
+    /// `delivery.timeout.ms` allow. `results` of `None` is acks=0 (done once sent).
+    fn producer_complete(
+        &mut self,
+        producer: u16,
+        request: u64,
+        results: Option<&[(usize, Result<u64, ErrorCode>)]>,
+        drain: bool,
+    ) {
         let p = &mut self.producers[producer as usize];
         let Some(i) = p.requests.iter().position(|r| r.request == request) else {
             return;
         };
         let inflight = p.requests.remove(i);
         p.in_flight[inflight.broker as usize] -= 1;
-        let node = p.node;
-        for (global, mut batch) in inflight.batches {
-            let tp = self.partitions[global].tp;
+        for (global, batch) in inflight.batches {
+            let p = &mut self.producers[producer as usize];
+            p.in_flight_batches[global] -= 1;
             let result = match &results {
                 None => Ok(None),
                 Some(r) => match r.iter().find(|(g, _)| *g == global).map(|(_, res)| *res) {
@@ -292,31 +420,98 @@ impl World {
                     None => Err(ErrorCode::RequestTimedOut),
                 },
             };
-            for (i, (&token, message)) in batch.tokens.iter().zip(&batch.records).enumerate() {
-                let value = message.value.id();
-                let report = match result {
-                    Ok(base) => {
-                        let offset = base.map(|b| b + i as u64);
-                        self.stats.records_produced += 1;
-                        self.record(node, Op::SendOk { tp, key: message.key, value, offset });
-                        Ok(offset)
-                    }
-                    Err(error) => {
-                        self.stats.send_failures += 1;
-                        self.record(node, Op::SendFailed { tp, key: message.key, value, error });
-                        Err(error)
-                    }
-                };
-                match self.producer_owner[producer as usize] {
-                    ProducerOwner::Service(s) => self.service_input(s, Input::Delivered { token, result: report }),
-                    ProducerOwner::Consumer(c) => self.dead_letter_delivered(c, token, report),
-                }
+            match result {
+                Ok(base) => self.deliver_batch(producer, global, batch, Ok(base)),
+                Err(e) => self.retry_or_fail(producer, global, batch, e),
             }
-            batch.records.clear();
-            batch.tokens.clear();
-            self.producers[producer as usize].spare.push(batch);
         }
-        self.producer_drain(producer);
+        if drain {
+            self.producer_drain(producer);
+        }
+    }
+
+    /// A batch failed with `error`: queue it again after `retry.backoff.ms`, or fail it.
+    fn retry_or_fail(&mut self, producer: u16, global: usize, mut batch: Batch, error: ErrorCode) {
+        let now = self.now();
+        let p = &mut self.producers[producer as usize];
+        let retriable = matches!(
+            error,
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::OutOfOrderSequenceNumber
+        );
+        let expired = now >= batch.created + p.config.delivery_timeout_ms * 1_000;
+        if !retriable || batch.attempts >= p.config.retries || expired {
+            let error = if expired { ErrorCode::MsgTimedOut } else { error };
+            return self.fail_batch(producer, global, batch, error);
+        }
+        if p.config.enable_idempotence && error == ErrorCode::OutOfOrderSequenceNumber {
+            // A gap the producer cannot explain (no earlier batch of the partition is still on
+            // its way): the broker lost the producer's state, as after a truncation. KIP-360:
+            // bump the epoch and number every unsent batch again from 0.
+            let earlier_pending = p.in_flight_batches[global] > 0
+                || p.queues[global].batches.iter().any(|b| b.seq.is_some_and(|s| Some(s) < batch.seq));
+            if !earlier_pending {
+                p.epoch = p.epoch.wrapping_add(1);
+                p.next_seq.iter_mut().for_each(|s| *s = 0);
+                for q in &mut p.queues {
+                    q.batches.iter_mut().for_each(|b| b.seq = None);
+                }
+                batch.seq = None;
+            }
+        }
+        batch.attempts += 1;
+        batch.retry_at = now + p.config.retry_backoff_ms * 1_000;
+        let q = &mut p.queues[global].batches;
+        if p.config.enable_idempotence {
+            // Back in sequence order, ahead of the batches not sent yet.
+            let at = q.iter().position(|b| b.seq.is_none_or(|s| batch.seq.is_some_and(|mine| mine < s)));
+            q.insert(at.unwrap_or(q.len()), batch);
+        } else {
+            // The Java client's `reenqueue`: at the front of the partition's queue.
+            q.push_front(batch);
+        }
+        p.pending[global / 64] |= 1 << (global % 64);
+    }
+
+    fn fail_batch(&mut self, producer: u16, global: usize, batch: Batch, error: ErrorCode) {
+        self.deliver_batch(producer, global, batch, Err(error));
+    }
+
+    /// Delivery reports for every record of `batch`, in order.
+    fn deliver_batch(
+        &mut self,
+        producer: u16,
+        global: usize,
+        mut batch: Batch,
+        result: Result<Option<u64>, ErrorCode>,
+    ) {
+        let node = self.producers[producer as usize].node;
+        let tp = self.partitions[global].tp;
+        for (i, (&token, message)) in batch.tokens.iter().zip(&batch.records).enumerate() {
+            let value = message.value.id();
+            let report = match result {
+                Ok(base) => {
+                    let offset = base.map(|b| b + i as u64);
+                    self.stats.records_produced += 1;
+                    self.record(node, Op::SendOk { tp, key: message.key, value, offset });
+                    Ok(offset)
+                }
+                Err(error) => {
+                    self.stats.send_failures += 1;
+                    self.record(node, Op::SendFailed { tp, key: message.key, value, error });
+                    Err(error)
+                }
+            };
+            match self.producer_owner[producer as usize] {
+                ProducerOwner::Service(s) => self.service_input(s, Input::Delivered { token, result: report }),
+                ProducerOwner::Consumer(c) => self.dead_letter_delivered(c, token, report),
+            }
+        }
+        batch.records.clear();
+        batch.tokens.clear();
+        self.producers[producer as usize].spare.push(batch);
     }
 }
 

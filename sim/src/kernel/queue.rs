@@ -120,6 +120,23 @@ impl<E> EventQueue<E> {
         Some(ev)
     }
 
+    /// Drops every pending event for which `keep` is false (a crashed process's timers and the
+    /// messages on their way to it). The order of the events kept is unchanged: it is by
+    /// (time, scheduling order), and both are kept.
+    pub fn retain(&mut self, mut keep: impl FnMut(&E) -> bool) {
+        let slab = &mut self.slab;
+        let free = &mut self.free;
+        self.heap.retain(|e| {
+            let ev = slab[e.slot as usize].as_ref().expect("a scheduled slot holds its event");
+            if keep(ev) {
+                return true;
+            }
+            slab[e.slot as usize] = None;
+            free.push(e.slot);
+            false
+        });
+    }
+
     /// The time of the earliest pending event, without removing it.
     #[inline]
     pub fn peek_time(&self) -> Option<Micros> {
@@ -170,6 +187,17 @@ mod tests {
             q.schedule_at(10, ev);
         }
         assert_eq!(drain(&mut q), vec![(10, "a"), (10, "b"), (10, "c"), (10, "d")]);
+    }
+
+    #[test]
+    fn retain_drops_only_the_rejected_events_and_keeps_the_order() {
+        let mut q = EventQueue::new();
+        for (at, ev) in [(5, "a"), (1, "x"), (5, "b"), (3, "y"), (5, "c")] {
+            q.schedule_at(at, ev);
+        }
+        q.retain(|ev| *ev != "x" && *ev != "b");
+        q.schedule_at(5, "d");
+        assert_eq!(drain(&mut q), vec![(3, "y"), (5, "a"), (5, "c"), (5, "d")]);
     }
 
     #[test]

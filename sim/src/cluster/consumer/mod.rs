@@ -66,6 +66,8 @@ enum CommitKind {
     BeforeJoin,
     /// commit-before-process: the poll's positions, before the listener sees the records.
     BeforeProcess,
+    /// librdkafka's auto-commit: the stored offsets, from a background timer.
+    Background,
 }
 
 /// Attempts Spring's `DefaultErrorHandler` gives a failing record (1 + `FixedBackOff(0, 9)`).
@@ -76,6 +78,8 @@ pub const DEFAULT_ERROR_HANDLER_ATTEMPTS: u32 = 10;
 pub struct Consumer {
     /// False once the process crashed: events addressed to it are dropped.
     pub alive: bool,
+    /// A paused process (a long GC pause) does nothing before this time.
+    pub paused_until: Micros,
     pub node: NodeId,
     pub group: GroupId,
     pub topics: Vec<TopicId>,
@@ -124,6 +128,7 @@ impl Consumer {
         let listener = AnyListener::new(spec.kind);
         Self {
             alive: true,
+            paused_until: 0,
             node,
             group,
             topics,
@@ -202,6 +207,10 @@ impl World {
         let cons = &mut self.consumers[c as usize];
         cons.fetch_in_flight = vec![None; brokers];
         cons.next_auto_commit = now + cons.spec.consumer.auto_commit_interval_ms * 1_000;
+        if cons.spec.consumer.enable_auto_commit && cons.spec.consumer.enable_auto_offset_store {
+            let at = cons.next_auto_commit;
+            self.q.schedule_at(at, crate::world::Ev::AutoCommitTick { consumer: c });
+        }
         self.app_poll(c);
     }
     pub(super) fn send_to_coordinator(&mut self, c: u16, req: CoordinatorRequest) {

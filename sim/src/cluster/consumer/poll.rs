@@ -7,7 +7,10 @@ use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, RECOR
 use crate::world::{Ev, World};
 use evsim_model::actor::{Command, ExternalCall, Listener};
 use evsim_model::history::{ErrorCode, LeaveReason, Op, Polled, Tp};
-use evsim_model::scenario::CommitStrategy;
+use evsim_model::scenario::{CommitStrategy, FaultKind};
+
+/// The consumer's `request.timeout.ms` (Java default 30000).
+const FETCH_REQUEST_TIMEOUT_US: evsim_model::history::Micros = 30_000_000;
 
 impl World {
     /// The application calls `poll()`.
@@ -73,6 +76,7 @@ impl World {
         }
         if cons.membership == Membership::Stable
             && cons.spec.consumer.enable_auto_commit
+            && !cons.spec.consumer.enable_auto_offset_store
             && now >= cons.next_auto_commit
         {
             cons.next_auto_commit = now + cons.spec.consumer.auto_commit_interval_ms * 1_000;
@@ -144,7 +148,7 @@ impl World {
                 continue;
             }
             let g = self.partition_index(*tp);
-            let leader = self.partitions[g].leader;
+            let Some(leader) = self.partitions[g].leader else { continue };
             if cons.fetch_in_flight[leader as usize].is_none() {
                 match per_broker.iter_mut().find(|(b, _)| *b == leader) {
                     Some((_, parts)) => parts.push((g, fetch_at)),
@@ -172,6 +176,12 @@ impl World {
             };
             let to = self.broker_nodes[broker as usize];
             self.send_msg(node, to, Msg::Fetch(req));
+            if self.faulty {
+                // The consumer's `request.timeout.ms` (30 s): a fetch lost on the network or to a
+                // dead broker is given up, and the partitions fetched again (from the new leader).
+                let at = self.now() + FETCH_REQUEST_TIMEOUT_US + max_wait_us;
+                self.q.schedule_at(at, Ev::FetchTimeout { consumer: c, broker, fetch });
+            }
         }
     }
     pub(crate) fn consumer_fetch_response(&mut self, mut resp: FetchResponse) {
@@ -201,6 +211,36 @@ impl World {
             self.send_fetches(c);
         }
     }
+    /// librdkafka's auto-commit timer: commit the stored offsets (everything `poll()` has
+    /// handed out), in the background, whatever the application is doing.
+    pub(crate) fn auto_commit_tick(&mut self, c: u16) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        let interval = cons.spec.consumer.auto_commit_interval_ms * 1_000;
+        self.q.schedule_at(now + interval, Ev::AutoCommitTick { consumer: c });
+        let cons = &mut self.consumers[c as usize];
+        if cons.membership != Membership::Stable || cons.positions.is_empty() {
+            return;
+        }
+        let offsets: Vec<(Tp, u64)> = cons.positions.iter().map(|(tp, o)| (*tp, *o)).collect();
+        self.send_commit(c, offsets, CommitKind::Background);
+    }
+    /// A fetch got no answer in time: forget it and fetch again.
+    pub(crate) fn consumer_fetch_timeout(&mut self, c: u16, broker: u16, fetch: u64) {
+        let cons = &mut self.consumers[c as usize];
+        if cons.fetch_in_flight.get(broker as usize).copied().flatten() != Some(fetch) {
+            return;
+        }
+        cons.fetch_in_flight[broker as usize] = None;
+        let node = cons.node;
+        self.net.reconnect(node, self.broker_nodes[broker as usize]);
+        let cons = &self.consumers[c as usize];
+        if matches!(cons.app, App::InPoll) {
+            self.poll_step(c);
+        } else {
+            self.send_fetches(c);
+        }
+    }
     pub(super) fn start_processing(&mut self, c: u16) {
         let cons = &self.consumers[c as usize];
         let d = self.client_rng.jitter(cons.spec.processing_time_us, cons.spec.processing_jitter_us);
@@ -224,7 +264,15 @@ impl World {
         let more = *next < cons.batch.len();
         // The external system the listener calls is down (an outage window), or the handler
         // throws (the business error rate): the attempt fails before applying anything.
-        let down = cons.spec.external_outages_ms.iter().any(|&(start, end)| now >= start * 1_000 && now < end * 1_000);
+        let group = cons.group.0 as usize;
+        let faulted = !self.db_down.is_empty() || !self.platform_down[group].is_empty();
+        let down = faulted
+            || cons.spec.external_outages_ms.iter().any(|&(start, end)| now >= start * 1_000 && now < end * 1_000);
+        if faulted {
+            self.outage_hit(FaultKind::DbUnavailable, None);
+            self.outage_hit(FaultKind::PlatformOutage, Some(group));
+        }
+        let cons = &mut self.consumers[c as usize];
         let rate = cons.spec.handler_error_rate;
         if down || (rate > 0.0 && self.client_rng.chance(rate)) {
             return self.handler_failed(c, record, more);
@@ -464,6 +512,7 @@ impl World {
         match kind {
             CommitKind::AfterBatch => self.next_poll(c),
             CommitKind::Auto => self.poll_step(c),
+            CommitKind::Background => {}
             CommitKind::BeforeProcess => {
                 let cons = &mut self.consumers[c as usize];
                 if error.is_none() && matches!(cons.app, App::Committing) {

@@ -1,0 +1,320 @@
+//! Fault injection: the run's fault plan (the scenario's schedule plus what `[swarm]` draws from
+//! the seed), starting and ending each fault at its virtual time, and the network rules that
+//! drop, or delay, messages while a network fault lasts.
+//!
+//! Every fault records when it starts and ends, and counts whether it did anything (a crash
+//! always does; a network fault only if it dropped or delayed a message): a run whose planned
+//! faults did not fire proves nothing and fails as vacuous.
+
+use crate::cluster::Msg;
+use crate::kernel::SimRng;
+use crate::world::{Ev, World};
+use evsim_model::history::{Micros, NodeId, Op};
+use evsim_model::scenario::{Direction, FaultKind, FaultSpec, Scenario, SwarmSpec};
+
+/// A network fault while it lasts.
+#[derive(Clone, Debug)]
+pub(crate) struct NetRule {
+    fault: u16,
+    kind: FaultKind,
+    target: NodeId,
+    /// `None`: every other node.
+    peer: Option<NodeId>,
+    direction: Direction,
+    rate: f64,
+    delay_us: Micros,
+}
+
+impl NetRule {
+    fn matches(&self, from: NodeId, to: NodeId) -> bool {
+        let hits = |a: NodeId, b: NodeId| a == self.target && self.peer.is_none_or(|p| p == b);
+        match self.direction {
+            Direction::Both => hits(from, to) || hits(to, from),
+            Direction::Outbound => hits(from, to),
+            Direction::Inbound => hits(to, from),
+        }
+    }
+}
+
+/// What happened to one planned fault.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FaultOutcome {
+    /// Its one-line description.
+    pub fault: String,
+    /// Whether it started.
+    pub started: bool,
+    /// Messages it dropped or delayed (network faults).
+    pub messages: u64,
+    /// Whether it had any effect: a started crash, pause or outage; a network fault that
+    /// touched at least one message.
+    pub fired: bool,
+}
+
+/// Draw `[swarm]` faults for one run from the faults stream: how many (1..=max_faults), and for
+/// each its kind, target, start (within the workload's duration), length and loss rate.
+/// Crashes and pauses of one target do not overlap (a second crash of a dead process could not
+/// fire).
+pub fn draw_swarm(scenario: &Scenario, swarm: &SwarmSpec, rng: &mut SimRng) -> Vec<FaultSpec> {
+    let targets = |kind: FaultKind| -> Vec<Option<String>> {
+        match kind {
+            FaultKind::BrokerCrash => (0..scenario.brokers).map(|b| Some(format!("broker-{b}"))).collect(),
+            FaultKind::ServiceCrash => scenario
+                .services
+                .iter()
+                .flat_map(|s| (0..s.instances).map(move |i| Some(format!("{}-{i}", s.name))))
+                .collect(),
+            FaultKind::ConsumerCrash | FaultKind::ConsumerPause => scenario
+                .consumers
+                .iter()
+                .flat_map(|c| (0..c.instances).map(move |i| Some(format!("{}-{i}", c.name))))
+                .collect(),
+            FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
+                scenario.node_names().into_iter().skip(1).map(Some).collect()
+            }
+            FaultKind::DbUnavailable => vec![None],
+            FaultKind::PlatformOutage => scenario.consumers.iter().map(|c| Some(c.name.clone())).collect(),
+        }
+    };
+    let n = rng.range_inclusive(1, u64::from(swarm.max_faults));
+    let mut out: Vec<FaultSpec> = Vec::new();
+    for _ in 0..n {
+        let kind = swarm.kinds[rng.below(swarm.kinds.len() as u64) as usize];
+        let candidates = targets(kind);
+        if candidates.is_empty() {
+            continue;
+        }
+        let target = candidates[rng.below(candidates.len() as u64) as usize].clone();
+        let at_ms = rng.below(scenario.run.duration_ms.max(1));
+        let for_ms = rng.range_inclusive(1, swarm.max_for_ms);
+        let rate =
+            if kind == FaultKind::NetworkLoss { swarm.max_loss_rate * (0.1 + 0.9 * rng.unit_f64()) } else { 0.0 };
+        let delay_ms = if kind == FaultKind::NetworkDelay { rng.range_inclusive(1, 1_000) } else { 0 };
+        let fault = FaultSpec {
+            kind,
+            at_ms,
+            for_ms: Some(for_ms),
+            target,
+            peer: None,
+            direction: Direction::Both,
+            rate,
+            delay_ms,
+        };
+        let process = matches!(
+            kind,
+            FaultKind::BrokerCrash | FaultKind::ServiceCrash | FaultKind::ConsumerCrash | FaultKind::ConsumerPause
+        );
+        let overlaps = out.iter().any(|o| {
+            o.target == fault.target
+                && o.kind != FaultKind::PlatformOutage
+                && !o.kind.is_network()
+                && process
+                && o.at_ms < at_ms + for_ms
+                && at_ms < o.at_ms + o.for_ms.unwrap_or(u64::MAX / 2)
+        });
+        if !overlaps {
+            out.push(fault);
+        }
+    }
+    out
+}
+
+impl World {
+    /// Schedule the start and end of every planned fault.
+    pub(crate) fn faults_start(&mut self) {
+        for (i, f) in self.faults_plan.iter().enumerate() {
+            let fault = i as u16;
+            self.q.schedule_at(f.at_ms * 1_000, Ev::FaultStart { fault });
+            if let Some(d) = f.for_ms {
+                self.q.schedule_at((f.at_ms + d) * 1_000, Ev::FaultEnd { fault });
+            }
+        }
+    }
+
+    fn node_named(&self, name: &str) -> NodeId {
+        let i = self.history.header.nodes.iter().position(|n| n == name).expect("validated fault target");
+        NodeId(i as u16)
+    }
+
+    fn consumer_at(&self, node: NodeId) -> u16 {
+        self.consumers.iter().position(|c| c.node == node).expect("a consumer node") as u16
+    }
+
+    fn service_at(&self, node: NodeId) -> u16 {
+        self.services.iter().position(|s| s.node == node).expect("a service node") as u16
+    }
+
+    fn broker_at(&self, node: NodeId) -> u16 {
+        self.broker_nodes.iter().position(|&b| b == node).expect("a broker node") as u16
+    }
+
+    /// Fault `fault` starts.
+    pub(crate) fn fault_start(&mut self, fault: u16) {
+        let f = self.faults_plan[fault as usize].clone();
+        let now = self.now();
+        let target = f.target.as_deref().filter(|_| f.kind != FaultKind::PlatformOutage).map(|t| self.node_named(t));
+        let recorder = target.unwrap_or(NodeId(0));
+        self.fault_outcomes[fault as usize].started = true;
+        let fired;
+        match f.kind {
+            FaultKind::BrokerCrash => {
+                let b = self.broker_at(recorder);
+                fired = self.brokers[b as usize].alive;
+                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+                if fired {
+                    self.crash_broker(b);
+                }
+            }
+            FaultKind::ServiceCrash => {
+                let s = self.service_at(recorder);
+                fired = self.services[s as usize].alive;
+                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+                if fired {
+                    self.crash_service(s);
+                }
+            }
+            FaultKind::ConsumerCrash => {
+                let c = self.consumer_at(recorder);
+                fired = self.consumers[c as usize].alive;
+                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+                if fired {
+                    self.crash_consumer(c);
+                }
+            }
+            FaultKind::ConsumerPause => {
+                let c = self.consumer_at(recorder);
+                let until = f.for_ms.map_or(Micros::MAX, |d| now + d * 1_000);
+                let cons = &mut self.consumers[c as usize];
+                fired = cons.alive;
+                cons.paused_until = cons.paused_until.max(until);
+                self.paused += 1;
+                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+            }
+            FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
+                let peer = f.peer.as_deref().map(|p| self.node_named(p));
+                self.net_rules.push(NetRule {
+                    fault,
+                    kind: f.kind,
+                    target: recorder,
+                    peer,
+                    direction: f.direction,
+                    rate: f.rate,
+                    delay_us: f.delay_ms * 1_000,
+                });
+                fired = false; // until it touches a message
+                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+            }
+            FaultKind::DbUnavailable => {
+                self.db_down.push(fault);
+                fired = false; // until a transaction or a listener fails on it
+                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+            }
+            FaultKind::PlatformOutage => {
+                let name = f.target.as_deref().expect("validated target");
+                let g = self.scenario.consumers.iter().position(|c| c.name == name).expect("validated group");
+                self.platform_down[g].push(fault);
+                fired = false; // until a listener's call fails on it
+                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+            }
+        }
+        self.fault_outcomes[fault as usize].fired |= fired;
+    }
+
+    /// Fault `fault` ends: a crashed process restarts, a network heals, an outage is over.
+    pub(crate) fn fault_end(&mut self, fault: u16) {
+        let f = self.faults_plan[fault as usize].clone();
+        let target = f.target.as_deref().filter(|_| f.kind != FaultKind::PlatformOutage).map(|t| self.node_named(t));
+        let recorder = target.unwrap_or(NodeId(0));
+        self.record(recorder, Op::FaultEnded { fault, kind: f.kind });
+        match f.kind {
+            FaultKind::BrokerCrash => {
+                let b = self.broker_at(recorder);
+                if !self.brokers[b as usize].alive {
+                    self.restart_broker(b);
+                }
+            }
+            FaultKind::ServiceCrash => {
+                let s = self.service_at(recorder);
+                if !self.services[s as usize].alive {
+                    self.restart_service(s);
+                }
+            }
+            FaultKind::ConsumerCrash => {
+                let c = self.consumer_at(recorder);
+                if !self.consumers[c as usize].alive {
+                    self.restart_consumer(c);
+                }
+            }
+            FaultKind::ConsumerPause => {
+                self.paused -= 1;
+            }
+            FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
+                self.net_rules.retain(|r| r.fault != fault);
+            }
+            FaultKind::DbUnavailable => self.db_down.retain(|&d| d != fault),
+            FaultKind::PlatformOutage => {
+                let name = f.target.as_deref().expect("validated target");
+                let g = self.scenario.consumers.iter().position(|c| c.name == name).expect("validated group");
+                self.platform_down[g].retain(|&d| d != fault);
+            }
+        }
+    }
+
+    /// A transaction or a listener's call failed on the active outages of `kind` (for a
+    /// platform outage, of consumer group `group`): they fired.
+    pub(crate) fn outage_hit(&mut self, kind: FaultKind, group: Option<usize>) {
+        let active = match (kind, group) {
+            (FaultKind::DbUnavailable, _) => &self.db_down,
+            (_, Some(g)) => &self.platform_down[g],
+            _ => return,
+        };
+        for &f in active {
+            let o = &mut self.fault_outcomes[f as usize];
+            o.fired = true;
+            o.messages += 1;
+        }
+    }
+
+    /// Send `msg` while faults are active: messages to a dead broker are lost, and the network
+    /// rules drop or delay what they match. The group coordinator's traffic is exempt: the
+    /// coordinator is taken as always reachable (see docs/architecture.md, "Not modelled").
+    #[cold]
+    pub(crate) fn send_msg_faulty(&mut self, from: NodeId, to: NodeId, msg: Msg) {
+        if matches!(msg, Msg::ToCoordinator(_) | Msg::FromCoordinator(_)) {
+            let at = self.net.arrival(self.q.now(), from, to);
+            self.q.schedule_at(at, Ev::Net(msg));
+            return;
+        }
+        if self.net.broken.contains(&(from, to)) {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        let mut extra = 0;
+        for r in 0..self.net_rules.len() {
+            let rule = &self.net_rules[r];
+            if !rule.matches(from, to) {
+                continue;
+            }
+            let (fault, kind, rate, delay) = (rule.fault, rule.kind, rule.rate, rule.delay_us);
+            let drop = match kind {
+                FaultKind::NetworkPartition => true,
+                FaultKind::NetworkLoss => self.faults_rng.chance(rate),
+                _ => {
+                    extra += delay;
+                    false
+                }
+            };
+            if drop || kind == FaultKind::NetworkDelay {
+                let o = &mut self.fault_outcomes[fault as usize];
+                o.messages += 1;
+                o.fired = true;
+            }
+            if drop {
+                self.stats.messages_dropped += 1;
+                self.net.broken.insert((from, to));
+                return;
+            }
+        }
+        let at = self.net.arrival(self.q.now() + extra, from, to);
+        self.q.schedule_at(at, Ev::Net(msg));
+    }
+}

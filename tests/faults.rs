@@ -1,0 +1,296 @@
+//! Faults reproduce the failures Kafka deployments have, and the checkers report them: each test
+//! runs the weak setting and the strong one under the same faults and asserts both verdicts.
+
+mod common;
+
+use evsim_model::checkers::Invariant;
+use evsim_model::history::{ErrorCode, History, Op};
+use evsim_model::scenario::{
+    Acks, CommitStrategy, Direction, FaultKind, FaultSpec, PublishStrategy, Scenario, SwarmSpec,
+};
+use evsim_sim::{RunOutcome, run_scenario};
+
+fn violations(o: &RunOutcome, inv: Invariant) -> usize {
+    o.verdicts.iter().find(|v| v.invariant == inv).map_or(0, |v| v.violations.len())
+}
+
+fn count(h: &History, pred: impl Fn(&Op) -> bool) -> usize {
+    h.entries.iter().filter(|e| pred(&e.op)).count()
+}
+
+fn fault(kind: FaultKind, target: Option<&str>, at_ms: u64, for_ms: u64) -> FaultSpec {
+    FaultSpec {
+        kind,
+        at_ms,
+        for_ms: Some(for_ms),
+        target: target.map(str::to_string),
+        peer: None,
+        direction: Direction::Both,
+        rate: 0.0,
+        delay_ms: 0,
+    }
+}
+
+/// Every planned fault fired and records moved: the run proves something.
+fn assert_not_vacuous(o: &RunOutcome) {
+    assert!(o.vacuous.is_none(), "seed {}: vacuous: {:?}", o.seed, o.vacuous);
+    assert!(o.stats.faults.iter().all(|f| f.fired), "{:?}", o.stats.faults);
+}
+
+#[test]
+fn acks_1_loses_acknowledged_records_on_failover_and_acks_all_with_min_insync_2_does_not() {
+    for seed in 1..=3 {
+        let weak = run_scenario(&common::scenario("order-failover-acks1"), seed);
+        assert_not_vacuous(&weak);
+        assert!(violations(&weak, Invariant::LostWrite) > 0, "seed {seed}: acks=1 lost nothing?");
+        // The loss is real: the new leader took over with a shorter log than the old one had
+        // acknowledged.
+        assert!(count(&weak.history, |op| matches!(op, Op::LeaderElected { leader: Some(_), .. })) >= 1);
+
+        let strong = run_scenario(&common::scenario("order-failover-acks-all"), seed);
+        assert_not_vacuous(&strong);
+        assert_eq!(violations(&strong, Invariant::LostWrite), 0, "seed {seed}");
+        assert_eq!(violations(&strong, Invariant::EventualProcessing), 0, "seed {seed}");
+        assert!(count(&strong.history, |op| matches!(op, Op::LeaderElected { leader: Some(_), .. })) >= 1);
+        assert!(strong.passed(), "seed {seed}: {:?}", strong.verdicts.iter().find(|v| !v.violations.is_empty()));
+    }
+}
+
+#[test]
+fn min_insync_replicas_refuses_acks_all_writes_when_the_isr_is_too_small() {
+    // Two of three brokers die and stay dead: the ISR shrinks to one, below min.insync.replicas=2.
+    let mut s = common::scenario("order-failover-acks-all");
+    s.faults = vec![
+        fault(FaultKind::BrokerCrash, Some("broker-1"), 2_000, 30_000),
+        fault(FaultKind::BrokerCrash, Some("broker-2"), 2_000, 30_000),
+    ];
+    let o = run_scenario(&s, 1);
+    assert_not_vacuous(&o);
+    let refused = count(&o.history, |op| matches!(op, Op::SendFailed { error: ErrorCode::NotEnoughReplicas, .. }))
+        + count(&o.history, |op| matches!(op, Op::SendFailed { error: ErrorCode::MsgTimedOut, .. }));
+    assert!(refused > 0, "no acks=all send was refused with one replica left");
+    // Nothing acknowledged was lost: refusing is how acks=all keeps its promise.
+    assert_eq!(violations(&o, Invariant::LostWrite), 0);
+}
+
+#[test]
+fn unclean_leader_election_loses_committed_records() {
+    // acks=all, but the only in-sync replica dies for good after the followers were cut off:
+    // only an out-of-sync replica is left, and unclean election lets it lead.
+    let mut s = common::scenario("order-failover-acks-all");
+    s.broker.min_insync_replicas = 1;
+    s.broker.replica_lag_time_max_ms = 1_000;
+    s.broker.unclean_leader_election_enable = true;
+    let cut = |peer: &str| {
+        let mut f = fault(FaultKind::NetworkPartition, Some("broker-0"), 1_000, 6_000);
+        f.peer = Some(peer.to_string());
+        f
+    };
+    s.faults = vec![cut("broker-1"), cut("broker-2"), fault(FaultKind::BrokerCrash, Some("broker-0"), 5_000, 40_000)];
+    // Only broker-0's partition matters; give it every leadership for simplicity: one partition.
+    s.topics[0].partitions = 1;
+    let o = run_scenario(&s, 1);
+    assert_not_vacuous(&o);
+    assert!(count(&o.history, |op| matches!(op, Op::LeaderElected { unclean: true, .. })) >= 1, "no unclean election");
+    assert!(violations(&o, Invariant::LostWrite) > 0, "an unclean election lost nothing?");
+
+    // Without unclean election the partition stays offline instead: nothing acknowledged is lost.
+    s.broker.unclean_leader_election_enable = false;
+    let o = run_scenario(&s, 1);
+    assert_eq!(violations(&o, Invariant::LostWrite), 0);
+    assert!(count(&o.history, |op| matches!(op, Op::LeaderElected { leader: None, .. })) >= 1);
+}
+
+#[test]
+fn lost_responses_with_retries_and_five_in_flight_duplicate_and_reorder_unless_idempotent() {
+    let weak = run_scenario(&common::scenario("coupon-retries-lost-responses"), 1);
+    assert_not_vacuous(&weak);
+    assert!(violations(&weak, Invariant::Duplicate) > 0, "no duplicate from retried batches");
+    assert!(violations(&weak, Invariant::NonmonotonicSend) > 0, "no reordering from retried batches");
+
+    let mut s = common::scenario("coupon-retries-lost-responses");
+    s.services[0].producer.enable_idempotence = true;
+    s.services[0].producer.acks = Acks::All;
+    for seed in 1..=3 {
+        let strong = run_scenario(&s, seed);
+        assert_not_vacuous(&strong);
+        assert_eq!(violations(&strong, Invariant::Duplicate), 0, "seed {seed}");
+        assert_eq!(violations(&strong, Invariant::NonmonotonicSend), 0, "seed {seed}");
+        // The same answers were lost, and the producer did retry.
+        assert!(strong.stats.messages_dropped > 0);
+    }
+}
+
+/// The order service cannot reach the broker for 15 s; its sends give up after 10 s.
+fn broker_unreachable(mut s: Scenario) -> Scenario {
+    let mut cut = fault(FaultKind::NetworkPartition, Some("order-service-0"), 2_000, 15_000);
+    cut.peer = Some("broker-0".to_string());
+    s.faults = vec![cut];
+    for svc in &mut s.services {
+        svc.producer.request_timeout_ms = 2_000;
+        svc.producer.delivery_timeout_ms = 10_000;
+    }
+    s.run.quiet_period_ms = 40_000;
+    s
+}
+
+#[test]
+fn after_commit_publishing_loses_events_while_the_broker_is_unreachable_and_the_outbox_does_not() {
+    let mut s = broker_unreachable(common::scenario("order-basic"));
+    assert_eq!(s.services[0].publish, PublishStrategy::AfterCommit);
+    s.run.invariants.push(Invariant::EventualPublication);
+    let weak = run_scenario(&s, 1);
+    assert_not_vacuous(&weak);
+    assert!(violations(&weak, Invariant::EventualPublication) > 0, "after-commit published everything?");
+    assert!(count(&weak.history, |op| matches!(op, Op::SendFailed { error: ErrorCode::MsgTimedOut, .. })) > 0);
+
+    let s = broker_unreachable(common::scenario("order-outbox"));
+    let strong = run_scenario(&s, 1);
+    assert_not_vacuous(&strong);
+    assert_eq!(violations(&strong, Invariant::EventualPublication), 0);
+    assert_eq!(violations(&strong, Invariant::EventualProcessing), 0);
+    // The scheduler re-published rows whose first send was still retrying: duplicates reach the
+    // downstream group, whose processed table absorbs them.
+    assert!(violations(&strong, Invariant::Duplicate) > 0, "no duplicate to absorb");
+    assert!(count(&strong.history, |op| matches!(op, Op::DuplicateSkipped { .. })) > 0);
+    assert_eq!(violations(&strong, Invariant::EffectOnce), 0);
+}
+
+/// The order scenario's consumer group crashes one instance mid-run, with `strategy`.
+fn consumer_crash(strategy: CommitStrategy, background_auto_commit: bool) -> Scenario {
+    let mut s = common::scenario("order-basic");
+    let c = &mut s.consumers[0];
+    c.commit_strategy = strategy;
+    c.consumer.enable_auto_commit = strategy == CommitStrategy::AutoCommit;
+    c.consumer.enable_auto_offset_store = background_auto_commit;
+    c.consumer.auto_commit_interval_ms = 200;
+    c.consumer.session_timeout_ms = 6_000;
+    // A listener near saturation, so that polls return many records and a crash always catches
+    // a batch half done.
+    c.processing_time_us = 2_500;
+    s.workload.rate_per_sec = 1_000.0;
+    s.faults = vec![fault(FaultKind::ConsumerCrash, Some("order-event-consumer-1"), 4_000, 5_000)];
+    s
+}
+
+#[test]
+fn auto_commit_in_the_background_loses_the_crashed_consumers_batch() {
+    // librdkafka's auto-commit commits what poll() handed out, processed or not: the records
+    // the crashed instance had not processed are never processed by anyone.
+    let o = run_scenario(&consumer_crash(CommitStrategy::AutoCommit, true), 1);
+    assert_not_vacuous(&o);
+    assert!(violations(&o, Invariant::EventualProcessing) > 0, "background auto-commit lost nothing?");
+}
+
+#[test]
+fn java_auto_commit_and_commit_after_process_redeliver_the_crashed_consumers_batch() {
+    // The Java client commits inside poll() only what earlier polls returned, which the
+    // container has processed: a crash costs duplicates, not records.
+    for strategy in [CommitStrategy::AutoCommit, CommitStrategy::CommitAfterProcess] {
+        let o = run_scenario(&consumer_crash(strategy, false), 1);
+        assert_not_vacuous(&o);
+        assert_eq!(violations(&o, Invariant::EventualProcessing), 0, "{strategy:?} lost records");
+        assert!(violations(&o, Invariant::EffectOnce) > 0, "{strategy:?}: the crash caused no redelivery?");
+        assert!(count(&o.history, |op| matches!(op, Op::MemberRemoved { .. })) >= 1);
+    }
+}
+
+#[test]
+fn a_zombie_consumer_is_fenced_and_its_late_effects_are_duplicates() {
+    // A GC pause longer than session.timeout.ms: the coordinator expels the member and gives its
+    // partitions away; when the pause ends the zombie finishes its batch (side effects) and its
+    // commit is refused.
+    let mut s = common::scenario("order-basic");
+    let c = &mut s.consumers[0];
+    c.consumer.session_timeout_ms = 6_000;
+    c.processing_time_us = 2_000;
+    s.workload.rate_per_sec = 400.0;
+    s.faults = vec![fault(FaultKind::ConsumerPause, Some("order-event-consumer-0"), 4_000, 10_000)];
+    let o = run_scenario(&s, 1);
+    assert_not_vacuous(&o);
+    let zombie = o.history.header.nodes.iter().position(|n| n == "order-event-consumer-0").unwrap() as u16;
+    let pause_end = 14_000_000;
+    let fenced = o
+        .history
+        .entries
+        .iter()
+        .filter(|e| e.process.0 == zombie && e.time >= pause_end)
+        .filter(|e| {
+            matches!(e.op, Op::Commit { error: Some(ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId), .. })
+        })
+        .count();
+    assert!(fenced >= 1, "the zombie's commit was not fenced");
+    assert!(count(&o.history, |op| matches!(op, Op::MemberRemoved { .. })) >= 1);
+    assert!(violations(&o, Invariant::EffectOnce) > 0, "the zombie's late effects were not duplicates");
+    assert_eq!(violations(&o, Invariant::EventualProcessing), 0);
+}
+
+#[test]
+fn a_service_crash_loses_its_unsent_events_with_after_commit_and_not_with_the_outbox() {
+    let crash = fault(FaultKind::ServiceCrash, Some("order-service-0"), 3_000, 2_000);
+    let mut s = common::scenario("order-basic");
+    s.services[0].producer.linger_ms = 50; // events wait in the producer's memory for 50 ms
+    s.faults = vec![crash.clone()];
+    s.run.invariants.push(Invariant::EventualPublication);
+    let weak = run_scenario(&s, 1);
+    assert_not_vacuous(&weak);
+    assert!(violations(&weak, Invariant::EventualPublication) > 0, "the crash lost no committed order's event?");
+
+    let mut s = common::scenario("order-outbox");
+    s.services[0].producer.linger_ms = 50;
+    s.faults = vec![crash];
+    let strong = run_scenario(&s, 1);
+    assert_not_vacuous(&strong);
+    assert_eq!(violations(&strong, Invariant::EventualPublication), 0);
+    assert_eq!(violations(&strong, Invariant::EffectOnce), 0);
+}
+
+#[test]
+fn db_unavailability_and_a_platform_outage_fail_the_work_they_hit() {
+    let mut s = common::scenario("order-basic");
+    s.faults = vec![fault(FaultKind::DbUnavailable, None, 2_000, 1_000)];
+    let o = run_scenario(&s, 1);
+    assert_not_vacuous(&o);
+    // Orders arriving during the outage were neither committed nor published.
+    assert!(o.stats.orders_committed < o.stats.requests);
+    assert!(o.passed(), "{:?}", o.verdicts.iter().find(|v| v.claimed && !v.violations.is_empty()));
+
+    let mut s = common::scenario("payment-basic");
+    let group = s.consumers.iter().find(|c| c.name.contains("payment")).expect("a payment consumer").name.clone();
+    s.faults = vec![fault(FaultKind::PlatformOutage, Some(&group), 5_000, 1_000)];
+    let o = run_scenario(&s, 1);
+    assert_not_vacuous(&o);
+    assert!(count(&o.history, |op| matches!(op, Op::Processed { ok: false, .. })) > 0);
+}
+
+#[test]
+fn a_fault_that_touches_nothing_makes_the_run_vacuous() {
+    let mut s = common::scenario("order-basic");
+    // The two order-service instances never talk to each other.
+    let mut f = fault(FaultKind::NetworkPartition, Some("order-service-0"), 1_000, 1_000);
+    f.peer = Some("order-service-1".to_string());
+    s.faults = vec![f];
+    let o = run_scenario(&s, 1);
+    let why = o.vacuous.as_deref().expect("vacuous");
+    assert!(why.contains("network-partition order-service-0"), "{why}");
+    assert!(!o.passed());
+}
+
+#[test]
+fn swarm_faults_are_drawn_from_the_seed_and_replay_exactly() {
+    let mut s = common::scenario("order-failover-acks-all");
+    s.faults.clear();
+    s.swarm = Some(SwarmSpec {
+        kinds: vec![FaultKind::BrokerCrash, FaultKind::NetworkLoss, FaultKind::ConsumerPause],
+        max_faults: 3,
+        max_for_ms: 4_000,
+        max_loss_rate: 0.2,
+    });
+    let a = run_scenario(&s, 11);
+    let b = run_scenario(&s, 11);
+    assert_eq!(a.history_hash, b.history_hash);
+    assert!(!a.stats.faults.is_empty());
+    let plans: std::collections::BTreeSet<Vec<String>> =
+        (1..=8).map(|seed| run_scenario(&s, seed).stats.faults.into_iter().map(|f| f.fault).collect()).collect();
+    assert!(plans.len() >= 6, "seeds drew the same fault plans: {plans:?}");
+}
