@@ -2,6 +2,7 @@
 //! (the deterministic simulator).
 
 mod bench;
+mod check;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +25,7 @@ queues) against a simulated Kafka cluster, deterministically: one seed is one ex
 run. Every run's history is judged by invariants (no oversell, per-key order, eventual \
 processing, lost writes, duplicates, ...), so a design claim can be settled with evidence.",
     after_help = "Exit codes: 0 every claimed invariant held; 1 a claimed invariant was violated \
-(or a run moved no records); 2 bad input or environment.\n\nStart with:\n  evsim run scenarios/order-basic.toml\n  evsim run scenarios/order-basic.toml --seeds 100\n  evsim run scenarios/order-basic.toml --seed 7 --json"
+(or a run moved no records, or a planned fault never fired); 2 bad input or environment.\n\nStart with:\n  evsim run scenarios/order-basic.toml\n  evsim run scenarios/order-basic.toml --seeds 100\n  evsim run scenarios/order-basic.toml --seed 7 --json\n  evsim run scenarios/order-failover-acks1.toml      # faults from the scenario's schedule\n  evsim check scenarios/order-acks1-search.toml      # search fault schedules, shrink a failure"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +39,8 @@ struct Cli {
 enum Command {
     /// Simulate a scenario and judge every run with the invariants.
     Run(run::RunArgs),
+    /// Search generated fault schedules for a counterexample and shrink it to the smallest story.
+    Check(check::CheckArgs),
     /// Measure simulated records per second end to end (produce, deliver, process, commit).
     Bench(bench::BenchArgs),
 }
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
     let code = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
         Command::Bench(args) => bench::bench(args),
     };
     ExitCode::from(code)

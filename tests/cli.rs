@@ -157,3 +157,61 @@ fn a_run_that_moves_no_records_fails_as_vacuous() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stdout(&o).contains("vacuous"), "{}", stdout(&o));
 }
+
+#[test]
+fn verify_determinism_runs_each_seed_twice_and_says_so() {
+    let o = evsim(&["run", "scenarios/order-failover-acks-all.toml", "--seeds", "2", "--verify-determinism", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["nondeterministic_seeds"], serde_json::json!([]));
+    let o = evsim(&["run", "scenarios/order-failover-acks-all.toml", "--verify-determinism"]);
+    assert!(stdout(&o).contains("determinism: every seed ran twice with identical histories"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("broker-crash broker-0 at 4000 ms for 10000 ms"), "{}", stdout(&o));
+}
+
+#[test]
+fn check_writes_a_counterexample_that_run_replays_with_exit_1() {
+    let dir = std::env::temp_dir().join(format!("evsim-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("ce.toml");
+    let o = evsim(&[
+        "check",
+        "scenarios/coupon-retries-lost-responses.toml",
+        "--cases",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["found"], true);
+    assert_eq!(v["replayed"], true, "{v}");
+    assert!(!v["faults"].as_array().unwrap().is_empty());
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("# Counterexample found by `evsim check"), "{text}");
+    let replay = evsim(&["run", out.to_str().unwrap(), "--json"]);
+    assert_eq!(replay.status.code(), Some(1), "{}", stderr(&replay));
+    let r: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+    let name = v["invariant"].as_str().unwrap();
+    let row = r["invariants"].as_array().unwrap().iter().find(|i| i["name"] == name).unwrap().clone();
+    assert_eq!(row["violated"], 1, "{row}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_bad_fault_in_a_scenario_names_the_line_and_exits_2() {
+    let dir = std::env::temp_dir().join(format!("evsim-badfault-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    let text = std::fs::read_to_string(common::root().join("scenarios/order-basic.toml")).unwrap()
+        + "\n[[faults]]\nkind = \"broker-crash\"\ntarget = \"broker-7\"\nat_ms = 1000\n";
+    std::fs::write(&path, &text).unwrap();
+    let o = evsim(&["run", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let line = text.lines().position(|l| l.starts_with("target = \"broker-7\"")).unwrap() + 1;
+    let err = stderr(&o);
+    assert!(err.contains(&format!("bad.toml:{line}:10:")), "{err}");
+    assert!(err.contains("broker-crash target \"broker-7\" is not in this scenario; expected a broker"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

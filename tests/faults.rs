@@ -294,3 +294,34 @@ fn swarm_faults_are_drawn_from_the_seed_and_replay_exactly() {
         (1..=8).map(|seed| run_scenario(&s, seed).stats.faults.into_iter().map(|f| f.fault).collect()).collect();
     assert!(plans.len() >= 6, "seeds drew the same fault plans: {plans:?}");
 }
+
+#[test]
+fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_replayable_file() {
+    use evsim_sim::search::{SearchResult, counterexample_toml, search};
+    let path = common::root().join("scenarios/order-acks1-search.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut base = common::scenario("order-acks1-search");
+    base.run.duration_ms = 4_000; // a shorter workload keeps the debug-build test quick
+    base.run.quiet_period_ms = 15_000;
+    let runs = std::cell::Cell::new(0);
+    let result = search(&base, 64, 1, 128, &|| runs.set(runs.get() + 1));
+    let SearchResult::Found { shrunk, invariant, outcome } = result else {
+        panic!("64 generated cases of acks=1 with broker crashes found nothing");
+    };
+    assert!(matches!(invariant, Invariant::LostWrite | Invariant::EventualProcessing), "{invariant}");
+    assert!((1..=3).contains(&shrunk.faults.len()), "not shrunk: {:?}", shrunk.faults);
+    assert!(shrunk.faults.iter().any(|f| f.kind == FaultKind::BrokerCrash));
+    assert!(shrunk.duration_ms <= base.run.duration_ms);
+    // Shrinking kept a real failure: the outcome violates the invariant.
+    assert!(outcome.verdicts.iter().any(|v| v.invariant == invariant && !v.violations.is_empty()));
+    // The written file replays the same run.
+    // (The file's own quiet period, shortened as above; the case sets the workload length.)
+    assert!(text.contains("quiet_period_ms = 30_000"));
+    let file_base = text.replace("quiet_period_ms = 30_000", "quiet_period_ms = 15_000");
+    let toml = counterexample_toml(&file_base, "order-acks1-search.toml", &shrunk, invariant).unwrap();
+    let replay = Scenario::parse("counterexample.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert_eq!(replay.faults, shrunk.faults);
+    let again = run_scenario(&replay, replay.run.seed);
+    assert_eq!(again.history_hash, outcome.history_hash, "{toml}");
+    assert!(runs.get() > 1);
+}

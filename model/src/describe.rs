@@ -184,14 +184,15 @@ pub fn describe(h: &History, i: usize) -> String {
 }
 
 /// The entries that tell a counterexample's story: the violation's own entries, plus the faults
-/// and cluster events (fault starts and ends, crashes, leader elections, log recoveries) that
-/// happened between its first and last entry, in history order.
+/// and cluster events (fault starts and ends, crashes, leader elections, log recoveries) from its
+/// first entry on, in history order (what happened after the last entry can be why something
+/// never came: a record lost with a crashed leader).
 pub fn story_entries(h: &History, entries: &[usize]) -> Vec<usize> {
-    let (Some(&first), Some(&last)) = (entries.iter().min(), entries.iter().max()) else {
+    let Some(&first) = entries.iter().min() else {
         return Vec::new();
     };
     let mut out: Vec<usize> = entries.to_vec();
-    for (i, e) in h.entries.iter().enumerate().take(last + 1).skip(first) {
+    for (i, e) in h.entries.iter().enumerate().skip(first) {
         if matches!(
             e.op,
             Op::FaultStarted { .. }

@@ -50,36 +50,35 @@ pub struct FaultOutcome {
     pub fired: bool,
 }
 
+/// The targets a fault of `kind` can hit in `s`, by name (`None` for the database).
+pub fn fault_targets(s: &Scenario, kind: FaultKind) -> Vec<Option<String>> {
+    fn instances(name: &str, n: u32) -> impl Iterator<Item = Option<String>> + '_ {
+        (0..n).map(move |i| Some(format!("{name}-{i}")))
+    }
+    match kind {
+        FaultKind::BrokerCrash => (0..s.brokers).map(|b| Some(format!("broker-{b}"))).collect(),
+        FaultKind::ServiceCrash => s.services.iter().flat_map(|x| instances(&x.name, x.instances)).collect(),
+        FaultKind::ConsumerCrash | FaultKind::ConsumerPause => {
+            s.consumers.iter().flat_map(|x| instances(&x.name, x.instances)).collect()
+        }
+        FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
+            s.node_names().into_iter().skip(1).map(Some).collect()
+        }
+        FaultKind::DbUnavailable => vec![None],
+        FaultKind::PlatformOutage => s.consumers.iter().map(|c| Some(c.name.clone())).collect(),
+    }
+}
+
 /// Draw `[swarm]` faults for one run from the faults stream: how many (1..=max_faults), and for
 /// each its kind, target, start (within the workload's duration), length and loss rate.
 /// Crashes and pauses of one target do not overlap (a second crash of a dead process could not
 /// fire).
 pub fn draw_swarm(scenario: &Scenario, swarm: &SwarmSpec, rng: &mut SimRng) -> Vec<FaultSpec> {
-    let targets = |kind: FaultKind| -> Vec<Option<String>> {
-        match kind {
-            FaultKind::BrokerCrash => (0..scenario.brokers).map(|b| Some(format!("broker-{b}"))).collect(),
-            FaultKind::ServiceCrash => scenario
-                .services
-                .iter()
-                .flat_map(|s| (0..s.instances).map(move |i| Some(format!("{}-{i}", s.name))))
-                .collect(),
-            FaultKind::ConsumerCrash | FaultKind::ConsumerPause => scenario
-                .consumers
-                .iter()
-                .flat_map(|c| (0..c.instances).map(move |i| Some(format!("{}-{i}", c.name))))
-                .collect(),
-            FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
-                scenario.node_names().into_iter().skip(1).map(Some).collect()
-            }
-            FaultKind::DbUnavailable => vec![None],
-            FaultKind::PlatformOutage => scenario.consumers.iter().map(|c| Some(c.name.clone())).collect(),
-        }
-    };
     let n = rng.range_inclusive(1, u64::from(swarm.max_faults));
     let mut out: Vec<FaultSpec> = Vec::new();
     for _ in 0..n {
         let kind = swarm.kinds[rng.below(swarm.kinds.len() as u64) as usize];
-        let candidates = targets(kind);
+        let candidates = fault_targets(scenario, kind);
         if candidates.is_empty() {
             continue;
         }

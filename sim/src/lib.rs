@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod faults;
 pub mod kernel;
 pub mod run;
+pub mod search;
 pub(crate) mod workload;
 pub mod world;
 

@@ -128,9 +128,80 @@ fn commit_strategy_must_agree_with_enable_auto_commit() {
 }
 
 #[test]
-fn replication_beyond_one_is_refused_until_modelled() {
+fn replication_beyond_the_broker_count_is_refused() {
     let e = parse(&edit("replication.factor = 1", "replication.factor = 3")).unwrap_err();
-    assert!(e.message.contains("broker"), "{e}");
+    assert!(e.message.contains("has replication.factor 3 but the cluster has 1 broker(s)"), "{e}");
+    let ok = edit("brokers = 1 ", "brokers = 3 ").replacen("replication.factor = 1", "replication.factor = 3", 1);
+    assert_eq!(parse(&ok).expect("three brokers hold three replicas").topics[0].replication_factor, 3);
+    let e = parse(&ok.replacen(
+        "group.initial.rebalance.delay.ms = 3000",
+        "group.initial.rebalance.delay.ms = 3000\nmin.insync.replicas = 4",
+        1,
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("NOT_ENOUGH_REPLICAS"), "{e}");
+}
+
+const FAULT: &str = "\n[[faults]]\nkind = \"broker-crash\"\ntarget = \"broker-0\"\nat_ms = 2000\nfor_ms = 1000\n";
+
+#[test]
+fn a_fault_schedule_parses_in_file_order() {
+    let src = format!(
+        "{BASIC}{FAULT}\n[[faults]]\nkind = \"network-loss\"\ntarget = \"order-service-0\"\npeer = \"broker-0\"\n\
+         direction = \"inbound\"\nrate = 0.5\nat_ms = 100\n"
+    );
+    let s = parse(&src).expect("parses");
+    assert_eq!(s.faults.len(), 2);
+    assert_eq!(s.faults[0].kind, FaultKind::BrokerCrash);
+    assert_eq!(s.faults[0].for_ms, Some(1000));
+    let loss = &s.faults[1];
+    assert_eq!(
+        (loss.kind, loss.rate, loss.direction, loss.for_ms),
+        (FaultKind::NetworkLoss, 0.5, Direction::Inbound, None)
+    );
+    assert_eq!(loss.peer.as_deref(), Some("broker-0"));
+    assert_eq!(loss.describe(), "network-loss order-service-0 <- broker-0 (loss 0.5) at 100 ms until the end");
+}
+
+#[test]
+fn bad_faults_are_located_and_say_what_was_expected() {
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "kind = \"broker-crash\"",
+            "kind = \"meteor\"",
+            "unknown fault kind \"meteor\"; expected one of: broker-crash",
+        ),
+        (
+            "target = \"broker-0\"",
+            "target = \"order-service-0\"",
+            "broker-crash target \"order-service-0\" is not in this scenario",
+        ),
+        ("at_ms = 2000", "at_ms = 30000", "the run ends at 30000 ms"),
+        ("for_ms = 1000", "for_ms = 0", "`for_ms` is 0"),
+        ("for_ms = 1000", "for_ms = 1000\nrate = 0.5", "`rate` applies to network-loss faults only"),
+        ("for_ms = 1000", "for_ms = 1000\npeer = \"broker-0\"", "`peer` applies to network faults only"),
+    ];
+    for (from, to, expected) in cases {
+        let src = format!("{BASIC}{}", FAULT.replacen(from, to, 1));
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains(expected), "{to}: {e}");
+        assert!(e.line > line_of(&src, "[[faults]]"), "{to}: not located: {e}");
+    }
+    let src = format!("{BASIC}\n[[faults]]\nkind = \"network-loss\"\ntarget = \"broker-0\"\nat_ms = 5\n");
+    assert!(parse(&src).unwrap_err().message.contains("has no `rate`"));
+}
+
+#[test]
+fn a_swarm_table_names_the_kinds_to_draw() {
+    let s =
+        parse(&format!("{BASIC}\n[swarm]\nkinds = [\"consumer-pause\", \"network-loss\"]\nmax_faults = 2\n")).unwrap();
+    let sw = s.swarm.expect("swarm");
+    assert_eq!(sw.kinds, vec![FaultKind::ConsumerPause, FaultKind::NetworkLoss]);
+    assert_eq!(sw.max_faults, 2);
+    let src = format!("{BASIC}\n[swarm]\nkinds = [\"gremlins\"]\n");
+    let e = parse(&src).unwrap_err();
+    assert!(e.message.contains("unknown fault kind \"gremlins\""), "{e}");
+    assert_eq!(e.line, line_of(&src, "\"gremlins\""));
 }
 
 #[test]

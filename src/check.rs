@@ -1,0 +1,197 @@
+//! `evsim check`: property-based search for a counterexample, shrunk to the smallest story and
+//! written as a replayable scenario file.
+
+use crate::{EXIT_BAD_INPUT, EXIT_HELD, EXIT_VIOLATED, load_scenario};
+use evsim_model::describe::story_entries;
+use evsim_sim::run_scenario;
+use evsim_sim::search::{SearchResult, counterexample_toml, search, search_space};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+#[command(after_help = "The search draws fault schedules from the scenario's [swarm] table (or, without one, \
+from every fault kind the scenario has targets for), together with a seed and a workload length per \
+case. The first case that violates a claimed invariant is shrunk: fewer faults, shorter and earlier \
+faults, a shorter workload (fewer records), as long as the same kind of failure remains. The shrunk \
+case is written as a scenario file that `evsim run` replays exactly.\n\nExamples:\n  evsim check \
+scenarios/order-acks1-search.toml --cases 64\n  evsim check scenarios/order-acks1-search.toml --seed 7 --out /tmp/ce.toml\n\n\
+Exit codes: 0 no case violated a claimed invariant; 1 a counterexample was found; 2 bad input.")]
+pub struct CheckArgs {
+    /// Scenario file (TOML) to search.
+    scenario: PathBuf,
+    /// Generated cases to run before giving up.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    cases: u32,
+    /// Seed of the search itself (the same seed searches the same cases).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Most shrinking steps after a failure.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    shrink_iters: u32,
+    /// Where to write the counterexample scenario (default: <scenario name>-counterexample.toml).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// History entries to print in the story.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    story: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct CheckJson {
+    scenario: String,
+    cases: u32,
+    runs: u64,
+    found: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invariant: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    faults: Vec<String>,
+    story: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counterexample_file: Option<String>,
+    /// Whether running the written file gave the same violation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replayed: Option<bool>,
+}
+
+pub fn check(args: CheckArgs) -> u8 {
+    let scenario = match load_scenario(&args.scenario) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let space = search_space(&scenario);
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} runs {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let kinds: Vec<&str> = space.kinds.iter().map(|k| k.name()).collect();
+    bar.set_message(format!(
+        "searching {} cases of up to {} faults ({})",
+        args.cases,
+        space.max_faults,
+        kinds.join(", ")
+    ));
+    let result = search(&scenario, args.cases, args.seed, args.shrink_iters, &|| bar.inc(1));
+    let runs = bar.position();
+    bar.finish_and_clear();
+    let file = args.scenario.display().to_string();
+    let mut report = CheckJson {
+        scenario: scenario.name.clone(),
+        cases: args.cases,
+        runs,
+        found: false,
+        invariant: None,
+        message: None,
+        seed: None,
+        duration_ms: None,
+        faults: Vec::new(),
+        story: Vec::new(),
+        counterexample_file: None,
+        replayed: None,
+    };
+    let code = match result {
+        SearchResult::Held { cases } => {
+            if !args.json {
+                println!(
+                    "scenario {} ({file}): {cases} generated cases ({runs} runs), every claimed invariant held",
+                    scenario.name
+                );
+                println!("fault kinds searched: {}", kinds.join(", "));
+            }
+            EXIT_HELD
+        }
+        SearchResult::Found { shrunk, invariant, outcome } => {
+            let violation = outcome
+                .verdicts
+                .iter()
+                .find(|v| v.invariant == invariant)
+                .and_then(|v| v.violations.first())
+                .expect("a violated invariant has a violation");
+            report.found = true;
+            report.invariant = Some(invariant.name());
+            report.message = Some(violation.message.clone());
+            report.seed = Some(shrunk.seed);
+            report.duration_ms = Some(shrunk.duration_ms);
+            report.faults = shrunk.faults.iter().map(|f| f.describe()).collect();
+            report.story = story_entries(&outcome.history, &violation.entries)
+                .into_iter()
+                .take(args.story)
+                .map(|i| outcome.history.describe(i))
+                .collect();
+            let out =
+                args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-counterexample.toml", scenario.name)));
+            let written = std::fs::read_to_string(&args.scenario)
+                .map_err(|e| e.to_string())
+                .and_then(|text| counterexample_toml(&text, &file, &shrunk, invariant))
+                .and_then(|toml| std::fs::write(&out, &toml).map(|()| toml).map_err(|e| e.to_string()));
+            match written {
+                Ok(toml) => {
+                    report.counterexample_file = Some(out.display().to_string());
+                    // Replay the file as a user would: parse it and run its seed.
+                    let replay = evsim_model::scenario::Scenario::parse(&out.display().to_string(), &toml)
+                        .map(|s| {
+                            let o = run_scenario(&s, s.run.seed);
+                            o.history_hash == outcome.history_hash
+                                && o.verdicts.iter().any(|v| v.invariant == invariant && !v.violations.is_empty())
+                        })
+                        .unwrap_or(false);
+                    report.replayed = Some(replay);
+                }
+                Err(e) => {
+                    eprintln!("error: cannot write the counterexample to {}: {e}", out.display());
+                    return EXIT_BAD_INPUT;
+                }
+            }
+            if !args.json {
+                print_found(&report, &file);
+            }
+            EXIT_VIOLATED
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: cannot render JSON: {e}");
+                return EXIT_BAD_INPUT;
+            }
+        }
+    }
+    code
+}
+
+fn print_found(r: &CheckJson, file: &str) {
+    println!("scenario {} ({file}): counterexample found after {} runs", r.scenario, r.runs);
+    println!("{} violated: {}", r.invariant.unwrap_or("?"), r.message.as_deref().unwrap_or(""));
+    println!(
+        "\nshrunk to {} fault(s), a {} ms workload, seed {}:",
+        r.faults.len(),
+        r.duration_ms.unwrap_or(0),
+        r.seed.unwrap_or(0)
+    );
+    for f in &r.faults {
+        println!("  {f}");
+    }
+    println!("\nthe story:");
+    for e in &r.story {
+        println!("  {e}");
+    }
+    if let Some(f) = &r.counterexample_file {
+        let replay = if r.replayed == Some(true) {
+            "replayed from the file: the same history and the same violation"
+        } else {
+            "WARNING: replaying the file did not give the same history (please report this evsim bug)"
+        };
+        println!("\ncounterexample written to {f}\n{replay}\nreplay it with: evsim run {f}");
+    }
+}
