@@ -170,6 +170,11 @@ pub fn describe(h: &History, i: usize) -> String {
             ),
             None => format!("{} is offline: no replica in the ISR is alive", tp(h, *t)),
         },
+        Op::OffsetReset { group, tp: t, from, to } => format!(
+            "{}: position {from} on {} is beyond the log end (OFFSET_OUT_OF_RANGE): reset to {to}",
+            h.group_name(*group),
+            tp(h, *t)
+        ),
         Op::LogRecovered { tp: t, log_end, lost } => {
             format!("{} recovered its log to offset {log_end} ({lost} unflushed record(s) lost)", tp(h, *t))
         }
@@ -200,6 +205,7 @@ pub fn story_entries(h: &History, entries: &[usize]) -> Vec<usize> {
                 | Op::Crashed
                 | Op::LeaderElected { .. }
                 | Op::LogRecovered { .. }
+                | Op::OffsetReset { .. }
         ) {
             out.push(i);
         }

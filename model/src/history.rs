@@ -327,6 +327,9 @@ pub enum Op {
     LeaderElected { tp: Tp, leader: Option<NodeId>, epoch: u32, log_end: u64, unclean: bool },
     /// A broker restarted with its log cut back to what it had flushed.
     LogRecovered { tp: Tp, log_end: u64, lost: u64 },
+    /// The consumer's position was beyond the leader's log end (OFFSET_OUT_OF_RANGE): it moved
+    /// to `to` as `auto.offset.reset` says.
+    OffsetReset { group: GroupId, tp: Tp, from: u64, to: u64 },
 }
 
 impl Op {

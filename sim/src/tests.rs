@@ -136,7 +136,14 @@ fn coordinator_responses(w: &mut World) -> Vec<Resp> {
 }
 
 fn join(w: &mut World, consumer: u16, member_id: Option<String>, generation: i32) {
-    w.coordinator_request(Req::JoinGroup { group: 0, consumer, member_id, owned: vec![], generation });
+    w.coordinator_request(Req::JoinGroup {
+        group: 0,
+        consumer,
+        member_id,
+        instance_id: None,
+        owned: vec![],
+        generation,
+    });
 }
 
 fn commit(w: &mut World, consumer: u16, member_id: &str, generation: i32) -> Option<ErrorCode> {

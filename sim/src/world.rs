@@ -279,10 +279,11 @@ impl World {
             // partition, which is a hash of the group id too.
             let host = (evsim_model::stable_hash::fnv1a(group_id.as_bytes()) % scenario.brokers as u64) as u16;
             groups.push(Group::new(gid, group_id.clone(), host, spec.consumer.partition_assignment_strategy));
-            for _ in 0..spec.instances {
+            for i in 0..spec.instances {
                 let node = NodeId(next_node);
                 next_node += 1;
                 let mut consumer = Consumer::new(node, gid, subscribed.clone(), spec.clone());
+                consumer.instance_id = spec.consumer.group_instance_id.as_ref().map(|id| format!("{id}-{i}"));
                 if let Some(dlq) = &spec.dlq_topic {
                     // The recoverer's KafkaTemplate, with the Java producer's defaults.
                     consumer.dlq = Some((producers.len() as u16, topic_id(dlq)));
@@ -533,6 +534,7 @@ impl World {
         let old = &self.consumers[c as usize];
         let mut fresh = Consumer::new(old.node, old.group, old.topics.clone(), old.spec.clone());
         fresh.dlq = old.dlq;
+        fresh.instance_id = old.instance_id.clone();
         self.consumers[c as usize] = fresh;
         self.consumer_start(c);
     }

@@ -14,6 +14,7 @@ mod duplicate;
 mod effect_once;
 mod eventual_processing;
 mod eventual_publication;
+mod inconsistent_offsets;
 mod liveness;
 mod lost_write;
 mod no_oversell;
@@ -101,11 +102,14 @@ pub enum Invariant {
     QueueRate,
     /// A producer's later send for a key lands at or before its earlier send.
     NonmonotonicSend,
+    /// One offset of a partition holds two different values (the log was truncated and
+    /// rewritten under its readers).
+    InconsistentOffsets,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 19] = [
+    pub const ALL: [Invariant; 20] = [
         Invariant::NoOversell,
         Invariant::Balance,
         Invariant::OrderState,
@@ -122,6 +126,7 @@ impl Invariant {
         Invariant::EffectOnce,
         Invariant::LostWrite,
         Invariant::Duplicate,
+        Invariant::InconsistentOffsets,
         Invariant::NonmonotonicSend,
         Invariant::NonmonotonicPoll,
         Invariant::PollSkip,
@@ -149,6 +154,7 @@ impl Invariant {
             Invariant::QueueFifo => "queue-fifo",
             Invariant::QueueRate => "queue-rate",
             Invariant::NonmonotonicSend => "nonmonotonic-send",
+            Invariant::InconsistentOffsets => "inconsistent-offsets",
         }
     }
 
@@ -178,6 +184,7 @@ impl Invariant {
             Invariant::QueueFifo => queue::check_fifo(history),
             Invariant::QueueRate => queue::check_rate(history),
             Invariant::NonmonotonicSend => nonmonotonic_send::check(history),
+            Invariant::InconsistentOffsets => inconsistent_offsets::check(history),
         }
     }
 }

@@ -142,6 +142,10 @@ pub enum AssignmentStrategy {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ConsumerConfig {
     pub group_id: String,
+    /// `group.instance.id` (KIP-345 static membership). Each instance of the table gets this id
+    /// with its index appended (`<id>-0`, `<id>-1`, ...), as each pod sets its own; a member
+    /// that restarts within `session.timeout.ms` takes its place back without a rebalance.
+    pub group_instance_id: Option<String>,
     pub enable_auto_commit: bool,
     /// librdkafka's `enable.auto.offset.store` (evsim default false: the Java client). When
     /// true, the consumer behaves as librdkafka's does: a record's offset is stored as soon as
@@ -164,6 +168,7 @@ impl ConsumerConfig {
     pub fn with_group(group_id: &str) -> Self {
         Self {
             group_id: group_id.to_string(),
+            group_instance_id: None,
             enable_auto_commit: true,
             enable_auto_offset_store: false,
             auto_commit_interval_ms: 5_000,
@@ -183,6 +188,7 @@ impl ConsumerConfig {
         let d = Self::with_group(&group_id);
         Ok(Self {
             group_id,
+            group_instance_id: r.string("group.instance.id")?.map(|(s, _)| s),
             enable_auto_commit: r.bool("enable.auto.commit", d.enable_auto_commit)?,
             enable_auto_offset_store: r.bool("enable.auto.offset.store", d.enable_auto_offset_store)?,
             auto_commit_interval_ms: r.uint("auto.commit.interval.ms", d.auto_commit_interval_ms, 1, 86_400_000)?,

@@ -414,7 +414,7 @@ impl World {
     fn fetch_has_data(&self, req: &FetchRequest) -> bool {
         req.partitions.iter().any(|&(g, offset)| {
             let p = &self.partitions[g];
-            p.leader == Some(req.broker) && offset < p.high_watermark
+            p.leader == Some(req.broker) && (offset < p.high_watermark || offset > p.log_end())
         })
     }
 
@@ -449,8 +449,13 @@ impl World {
     fn answer_fetch(&mut self, mut req: FetchRequest) {
         let mut ranges = self.pools.ranges.pop().unwrap_or_default();
         let mut records = self.pools.records.pop().unwrap_or_default();
+        let mut out_of_range = Vec::new();
         for &(g, offset) in &req.partitions {
             let p = &self.partitions[g];
+            if offset > p.log_end() && p.leader == Some(req.broker) {
+                out_of_range.push((p.tp, offset));
+                continue;
+            }
             // A broker that does not lead the partition (any more) has nothing to give; the
             // consumer asks the new leader (NOT_LEADER_OR_FOLLOWER, then a metadata refresh).
             if offset >= p.high_watermark || p.leader != Some(req.broker) {
@@ -465,7 +470,14 @@ impl World {
         self.pools.fetch_partitions.push(std::mem::take(&mut req.partitions));
         let broker_node = self.broker_nodes[req.broker as usize];
         let consumer_node = self.consumers[req.consumer as usize].node;
-        let resp = FetchResponse { consumer: req.consumer, broker: req.broker, fetch: req.fetch, ranges, records };
+        let resp = FetchResponse {
+            consumer: req.consumer,
+            broker: req.broker,
+            fetch: req.fetch,
+            ranges,
+            records,
+            out_of_range,
+        };
         self.send_msg(broker_node, consumer_node, Msg::FetchResponse(resp));
     }
 }

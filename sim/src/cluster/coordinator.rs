@@ -34,6 +34,8 @@ pub struct Member {
     awaiting_join: bool,
     owned: Vec<Tp>,
     owned_generation: i32,
+    /// `group.instance.id` of a static member.
+    instance_id: Option<String>,
 }
 
 /// A consumer group at its coordinator.
@@ -100,8 +102,14 @@ impl World {
 
     pub(crate) fn coordinator_request(&mut self, req: CoordinatorRequest) {
         match req {
-            CoordinatorRequest::JoinGroup { group, consumer, member_id, owned, generation } => {
-                self.join_group(group, consumer, member_id, owned, generation)
+            CoordinatorRequest::JoinGroup { group, consumer, member_id, instance_id, owned, generation } => {
+                if member_id.is_none()
+                    && let Some(iid) = instance_id.as_deref()
+                    && self.static_rejoin(group, consumer, iid)
+                {
+                    return;
+                }
+                self.join_group(group, consumer, member_id, instance_id, owned, generation)
             }
             CoordinatorRequest::SyncGroup { group, consumer, member_id, generation, assignments } => {
                 self.sync_group(group, consumer, member_id, generation, assignments)
@@ -157,7 +165,60 @@ impl World {
         }
     }
 
-    fn join_group(&mut self, group: u16, consumer: u16, member_id: Option<String>, owned: Vec<Tp>, generation: i32) {
+    /// KIP-345: a static member that comes back (a restart within the session timeout) takes
+    /// its old place under a new member id; in a stable group it gets the current generation
+    /// and its old assignment, and nobody rebalances. Returns false when the instance id is
+    /// unknown (the member joins as a new one).
+    fn static_rejoin(&mut self, group: u16, consumer: u16, instance_id: &str) -> bool {
+        let now = self.q.now();
+        let node_name = self.history.node_name(self.consumers[consumer as usize].node).to_string();
+        let g = &mut self.groups[group as usize];
+        let Some(old_id) =
+            g.members.iter().find(|(_, m)| m.instance_id.as_deref() == Some(instance_id)).map(|(id, _)| id.clone())
+        else {
+            return false;
+        };
+        let mut m = g.members.remove(&old_id).expect("found");
+        let serial = g.next_serial;
+        g.next_serial += 1;
+        let new_id = format!("{node_name}-{serial}");
+        m.serial = serial;
+        m.consumer = consumer;
+        m.last_seen = now;
+        let session_timeout = m.session_timeout;
+        g.members.insert(new_id.clone(), m);
+        if g.leader.as_deref() == Some(old_id.as_str()) {
+            g.leader = Some(new_id.clone());
+        }
+        if let Some(a) = g.assignments.remove(&old_id) {
+            g.assignments.insert(new_id.clone(), a);
+        }
+        self.q.schedule_at(now + session_timeout, Ev::SessionCheck { group, member: serial });
+        let g = &self.groups[group as usize];
+        if g.state != GroupState::Stable {
+            // Mid-rebalance: it joins the round like any member that rejoins.
+            let generation = self.consumers[consumer as usize].generation_for_join();
+            self.join_group(group, consumer, Some(new_id), Some(instance_id.to_string()), Vec::new(), generation);
+            return true;
+        }
+        let generation = g.generation;
+        let resp = CoordinatorResponse::JoinGroup {
+            consumer,
+            result: Ok(JoinResult { member_id: new_id, generation, members: None }),
+        };
+        self.reply(group, consumer, resp);
+        true
+    }
+
+    fn join_group(
+        &mut self,
+        group: u16,
+        consumer: u16,
+        member_id: Option<String>,
+        instance_id: Option<String>,
+        owned: Vec<Tp>,
+        generation: i32,
+    ) {
         let now = self.q.now();
         let cfg = &self.consumers[consumer as usize].spec.consumer;
         let (session_timeout, rebalance_timeout) = (cfg.session_timeout_ms * 1_000, cfg.max_poll_interval_ms * 1_000);
@@ -189,6 +250,7 @@ impl World {
                         awaiting_join: false,
                         owned: Vec::new(),
                         owned_generation: -1,
+                        instance_id,
                     },
                 );
                 if g.leader.is_none() {

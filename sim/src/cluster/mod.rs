@@ -73,6 +73,9 @@ pub struct FetchResponse {
     pub ranges: Vec<(Tp, u64, usize)>,
     /// The records of every range, back to back.
     pub records: Vec<Message>,
+    /// Partitions whose fetch offset is beyond the leader's log end (OFFSET_OUT_OF_RANGE: the
+    /// log was truncated under the consumer, by an unclean election or a lost unflushed tail).
+    pub out_of_range: Vec<(Tp, u64)>,
 }
 
 /// A follower's fetch from a partition leader (one replica fetcher per follower and leader).
@@ -115,6 +118,8 @@ pub enum CoordinatorRequest {
         group: u16,
         consumer: u16,
         member_id: Option<String>,
+        /// `group.instance.id` of a static member.
+        instance_id: Option<String>,
         owned: Vec<Tp>,
         generation: i32,
     },

@@ -148,6 +148,11 @@ impl Producer {
     pub fn producer_id(&self) -> u32 {
         self.producer_id
     }
+
+    /// A request in flight to `broker`, if any.
+    pub(crate) fn request_in_flight_to(&self, broker: u16) -> Option<u64> {
+        self.requests.iter().find(|r| r.broker == broker).map(|r| r.request)
+    }
 }
 
 impl World {

@@ -335,6 +335,32 @@ impl World {
             }
         }
         self.start_fetchers(b);
+        self.reset_connections_to(b);
+    }
+
+    /// A restarted broker answers packets of its old connections with a reset: every client
+    /// with a request in flight to it learns at once that the request is lost (no need to wait
+    /// for its timeout), and tries again.
+    fn reset_connections_to(&mut self, b: u16) {
+        for p in 0..self.producers.len() as u16 {
+            if let Some(request) = self.producers[p as usize].request_in_flight_to(b)
+                && self.producer_alive(p)
+            {
+                self.producer_request_timeout(p, request);
+            }
+        }
+        for c in 0..self.consumers.len() as u16 {
+            if let Some(fetch) = self.consumers[c as usize].fetch_in_flight_to(b)
+                && self.consumers[c as usize].alive
+            {
+                self.consumer_fetch_timeout(c, b, fetch);
+            }
+        }
+        for f in 0..self.brokers.len() as u16 {
+            if let Some(fetch) = self.brokers[f as usize].fetchers[b as usize] {
+                self.replica_fetch_timeout(f, b, fetch);
+            }
+        }
     }
 
     /// Clients learn of leadership changes (a metadata refresh): producers may send to the new

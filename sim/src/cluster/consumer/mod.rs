@@ -84,6 +84,8 @@ pub struct Consumer {
     pub group: GroupId,
     pub topics: Vec<TopicId>,
     pub spec: ConsumerSpec,
+    /// This instance's `group.instance.id` (static membership), if the group sets one.
+    pub instance_id: Option<String>,
     member_id: Option<String>,
     generation: i32,
     membership: Membership,
@@ -133,6 +135,7 @@ impl Consumer {
             group,
             topics,
             spec,
+            instance_id: None,
             member_id: None,
             generation: -1,
             membership: Membership::Unjoined,
@@ -188,6 +191,16 @@ impl Consumer {
             }
             _ => false,
         }
+    }
+
+    /// The fetch in flight to `broker`, if any.
+    pub(crate) fn fetch_in_flight_to(&self, broker: u16) -> Option<u64> {
+        self.fetch_in_flight.get(broker as usize).copied().flatten()
+    }
+
+    /// The generation a JoinGroup of this member carries (-1 before its first assignment).
+    pub(crate) fn generation_for_join(&self) -> i32 {
+        self.generation
     }
 
     fn reset_generation(&mut self, forget_member: bool) {

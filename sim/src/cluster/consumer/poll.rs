@@ -7,7 +7,7 @@ use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, RECOR
 use crate::world::{Ev, World};
 use evsim_model::actor::{Command, ExternalCall, Listener};
 use evsim_model::history::{ErrorCode, LeaveReason, Op, Polled, Tp};
-use evsim_model::scenario::{CommitStrategy, FaultKind};
+use evsim_model::scenario::{CommitStrategy, FaultKind, OffsetReset};
 
 /// The consumer's `request.timeout.ms` (Java default 30000).
 const FETCH_REQUEST_TIMEOUT_US: evsim_model::history::Micros = 30_000_000;
@@ -199,6 +199,24 @@ impl World {
             }
             cons.buffer.extend(records.iter().enumerate().map(|(i, m)| (tp, first + i as u64, *m)));
             cons.fetch_positions.insert(tp, first + n as u64);
+        }
+        for &(tp, offset) in &resp.out_of_range {
+            // OFFSET_OUT_OF_RANGE: `auto.offset.reset` decides where to go (the ListOffsets
+            // lookup is taken as instantaneous; `none` is treated as earliest, as on assignment).
+            if cons.fetch_positions.get(&tp) != Some(&offset) || !cons.assigned.contains(&tp) {
+                continue;
+            }
+            let p = &self.partitions[self.first_partition[tp.topic.0 as usize] + tp.partition as usize];
+            let to = match cons.spec.consumer.auto_offset_reset {
+                OffsetReset::Earliest | OffsetReset::None => 0,
+                OffsetReset::Latest => p.high_watermark,
+            };
+            cons.fetch_positions.insert(tp, to);
+            if cons.positions.get(&tp) == Some(&offset) {
+                cons.positions.insert(tp, to);
+            }
+            let (node, group) = (cons.node, cons.group);
+            self.history.push(self.q.now(), node, Op::OffsetReset { group, tp, from: offset, to });
         }
         resp.ranges.clear();
         resp.records.clear();
