@@ -14,7 +14,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Build with --release for meaningful figures:\n  cargo run --release -- bench scenarios/order-basic.toml --orders 10000\n  cargo run --release -- bench scenarios/order-basic.toml --orders 1000000 --repeat 3"
+    after_help = "Build with --release for meaningful figures:\n  cargo run --release -- bench scenarios/order-basic.toml --orders 10000\n  cargo run --release -- bench scenarios/order-basic.toml --orders 1000000 --repeat 3\n  cargo run --release -- bench scenarios/order-failover-acks-all.toml                   # with faults\n  cargo run --release -- bench scenarios/order-failover-acks-all.toml --without-faults  # its baseline"
 )]
 pub struct BenchArgs {
     /// Scenario to measure.
@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Remove the scenario's faults ([[faults]] and [swarm]) first: the fault-free baseline of
+    /// the same cluster and workload, to compare a fault scenario against.
+    #[arg(long)]
+    without_faults: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -38,6 +42,8 @@ pub struct BenchArgs {
 #[derive(Serialize)]
 struct BenchJson {
     scenario: String,
+    /// Scheduled faults in the measured runs (0 with --without-faults).
+    faults: usize,
     orders: u64,
     records: u64,
     history_entries: usize,
@@ -60,6 +66,13 @@ pub fn bench(args: BenchArgs) -> u8 {
     let mut scenario = match load_scenario(&args.scenario) {
         Ok(s) => s,
         Err(code) => return code,
+    };
+    let faults = if args.without_faults {
+        scenario.faults.clear();
+        scenario.swarm = None;
+        0
+    } else {
+        scenario.faults.len()
     };
     let max = evsim_model::scenario::MAX_ORDERS_PER_RUN;
     if args.orders == 0 || args.repeat == 0 || args.orders > max {
@@ -103,6 +116,7 @@ pub fn bench(args: BenchArgs) -> u8 {
     let (full_best, full_median) = best_median(full);
     let r = BenchJson {
         scenario: scenario.name.clone(),
+        faults,
         orders: args.orders,
         records,
         history_entries: entries,
@@ -122,8 +136,8 @@ pub fn bench(args: BenchArgs) -> u8 {
             println!("warning: debug build; use `cargo run --release -- bench` for real figures");
         }
         println!(
-            "scenario {}: {} requests, {} records end to end, {} history entries",
-            r.scenario, r.orders, r.records, r.history_entries
+            "scenario {}: {} requests, {} records end to end, {} history entries, {} scheduled fault(s)",
+            r.scenario, r.orders, r.records, r.history_entries, r.faults
         );
         println!(
             "simulation:         best {:.4} s ({:.0} records/s), median {:.4} s ({:.0} records/s)",

@@ -136,14 +136,7 @@ fn coordinator_responses(w: &mut World) -> Vec<Resp> {
 }
 
 fn join(w: &mut World, consumer: u16, member_id: Option<String>, generation: i32) {
-    w.coordinator_request(Req::JoinGroup {
-        group: 0,
-        consumer,
-        member_id,
-        instance_id: None,
-        owned: vec![],
-        generation,
-    });
+    w.coordinator_request(Req::JoinGroup { group: 0, consumer, member_id, owned: vec![], generation });
 }
 
 fn commit(w: &mut World, consumer: u16, member_id: &str, generation: i32) -> Option<ErrorCode> {
@@ -437,4 +430,10 @@ fn outbox_duplicates_need_an_idempotent_consumer() {
         CommitStrategy::CommitAfterProcess;
     let h = crashed_at_5s(&s);
     assert!(!holds(&h, Invariant::EffectOnce), "without the processed table, duplicates apply twice");
+}
+
+#[test]
+fn queued_events_stay_small() {
+    // Every pending event is a slab slot of this size; the hot path moves millions of them.
+    assert!(std::mem::size_of::<crate::world::Ev>() <= 72, "Ev is {} bytes", std::mem::size_of::<crate::world::Ev>());
 }

@@ -279,7 +279,11 @@ impl World {
             self.pools.records.push(batch.records);
         }
         self.pools.produce_batches.push(std::mem::take(&mut req.batches));
-        let touched: Vec<usize> = results.iter().filter(|(_, r)| r.is_ok()).map(|(g, _)| *g).collect();
+        // The partitions written to, for the parked fetches (only worth collecting if any wait).
+        let mut touched = std::mem::take(&mut self.pools.touched);
+        if !self.brokers[req.broker as usize].parked.is_empty() {
+            touched.extend(results.iter().filter(|(_, r)| r.is_ok()).map(|(g, _)| *g));
+        }
         if req.acks == Acks::None {
             results.clear();
             self.pools.results.push(results);
@@ -290,6 +294,8 @@ impl World {
             self.brokers[req.broker as usize].delayed.push(delayed);
         }
         self.wake_parked(req.broker, &touched);
+        touched.clear();
+        self.pools.touched = touched;
     }
 
     fn send_produce_response(
@@ -449,11 +455,10 @@ impl World {
     fn answer_fetch(&mut self, mut req: FetchRequest) {
         let mut ranges = self.pools.ranges.pop().unwrap_or_default();
         let mut records = self.pools.records.pop().unwrap_or_default();
-        let mut out_of_range = Vec::new();
         for &(g, offset) in &req.partitions {
             let p = &self.partitions[g];
             if offset > p.log_end() && p.leader == Some(req.broker) {
-                out_of_range.push((p.tp, offset));
+                ranges.push((p.tp, offset, super::OUT_OF_RANGE));
                 continue;
             }
             // A broker that does not lead the partition (any more) has nothing to give; the
@@ -470,14 +475,7 @@ impl World {
         self.pools.fetch_partitions.push(std::mem::take(&mut req.partitions));
         let broker_node = self.broker_nodes[req.broker as usize];
         let consumer_node = self.consumers[req.consumer as usize].node;
-        let resp = FetchResponse {
-            consumer: req.consumer,
-            broker: req.broker,
-            fetch: req.fetch,
-            ranges,
-            records,
-            out_of_range,
-        };
+        let resp = FetchResponse { consumer: req.consumer, broker: req.broker, fetch: req.fetch, ranges, records };
         self.send_msg(broker_node, consumer_node, Msg::FetchResponse(resp));
     }
 }

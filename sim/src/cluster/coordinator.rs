@@ -35,7 +35,7 @@ pub struct Member {
     owned: Vec<Tp>,
     owned_generation: i32,
     /// `group.instance.id` of a static member.
-    instance_id: Option<String>,
+    instance_id: Option<Box<str>>,
 }
 
 /// A consumer group at its coordinator.
@@ -102,7 +102,10 @@ impl World {
 
     pub(crate) fn coordinator_request(&mut self, req: CoordinatorRequest) {
         match req {
-            CoordinatorRequest::JoinGroup { group, consumer, member_id, instance_id, owned, generation } => {
+            CoordinatorRequest::JoinGroup { group, consumer, member_id, owned, generation } => {
+                // The `group.instance.id` the client sends with its JoinGroup: read from its
+                // (immutable) configuration rather than carried in every message.
+                let instance_id = self.consumers[consumer as usize].instance_id.as_deref().map(Box::<str>::from);
                 if member_id.is_none()
                     && let Some(iid) = instance_id.as_deref()
                     && self.static_rejoin(group, consumer, iid)
@@ -198,7 +201,7 @@ impl World {
         if g.state != GroupState::Stable {
             // Mid-rebalance: it joins the round like any member that rejoins.
             let generation = self.consumers[consumer as usize].generation_for_join();
-            self.join_group(group, consumer, Some(new_id), Some(instance_id.to_string()), Vec::new(), generation);
+            self.join_group(group, consumer, Some(new_id), Some(Box::from(instance_id)), Vec::new(), generation);
             return true;
         }
         let generation = g.generation;
@@ -215,7 +218,7 @@ impl World {
         group: u16,
         consumer: u16,
         member_id: Option<String>,
-        instance_id: Option<String>,
+        instance_id: Option<Box<str>>,
         owned: Vec<Tp>,
         generation: i32,
     ) {

@@ -69,14 +69,18 @@ pub struct FetchResponse {
     pub consumer: u16,
     pub broker: u16,
     pub fetch: u64,
-    /// (topic partition, first offset, how many of `records`), in order.
+    /// (topic partition, first offset, how many of `records`), in order. A count of
+    /// [`OUT_OF_RANGE`] marks a partition whose fetch offset is beyond the leader's log end
+    /// (OFFSET_OUT_OF_RANGE: the log was truncated under the consumer, by an unclean election or
+    /// a lost unflushed tail); it carries no records.
     pub ranges: Vec<(Tp, u64, usize)>,
     /// The records of every range, back to back.
     pub records: Vec<Message>,
-    /// Partitions whose fetch offset is beyond the leader's log end (OFFSET_OUT_OF_RANGE: the
-    /// log was truncated under the consumer, by an unclean election or a lost unflushed tail).
-    pub out_of_range: Vec<(Tp, u64)>,
 }
+
+/// The record count of a fetch range that stands for OFFSET_OUT_OF_RANGE (kept in `ranges` so
+/// that the message, and so every queued event, stays small).
+pub const OUT_OF_RANGE: usize = usize::MAX;
 
 /// A follower's fetch from a partition leader (one replica fetcher per follower and leader).
 #[derive(Debug)]
@@ -109,6 +113,8 @@ pub struct Pools {
     pub produce_batches: Vec<Vec<ProduceBatch>>,
     pub produce_requests: Vec<ProduceRequest>,
     pub results: Vec<Vec<(usize, Result<u64, ErrorCode>)>>,
+    /// Scratch: the partitions a produce request wrote to.
+    pub touched: Vec<usize>,
 }
 
 /// Requests to the group coordinator.
@@ -118,8 +124,6 @@ pub enum CoordinatorRequest {
         group: u16,
         consumer: u16,
         member_id: Option<String>,
-        /// `group.instance.id` of a static member.
-        instance_id: Option<String>,
         owned: Vec<Tp>,
         generation: i32,
     },

@@ -59,7 +59,6 @@ impl World {
             group: cons.group.0,
             consumer: c,
             member_id: cons.member_id.clone(),
-            instance_id: cons.instance_id.clone(),
             owned: cons.assigned.clone(),
             generation: cons.generation,
         };

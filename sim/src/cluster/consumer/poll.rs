@@ -3,7 +3,7 @@
 //! thread's `max.poll.interval.ms` check.
 
 use super::{App, CommitKind, DEFAULT_ERROR_HANDLER_ATTEMPTS, Membership, POLL_TIMEOUT_US};
-use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, RECORD_BYTES};
+use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, OUT_OF_RANGE, RECORD_BYTES};
 use crate::world::{Ev, World};
 use evsim_model::actor::{Command, ExternalCall, Listener};
 use evsim_model::history::{ErrorCode, LeaveReason, Op, Polled, Tp};
@@ -190,7 +190,12 @@ impl World {
             cons.fetch_in_flight[resp.broker as usize] = None;
         }
         let mut start = 0;
+        let mut out_of_range = Vec::new();
         for &(tp, first, n) in &resp.ranges {
+            if n == OUT_OF_RANGE {
+                out_of_range.push((tp, first));
+                continue;
+            }
             let records = &resp.records[start..start + n];
             start += n;
             // Data for a partition no longer assigned, or from a stale position, is dropped.
@@ -200,7 +205,7 @@ impl World {
             cons.buffer.extend(records.iter().enumerate().map(|(i, m)| (tp, first + i as u64, *m)));
             cons.fetch_positions.insert(tp, first + n as u64);
         }
-        for &(tp, offset) in &resp.out_of_range {
+        for (tp, offset) in out_of_range {
             // OFFSET_OUT_OF_RANGE: `auto.offset.reset` decides where to go (the ListOffsets
             // lookup is taken as instantaneous; `none` is treated as earliest, as on assignment).
             if cons.fetch_positions.get(&tp) != Some(&offset) || !cons.assigned.contains(&tp) {
