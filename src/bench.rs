@@ -130,7 +130,9 @@ pub fn bench(args: BenchArgs) -> u8 {
         all_invariants_held: held,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        if let Err(code) = crate::print_json(&r) {
+            return code;
+        }
     } else {
         if cfg!(debug_assertions) {
             println!("warning: debug build; use `cargo run --release -- bench` for real figures");

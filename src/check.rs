@@ -159,12 +159,8 @@ pub fn check(args: CheckArgs) -> u8 {
         }
     };
     if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: cannot render JSON: {e}");
-                return EXIT_BAD_INPUT;
-            }
+        if let Err(code) = crate::print_json(&report) {
+            return code;
         }
     }
     code

@@ -64,6 +64,20 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Print `value` as pretty JSON on stdout; on failure print the error and return the exit code.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), u8> {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => {
+            println!("{s}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: cannot render JSON: {e}");
+            Err(EXIT_BAD_INPUT)
+        }
+    }
+}
+
 /// Read and parse a scenario file; on failure print the error and return the exit code.
 pub fn load_scenario(path: &std::path::Path) -> Result<evsim_model::scenario::Scenario, u8> {
     let name = path.display().to_string();

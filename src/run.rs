@@ -155,12 +155,8 @@ pub fn run(args: RunArgs) -> u8 {
     };
     let report = aggregate(&scenario, &args.scenario, &results);
     if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: cannot render JSON: {e}");
-                return EXIT_BAD_INPUT;
-            }
+        if let Err(code) = crate::print_json(&report) {
+            return code;
         }
     } else {
         print_table(&report);

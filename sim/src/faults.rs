@@ -153,40 +153,39 @@ impl World {
         let target = f.target.as_deref().filter(|_| f.kind != FaultKind::PlatformOutage).map(|t| self.node_named(t));
         let recorder = target.unwrap_or(NodeId(0));
         self.fault_outcomes[fault as usize].started = true;
-        let fired;
-        match f.kind {
+        self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+        let fired = match f.kind {
             FaultKind::BrokerCrash => {
                 let b = self.broker_at(recorder);
-                fired = self.brokers[b as usize].alive;
-                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
-                if fired {
+                let alive = self.brokers[b as usize].alive;
+                if alive {
                     self.crash_broker(b);
                 }
+                alive
             }
             FaultKind::ServiceCrash => {
                 let s = self.service_at(recorder);
-                fired = self.services[s as usize].alive;
-                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
-                if fired {
+                let alive = self.services[s as usize].alive;
+                if alive {
                     self.crash_service(s);
                 }
+                alive
             }
             FaultKind::ConsumerCrash => {
                 let c = self.consumer_at(recorder);
-                fired = self.consumers[c as usize].alive;
-                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
-                if fired {
+                let alive = self.consumers[c as usize].alive;
+                if alive {
                     self.crash_consumer(c);
                 }
+                alive
             }
             FaultKind::ConsumerPause => {
                 let c = self.consumer_at(recorder);
                 let until = f.for_ms.map_or(Micros::MAX, |d| now + d * 1_000);
                 let cons = &mut self.consumers[c as usize];
-                fired = cons.alive;
                 cons.paused_until = cons.paused_until.max(until);
                 self.paused += 1;
-                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+                cons.alive
             }
             FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
                 let peer = f.peer.as_deref().map(|p| self.node_named(p));
@@ -199,22 +198,19 @@ impl World {
                     rate: f.rate,
                     delay_us: f.delay_ms * 1_000,
                 });
-                fired = false; // until it touches a message
-                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+                false // until it touches a message
             }
             FaultKind::DbUnavailable => {
                 self.db_down.push(fault);
-                fired = false; // until a transaction or a listener fails on it
-                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+                false // until a transaction or a listener fails on it
             }
             FaultKind::PlatformOutage => {
                 let name = f.target.as_deref().expect("validated target");
                 let g = self.scenario.consumers.iter().position(|c| c.name == name).expect("validated group");
                 self.platform_down[g].push(fault);
-                fired = false; // until a listener's call fails on it
-                self.record(recorder, Op::FaultStarted { fault, kind: f.kind });
+                false // until a listener's call fails on it
             }
-        }
+        };
         self.fault_outcomes[fault as usize].fired |= fired;
     }
 

@@ -7,7 +7,7 @@
 //! reports (`SendOk` with an offset) and polls placed there; two different values are reported
 //! with the first entry that showed each.
 
-use super::{MAX_REPORTED, Violation, note_unlisted};
+use super::{Violation, in_history_order};
 use crate::history::{EventId, History, Op, Tp};
 
 pub(crate) fn check(h: &History) -> Vec<Violation> {
@@ -37,11 +37,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         );
         found.push((entries[1], Violation::new(message, entries)));
     }
-    found.sort_by_key(|(at, _)| *at);
-    let total = found.len();
-    let mut out: Vec<Violation> = found.into_iter().take(MAX_REPORTED).map(|(_, v)| v).collect();
-    note_unlisted(&mut out, total, "inconsistent-offsets");
-    out
+    in_history_order(found, "inconsistent-offsets")
 }
 
 #[cfg(test)]

@@ -57,6 +57,16 @@ pub(crate) fn note_unlisted(out: &mut [Violation], total: usize, name: &str) {
     }
 }
 
+/// The counterexamples of a checker, each with the entry that first showed it, in that order:
+/// at most [`MAX_REPORTED`] of them, the last one saying how many more there were.
+pub(crate) fn in_history_order(mut found: Vec<(usize, Violation)>, name: &str) -> Vec<Violation> {
+    found.sort_by_key(|(at, _)| *at);
+    let total = found.len();
+    let mut out: Vec<Violation> = found.into_iter().take(MAX_REPORTED).map(|(_, v)| v).collect();
+    note_unlisted(&mut out, total, name);
+    out
+}
+
 /// The invariants evsim can check, by the names of ANOMALIES.md.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Invariant {

@@ -8,7 +8,7 @@
 //! one request in flight and no idempotence). Sends without a known offset (acks=0, failures)
 //! are not judged.
 
-use super::{MAX_REPORTED, Violation, note_unlisted};
+use super::{Violation, in_history_order};
 use crate::history::{EventId, History, NodeId, Op, Tp};
 use std::collections::BTreeMap;
 
@@ -55,11 +55,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             }
         }
     }
-    found.sort_by_key(|(at, _)| *at);
-    let total = found.len();
-    let mut out: Vec<Violation> = found.into_iter().take(MAX_REPORTED).map(|(_, v)| v).collect();
-    note_unlisted(&mut out, total, "nonmonotonic-send");
-    out
+    in_history_order(found, "nonmonotonic-send")
 }
 
 #[cfg(test)]
