@@ -391,3 +391,35 @@ fn a_single_replica_loses_its_unflushed_tail_when_its_machine_dies() {
     assert!(violations(&o, Invariant::InconsistentOffsets) > 0);
     assert!(!o.passed(), "acknowledged orders vanished, yet every claimed invariant held");
 }
+
+#[test]
+fn followers_that_keep_pace_stay_in_sync_and_a_cut_off_one_leaves_the_isr() {
+    // Steady writes, no faults: followers never sit exactly at the moving log end, but they keep
+    // pace, so nobody leaves the ISR (Kafka's lastCaughtUpTime rule).
+    let mut s = common::scenario("order-failover-acks-all");
+    s.faults.clear();
+    s.broker.replica_lag_time_max_ms = 2_000;
+    let o = run_scenario(&s, 1);
+    assert_eq!(count(&o.history, |op| matches!(op, Op::IsrChanged { .. })), 0);
+    assert!(o.passed());
+
+    // broker-2 cut off from broker-0 (the leader of partition 0): it leaves that ISR after
+    // replica.lag.time.max.ms and rejoins once the link heals and it catches up.
+    let mut cut = fault(FaultKind::NetworkPartition, Some("broker-2"), 2_000, 5_000);
+    cut.peer = Some("broker-0".to_string());
+    s.faults = vec![cut];
+    let o = run_scenario(&s, 1);
+    assert_not_vacuous(&o);
+    let changes: Vec<usize> = o
+        .history
+        .entries
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::IsrChanged { tp, isr } if tp.partition == 0 => Some(isr.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes.first(), Some(&2), "{changes:?}");
+    assert_eq!(changes.last(), Some(&3), "{changes:?}");
+    assert!(o.passed(), "{:?}", o.verdicts.iter().find(|v| v.claimed && !v.violations.is_empty()));
+}

@@ -170,6 +170,10 @@ pub fn describe(h: &History, i: usize) -> String {
             ),
             None => format!("{} is offline: no replica in the ISR is alive", tp(h, *t)),
         },
+        Op::IsrChanged { tp: t, isr } => {
+            let list: Vec<&str> = isr.iter().map(|b| h.node_name(*b)).collect();
+            format!("{} in-sync replicas: [{}]", tp(h, *t), list.join(", "))
+        }
         Op::OffsetReset { group, tp: t, from, to } => format!(
             "{}: position {from} on {} is beyond the log end (OFFSET_OUT_OF_RANGE): reset to {to}",
             h.group_name(*group),
@@ -206,6 +210,7 @@ pub fn story_entries(h: &History, entries: &[usize]) -> Vec<usize> {
                 | Op::LeaderElected { .. }
                 | Op::LogRecovered { .. }
                 | Op::OffsetReset { .. }
+                | Op::IsrChanged { .. }
         ) {
             out.push(i);
         }

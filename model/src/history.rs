@@ -330,6 +330,8 @@ pub enum Op {
     /// The consumer's position was beyond the leader's log end (OFFSET_OUT_OF_RANGE): it moved
     /// to `to` as `auto.offset.reset` says.
     OffsetReset { group: GroupId, tp: Tp, from: u64, to: u64 },
+    /// A partition's in-sync replicas changed (a follower fell behind, caught up, or was fenced).
+    IsrChanged { tp: Tp, isr: Vec<NodeId> },
 }
 
 impl Op {

@@ -53,6 +53,11 @@ pub struct Partition {
     pub fetched: Vec<u64>,
     /// Per replica: when the leader last saw it caught up (`replica.lag.time.max.ms`).
     pub caught_up: Vec<Micros>,
+    /// Per replica: the leader's log end at the follower's previous fetch, and when that was.
+    /// A fetch from at least that offset means the follower had caught up then (Kafka's
+    /// `lastCaughtUpTimeMs` rule: a follower that keeps pace under steady writes stays in sync
+    /// even though it never reaches the moving log end).
+    pub fetch_end: Vec<(u64, Micros)>,
     /// The idempotent batches of the log, in offset order.
     pub batches: Vec<BatchMeta>,
 }
@@ -72,6 +77,7 @@ impl Partition {
             flushed: vec![0; n],
             fetched: vec![0; n],
             caught_up: vec![0; n],
+            fetch_end: vec![(0, 0); n],
             batches: Vec::new(),
         }
     }

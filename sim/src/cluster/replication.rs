@@ -9,7 +9,7 @@
 
 use super::{Msg, ReplicaFetchRequest, ReplicaFetchResponse};
 use crate::world::{Ev, World};
-use evsim_model::history::Op;
+use evsim_model::history::{NodeId, Op};
 
 /// Records a follower copies per partition and fetch (`replica.fetch.max.bytes`, 1 MiB).
 const REPLICA_FETCH_MAX_RECORDS: u64 = 1_048_576 / super::RECORD_BYTES;
@@ -88,6 +88,7 @@ impl World {
         let now = self.now();
         let l = req.leader;
         let mut moved = Vec::new();
+        let mut expanded = Vec::new();
         let mut has_data = false;
         for &(g, offset) in &req.partitions {
             let p = &mut self.partitions[g];
@@ -97,18 +98,26 @@ impl World {
             let Some(i) = p.replica_index(req.follower) else { continue };
             let offset = offset.min(p.log_end());
             p.fetched[i] = offset;
+            let (end_then, at) = p.fetch_end[i];
             if offset >= p.log_end() {
                 p.caught_up[i] = now;
+            } else if offset >= end_then {
+                p.caught_up[i] = p.caught_up[i].max(at);
             }
+            p.fetch_end[i] = (p.log_end(), now);
             // A follower that has caught up to the high watermark rejoins the ISR.
-            if !p.isr.contains(&req.follower) && offset >= p.high_watermark && offset >= p.log_end() {
+            if !p.isr.contains(&req.follower) && offset >= p.high_watermark {
                 p.isr.push(req.follower);
                 p.isr.sort_unstable();
+                expanded.push(g);
             }
             if offset < p.log_end() {
                 has_data = true;
             }
             moved.push(g);
+        }
+        for g in expanded {
+            self.record_isr(g);
         }
         for g in moved {
             self.advance_high_watermark(g);
@@ -177,9 +186,18 @@ impl World {
             }
         }
         for g in shrunk {
+            self.record_isr(g);
             self.advance_high_watermark(g);
         }
         self.q.schedule_at(now + lag / 2, Ev::IsrCheck);
+    }
+
+    /// Record partition `g`'s ISR after it changed (the leader's AlterPartition).
+    fn record_isr(&mut self, g: usize) {
+        let p = &self.partitions[g];
+        let (tp, isr) = (p.tp, p.isr.iter().map(|&b| self.broker_nodes[b as usize]).collect());
+        let node = p.leader.map_or(NodeId(0), |l| self.broker_nodes[l as usize]);
+        self.record(node, Op::IsrChanged { tp, isr });
     }
 
     /// The OS (or `log.flush.interval.ms`) writes every live replica's log to disk.
@@ -229,10 +247,11 @@ impl World {
             if p.replica_index(b).is_none() {
                 continue;
             }
-            if p.isr.len() > 1 {
+            if p.isr.len() > 1 && p.isr.contains(&b) {
                 p.isr.retain(|&r| r != b);
+                self.record_isr(g);
             }
-            if p.leader == Some(b) {
+            if self.partitions[g].leader == Some(b) {
                 self.elect_leader(g);
             } else {
                 self.advance_high_watermark(g);
@@ -285,6 +304,7 @@ impl World {
             p.flushed[r] = p.flushed[r].min(end);
             p.fetched[r] = p.fetched[r].min(end);
             p.caught_up[r] = now;
+            p.fetch_end[r] = (end, now);
         }
         p.leo[i] = end;
         p.high_watermark = p.high_watermark.min(end);
