@@ -423,3 +423,26 @@ fn followers_that_keep_pace_stay_in_sync_and_a_cut_off_one_leaves_the_isr() {
     assert_eq!(changes.last(), Some(&3), "{changes:?}");
     assert!(o.passed(), "{:?}", o.verdicts.iter().find(|v| v.claimed && !v.violations.is_empty()));
 }
+
+#[test]
+fn a_consumer_cut_off_from_the_cluster_is_expelled_and_rejoins_after_the_partition_heals() {
+    let mut s = common::scenario("order-basic");
+    s.consumers[0].consumer.session_timeout_ms = 6_000;
+    s.faults = vec![fault(FaultKind::NetworkPartition, Some("order-event-consumer-0"), 4_000, 10_000)];
+    let o = run_scenario(&s, 1);
+    assert_not_vacuous(&o);
+    let node = o.history.header.nodes.iter().position(|n| n == "order-event-consumer-0").unwrap() as u16;
+    let removed = o.history.entries.iter().any(|e| {
+        matches!(e.op, Op::MemberRemoved { member, reason: evsim_model::history::LeaveReason::SessionTimeout, .. } if member.0 == node)
+    });
+    assert!(removed, "the cut-off member was not expelled");
+    let back = o
+        .history
+        .entries
+        .iter()
+        .any(|e| e.process.0 == node && e.time > 14_000_000 && matches!(e.op, Op::Assigned { .. }));
+    assert!(back, "the member did not rejoin after the partition healed");
+    // Its partitions went to the others meanwhile: nothing is left unprocessed.
+    assert_eq!(violations(&o, Invariant::EventualProcessing), 0);
+    assert_eq!(violations(&o, Invariant::LostWrite), 0);
+}

@@ -269,17 +269,14 @@ impl World {
         }
     }
 
-    /// Send `msg` while faults are active: messages to a dead broker are lost, and the network
-    /// rules drop or delay what they match. The group coordinator's traffic is exempt: the
-    /// coordinator is taken as always reachable (see docs/architecture.md, "Not modelled").
+    /// Send `msg` while network faults are active: the rules drop or delay what they match, and
+    /// a dropped message breaks its connection (see `Net::broken`). The group coordinator's
+    /// traffic is dropped message by message instead: its clients time each request out and
+    /// send it again (the coordinator's connection is modelled apart from the data path).
     #[cold]
     pub(crate) fn send_msg_faulty(&mut self, from: NodeId, to: NodeId, msg: Msg) {
-        if matches!(msg, Msg::ToCoordinator(_) | Msg::FromCoordinator(_)) {
-            let at = self.net.arrival(self.q.now(), from, to);
-            self.q.schedule_at(at, Ev::Net(msg));
-            return;
-        }
-        if self.net.broken.contains(&(from, to)) {
+        let coordinator = matches!(msg, Msg::ToCoordinator(_) | Msg::FromCoordinator(_));
+        if !coordinator && self.net.broken.contains(&(from, to)) {
             self.stats.messages_dropped += 1;
             return;
         }
@@ -305,7 +302,9 @@ impl World {
             }
             if drop {
                 self.stats.messages_dropped += 1;
-                self.net.broken.insert((from, to));
+                if !coordinator {
+                    self.net.broken.insert((from, to));
+                }
                 return;
             }
         }

@@ -76,6 +76,10 @@ pub(crate) enum Ev {
     BrokerFenced { broker: u16, incarnation: u32 },
     /// librdkafka's background auto-commit timer.
     AutoCommitTick { consumer: u16 },
+    /// A consumer's JoinGroup, SyncGroup or OffsetFetch got no answer in time.
+    CoordinatorTimeout { consumer: u16, epoch: u32 },
+    /// A consumer's OffsetCommit got no answer in time.
+    CommitTimeout { consumer: u16, commit: u64, generation: i32 },
 }
 
 /// The owner of a producer.
@@ -487,6 +491,8 @@ impl World {
             | Ev::ProcessDone { consumer, .. }
             | Ev::FetchTimeout { consumer, .. }
             | Ev::AutoCommitTick { consumer }
+            | Ev::CoordinatorTimeout { consumer, .. }
+            | Ev::CommitTimeout { consumer, .. }
             | Ev::ResumePoll { consumer } => Some(*consumer),
             Ev::Net(Msg::FetchResponse(r)) => Some(r.consumer),
             Ev::Net(Msg::FromCoordinator(
@@ -673,6 +679,8 @@ impl World {
             Ev::Flush => self.flush(),
             Ev::BrokerFenced { broker, incarnation } => self.fence_broker(broker, incarnation),
             Ev::AutoCommitTick { consumer } => self.auto_commit_tick(consumer),
+            Ev::CoordinatorTimeout { consumer, epoch } => self.coordinator_timeout(consumer, epoch),
+            Ev::CommitTimeout { consumer, commit, generation } => self.commit_timeout(consumer, commit, generation),
         }
     }
 

@@ -14,7 +14,7 @@
 //! - a commit from a consumer that is not a member of the current generation fails.
 
 use super::{CoordinatorRequest, Msg, TpMap};
-use crate::world::World;
+use crate::world::{Ev, World};
 use evsim_model::actor::Command;
 use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, GroupId, Micros, NodeId, Polled, TopicId, Tp};
@@ -24,6 +24,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 mod membership;
 mod poll;
+
+/// The consumer's `request.timeout.ms` for coordinator requests (Java default 30000).
+const COORDINATOR_REQUEST_TIMEOUT_US: Micros = 30_000_000;
 
 /// The container's `poll()` timeout (Spring's `ContainerProperties.pollTimeout` default).
 pub const POLL_TIMEOUT_US: Micros = 5_000_000;
@@ -121,6 +124,9 @@ pub struct Consumer {
     dead_letter: Option<(u64, Polled)>,
     commits: BTreeMap<u64, CommitKind>,
     next_commit: u64,
+    /// Bumped by every JoinGroup, SyncGroup and OffsetFetch sent (to tell a timeout of the
+    /// request still awaited from a stale one).
+    coordinator_epoch: u32,
     listener: AnyListener,
     commands: Vec<Command>,
 }
@@ -161,6 +167,7 @@ impl Consumer {
             dead_letter: None,
             commits: BTreeMap::new(),
             next_commit: 0,
+            coordinator_epoch: 0,
             listener,
             commands: Vec::new(),
         }
@@ -230,6 +237,50 @@ impl World {
         let node = self.consumers[c as usize].node;
         let group = self.consumers[c as usize].group.0 as usize;
         let host = self.broker_nodes[self.groups[group].host as usize];
+        // With faults a request or its answer may be lost: the client gives up on it after
+        // its `request.timeout.ms` (30 s) and tries again (a heartbeat is simply sent again at
+        // the next tick).
+        let timeout = if self.faulty {
+            let at = self.now() + COORDINATOR_REQUEST_TIMEOUT_US;
+            match &req {
+                CoordinatorRequest::JoinGroup { .. }
+                | CoordinatorRequest::SyncGroup { .. }
+                | CoordinatorRequest::OffsetFetch { .. } => {
+                    let cons = &mut self.consumers[c as usize];
+                    cons.coordinator_epoch += 1;
+                    Some((at, Ev::CoordinatorTimeout { consumer: c, epoch: cons.coordinator_epoch }))
+                }
+                CoordinatorRequest::OffsetCommit { commit, generation, .. } => {
+                    Some((at, Ev::CommitTimeout { consumer: c, commit: *commit, generation: *generation }))
+                }
+                CoordinatorRequest::Heartbeat { .. } | CoordinatorRequest::LeaveGroup { .. } => None,
+            }
+        } else {
+            None
+        };
         self.send_msg(node, host, Msg::ToCoordinator(req));
+        if let Some((at, ev)) = timeout {
+            self.q.schedule_at(at, ev);
+        }
+    }
+
+    /// A JoinGroup, SyncGroup or OffsetFetch got no answer in time: start the join over (the
+    /// member id is kept; the coordinator knows it if it is still a member).
+    pub(crate) fn coordinator_timeout(&mut self, c: u16, epoch: u32) {
+        let cons = &mut self.consumers[c as usize];
+        let waiting =
+            matches!(cons.membership, Membership::Joining | Membership::Syncing | Membership::AwaitingOffsets);
+        if cons.coordinator_epoch != epoch || !waiting {
+            return;
+        }
+        cons.membership = Membership::Unjoined;
+        self.poll_step(c);
+    }
+
+    /// An OffsetCommit got no answer in time: it failed (the Java client's TimeoutException).
+    pub(crate) fn commit_timeout(&mut self, c: u16, commit: u64, generation: i32) {
+        if self.consumers[c as usize].commits.contains_key(&commit) {
+            self.commit_done(c, commit, generation, Vec::new(), Some(ErrorCode::RequestTimedOut), false);
+        }
     }
 }
