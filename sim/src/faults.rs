@@ -12,6 +12,10 @@ use crate::world::{Ev, World};
 use evsim_model::history::{Micros, NodeId, Op};
 use evsim_model::scenario::{Direction, FaultKind, FaultSpec, Scenario, SwarmSpec};
 
+/// Linux's minimum TCP retransmission timeout, and the cap of its exponential back-off.
+const TCP_MIN_RTO_US: Micros = 200_000;
+const TCP_MAX_RTO_US: Micros = 120_000_000;
+
 /// A network fault while it lasts.
 #[derive(Clone, Debug)]
 pub(crate) struct NetRule {
@@ -269,10 +273,11 @@ impl World {
         }
     }
 
-    /// Send `msg` while network faults are active: the rules drop or delay what they match, and
-    /// a dropped message breaks its connection (see `Net::broken`). The group coordinator's
-    /// traffic is dropped message by message instead: its clients time each request out and
-    /// send it again (the coordinator's connection is modelled apart from the data path).
+    /// Send `msg` while network faults are active. A partition drops what it matches, and a
+    /// dropped message breaks its connection (see `Net::broken`) until the client's request
+    /// timeout; loss delays a message by TCP retransmissions; delay adds latency. The group
+    /// coordinator's traffic is dropped message by message instead of breaking a connection:
+    /// its clients time each request out and send it again.
     #[cold]
     pub(crate) fn send_msg_faulty(&mut self, from: NodeId, to: NodeId, msg: Msg) {
         let coordinator = matches!(msg, Msg::ToCoordinator(_) | Msg::FromCoordinator(_));
@@ -287,15 +292,28 @@ impl World {
                 continue;
             }
             let (fault, kind, rate, delay) = (rule.fault, rule.kind, rule.rate, rule.delay_us);
-            let drop = match kind {
-                FaultKind::NetworkPartition => true,
-                FaultKind::NetworkLoss => self.faults_rng.chance(rate),
+            let (drop, touched) = match kind {
+                FaultKind::NetworkPartition => (true, true),
+                FaultKind::NetworkLoss => {
+                    // TCP retransmits a lost segment after its retransmission timeout (200 ms,
+                    // doubling at each further loss): the message is late, not lost, and the
+                    // connection stays in order behind it. Only a client that gives up first
+                    // (its request timeout) sees a failure.
+                    let mut rto = TCP_MIN_RTO_US;
+                    let mut lost = false;
+                    while rto <= TCP_MAX_RTO_US && self.faults_rng.chance(rate) {
+                        extra += rto;
+                        rto *= 2;
+                        lost = true;
+                    }
+                    (false, lost)
+                }
                 _ => {
                     extra += delay;
-                    false
+                    (false, true)
                 }
             };
-            if drop || kind == FaultKind::NetworkDelay {
+            if touched {
                 let o = &mut self.fault_outcomes[fault as usize];
                 o.messages += 1;
                 o.fired = true;

@@ -117,6 +117,8 @@ pub struct Stats {
     pub max_pending_events: u64,
     /// Messages the network faults dropped.
     pub messages_dropped: u64,
+    /// Producer batches sent again after a failed attempt (`retries`).
+    pub produce_retries: u64,
     /// What each planned fault did, in plan order.
     pub faults: Vec<crate::faults::FaultOutcome>,
 }

@@ -466,6 +466,7 @@ impl World {
                 batch.seq = None;
             }
         }
+        self.stats.produce_retries += 1;
         batch.attempts += 1;
         batch.retry_at = now + p.config.retry_backoff_ms * 1_000;
         let q = &mut p.queues[global].batches;
