@@ -81,7 +81,14 @@ pub fn check(args: CheckArgs) -> u8 {
         space.max_faults,
         kinds.join(", ")
     ));
-    let result = search(&scenario, args.cases, args.seed, args.shrink_iters, &|| bar.inc(1));
+    let result = match search(&scenario, args.cases, args.seed, args.shrink_iters, &|| bar.inc(1)) {
+        Ok(r) => r,
+        Err(e) => {
+            bar.finish_and_clear();
+            eprintln!("error: {}: {e}", args.scenario.display());
+            return EXIT_BAD_INPUT;
+        }
+    };
     let runs = bar.position();
     bar.finish_and_clear();
     let file = args.scenario.display().to_string();

@@ -313,7 +313,7 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
     base.run.duration_ms = 4_000; // a shorter workload keeps the debug-build test quick
     base.run.quiet_period_ms = 15_000;
     let runs = std::cell::Cell::new(0);
-    let result = search(&base, 64, 1, 128, &|| runs.set(runs.get() + 1));
+    let result = search(&base, 64, 1, 128, &|| runs.set(runs.get() + 1)).expect("a search space");
     let SearchResult::Found { shrunk, invariant, outcome } = result else {
         panic!("64 generated cases of acks=1 with broker crashes found nothing");
     };
@@ -335,6 +335,14 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
     let again = run_scenario(&replay, replay.run.seed);
     assert_eq!(again.history_hash, outcome.history_hash, "{toml}");
     assert!(runs.get() > 1);
+
+    // A search space with nothing to hit is bad input, not a pass.
+    let mut empty = base.clone();
+    empty.swarm =
+        Some(SwarmSpec { kinds: vec![FaultKind::PlatformOutage], max_faults: 1, max_for_ms: 10, max_loss_rate: 0.1 });
+    empty.consumers.clear();
+    let e = search(&empty, 4, 1, 4, &|| {}).unwrap_err();
+    assert!(e.contains("platform-outage"), "{e}");
 }
 
 #[test]

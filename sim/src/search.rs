@@ -105,8 +105,18 @@ fn violated(base: &Scenario, o: &RunOutcome) -> Option<Invariant> {
 /// Search `cases` generated cases of `base`, with proptest's RNG seeded from `seed`; shrink the
 /// first failure with at most `shrink_iters` steps. `progress` is called after every case run
 /// (generated or shrinking).
-pub fn search(base: &Scenario, cases: u32, seed: u64, shrink_iters: u32, progress: &dyn Fn()) -> SearchResult {
+pub fn search(
+    base: &Scenario,
+    cases: u32,
+    seed: u64,
+    shrink_iters: u32,
+    progress: &dyn Fn(),
+) -> Result<SearchResult, String> {
     let space = search_space(base);
+    if !space.kinds.iter().any(|&k| !crate::faults::fault_targets(base, k).is_empty()) {
+        let kinds: Vec<&str> = space.kinds.iter().map(|k| k.name()).collect();
+        return Err(format!("none of the fault kinds to search ({}) has a target in this scenario", kinds.join(", ")));
+    }
     let config = Config {
         cases,
         max_local_rejects: 0,
@@ -134,13 +144,13 @@ pub fn search(base: &Scenario, cases: u32, seed: u64, shrink_iters: u32, progres
         }
     });
     match result {
-        Ok(()) => SearchResult::Held { cases },
+        Ok(()) => Ok(SearchResult::Held { cases }),
         Err(TestError::Fail(_, shrunk)) => {
             let outcome = run_scenario(&shrunk.scenario(base), shrunk.seed);
             let invariant = violated(base, &outcome).expect("the shrunk case fails: proptest kept it because it did");
-            SearchResult::Found { shrunk, invariant, outcome: Box::new(outcome) }
+            Ok(SearchResult::Found { shrunk, invariant, outcome: Box::new(outcome) })
         }
-        Err(TestError::Abort(why)) => unreachable!("the search rejects no case: {why}"),
+        Err(TestError::Abort(why)) => Err(format!("the search stopped: {why}")),
     }
 }
 
