@@ -374,6 +374,7 @@ impl World {
     /// broker (the Java `NetworkClient` does so on a request timeout), so every request in
     /// flight on that connection fails with REQUEST_TIMED_OUT, in the order they were sent
     /// (each may still have been written). The next request opens a new connection.
+    #[cold]
     pub(crate) fn producer_request_timeout(&mut self, producer: u16, request: u64) {
         let p = &self.producers[producer as usize];
         let Some(broker) = p.requests.iter().find(|r| r.request == request).map(|r| r.broker) else {
@@ -436,6 +437,8 @@ impl World {
     }
 
     /// A batch failed with `error`: queue it again after `retry.backoff.ms`, or fail it.
+    #[cold]
+    #[inline(never)]
     fn retry_or_fail(&mut self, producer: u16, global: usize, mut batch: Batch, error: ErrorCode) {
         let now = self.now();
         let p = &mut self.producers[producer as usize];
@@ -481,6 +484,8 @@ impl World {
         p.pending[global / 64] |= 1 << (global % 64);
     }
 
+    #[cold]
+    #[inline(never)]
     fn fail_batch(&mut self, producer: u16, global: usize, batch: Batch, error: ErrorCode) {
         self.deliver_batch(producer, global, batch, Err(error));
     }
