@@ -232,7 +232,6 @@ impl World {
         let mut results = self.pools.results.pop().unwrap_or_default();
         let mut needs = Vec::new();
         let min_isr = self.scenario.broker.min_insync_replicas as usize;
-        let now = self.q.now();
         for mut batch in req.batches.drain(..) {
             let global = batch.partition;
             let p = &mut self.partitions[global];
@@ -263,9 +262,6 @@ impl World {
                         if p.isr.len() == 1 {
                             // The leader alone is the ISR: the high watermark follows its log.
                             p.high_watermark = p.log_end();
-                            if let Some(i) = p.replica_index(req.broker) {
-                                p.caught_up[i] = now;
-                            }
                         }
                         Ok(base)
                     }
