@@ -216,6 +216,8 @@ impl BrokerState {
     /// A crash: everything in memory is gone.
     pub(crate) fn crash(&mut self) {
         self.alive = false;
+        // The controller has not noticed yet.
+        self.fenced = false;
         self.parked.clear();
         self.expiry_armed = None;
         self.delayed.clear();

@@ -227,7 +227,6 @@ impl World {
         }
         let state = &mut self.brokers[b as usize];
         state.crash();
-        state.fenced = false;
         state.recovered = recovered;
         let incarnation = state.incarnation;
         let at = self.now() + self.scenario.broker.broker_session_timeout_ms * 1_000;
