@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod real;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Command {
     Run(run::RunArgs),
     /// Search generated fault schedules for a counterexample and shrink it to the smallest story.
     Check(check::CheckArgs),
+    /// Run a scenario against a real Kafka broker (tansu, librdkafka's mock cluster, or yours)
+    /// and compare it with the simulator.
+    Real(real::RealArgs),
     /// Measure simulated records per second end to end (produce, deliver, process, commit).
     Bench(bench::BenchArgs),
 }
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Real(args) => real::real(args),
     };
     ExitCode::from(code)
 }

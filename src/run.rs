@@ -53,7 +53,7 @@ struct Counterexample {
 }
 
 /// What is kept of one seed's run once its history is dropped.
-struct SeedResult {
+pub(crate) struct SeedResult {
     seed: u64,
     hash: u64,
     /// With --verify-determinism: the second run's hash.
@@ -64,7 +64,7 @@ struct SeedResult {
     verdicts: Vec<(usize, Option<Counterexample>)>,
 }
 
-fn summarise(o: &RunOutcome, story: usize) -> SeedResult {
+pub(crate) fn summarise(o: &RunOutcome, story: usize) -> SeedResult {
     let verdicts = o
         .verdicts
         .iter()
@@ -112,16 +112,16 @@ struct InvariantJson {
 }
 
 #[derive(Serialize)]
-struct RunJson {
+pub(crate) struct RunJson {
     scenario: String,
     file: String,
     runs: u64,
     seeds: Vec<u64>,
     passed: bool,
-    records_produced: u64,
+    pub(crate) records_produced: u64,
     records_consumed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    history_hash: Option<String>,
+    pub(crate) history_hash: Option<String>,
     vacuous_runs: Vec<(u64, String)>,
     /// With --verify-determinism: seeds whose two runs differed (empty: all identical).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,7 +209,7 @@ fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize
     results
 }
 
-fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]) -> RunJson {
+pub(crate) fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]) -> RunJson {
     let mut invariants = Vec::new();
     for (k, inv) in Invariant::ALL.into_iter().enumerate() {
         let claimed = scenario.run.invariants.contains(&inv);
@@ -263,7 +263,7 @@ fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]
     }
 }
 
-fn print_table(r: &RunJson) {
+pub(crate) fn print_table(r: &RunJson) {
     let seeds = if r.runs == 1 {
         format!("seed {}", r.seeds[0])
     } else {

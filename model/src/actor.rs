@@ -115,6 +115,21 @@ pub enum ExternalCall {
     ActivateToken { token: u64, concert: u32, user: u64 },
 }
 
+impl ExternalCall {
+    /// The history entry that records this call's effect, made because of `cause` by a listener
+    /// of `group`: what both drivers record when a listener's external call succeeds.
+    pub fn effect(self, cause: crate::history::EventId, group: crate::history::GroupId) -> crate::history::Op {
+        use crate::history::Op;
+        match self {
+            ExternalCall::DataPlatformSend => Op::PlatformSent { cause },
+            ExternalCall::AddPoints { user, points } => Op::PointsAdded { user, points, cause },
+            ExternalCall::UseCoupon { user } => Op::CouponUsed { user, cause },
+            ExternalCall::SendEmail { user } => Op::EmailSent { user, cause },
+            ExternalCall::ActivateToken { token, concert, user } => Op::TokenActivated { group, token, concert, user },
+        }
+    }
+}
+
 /// A service driven by requests, transaction results and delivery reports.
 pub trait Service {
     fn on_input(&mut self, now: Micros, input: Input, out: &mut Vec<Command>);

@@ -172,6 +172,11 @@ pub enum ErrorCode {
     OutOfOrderSequenceNumber,
     /// `INVALID_PRODUCER_EPOCH`: a batch from an epoch older than the partition has seen.
     InvalidProducerEpoch,
+    /// `DUPLICATE_SEQUENCE_NUMBER`: what tansu 0.6 answers a retried idempotent batch it already
+    /// has (Kafka answers success with the first write's offset). Seen on the real backend only.
+    DuplicateSequenceNumber,
+    /// Any other error a real client reported, by librdkafka's numeric code.
+    Other(i32),
 }
 
 /// Why a member left or was removed from a group.

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod kernel;
 pub mod run;
 pub mod search;
+pub mod setup;
 pub(crate) mod workload;
 pub mod world;
 

@@ -76,7 +76,7 @@ impl Workload {
         }
     }
 
-    fn gap(&mut self) -> Micros {
+    pub(crate) fn gap(&mut self) -> Micros {
         // Poisson arrivals; at least 1 us apart so that time always advances.
         (self.rng.exponential(self.mean_gap_us).round() as Micros).max(1)
     }
@@ -89,12 +89,12 @@ impl Workload {
         self.zipf_cdf.partition_point(|&c| c < u).min(self.zipf_cdf.len() - 1) as u32
     }
 
-    fn queue_gap(&mut self) -> Micros {
+    pub(crate) fn queue_gap(&mut self) -> Micros {
         (self.rng.exponential(self.mean_queue_gap_us).round() as Micros).max(1)
     }
 
     /// The next queue entry: (token, concert, user).
-    fn next_queue_entry(&mut self) -> (u64, u32, u64) {
+    pub(crate) fn next_queue_entry(&mut self) -> (u64, u32, u64) {
         let token = self.next_token;
         self.next_token += 1;
         let concert = self.rng.below(self.concerts) as u32;
@@ -102,13 +102,13 @@ impl Workload {
         (token, concert, user)
     }
 
-    fn coupon_gap(&mut self) -> Micros {
+    pub(crate) fn coupon_gap(&mut self) -> Micros {
         (self.rng.exponential(self.mean_coupon_gap_us).round() as Micros).max(1)
     }
 
     /// The next coupon request: (request, coupon, user, the id of a duplicate request if the
     /// client sends it twice).
-    fn next_coupon_request(&mut self) -> (u64, u32, u64, Option<u64>) {
+    pub(crate) fn next_coupon_request(&mut self) -> (u64, u32, u64, Option<u64>) {
         let request = self.next_coupon_request;
         self.next_coupon_request += 1;
         let coupon = self.rng.below(self.coupons) as u32;
@@ -122,7 +122,7 @@ impl Workload {
     }
 
     /// The next order: (order, user, product, qty).
-    fn next_request(&mut self) -> (u64, u64, u32, u32) {
+    pub(crate) fn next_request(&mut self) -> (u64, u64, u32, u32) {
         let order = self.next_order;
         self.next_order += 1;
         let user = self.rng.below(self.users);

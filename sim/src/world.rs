@@ -331,20 +331,7 @@ impl World {
         if let Some(swarm) = &scenario.swarm {
             faults_plan.extend(crate::faults::draw_swarm(scenario, swarm, &mut faults_rng));
         }
-        let mut db = Db::with_products(scenario.workload.products, scenario.workload.stock_per_product);
-        if scenario.services.iter().any(|s| s.kind == ServiceKind::PaymentService) {
-            let w = &scenario.workload;
-            let mut business = seeds.stream(Stream::Business);
-            db.balances = (0..w.users)
-                .map(|_| if business.chance(w.insufficient_balance_rate) { 0 } else { w.balance })
-                .collect();
-        }
-        let apis: Vec<&evsim_model::scenario::ServiceSpec> =
-            scenario.services.iter().filter(|s| s.kind == ServiceKind::CouponApi).collect();
-        if !apis.is_empty() {
-            db.coupons = vec![(scenario.workload.coupon_quantity, 0); scenario.workload.coupons as usize];
-            db.coupon_unique_constraint = apis.iter().any(|s| s.dedup == evsim_model::scenario::CouponDedup::DbUnique);
-        }
+        let db = crate::setup::initial_db(scenario, seed);
         Self {
             q: EventQueue::with_capacity(4_096),
             net,
@@ -433,30 +420,9 @@ impl World {
 
     /// Record the initial state and start the workload (consumers are started separately).
     pub(crate) fn start(&mut self) {
-        for p in 0..self.scenario.workload.products {
-            self.record(
-                NodeId(0),
-                Op::StockInitialised { product: p, stock: self.scenario.workload.stock_per_product },
-            );
+        for op in crate::setup::start_ops(&self.scenario, &self.db) {
+            self.record(NodeId(0), op);
         }
-        for (user, balance) in self.db.balances.clone().into_iter().enumerate() {
-            self.record(NodeId(0), Op::BalanceInitialised { user: user as u64, balance });
-        }
-        for (coupon, (quantity, _)) in self.db.coupons.clone().into_iter().enumerate() {
-            self.record(NodeId(0), Op::CouponInitialised { coupon: coupon as u32, quantity });
-        }
-        // The waiting queue's activators promise M tokens per N.
-        for (g, spec) in self.scenario.consumers.clone().iter().enumerate() {
-            if spec.kind == evsim_model::scenario::ListenerKind::TokenActivator && spec.pause_between_polls_ms > 0 {
-                let op = Op::QueueRateLimit {
-                    group: GroupId(g as u16),
-                    tokens: spec.consumer.max_poll_records,
-                    interval_us: spec.pause_between_polls_ms * 1_000,
-                };
-                self.record(NodeId(0), op);
-            }
-        }
-        // Every instance of an outbox service runs the re-publishing scheduler (@Scheduled).
         for (s, instance) in self.services.iter().enumerate() {
             let spec = &self.scenario.services[instance.spec as usize];
             if spec.publish == PublishStrategy::Outbox {

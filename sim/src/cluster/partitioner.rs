@@ -87,9 +87,40 @@ pub fn key_bytes(key: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
+/// CRC-32 (IEEE), librdkafka's `consistent_random` partitioner hash for keyed records.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+/// The partition `partitioner` picks for a record whose key is the id `key` (sent as its decimal
+/// string), out of `count`. Both drivers use it: the simulator to place records, the real driver
+/// to check that librdkafka placed them there.
+#[inline]
+pub fn partition_of_key(partitioner: evsim_model::scenario::Partitioner, key: u64, count: u32) -> u32 {
+    let mut buf = [0u8; 20];
+    let bytes = key_bytes(key, &mut buf);
+    match partitioner {
+        evsim_model::scenario::Partitioner::Murmur2 => partition_for_key(bytes, count),
+        evsim_model::scenario::Partitioner::Crc32 => crc32(bytes) % count,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc32_matches_the_ieee_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
 
     #[test]
     fn murmur2_matches_kafka_reference_vectors() {

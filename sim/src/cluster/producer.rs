@@ -8,13 +8,13 @@
 //! requests; with 1, a partition never has two batches in flight, which is what keeps order
 //! without idempotence.
 
-use super::partitioner::{key_bytes, partition_for_key};
+use super::partitioner::partition_of_key;
 use super::{Msg, ProduceBatch, ProduceRequest, ProduceResponse, RECORD_BYTES};
 use crate::world::{Ev, ProducerOwner, World};
 use evsim_model::actor::{Input, Token};
 use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, Micros, NodeId, Op, TopicId, Tp};
-use evsim_model::scenario::{Acks, Partitioner, ProducerConfig, TopicSpec};
+use evsim_model::scenario::{Acks, ProducerConfig, TopicSpec};
 use std::collections::VecDeque;
 
 #[derive(Debug)]
@@ -162,13 +162,7 @@ impl World {
         let p = &mut self.producers[producer as usize];
         let TopicRoute { first, count, sticky, previous } = p.topics[topic.0 as usize];
         let partition = match message.key {
-            Some(key) => {
-                let mut buf = [0u8; 20];
-                match p.config.partitioner {
-                    Partitioner::Murmur2 => partition_for_key(key_bytes(key, &mut buf), count),
-                    Partitioner::Crc32 => crc32(key_bytes(key, &mut buf)) % count,
-                }
-            }
+            Some(key) => partition_of_key(p.config.partitioner, key, count),
             // Sticky partitioning for null keys (KIP-480): keep one partition until its batch is
             // sent, then pick another one (a different one when there is a choice) at random from
             // the client stream.
@@ -527,26 +521,5 @@ impl World {
         batch.records.clear();
         batch.tokens.clear();
         self.producers[producer as usize].spare.push(batch);
-    }
-}
-
-/// CRC-32 (IEEE), librdkafka's `consistent_random` partitioner hash for keyed records.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
-        }
-    }
-    !crc
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn crc32_matches_the_ieee_check_value() {
-        assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
     }
 }

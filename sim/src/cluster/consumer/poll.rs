@@ -5,7 +5,7 @@
 use super::{App, CommitKind, DEFAULT_ERROR_HANDLER_ATTEMPTS, Membership, POLL_TIMEOUT_US};
 use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, OUT_OF_RANGE, RECORD_BYTES};
 use crate::world::{Ev, World};
-use evsim_model::actor::{Command, ExternalCall, Listener};
+use evsim_model::actor::{Command, Listener};
 use evsim_model::history::{ErrorCode, LeaveReason, Op, Polled, Tp};
 use evsim_model::scenario::{CommitStrategy, FaultKind, OffsetReset};
 
@@ -332,15 +332,7 @@ impl World {
                 }
                 Command::External { call, cause } => {
                     let cause = cause.unwrap_or(record.value);
-                    let effect = match call {
-                        ExternalCall::DataPlatformSend => Op::PlatformSent { cause },
-                        ExternalCall::AddPoints { user, points } => Op::PointsAdded { user, points, cause },
-                        ExternalCall::UseCoupon { user } => Op::CouponUsed { user, cause },
-                        ExternalCall::SendEmail { user } => Op::EmailSent { user, cause },
-                        ExternalCall::ActivateToken { token, concert, user } => {
-                            Op::TokenActivated { group, token, concert, user }
-                        }
-                    };
+                    let effect = call.effect(cause, group);
                     self.history.push(now, node, effect);
                 }
                 other => unreachable!("a listener emitted {other:?}"),

@@ -1,0 +1,556 @@
+//! Consumer instances on librdkafka: a `StreamConsumer` per instance, its rebalance and commit
+//! callbacks recorded in the history, and the listener container's loop (poll a batch, handle
+//! each record, commit as the scenario's strategy says).
+
+use crate::RealError;
+use crate::driver::{Ctx, Rec, error_code, lock, record_facts};
+use crate::faults::{self, Outage};
+use evsim_model::actor::{Command, Listener};
+use evsim_model::event::{Event, Message};
+use evsim_model::history::{GroupId, NodeId, Op, Polled, TopicId, Tp};
+use evsim_model::registry::AnyListener;
+use evsim_model::scenario::{AssignmentStrategy, CommitStrategy, OffsetReset};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::FutureProducer;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::{ClientConfig, ClientContext, Offset};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+/// Spring's `DefaultErrorHandler`: 10 attempts, then log and skip.
+const DEFAULT_ERROR_HANDLER_ATTEMPTS: u32 = 10;
+
+/// librdkafka's callbacks for one consumer instance: they record rebalances and commits.
+pub(crate) struct Callbacks {
+    rec: Rec,
+    node: NodeId,
+    group: GroupId,
+    topics: Vec<String>,
+    generation: AtomicI32,
+    assigned: AtomicBool,
+}
+
+impl Callbacks {
+    fn tps(&self, list: &TopicPartitionList) -> Vec<Tp> {
+        let mut out: Vec<Tp> = list
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let topic = self.topics.iter().position(|t| t == e.topic())?;
+                Some(Tp { topic: TopicId(topic as u16), partition: e.partition() as u32 })
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+impl ClientContext for Callbacks {}
+
+impl ConsumerContext for Callbacks {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions = self.tps(list);
+            lock(&self.rec).push(self.node, Op::Revoked { group: self.group, partitions });
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            // librdkafka does not expose the group generation: this is the member's own count of
+            // assignments, which is what the checkers need (a rebalance happened here).
+            let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+            let partitions = self.tps(list);
+            let mut rec = lock(&self.rec);
+            rec.rebalances += 1;
+            rec.push(self.node, Op::Assigned { group: self.group, generation, partitions });
+            self.assigned.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// What the run controls of a running consumer.
+struct Control {
+    stop: Cell<bool>,
+    /// Stopped by a crash: nothing more is committed.
+    crashed: Cell<bool>,
+    wake: tokio::sync::Notify,
+    paused_until: Cell<Option<tokio::time::Instant>>,
+}
+
+/// A running consumer instance.
+pub(crate) struct ConsumerHandle {
+    pub(crate) node: NodeId,
+    control: Rc<Control>,
+    /// Kept until the task has ended, so that the close happens after the last poll.
+    consumer: Arc<StreamConsumer<Callbacks>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConsumerHandle {
+    /// Stop polling, leave the group (librdkafka's close) and wait until it has.
+    pub(crate) async fn stop(self) {
+        self.control.stop.set(true);
+        self.control.wake.notify_one();
+        let _ = self.task.await;
+        drop(self.consumer);
+    }
+
+    /// The process dies: no closing commit (librdkafka still leaves the group on close).
+    pub(crate) async fn crash(self) {
+        self.control.crashed.set(true);
+        self.stop().await;
+    }
+
+    /// Stop polling for `d` (a long pause: librdkafka leaves the group after
+    /// `max.poll.interval.ms`).
+    pub(crate) fn pause(&self, until: tokio::time::Instant) {
+        self.control.paused_until.set(Some(until));
+    }
+
+    fn assigned(&self) -> bool {
+        self.consumer.context().assigned.load(Ordering::Acquire)
+    }
+}
+
+/// The librdkafka consumer for instance `instance` of group `group`.
+fn consumer_for(
+    ctx: &Ctx,
+    group: GroupId,
+    instance: u32,
+    callbacks: Callbacks,
+) -> Result<StreamConsumer<Callbacks>, RealError> {
+    let spec = &ctx.scenario.consumers[group.0 as usize];
+    let k = &spec.consumer;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &ctx.bootstrap)
+        .set("group.id", &k.group_id)
+        .set("client.id", format!("{}-{instance}", spec.name))
+        // Auto-commit is evsim's own timer (see `auto_commit`), committing what is stored.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match k.auto_offset_reset {
+                OffsetReset::Earliest => "earliest",
+                OffsetReset::Latest => "latest",
+                OffsetReset::None => "error",
+            },
+        )
+        .set("session.timeout.ms", k.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", k.heartbeat_interval_ms.to_string())
+        .set("max.poll.interval.ms", k.max_poll_interval_ms.max(k.session_timeout_ms).to_string())
+        .set("fetch.wait.max.ms", k.fetch_max_wait_ms.to_string())
+        .set("max.partition.fetch.bytes", k.max_partition_fetch_bytes.to_string())
+        .set(
+            "partition.assignment.strategy",
+            match k.partition_assignment_strategy {
+                AssignmentStrategy::Range => "range",
+                AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
+            },
+        )
+        .set("log_level", "3");
+    if let Some(id) = &k.group_instance_id {
+        c.set("group.instance.id", format!("{id}-{instance}"));
+    }
+    let consumer: StreamConsumer<Callbacks> = c
+        .create_with_context(callbacks)
+        .map_err(|e| RealError::Environment(format!("cannot create consumer {}-{instance}: {e}", spec.name)))?;
+    let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| RealError::Environment(format!("cannot subscribe {}-{instance}: {e}", spec.name)))?;
+    Ok(consumer)
+}
+
+/// Start instance `instance` of group `group`.
+pub(crate) fn spawn(ctx: &Ctx, group: GroupId, instance: u32, node: NodeId) -> Result<ConsumerHandle, RealError> {
+    let callbacks = Callbacks {
+        rec: ctx.rec.clone(),
+        node,
+        group,
+        topics: ctx.scenario.topics.iter().map(|t| t.name.clone()).collect(),
+        generation: AtomicI32::new(0),
+        assigned: AtomicBool::new(false),
+    };
+    let consumer = Arc::new(consumer_for(ctx, group, instance, callbacks)?);
+    let spec = &ctx.scenario.consumers[group.0 as usize];
+    let dlq = match &spec.dlq_topic {
+        Some(topic) => Some((crate::driver::producer_for(&ctx.bootstrap, &Default::default())?, topic.clone())),
+        None => None,
+    };
+    let control = Rc::new(Control {
+        stop: Cell::new(false),
+        crashed: Cell::new(false),
+        wake: tokio::sync::Notify::new(),
+        paused_until: Cell::new(None),
+    });
+    let task = tokio::task::spawn_local(container(ctx.clone(), consumer.clone(), group, node, control.clone(), dlq));
+    Ok(ConsumerHandle { node, control, consumer, task })
+}
+
+/// Wait until every consumer has had its first assignment (the groups have formed).
+pub(crate) async fn wait_assigned(_ctx: &Ctx, consumers: &[ConsumerHandle], limit: Duration) -> Result<(), RealError> {
+    let started = tokio::time::Instant::now();
+    while !consumers.iter().all(ConsumerHandle::assigned) {
+        if started.elapsed() > limit {
+            return Err(RealError::Environment(format!(
+                "the consumer groups did not form within {} s (no assignment for {} of {} consumers)",
+                limit.as_secs(),
+                consumers.iter().filter(|c| !c.assigned()).count(),
+                consumers.len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// A record as the listener sees it, or `None` for a record evsim did not write.
+fn decode(ctx: &Ctx, m: &rdkafka::message::BorrowedMessage<'_>) -> Option<(Polled, Message)> {
+    let topic = ctx.topic_id(m.topic())?;
+    let value: Event = serde_json::from_slice(m.payload()?).ok()?;
+    let key = match m.key() {
+        Some(k) => Some(std::str::from_utf8(k).ok()?.parse::<u64>().ok()?),
+        None => None,
+    };
+    let polled =
+        Polled { tp: Tp { topic, partition: m.partition() as u32 }, offset: m.offset() as u64, key, value: value.id() };
+    Some((polled, Message { key, value }))
+}
+
+/// Offsets to commit for `records`: per partition, the next offset after the last one.
+fn next_offsets(records: &[Polled]) -> BTreeMap<Tp, u64> {
+    let mut next: BTreeMap<Tp, u64> = BTreeMap::new();
+    for r in records {
+        let n = next.entry(r.tp).or_default();
+        *n = (*n).max(r.offset + 1);
+    }
+    next
+}
+
+/// Commit `offsets` (next offsets to read) and record the result. Synchronous: rust-rdkafka
+/// 0.39 never hands an asynchronous commit's result to the context (librdkafka only reports it
+/// to an `offset_commit_cb`, which rust-rdkafka does not set), and a history needs every result.
+fn commit(ctx: &Ctx, consumer: &StreamConsumer<Callbacks>, offsets: &BTreeMap<Tp, u64>) {
+    if offsets.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (tp, o) in offsets {
+        let _ = list.add_partition_offset(ctx.topic_name(tp.topic), tp.partition as i32, Offset::Offset(*o as i64));
+    }
+    let result = consumer.commit(&list, CommitMode::Sync);
+    let cb = consumer.context();
+    let generation = cb.generation.load(Ordering::Relaxed);
+    let offsets: Vec<(Tp, u64)> = offsets.iter().map(|(tp, o)| (*tp, *o)).collect();
+    let mut rec = lock(&ctx.rec);
+    match result {
+        Ok(()) => {
+            rec.commits_ok += 1;
+            for &(tp, o) in &offsets {
+                let c = rec.committed.entry((cb.group, tp)).or_default();
+                *c = (*c).max(o);
+            }
+            rec.push(cb.node, Op::Commit { group: cb.group, generation, offsets, error: None });
+        }
+        Err(e) => {
+            rec.commits_failed += 1;
+            let error = Some(error_code(&e));
+            rec.push(cb.node, Op::Commit { group: cb.group, generation, offsets, error });
+        }
+    }
+}
+
+/// The auto-commit timer (librdkafka's, every `auto.commit.interval.ms`): commit what the
+/// consumer has stored. evsim runs it itself so that each commit's result is in the history.
+async fn auto_commit(
+    ctx: Ctx,
+    consumer: Arc<StreamConsumer<Callbacks>>,
+    stored: Rc<RefCell<BTreeMap<Tp, u64>>>,
+    control: Rc<Control>,
+) {
+    let interval = Duration::from_millis(
+        ctx.scenario.consumers[consumer.context().group.0 as usize].consumer.auto_commit_interval_ms.max(1),
+    );
+    let mut last: BTreeMap<Tp, u64> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(interval).await;
+        if control.stop.get() {
+            return;
+        }
+        let now = stored.borrow().clone();
+        let changed: BTreeMap<Tp, u64> =
+            now.iter().filter(|(tp, o)| last.get(tp) != Some(o)).map(|(tp, o)| (*tp, *o)).collect();
+        commit(&ctx, &consumer, &changed);
+        last = now;
+    }
+}
+
+/// How one attempt to handle a record ended.
+enum Handled {
+    /// The listener acknowledged it (or it was a duplicate the idempotent consumer skipped).
+    Acked,
+    /// The listener ran but did not acknowledge.
+    NotAcked,
+    /// The handler threw before applying anything.
+    Failed,
+}
+
+/// One attempt of the listener on one record.
+fn handle(
+    ctx: &Ctx,
+    listener: &mut AnyListener,
+    group: GroupId,
+    node: NodeId,
+    record: &Polled,
+    message: &Message,
+) -> Handled {
+    let spec = &ctx.scenario.consumers[group.0 as usize];
+    let mut guard = ctx.core.borrow_mut();
+    let core = &mut *guard;
+    let now = ctx.now();
+    let g = group.0 as usize;
+    let faulted = !core.db_down.is_empty() || !core.platform_down[g].is_empty();
+    let down = faulted || spec.external_outages_ms.iter().any(|&(s, e)| now >= s * 1_000 && now < e * 1_000);
+    if faulted {
+        faults::outage_hit(core, Outage::Db);
+        faults::outage_hit(core, Outage::Platform(g));
+    }
+    let rate = spec.handler_error_rate;
+    if down || (rate > 0.0 && core.rng.chance(rate)) {
+        core.stats.handler_failures += 1;
+        drop(guard);
+        ctx.record(node, Op::Processed { group, record: *record, ok: false });
+        return Handled::Failed;
+    }
+    if spec.commit_strategy == CommitStrategy::Idempotent && !core.db.mark_processed(group, record.value) {
+        drop(guard);
+        ctx.record(node, Op::DuplicateSkipped { group, record: *record });
+        return Handled::Acked;
+    }
+    let mut commands = Vec::new();
+    listener.on_record(now, record, message, &mut commands);
+    let mut ok = false;
+    for cmd in commands {
+        match cmd {
+            Command::Cache { op, cause } => core.apply_cache(ctx, node, op, cause),
+            Command::Transact { txn, .. } => {
+                core.apply_txn(ctx, node, &txn);
+            }
+            Command::Ack => ok = true,
+            Command::External { call, cause } => {
+                ctx.record(node, call.effect(cause.unwrap_or(record.value), group));
+            }
+            _ => {}
+        }
+    }
+    record_facts(ctx, core, node);
+    if ok {
+        core.stats.records_consumed += 1;
+    }
+    drop(guard);
+    ctx.record(node, Op::Processed { group, record: *record, ok });
+    if ok { Handled::Acked } else { Handled::NotAcked }
+}
+
+/// Note that `group` is done with `record` (for knowing when the run has settled).
+fn handled_up_to(ctx: &Ctx, group: GroupId, record: &Polled) {
+    let mut core = ctx.core.borrow_mut();
+    let h = core.handled.entry((group, record.tp)).or_default();
+    *h = (*h).max(record.offset + 1);
+}
+
+/// The listener container: poll a batch, handle its records, commit per the strategy.
+async fn container(
+    ctx: Ctx,
+    consumer: Arc<StreamConsumer<Callbacks>>,
+    group: GroupId,
+    node: NodeId,
+    control: Rc<Control>,
+    dlq: Option<(FutureProducer, String)>,
+) {
+    let spec = ctx.scenario.consumers[group.0 as usize].clone();
+    let strategy = spec.commit_strategy;
+    let max = spec.consumer.max_poll_records.max(1) as usize;
+    let auto = strategy == CommitStrategy::AutoCommit && spec.consumer.enable_auto_commit;
+    let auto_store = auto && spec.consumer.enable_auto_offset_store;
+    let store_after = auto && !auto_store;
+    let stored: Rc<RefCell<BTreeMap<Tp, u64>>> = Rc::default();
+    if auto {
+        tokio::task::spawn_local(auto_commit(ctx.clone(), consumer.clone(), stored.clone(), control.clone()));
+    }
+    let mut listener = AnyListener::new(spec.kind);
+    let mut failures: BTreeMap<(Tp, u64), u32> = BTreeMap::new();
+    'poll: loop {
+        if let Some(until) = control.paused_until.take() {
+            tokio::select! {
+                _ = control.wake.notified() => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+        if control.stop.get() {
+            break;
+        }
+        let first = tokio::select! {
+            _ = control.wake.notified() => continue,
+            m = consumer.recv() => m,
+        };
+        let mut batch: Vec<(Polled, Message)> = Vec::new();
+        match first {
+            Ok(m) => batch.extend(decode(&ctx, &m)),
+            Err(e) => {
+                tracing::debug!("consumer {node:?}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        }
+        // `max.poll.records`: what else is already fetched joins this poll.
+        while batch.len() < max {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(m)) => batch.extend(decode(&ctx, &m)),
+                _ => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let records: Vec<Polled> = batch.iter().map(|(p, _)| *p).collect();
+        ctx.core.borrow_mut().stats.records_polled += records.len() as u64;
+        ctx.record(node, Op::Poll { group, records: records.clone() });
+        if strategy == CommitStrategy::CommitBeforeProcess {
+            commit(&ctx, &consumer, &next_offsets(&records));
+        }
+        if auto_store {
+            // librdkafka's enable.auto.offset.store: stored as soon as poll() hands them over.
+            stored.borrow_mut().extend(next_offsets(&records));
+        }
+        let mut acked: Vec<Polled> = Vec::new();
+        let mut seek_from: Option<usize> = None;
+        for (i, (record, message)) in batch.iter().enumerate() {
+            let d = {
+                let mut core = ctx.core.borrow_mut();
+                core.rng.jitter(spec.processing_time_us, spec.processing_jitter_us)
+            };
+            tokio::time::sleep(Duration::from_micros(d)).await;
+            if control.stop.get() {
+                break 'poll; // the process ends mid-batch
+            }
+            match handle(&ctx, &mut listener, group, node, record, message) {
+                Handled::Acked => {
+                    failures.remove(&(record.tp, record.offset));
+                    acked.push(*record);
+                    handled_up_to(&ctx, group, record);
+                }
+                Handled::NotAcked => handled_up_to(&ctx, group, record),
+                Handled::Failed if strategy.retries_failures() => {
+                    let n = failures.entry((record.tp, record.offset)).or_default();
+                    *n += 1;
+                    let limit = match strategy {
+                        CommitStrategy::RetryThenDlq => spec.retries + 1,
+                        _ => DEFAULT_ERROR_HANDLER_ATTEMPTS,
+                    };
+                    if *n < limit {
+                        seek_from = Some(i);
+                        break;
+                    }
+                    failures.remove(&(record.tp, record.offset));
+                    if let Some((producer, topic)) = &dlq {
+                        // Out of retries: to the dead-letter topic, and past it once acknowledged.
+                        if crate::driver::send(producer, topic, message).await.is_err() {
+                            seek_from = Some(i);
+                            break;
+                        }
+                        acked.push(*record);
+                    }
+                    handled_up_to(&ctx, group, record);
+                }
+                Handled::Failed => handled_up_to(&ctx, group, record),
+            }
+        }
+        if let Some(i) = seek_from {
+            // Spring's DefaultErrorHandler: seek every partition of the unhandled records back
+            // to its first one, so that the next poll delivers them again.
+            let mut seeks: Vec<(Tp, u64)> = Vec::new();
+            for (p, _) in &batch[i..] {
+                if !seeks.iter().any(|(tp, _)| *tp == p.tp) {
+                    seeks.push((p.tp, p.offset));
+                }
+            }
+            for (tp, offset) in seeks {
+                let topic = ctx.topic_name(tp.topic).to_string();
+                let _ =
+                    consumer.seek(&topic, tp.partition as i32, Offset::Offset(offset as i64), Duration::from_secs(1));
+            }
+        }
+        if strategy.commits_after_batch() && !acked.is_empty() {
+            commit(&ctx, &consumer, &next_offsets(&acked));
+        }
+        if store_after {
+            // The Java client's auto-commit: what earlier polls returned, once handled.
+            let done = seek_from.unwrap_or(batch.len());
+            let handled: Vec<Polled> = batch[..done].iter().map(|(p, _)| *p).collect();
+            stored.borrow_mut().extend(next_offsets(&handled));
+        }
+        if spec.pause_between_polls_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(spec.pause_between_polls_ms)).await;
+        }
+    }
+    if auto && !control.crashed.get() {
+        // Closing an auto-committing consumer commits what it has stored.
+        let last = stored.borrow().clone();
+        commit(&ctx, &consumer, &last);
+    }
+}
+
+/// Each group's lag at the end: the log end minus the committed offset, per partition of its
+/// topics, read from the broker (`None` for the error when it cannot be read).
+pub(crate) fn final_lags(ctx: &Ctx, bootstrap: &str) -> (Vec<(GroupId, Tp, u64)>, Option<String>) {
+    let mut out = Vec::new();
+    for (g, spec) in ctx.scenario.consumers.iter().enumerate() {
+        let consumer: BaseConsumer = match ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", &spec.consumer.group_id)
+            .set("enable.auto.commit", "false")
+            .set("log_level", "0")
+            .create()
+        {
+            Ok(c) => c,
+            Err(e) => return (out, Some(format!("cannot read final lags: {e}"))),
+        };
+        let mut list = TopicPartitionList::new();
+        for t in &spec.topics {
+            let Some(topic) = ctx.topic_id(t) else { continue };
+            for p in 0..ctx.scenario.topics[topic.0 as usize].partitions {
+                list.add_partition(t, p as i32);
+            }
+        }
+        let committed = match consumer.committed_offsets(list, Duration::from_secs(10)) {
+            Ok(c) => c,
+            Err(e) => {
+                return (out, Some(format!("cannot read group {}'s committed offsets: {e}", spec.consumer.group_id)));
+            }
+        };
+        for e in committed.elements() {
+            let Some(topic) = ctx.topic_id(e.topic()) else { continue };
+            let high = match consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10)) {
+                Ok((_, high)) => high.max(0) as u64,
+                Err(err) => return (out, Some(format!("cannot read the log end of {}: {err}", e.topic()))),
+            };
+            let done = match e.offset() {
+                Offset::Offset(o) if o >= 0 => o as u64,
+                _ => 0,
+            };
+            let lag = high.saturating_sub(done);
+            if lag > 0 {
+                out.push((GroupId(g as u16), Tp { topic, partition: e.partition() as u32 }, lag));
+            }
+        }
+    }
+    (out, None)
+}

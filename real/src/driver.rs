@@ -1,0 +1,780 @@
+//! The real driver: the model's services and listeners on tokio, with rdkafka doing the I/O.
+//!
+//! Everything evsim's own code does runs on one thread (a current-thread runtime and a
+//! `LocalSet`), so a service handles one input at a time as it does in the simulator; librdkafka's
+//! threads do the network I/O. Every entry is recorded with the wall-clock microseconds since the
+//! run began, in one history that the same checkers judge.
+
+use crate::consumer::{self, ConsumerHandle};
+use crate::faults::{self, RealFault};
+use crate::harness::{BrokerOptions, Harness};
+use crate::{RealError, RealOutcome};
+use evsim_model::actor::{CacheOp, Command, Input, Request, Response, Service, Token};
+use evsim_model::cache::Cache;
+use evsim_model::db::{Db, Rollback, Txn, TxnOutcome};
+use evsim_model::event::Message;
+use evsim_model::history::{
+    ErrorCode, GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp,
+};
+use evsim_model::publish::OUTBOX_SCHEDULER;
+use evsim_model::registry::AnyService;
+use evsim_model::scenario::{Acks, Partitioner, ProducerConfig, PublishStrategy, Scenario, ServiceKind};
+use evsim_sim::Stats;
+use evsim_sim::cluster::partitioner::partition_of_key;
+use evsim_sim::kernel::{Seeds, SimRng, Stream};
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The history being written, shared with librdkafka's callbacks (rebalances, commits).
+pub(crate) struct Recorder {
+    start: Instant,
+    pub(crate) history: History,
+    /// Offsets each group committed (next offset to read), from successful commits.
+    pub(crate) committed: BTreeMap<(GroupId, Tp), u64>,
+    pub(crate) commits_ok: u64,
+    pub(crate) commits_failed: u64,
+    pub(crate) rebalances: u64,
+}
+
+impl Recorder {
+    pub(crate) fn now(&self) -> Micros {
+        self.start.elapsed().as_micros() as Micros
+    }
+
+    pub(crate) fn push(&mut self, node: NodeId, op: Op) {
+        let now = self.now();
+        self.history.push(now, node, op);
+    }
+}
+
+pub(crate) type Rec = Arc<Mutex<Recorder>>;
+
+pub(crate) fn lock(rec: &Rec) -> std::sync::MutexGuard<'_, Recorder> {
+    rec.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A service instance and its producer.
+pub(crate) struct Svc {
+    pub(crate) node: NodeId,
+    spec: u16,
+    pub(crate) kind: ServiceKind,
+    topic: TopicId,
+    service: AnyService,
+    pub(crate) alive: bool,
+    /// Bumped on every crash: what an older incarnation started never reaches the new one.
+    pub(crate) incarnation: u32,
+    pub(crate) producer: FutureProducer,
+}
+
+/// The state evsim's own code shares on its one thread.
+pub(crate) struct Core {
+    pub(crate) db: Db,
+    pub(crate) cache: Cache,
+    facts: Vec<Op>,
+    pub(crate) stats: Stats,
+    pub(crate) services: Vec<Svc>,
+    to_pay: BTreeMap<u64, (u64, i64)>,
+    outbox_rows: BTreeMap<(u16, Token), Message>,
+    /// Active `db-unavailable` faults.
+    pub(crate) db_down: Vec<u16>,
+    /// Active `platform-outage` faults, per consumer group.
+    pub(crate) platform_down: Vec<Vec<u16>>,
+    /// Sends, transactions and scheduled payments not finished yet.
+    pub(crate) pending: u64,
+    /// The log end of each partition, as the acknowledged sends show it.
+    pub(crate) high: BTreeMap<Tp, u64>,
+    /// What each group has handled (next offset), for knowing when the run has settled.
+    pub(crate) handled: BTreeMap<(GroupId, Tp), u64>,
+    /// The client stream (processing times, handler failures), as in the simulator.
+    pub(crate) rng: SimRng,
+    /// Records librdkafka placed on another partition than the scenario's partitioner says.
+    pub(crate) placement_mismatches: u64,
+    /// Faults that had an effect (a DB call refused, a platform call failed).
+    pub(crate) outage_hits: std::collections::BTreeSet<u16>,
+    db_queue: std::collections::VecDeque<QueuedTxn>,
+}
+
+/// Everything a task of the run can reach.
+pub(crate) struct Shared {
+    pub(crate) scenario: Scenario,
+    pub(crate) rec: Rec,
+    pub(crate) core: RefCell<Core>,
+    pub(crate) bootstrap: String,
+    /// Time zero of the history: when the workload starts (once the groups have formed).
+    pub(crate) start: std::cell::Cell<Instant>,
+    db_wake: tokio::sync::Notify,
+}
+
+pub(crate) type Ctx = Rc<Shared>;
+
+impl Shared {
+    pub(crate) fn now(&self) -> Micros {
+        self.start.get().elapsed().as_micros() as Micros
+    }
+
+    pub(crate) fn record(&self, node: NodeId, op: Op) {
+        lock(&self.rec).push(node, op);
+    }
+
+    pub(crate) fn topic_name(&self, topic: TopicId) -> &str {
+        &self.scenario.topics[topic.0 as usize].name
+    }
+
+    pub(crate) fn topic_id(&self, name: &str) -> Option<TopicId> {
+        self.scenario.topics.iter().position(|t| t.name == name).map(|i| TopicId(i as u16))
+    }
+
+    /// Wall-clock instant of run time `at`.
+    pub(crate) fn instant(&self, at: Micros) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.start.get() + Duration::from_micros(at))
+    }
+}
+
+/// Record what the DB or cache just established, and count it.
+pub(crate) fn record_facts(ctx: &Shared, core: &mut Core, node: NodeId) {
+    if core.facts.is_empty() {
+        return;
+    }
+    let mut rec = lock(&ctx.rec);
+    for fact in core.facts.drain(..) {
+        let s = &mut core.stats;
+        match fact {
+            Op::OrderCommitted { .. } => s.orders_committed += 1,
+            Op::OrderRejected { .. } => s.orders_rejected += 1,
+            Op::PaymentCommitted { .. } => s.payments_committed += 1,
+            Op::PaymentRejected { .. } => s.payments_rejected += 1,
+            Op::OrderCancelled { .. } => s.orders_cancelled += 1,
+            Op::CouponIssued { .. } => s.coupons_issued += 1,
+            Op::CouponNotIssued { .. } | Op::CouponRequestRefused { .. } => s.coupons_refused += 1,
+            _ => {}
+        }
+        rec.push(node, fact);
+    }
+}
+
+impl Core {
+    /// Apply a listener's cache command or transaction and record what it established.
+    pub(crate) fn apply_cache(
+        &mut self,
+        ctx: &Shared,
+        node: NodeId,
+        op: CacheOp,
+        cause: Option<evsim_model::history::EventId>,
+    ) {
+        self.cache.apply(op, cause, &mut self.facts);
+        record_facts(ctx, self, node);
+    }
+
+    pub(crate) fn apply_txn(&mut self, ctx: &Shared, node: NodeId, txn: &Txn) -> TxnOutcome {
+        let outcome = self.db.apply(txn, &mut self.facts);
+        record_facts(ctx, self, node);
+        outcome
+    }
+}
+
+/// What a service asked for that must wait (a transaction, a send, a timer) or re-enter it.
+enum Action {
+    Input(Input),
+    Txn { token: Token, txn: Txn },
+    Produce { token: Token, topic: TopicId, message: Message },
+    Pay { order: u64, user: u64, amount: i64 },
+    Timer { token: Token, after_us: Micros },
+}
+
+/// Hand `input` to service instance `s` and carry out what it asks for.
+pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
+    let mut actions = Vec::new();
+    {
+        let mut guard = ctx.core.borrow_mut();
+        let core = &mut *guard;
+        if !core.services[s as usize].alive {
+            return;
+        }
+        let now = ctx.now();
+        let mut out = Vec::new();
+        core.services[s as usize].service.on_input(now, input, &mut out);
+        let (node, kind) = (core.services[s as usize].node, core.services[s as usize].kind);
+        for cmd in out {
+            match cmd {
+                Command::Transact { token, txn } => actions.push(Action::Txn { token, txn }),
+                Command::TransactWithOutbox { token, txn, event } => {
+                    core.outbox_rows.insert((s, token), event);
+                    actions.push(Action::Txn { token, txn });
+                }
+                Command::ScanOutbox { token, older_than_us } => {
+                    let events = core.db.due_outbox(now.saturating_sub(older_than_us));
+                    actions.push(Action::Input(Input::OutboxDue { token, events }));
+                }
+                Command::Produce { token, topic, message } => actions.push(Action::Produce { token, topic, message }),
+                Command::Respond { token, response } => {
+                    if kind == ServiceKind::OrderService
+                        && let Some((user, amount)) = core.to_pay.remove(&token)
+                        && response == Response::Ok
+                    {
+                        actions.push(Action::Pay { order: token, user, amount });
+                    }
+                }
+                Command::Cache { op, cause } => core.apply_cache(ctx, node, op, cause),
+                Command::CacheCall { token, op } => {
+                    let added = match op {
+                        CacheOp::AddCouponRequest { coupon, user, .. } => {
+                            !core.cache.coupon_requests.contains(&(coupon, user))
+                        }
+                        _ => true,
+                    };
+                    core.apply_cache(ctx, node, op, None);
+                    actions.push(Action::Input(Input::CacheDone { token, added }));
+                }
+                Command::Timer { token, after_us } => actions.push(Action::Timer { token, after_us }),
+                Command::Ack | Command::External { .. } => {}
+            }
+        }
+    }
+    for action in actions {
+        match action {
+            Action::Input(input) => service_input(ctx, s, input),
+            Action::Txn { token, txn } => spawn_txn(ctx, s, token, txn),
+            Action::Produce { token, topic, message } => produce(ctx, s, token, topic, message),
+            Action::Pay { order, user, amount } => {
+                let ctx = ctx.clone();
+                let at = ctx.now() + ctx.scenario.workload.pay_after_ms * 1_000;
+                ctx.core.borrow_mut().pending += 1;
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep_until(ctx.instant(at)).await;
+                    ctx.core.borrow_mut().pending -= 1;
+                    payment_request(&ctx, order, user, amount);
+                });
+            }
+            Action::Timer { token, after_us } => {
+                let ctx = ctx.clone();
+                let incarnation = ctx.core.borrow().services[s as usize].incarnation;
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep(Duration::from_micros(after_us)).await;
+                    if ctx.core.borrow().services[s as usize].incarnation == incarnation {
+                        service_input(&ctx, s, Input::Timer { token });
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A DB transaction: it takes the scenario's DB latency, then commits or rolls back. The DB
+/// applies transactions in the order they were issued (each waits its latency in line), as the
+/// simulator's DB does: which of two orders for the last unit of stock wins must not depend on
+/// how the OS happens to wake two timers that are due in the same millisecond.
+fn spawn_txn(ctx: &Ctx, s: u16, token: Token, txn: Txn) {
+    let due = ctx.now() + ctx.scenario.database.latency_us;
+    let mut core = ctx.core.borrow_mut();
+    let incarnation = core.services[s as usize].incarnation;
+    core.pending += 1;
+    core.db_queue.push_back(QueuedTxn { due, s, token, txn, incarnation });
+    drop(core);
+    ctx.db_wake.notify_one();
+}
+
+/// A transaction waiting in the DB's line.
+pub(crate) struct QueuedTxn {
+    due: Micros,
+    s: u16,
+    token: Token,
+    txn: Txn,
+    incarnation: u32,
+}
+
+/// The DB: applies queued transactions in order, each at its due time.
+async fn db_worker(ctx: Ctx) {
+    loop {
+        let next = ctx.core.borrow_mut().db_queue.pop_front();
+        let Some(QueuedTxn { due, s, token, txn, incarnation }) = next else {
+            ctx.db_wake.notified().await;
+            continue;
+        };
+        tokio::time::sleep_until(ctx.instant(due)).await;
+        let outcome = {
+            let mut guard = ctx.core.borrow_mut();
+            let core = &mut *guard;
+            core.pending -= 1;
+            if core.services[s as usize].incarnation != incarnation {
+                // The process died while its transaction was open: the DB rolled it back.
+                core.outbox_rows.remove(&(s, token));
+                continue;
+            }
+            let node = core.services[s as usize].node;
+            let outcome = if !core.db_down.is_empty() {
+                faults::outage_hit(core, faults::Outage::Db);
+                TxnOutcome::RolledBack(Rollback::Unavailable)
+            } else {
+                core.apply_txn(&ctx, node, &txn)
+            };
+            if let Some(event) = core.outbox_rows.remove(&(s, token))
+                && outcome == TxnOutcome::Committed
+            {
+                let now = ctx.now();
+                core.db.insert_outbox(event, now, &mut core.facts);
+                record_facts(&ctx, core, node);
+            }
+            outcome
+        };
+        service_input(&ctx, s, Input::TxnDone { token, outcome });
+    }
+}
+
+/// The partition the scenario's partitioner gives `message` on `topic` (`None`: no key).
+pub(crate) fn predicted_partition(
+    scenario: &Scenario,
+    partitioner: Partitioner,
+    topic: TopicId,
+    message: &Message,
+) -> Option<u32> {
+    let count = scenario.topics[topic.0 as usize].partitions;
+    message.key.map(|k| partition_of_key(partitioner, k, count))
+}
+
+/// `producer.send()` and, later, its delivery report.
+fn produce(ctx: &Ctx, s: u16, token: Token, topic: TopicId, message: Message) {
+    let (producer, node, incarnation, partitioner) = {
+        let core = ctx.core.borrow();
+        let svc = &core.services[s as usize];
+        let spec = &ctx.scenario.services[svc.spec as usize];
+        (svc.producer.clone(), svc.node, svc.incarnation, spec.producer.partitioner)
+    };
+    let ctx = ctx.clone();
+    let topic_name = ctx.topic_name(topic).to_string();
+    let predicted = predicted_partition(&ctx.scenario, partitioner, topic, &message);
+    let value = message.value.id();
+    if let Some(p) = predicted {
+        ctx.record(node, Op::Send { tp: Tp { topic, partition: p }, key: message.key, value });
+    }
+    {
+        let mut core = ctx.core.borrow_mut();
+        core.stats.records_sent += 1;
+        core.pending += 1;
+    }
+    tokio::task::spawn_local(async move {
+        let result = send(&producer, &topic_name, &message).await;
+        let mut guard = ctx.core.borrow_mut();
+        let core = &mut *guard;
+        core.pending -= 1;
+        if core.services[s as usize].incarnation != incarnation {
+            return; // the process that sent it is gone: nobody hears the report
+        }
+        let report = match result {
+            Ok((partition, offset)) => {
+                let tp = Tp { topic, partition };
+                if predicted.is_none() {
+                    ctx.record(node, Op::Send { tp, key: message.key, value });
+                } else if predicted != Some(partition) {
+                    core.placement_mismatches += 1;
+                }
+                ctx.record(node, Op::SendOk { tp, key: message.key, value, offset });
+                core.stats.records_produced += 1;
+                if let Some(o) = offset {
+                    let h = core.high.entry(tp).or_default();
+                    *h = (*h).max(o + 1);
+                }
+                Ok(offset)
+            }
+            Err(error) => {
+                let tp = Tp { topic, partition: predicted.unwrap_or(0) };
+                if predicted.is_none() {
+                    ctx.record(node, Op::Send { tp, key: message.key, value });
+                }
+                ctx.record(node, Op::SendFailed { tp, key: message.key, value, error });
+                core.stats.send_failures += 1;
+                Err(error)
+            }
+        };
+        drop(guard);
+        service_input(&ctx, s, Input::Delivered { token, result: report });
+    });
+}
+
+/// Send one record and wait for its delivery report: (partition, offset) or the error.
+pub(crate) async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    message: &Message,
+) -> Result<(u32, Option<u64>), ErrorCode> {
+    let payload = serde_json::to_vec(&message.value).expect("events serialise");
+    let key = message.key.map(|k| k.to_string());
+    let mut record = FutureRecord::<String, Vec<u8>>::to(topic).payload(&payload);
+    if let Some(k) = &key {
+        record = record.key(k);
+    }
+    match producer.send(record, Timeout::Never).await {
+        Ok(d) => Ok((d.partition as u32, (d.offset >= 0).then_some(d.offset as u64))),
+        Err((e, _)) => Err(error_code(&e)),
+    }
+}
+
+/// A librdkafka error as the history's error code.
+pub(crate) fn error_code(e: &KafkaError) -> ErrorCode {
+    let code = match e {
+        KafkaError::MessageProduction(c) | KafkaError::ConsumerCommit(c) => *c,
+        other => return ErrorCode::Other(other.rdkafka_error_code().map_or(-1, |c| c as i32)),
+    };
+    match code {
+        RDKafkaErrorCode::MessageTimedOut => ErrorCode::MsgTimedOut,
+        RDKafkaErrorCode::RequestTimedOut => ErrorCode::RequestTimedOut,
+        RDKafkaErrorCode::NotEnoughReplicas | RDKafkaErrorCode::NotEnoughReplicasAfterAppend => {
+            ErrorCode::NotEnoughReplicas
+        }
+        RDKafkaErrorCode::NotLeaderForPartition => ErrorCode::NotLeaderOrFollower,
+        RDKafkaErrorCode::OutOfOrderSequenceNumber => ErrorCode::OutOfOrderSequenceNumber,
+        RDKafkaErrorCode::InvalidProducerEpoch => ErrorCode::InvalidProducerEpoch,
+        RDKafkaErrorCode::DuplicateSequenceNumber => ErrorCode::DuplicateSequenceNumber,
+        RDKafkaErrorCode::IllegalGeneration => ErrorCode::IllegalGeneration,
+        RDKafkaErrorCode::RebalanceInProgress => ErrorCode::RebalanceInProgress,
+        RDKafkaErrorCode::UnknownMemberId => ErrorCode::UnknownMemberId,
+        other => ErrorCode::Other(other as i32),
+    }
+}
+
+/// The librdkafka producer for a `[services.*.producer]` table.
+pub(crate) fn producer_for(bootstrap: &str, config: &ProducerConfig) -> Result<FutureProducer, RealError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set(
+            "acks",
+            match config.acks {
+                Acks::None => "0",
+                Acks::Leader => "1",
+                Acks::All => "all",
+            },
+        )
+        .set("enable.idempotence", config.enable_idempotence.to_string())
+        .set("retries", config.retries.to_string())
+        .set("linger.ms", config.linger_ms.to_string())
+        .set("batch.size", config.batch_size.min(2_147_483_647).to_string())
+        .set("max.in.flight.requests.per.connection", config.max_in_flight_requests_per_connection.to_string())
+        .set("request.timeout.ms", config.request_timeout_ms.to_string())
+        .set("delivery.timeout.ms", config.delivery_timeout_ms.to_string())
+        .set("retry.backoff.ms", config.retry_backoff_ms.to_string())
+        .set(
+            "partitioner",
+            match config.partitioner {
+                Partitioner::Murmur2 => "murmur2_random",
+                Partitioner::Crc32 => "consistent_random",
+            },
+        )
+        .set("log_level", "3");
+    c.create().map_err(|e| RealError::Environment(format!("cannot create a producer: {e}")))
+}
+
+/// A client request reaches a live instance, round-robin as a load balancer would.
+fn pick(core: &Core, kind: ServiceKind, id: u64) -> Option<u16> {
+    let of_kind: Vec<u16> =
+        (0..core.services.len() as u16).filter(|&i| core.services[i as usize].kind == kind).collect();
+    let n = of_kind.len() as u64;
+    (0..n).map(|i| of_kind[((id + i) % n) as usize]).find(|&s| core.services[s as usize].alive)
+}
+
+fn payment_request(ctx: &Ctx, order: u64, user: u64, amount: i64) {
+    let Some(s) = pick(&ctx.core.borrow(), ServiceKind::PaymentService, order) else { return };
+    ctx.record(NodeId(0), Op::PaymentRequested { order, user, amount });
+    service_input(ctx, s, Input::Request(Request::Pay { order, user, amount }));
+}
+
+/// A planned client request.
+fn request(ctx: &Ctx, request: Request) {
+    let (kind, id, op) = match request {
+        Request::CreateOrder { order, user, product, qty } => {
+            (ServiceKind::OrderService, order, Op::OrderRequested { order, user, product, qty })
+        }
+        Request::IssueCoupon { request, coupon, user } => {
+            (ServiceKind::CouponApi, request, Op::CouponRequested { request, coupon, user })
+        }
+        Request::EnterQueue { token, concert, user } => {
+            (ServiceKind::WaitingQueueApi, token, Op::QueueEntered { token, concert, user })
+        }
+        Request::Pay { .. } => unreachable!("payments are not planned"),
+    };
+    let Some(s) = ({
+        let mut core = ctx.core.borrow_mut();
+        core.stats.requests += 1;
+        pick(&core, kind, id)
+    }) else {
+        return;
+    };
+    ctx.record(NodeId(0), op);
+    if let Request::CreateOrder { order, user, qty, .. } = request {
+        let mut core = ctx.core.borrow_mut();
+        if (0..core.services.len()).any(|i| core.services[i].kind == ServiceKind::PaymentService) {
+            core.to_pay.insert(order, (user, i64::from(qty) * ctx.scenario.workload.price));
+        }
+    }
+    service_input(ctx, s, Input::Request(request));
+}
+
+/// Start the outbox scheduler of service `s`, if it publishes through an outbox.
+pub(crate) fn start_outbox(ctx: &Ctx, s: u16) {
+    let (spec, incarnation) = {
+        let core = ctx.core.borrow();
+        (core.services[s as usize].spec, core.services[s as usize].incarnation)
+    };
+    let spec = &ctx.scenario.services[spec as usize];
+    if spec.publish != PublishStrategy::Outbox {
+        return;
+    }
+    let ctx = ctx.clone();
+    let after = Duration::from_millis(spec.outbox_scan_ms);
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(after).await;
+        if ctx.core.borrow().services[s as usize].incarnation == incarnation {
+            service_input(&ctx, s, Input::Timer { token: OUTBOX_SCHEDULER });
+        }
+    });
+}
+
+/// A crashed service comes back: fresh memory, a fresh producer, the same DB.
+pub(crate) fn restart_service(ctx: &Ctx, s: u16) -> Result<(), String> {
+    {
+        let mut core = ctx.core.borrow_mut();
+        let svc = &mut core.services[s as usize];
+        let spec = &ctx.scenario.services[svc.spec as usize];
+        svc.service = AnyService::new(spec, svc.topic);
+        svc.producer = producer_for(&ctx.bootstrap, &spec.producer).map_err(|e| e.to_string())?;
+        svc.alive = true;
+    }
+    start_outbox(ctx, s);
+    Ok(())
+}
+
+/// The history's header for `scenario` (the same names and ids as a simulated run's).
+fn header(scenario: &Scenario, seed: u64) -> Header {
+    let topics: Vec<TopicInfo> =
+        scenario.topics.iter().map(|t| TopicInfo { name: t.name.clone(), partitions: t.partitions }).collect();
+    let topic_id = |name: &str| TopicId(scenario.topics.iter().position(|t| t.name == name).unwrap_or(0) as u16);
+    let groups = scenario
+        .consumers
+        .iter()
+        .map(|c| GroupInfo {
+            name: c.consumer.group_id.clone(),
+            topics: c.topics.iter().map(|t| topic_id(t)).collect(),
+            effect_once: c.effect_once,
+        })
+        .collect();
+    Header {
+        scenario: scenario.name.clone(),
+        seed,
+        nodes: scenario.node_names(),
+        topics,
+        groups,
+        quiet_from: scenario.run.duration_ms * 1_000,
+        end: scenario.end_ms() * 1_000,
+    }
+}
+
+/// Run `scenario` with `seed` against the broker `options` names.
+pub fn run_real(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> Result<RealOutcome, RealError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| RealError::Environment(format!("cannot start the tokio runtime: {e}")))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run_async(scenario, seed, options))
+}
+
+async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> Result<RealOutcome, RealError> {
+    let wall_started = Instant::now();
+    let mut harness = Harness::start(options, scenario).await?;
+    let bootstrap = harness.bootstrap().to_string();
+    let db = evsim_sim::setup::initial_db(scenario, seed);
+    let plan = evsim_sim::setup::plan_requests(scenario, seed);
+    let seeds = Seeds::new(seed);
+
+    let mut services = Vec::new();
+    let nodes = scenario.node_names();
+    let node_of = |name: &str| NodeId(nodes.iter().position(|n| n == name).unwrap_or(0) as u16);
+    for (index, spec) in scenario.services.iter().enumerate() {
+        let topic = TopicId(scenario.topics.iter().position(|t| t.name == spec.topic).unwrap_or(0) as u16);
+        for i in 0..spec.instances {
+            services.push(Svc {
+                node: node_of(&format!("{}-{i}", spec.name)),
+                spec: index as u16,
+                kind: spec.kind,
+                topic,
+                service: AnyService::new(spec, topic),
+                alive: true,
+                incarnation: 0,
+                producer: producer_for(&bootstrap, &spec.producer)?,
+            });
+        }
+    }
+    let start = Instant::now();
+    let mut history = History::new(header(scenario, seed));
+    for op in evsim_sim::setup::start_ops(scenario, &db) {
+        history.push(0, NodeId(0), op);
+    }
+    let rec = Arc::new(Mutex::new(Recorder {
+        start,
+        history,
+        committed: BTreeMap::new(),
+        commits_ok: 0,
+        commits_failed: 0,
+        rebalances: 0,
+    }));
+    let ctx: Ctx = Rc::new(Shared {
+        scenario: scenario.clone(),
+        rec: rec.clone(),
+        core: RefCell::new(Core {
+            db,
+            cache: Cache::default(),
+            facts: Vec::new(),
+            stats: Stats::default(),
+            services,
+            to_pay: BTreeMap::new(),
+            outbox_rows: BTreeMap::new(),
+            db_down: Vec::new(),
+            platform_down: vec![Vec::new(); scenario.consumers.len()],
+            pending: 0,
+            high: BTreeMap::new(),
+            handled: BTreeMap::new(),
+            rng: seeds.stream(Stream::Client),
+            placement_mismatches: 0,
+            outage_hits: Default::default(),
+            db_queue: Default::default(),
+        }),
+        bootstrap: bootstrap.clone(),
+        start: std::cell::Cell::new(start),
+        db_wake: tokio::sync::Notify::new(),
+    });
+    tokio::task::spawn_local(db_worker(ctx.clone()));
+
+    // Consumers first, so that they are in their groups when the first records arrive.
+    let mut consumers: Vec<ConsumerHandle> = Vec::new();
+    for (g, spec) in scenario.consumers.iter().enumerate() {
+        for i in 0..spec.instances {
+            let node = node_of(&format!("{}-{i}", spec.name));
+            consumers.push(consumer::spawn(&ctx, GroupId(g as u16), i, node)?);
+        }
+    }
+    // A member lost in the first join (librdkafka's KIP-394 member-id round trip can leave a
+    // ghost the coordinator waits for) is only expelled after `session.timeout.ms`.
+    let longest_session = scenario.consumers.iter().map(|c| c.consumer.session_timeout_ms).max().unwrap_or(0);
+    let limit = Duration::from_millis(longest_session + 30_000);
+    consumer::wait_assigned(&ctx, &consumers, limit).await?;
+    // Time zero: the groups have formed, the workload starts now.
+    let t0 = Instant::now();
+    ctx.start.set(t0);
+    lock(&rec).start = t0;
+    for s in 0..ctx.core.borrow().services.len() as u16 {
+        start_outbox(&ctx, s);
+    }
+    let fault_log: RefCell<Vec<RealFault>> = RefCell::new(Vec::new());
+    let consumers = RefCell::new(consumers);
+    // The workload: every planned request at its time.
+    let workload = {
+        let ctx = ctx.clone();
+        tokio::task::spawn_local(async move {
+            for p in plan {
+                tokio::time::sleep_until(ctx.instant(p.at)).await;
+                request(&ctx, p.request);
+            }
+        })
+    };
+    let end = ctx.instant(scenario.end_ms() * 1_000);
+    let quiet_from = scenario.run.duration_ms * 1_000;
+    let mut schedule = faults::Schedule::new(scenario, seed);
+    {
+        let settle = async {
+            let _ = workload.await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if ctx.now() >= quiet_from && settled(&ctx) {
+                    // A grace period for anything still on its way.
+                    tokio::time::sleep(Duration::from_millis(1_000)).await;
+                    if settled(&ctx) {
+                        return;
+                    }
+                }
+            }
+        };
+        let faults = schedule.run(&ctx, &mut harness, &consumers);
+        tokio::select! {
+            _ = async { tokio::join!(faults, settle) } => {}
+            _ = tokio::time::sleep_until(end) => {}
+        }
+    }
+    // Faults still running end now (a crashed process restarts, a broker comes back), so that
+    // the final state is read from a whole cluster.
+    schedule.end_all(&ctx, &mut harness, &consumers).await;
+    fault_log.borrow_mut().extend(schedule.outcomes(&ctx));
+    let ended = ctx.now();
+    // Stop consumers (they leave their groups), then read the final state.
+    for c in consumers.borrow_mut().drain(..) {
+        c.stop().await;
+    }
+    let (lags, lag_error) = consumer::final_lags(&ctx, &bootstrap);
+    harness.stop();
+
+    let mut core = ctx.core.borrow_mut();
+    let mut rec = lock(&rec);
+    rec.history.header.end = ended.max(quiet_from);
+    let end_at = rec.history.header.end;
+    for (product, stock) in core.db.stock.clone().into_iter().enumerate() {
+        rec.history.push(end_at, NodeId(0), Op::StockFinal { product: product as u32, stock });
+    }
+    for (event, (_, _, published)) in &core.db.outbox {
+        if !published {
+            rec.history.push(end_at, NodeId(0), Op::OutboxPending { event: *event });
+        }
+    }
+    for (group, tp, lag) in lags {
+        rec.history.push(end_at, NodeId(0), Op::FinalLag { group, tp, lag });
+    }
+    core.stats.commits_ok = rec.commits_ok;
+    core.stats.commits_failed = rec.commits_failed;
+    core.stats.rebalances = rec.rebalances;
+    let history = std::mem::take(&mut rec.history);
+    let mut notes = std::mem::take(&mut harness.notes);
+    if let Some(e) = lag_error {
+        notes.push(e);
+    }
+    let faults = fault_log.borrow().clone();
+    Ok(RealOutcome::judge(
+        scenario,
+        seed,
+        options.kind,
+        history,
+        std::mem::take(&mut core.stats),
+        faults,
+        notes,
+        core.placement_mismatches,
+        wall_started.elapsed(),
+        t0.elapsed(),
+    ))
+}
+
+/// Whether nothing is left to do: no request, transaction or send in flight, no outbox row
+/// INIT, and every group has handled and committed every partition to its log end.
+fn settled(ctx: &Ctx) -> bool {
+    let core = ctx.core.borrow();
+    if core.pending > 0 || core.db.outbox.values().any(|(_, _, published)| !published) {
+        return false;
+    }
+    let rec = lock(&ctx.rec);
+    for (g, spec) in ctx.scenario.consumers.iter().enumerate() {
+        let group = GroupId(g as u16);
+        for (tp, &end) in &core.high {
+            if !spec.topics.iter().any(|t| ctx.topic_id(t) == Some(tp.topic)) {
+                continue;
+            }
+            let handled = core.handled.get(&(group, *tp)).copied().unwrap_or(0);
+            let committed = rec.committed.get(&(group, *tp)).copied().unwrap_or(0);
+            if handled < end || committed < end {
+                return false;
+            }
+        }
+    }
+    true
+}

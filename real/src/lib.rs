@@ -1,0 +1,122 @@
+//! evsim's real Kafka backend: the very services of `evsim-model` on tokio, with rdkafka
+//! (bundled librdkafka) doing the I/O against a real broker, recording the same history type and
+//! judged by the same checkers as a simulated run.
+//!
+//! - [`harness`]: the broker (a tansu process, librdkafka's mock cluster, or an external Kafka).
+//! - `driver`: the services, the workload and the run.
+//! - `consumer`: the listener containers on `StreamConsumer`.
+//! - `faults`: the scenario's faults, performed where the target can.
+//! - [`diff`]: what a simulated and a real run of one scenario must agree on.
+
+mod consumer;
+pub mod diff;
+mod driver;
+pub mod faults;
+pub mod harness;
+
+pub use driver::run_real;
+pub use faults::RealFault;
+pub use harness::{BrokerKind, BrokerOptions};
+
+use evsim_model::checkers::Invariant;
+use evsim_model::history::History;
+use evsim_model::scenario::Scenario;
+use evsim_sim::{Stats, Verdict};
+use std::time::Duration;
+
+/// Why a real run could not happen: bad usage or an environment that cannot run it (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RealError {
+    Usage(String),
+    Environment(String),
+}
+
+impl std::fmt::Display for RealError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RealError::Usage(m) | RealError::Environment(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for RealError {}
+
+/// Everything a real run produced.
+#[derive(Debug)]
+pub struct RealOutcome {
+    pub seed: u64,
+    pub target: BrokerKind,
+    pub history: History,
+    pub stats: Stats,
+    pub verdicts: Vec<Verdict>,
+    /// Why the run proves nothing, if so.
+    pub vacuous: Option<String>,
+    pub faults: Vec<RealFault>,
+    /// What the target does not reproduce, and anything else the report should say.
+    pub notes: Vec<String>,
+    /// Records librdkafka placed on another partition than the scenario's partitioner predicts.
+    pub placement_mismatches: u64,
+    /// Wall-clock time of the whole command: broker start, groups forming, the run, broker stop.
+    pub wall_time: Duration,
+    /// Wall-clock time of the run itself: from the workload's start until everything was
+    /// consumed and committed (or the scenario's end).
+    pub run_time: Duration,
+}
+
+impl RealOutcome {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn judge(
+        scenario: &Scenario,
+        seed: u64,
+        target: BrokerKind,
+        history: History,
+        stats: Stats,
+        faults: Vec<RealFault>,
+        notes: Vec<String>,
+        placement_mismatches: u64,
+        wall_time: Duration,
+        run_time: Duration,
+    ) -> Self {
+        let verdicts = Invariant::ALL
+            .into_iter()
+            .map(|invariant| Verdict {
+                invariant,
+                claimed: scenario.run.invariants.contains(&invariant),
+                violations: invariant.check(&history),
+            })
+            .collect();
+        let vacuous = if stats.records_produced == 0 {
+            Some("no record was produced".to_string())
+        } else if stats.records_consumed == 0 {
+            Some("no record was consumed".to_string())
+        } else {
+            faults
+                .iter()
+                .find(|f| f.performed.is_some() && !f.fired)
+                .map(|f| format!("planned fault `{}` had no effect", f.fault))
+        };
+        Self {
+            seed,
+            target,
+            history,
+            stats,
+            verdicts,
+            vacuous,
+            faults,
+            notes,
+            placement_mismatches,
+            wall_time,
+            run_time,
+        }
+    }
+
+    /// Held: every claimed invariant held and the run was not vacuous.
+    pub fn passed(&self) -> bool {
+        self.vacuous.is_none() && self.verdicts.iter().all(|v| !v.claimed || v.violations.is_empty())
+    }
+
+    /// Records acknowledged per second of the run.
+    pub fn records_per_sec(&self) -> f64 {
+        self.stats.records_produced as f64 / self.run_time.as_secs_f64().max(1e-9)
+    }
+}
