@@ -141,6 +141,7 @@ pub fn run(args: RunArgs) -> u8 {
         (None, Some(n)) => (1..=n).collect(),
         (None, None) => vec![scenario.run.seed],
     };
+    let started = std::time::Instant::now();
     let results = if seeds.len() == 1 {
         let (result, outcome) = run_seed(&scenario, seeds[0], args.story, args.verify_determinism);
         if let Some(path) = &args.history
@@ -160,6 +161,14 @@ pub fn run(args: RunArgs) -> u8 {
         }
     } else {
         print_table(&report);
+        let wall = started.elapsed().as_secs_f64();
+        let runs = results.len() * if args.verify_determinism { 2 } else { 1 };
+        let simulated = scenario.end_ms() as f64 / 1_000.0 * runs as f64;
+        println!(
+            "speed: {simulated:.1} s of simulated cluster time in {wall:.3} s of wall time, {:.0}x faster than real time \
+             (a real broker needs the scenario's own time; `evsim real` compares the two)",
+            simulated / wall.max(1e-9)
+        );
     }
     if report.passed { EXIT_HELD } else { EXIT_VIOLATED }
 }

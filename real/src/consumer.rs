@@ -7,7 +7,7 @@ use crate::driver::{Ctx, Rec, error_code, lock, record_facts};
 use crate::faults::{self, Outage};
 use evsim_model::actor::{Command, Listener};
 use evsim_model::event::{Event, Message};
-use evsim_model::history::{GroupId, NodeId, Op, Polled, TopicId, Tp};
+use evsim_model::history::{ErrorCode, GroupId, NodeId, Op, Polled, TopicId, Tp};
 use evsim_model::registry::AnyListener;
 use evsim_model::scenario::{AssignmentStrategy, CommitStrategy, OffsetReset};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -98,7 +98,14 @@ impl ConsumerHandle {
         self.control.stop.set(true);
         self.control.wake.notify_one();
         let _ = self.task.await;
-        drop(self.consumer);
+        close(self.consumer, Duration::from_secs(30)).await;
+    }
+
+    /// Drop the consumer without waiting for its container (the run is being abandoned).
+    pub(crate) async fn abandon(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        close(self.consumer, Duration::from_secs(5)).await;
     }
 
     /// The process dies: no closing commit (librdkafka still leaves the group on close).
@@ -234,10 +241,18 @@ fn next_offsets(records: &[Polled]) -> BTreeMap<Tp, u64> {
     next
 }
 
-/// Commit `offsets` (next offsets to read) and record the result. Synchronous: rust-rdkafka
-/// 0.39 never hands an asynchronous commit's result to the context (librdkafka only reports it
-/// to an `offset_commit_cb`, which rust-rdkafka does not set), and a history needs every result.
-fn commit(ctx: &Ctx, consumer: &StreamConsumer<Callbacks>, offsets: &BTreeMap<Tp, u64>) {
+/// How long a commit may take: librdkafka's synchronous commit has no deadline of its own (it
+/// waits for the coordinator), so evsim gives it the Java client's `commitSync` default,
+/// `default.api.timeout.ms` = 60 s, and records a timeout past it.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Commit `offsets` (next offsets to read) and record the result. Synchronous, as the
+/// container waits for it: rust-rdkafka 0.39 never hands an asynchronous commit's result to the
+/// context (librdkafka only reports it to an `offset_commit_cb`, which rust-rdkafka does not
+/// set), and a history needs every result. The blocking call runs off evsim's thread, so that a
+/// commit waiting on the coordinator holds up its own container only, as in a real deployment
+/// where each container has its thread.
+async fn commit(ctx: &Ctx, consumer: &Arc<StreamConsumer<Callbacks>>, offsets: &BTreeMap<Tp, u64>) {
     if offsets.is_empty() {
         return;
     }
@@ -245,7 +260,15 @@ fn commit(ctx: &Ctx, consumer: &StreamConsumer<Callbacks>, offsets: &BTreeMap<Tp
     for (tp, o) in offsets {
         let _ = list.add_partition_offset(ctx.topic_name(tp.topic), tp.partition as i32, Offset::Offset(*o as i64));
     }
-    let result = consumer.commit(&list, CommitMode::Sync);
+    let blocking = {
+        let consumer = consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync).map_err(|e| error_code(&e)))
+    };
+    let result = match tokio::time::timeout(COMMIT_TIMEOUT, blocking).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(ErrorCode::Other(-1)),
+        Err(_) => Err(ErrorCode::RequestTimedOut),
+    };
     let cb = consumer.context();
     let generation = cb.generation.load(Ordering::Relaxed);
     let offsets: Vec<(Tp, u64)> = offsets.iter().map(|(tp, o)| (*tp, *o)).collect();
@@ -259,11 +282,20 @@ fn commit(ctx: &Ctx, consumer: &StreamConsumer<Callbacks>, offsets: &BTreeMap<Tp
             }
             rec.push(cb.node, Op::Commit { group: cb.group, generation, offsets, error: None });
         }
-        Err(e) => {
+        Err(error) => {
             rec.commits_failed += 1;
-            let error = Some(error_code(&e));
-            rec.push(cb.node, Op::Commit { group: cb.group, generation, offsets, error });
+            rec.push(cb.node, Op::Commit { group: cb.group, generation, offsets, error: Some(error) });
         }
+    }
+}
+
+/// Close a consumer (librdkafka leaves the group and, without auto-commit, commits nothing)
+/// off evsim's thread, giving up after `limit`: a close waits on the coordinator, and a broker
+/// that stopped answering must not hold the run forever.
+pub(crate) async fn close(consumer: Arc<StreamConsumer<Callbacks>>, limit: Duration) {
+    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    if tokio::time::timeout(limit, closing).await.is_err() {
+        tracing::warn!("a consumer did not close within {} s; left behind", limit.as_secs());
     }
 }
 
@@ -287,7 +319,7 @@ async fn auto_commit(
         let now = stored.borrow().clone();
         let changed: BTreeMap<Tp, u64> =
             now.iter().filter(|(tp, o)| last.get(tp) != Some(o)).map(|(tp, o)| (*tp, *o)).collect();
-        commit(&ctx, &consumer, &changed);
+        commit(&ctx, &consumer, &changed).await;
         last = now;
     }
 }
@@ -424,7 +456,7 @@ async fn container(
         ctx.core.borrow_mut().stats.records_polled += records.len() as u64;
         ctx.record(node, Op::Poll { group, records: records.clone() });
         if strategy == CommitStrategy::CommitBeforeProcess {
-            commit(&ctx, &consumer, &next_offsets(&records));
+            commit(&ctx, &consumer, &next_offsets(&records)).await;
         }
         if auto_store {
             // librdkafka's enable.auto.offset.store: stored as soon as poll() hands them over.
@@ -489,7 +521,7 @@ async fn container(
             }
         }
         if strategy.commits_after_batch() && !acked.is_empty() {
-            commit(&ctx, &consumer, &next_offsets(&acked));
+            commit(&ctx, &consumer, &next_offsets(&acked)).await;
         }
         if store_after {
             // The Java client's auto-commit: what earlier polls returned, once handled.
@@ -504,7 +536,7 @@ async fn container(
     if auto && !control.crashed.get() {
         // Closing an auto-committing consumer commits what it has stored.
         let last = stored.borrow().clone();
-        commit(&ctx, &consumer, &last);
+        commit(&ctx, &consumer, &last).await;
     }
 }
 

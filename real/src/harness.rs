@@ -69,8 +69,10 @@ struct Tansu {
 }
 
 impl Tansu {
-    fn storage_url(&self) -> String {
-        format!("sqlite://{}", self.dir.join("tansu.db").display())
+    /// The SQLite storage, relative to the process's working directory (the harness's own
+    /// directory): tansu 0.6 reads a `sqlite://` URL's path as relative.
+    fn storage_url(&self) -> &'static str {
+        "sqlite://tansu.db"
     }
 
     fn spawn(&mut self) -> Result<(), RealError> {
@@ -80,7 +82,8 @@ impl Tansu {
         let child = Command::new(&self.exe)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &self.storage_url()])
+            .args(["--storage-engine", self.storage_url()])
+            .current_dir(&self.dir)
             .args(["--cluster-id", "evsim"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| RealError::Environment(e.to_string()))?)
@@ -114,7 +117,11 @@ impl Tansu {
 
     fn signal(&self, sig: &str) -> Result<(), String> {
         let child = self.child.as_ref().ok_or("tansu is not running")?;
-        let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().map(|s| s.success());
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success());
         if matches!(ok, Ok(true)) { Ok(()) } else { Err(format!("kill {sig} failed")) }
     }
 }
@@ -188,6 +195,14 @@ impl Harness {
 
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The broker's log, when evsim started the broker (tansu).
+    pub fn log_path(&self) -> Option<PathBuf> {
+        match &self.inner {
+            Inner::Tansu(t) => Some(t.dir.join("tansu.log")),
+            _ => None,
+        }
     }
 
     /// Wait until the broker answers a metadata request.
@@ -371,6 +386,28 @@ impl Drop for Harness {
     }
 }
 
+/// Whether the broker whose log is `log` failed inside (tansu's storage task panics on some
+/// inputs and then answers every request with an error): the panic's place and message.
+/// `seen` is how far the log was read before; only what was appended since is read.
+pub fn broker_failure(log: &Path, seen: &mut u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    if len < *seen {
+        *seen = 0; // restarted: a new log
+    }
+    f.seek(SeekFrom::Start(*seen)).ok()?;
+    let mut text = String::new();
+    f.take(len - *seen).read_to_string(&mut text).ok()?;
+    // Only whole lines: the rest is read next time.
+    let whole = text.rfind('\n').map_or(0, |i| i + 1);
+    *seen += whole as u64;
+    let text = &text[..whole];
+    let at = text.find("panicked at")?;
+    let lines: Vec<&str> = text[at..].lines().take(2).collect();
+    Some(lines.join(": "))
+}
+
 /// The tansu executable: `explicit`, else `$EVSIM_TANSU`, else `tansu` on `PATH`, else
 /// `~/.cargo/bin/tansu`.
 pub fn find_tansu(explicit: Option<&Path>) -> Result<PathBuf, RealError> {
@@ -400,4 +437,30 @@ fn free_port() -> Result<u16, RealError> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))
         .map_err(|e| RealError::Environment(format!("cannot find a free loopback port: {e}")))?;
     l.local_addr().map(|a| a.port()).map_err(|e| RealError::Environment(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_brokers_log_is_found_once_and_only_in_new_lines() {
+        let dir = std::env::temp_dir().join(format!("evsim-harness-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("tansu.log");
+        std::fs::write(&log, "ready in 37ms\n").unwrap();
+        let mut seen = 0;
+        assert_eq!(broker_failure(&log, &mut seen), None);
+        assert_eq!(seen, 14);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        use std::io::Write;
+        write!(f, "\nthread 'w' panicked at src/lite.rs:503:13:\nmore or less than one row\nstack").unwrap();
+        let found = broker_failure(&log, &mut seen).unwrap();
+        assert_eq!(found, "panicked at src/lite.rs:503:13:: more or less than one row");
+        // A restart writes a new, shorter log: read from its start.
+        std::fs::write(&log, "ok\n").unwrap();
+        assert_eq!(broker_failure(&log, &mut seen), None);
+        assert_eq!(seen, 3);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

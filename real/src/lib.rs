@@ -24,6 +24,23 @@ use evsim_model::scenario::Scenario;
 use evsim_sim::{Stats, Verdict};
 use std::time::Duration;
 
+/// What the real targets cannot reproduce of `scenario` as written (empty: everything). A real
+/// run goes ahead and says so in its notes; the differential tests leave such scenarios out.
+pub fn unsupported(scenario: &Scenario) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &scenario.consumers {
+        let k = &c.consumer;
+        if k.max_poll_interval_ms < k.session_timeout_ms {
+            out.push(format!(
+                "{}: librdkafka requires max.poll.interval.ms >= session.timeout.ms (the Java client does not), \
+                 so it runs with max.poll.interval.ms = {} instead of {}",
+                c.name, k.session_timeout_ms, k.max_poll_interval_ms
+            ));
+        }
+    }
+    out
+}
+
 /// Why a real run could not happen: bad usage or an environment that cannot run it (exit 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RealError {

@@ -437,3 +437,32 @@ fn queued_events_stay_small() {
     // Every pending event is a slab slot of this size; the hot path moves millions of them.
     assert!(std::mem::size_of::<crate::world::Ev>() <= 72, "Ev is {} bytes", std::mem::size_of::<crate::world::Ev>());
 }
+
+/// The real driver is handed `setup::plan_requests`; it must be exactly the requests (and
+/// times) a simulated run sends, for orders and for coupon requests with double clicks.
+#[test]
+fn the_request_plan_is_what_the_simulator_sends() {
+    use evsim_model::actor::Request;
+    for src in [include_str!("../../scenarios/order-basic.toml"), include_str!("../../scenarios/coupon-no-dedup.toml")]
+    {
+        let s = Scenario::parse("s.toml", src).expect("parses");
+        let (h, _) = World::new(&s, 7).run();
+        let simulated: Vec<(u64, Request)> = h
+            .entries
+            .iter()
+            .filter_map(|e| match e.op {
+                Op::OrderRequested { order, user, product, qty } => {
+                    Some((e.time, Request::CreateOrder { order, user, product, qty }))
+                }
+                Op::CouponRequested { request, coupon, user } => {
+                    Some((e.time, Request::IssueCoupon { request, coupon, user }))
+                }
+                _ => None,
+            })
+            .collect();
+        let planned: Vec<(u64, Request)> =
+            crate::setup::plan_requests(&s, 7).into_iter().map(|p| (p.at, p.request)).collect();
+        assert!(!planned.is_empty());
+        assert_eq!(planned, simulated, "{}", s.name);
+    }
+}

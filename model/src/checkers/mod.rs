@@ -91,7 +91,8 @@ pub enum Invariant {
     PollSkip,
     /// No event is published (acknowledged or read) for a business fact that did not commit.
     NoPhantomEvent,
-    /// Every committed business fact's event is acknowledged by the broker before the run ends.
+    /// Every committed business fact's event is published before the run ends: acknowledged by
+    /// the broker, or read by a consumer (a send that timed out may still have been written).
     EventualPublication,
     /// A balance never goes below zero, payments write consistent balances, each order is
     /// charged at most once.
