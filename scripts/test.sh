@@ -3,15 +3,51 @@
 #   1. the README's main command, release build: order-basic over 100 seeds must hold;
 #   2. the durable failover scenario over 20 seeds, each run twice: its faults fire, nothing is
 #      lost, and every seed replays byte for byte;
-#   3. every unit and integration test of the workspace.
+#   3. the real backend end to end: order-basic on a real tansu broker process, compared with
+#      the simulator;
+#   4. the design-review report of seed 003's coupon sweep (one hot coupon against many), from
+#      the release build, into target/ci-report/;
+#   5. every unit and integration test of the workspace: the real-backend tests (against tansu
+#      and librdkafka's mock cluster), the regression snapshots of every scenario, and the report
+#      tests in headless Chromium (a screenshot, and every Mermaid diagram through Mermaid).
+# What the tests need is installed once per machine when it is missing: tansu (a Kafka-compatible
+# broker, about 10 minutes on 2 cores), Debian's chromium and a font, and Mermaid's browser bundle
+# (from the npm registry, into target/test-tools/). Later runs reuse them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null 2>&1; then
+  echo "== installing tansu 0.6.0 for the real-backend tests (once per machine, about 10 minutes)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+fi
+
+if [ ! -x /usr/bin/chromium ] || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  echo "== installing Debian's chromium and fonts-dejavu-core for the report tests (once per machine)"
+  as_root=""
+  if [ "$(id -u)" -ne 0 ]; then as_root="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $as_root apt-get install -y --no-install-recommends chromium fonts-dejavu-core \
+    || { $as_root apt-get update && $as_root apt-get install -y --no-install-recommends chromium fonts-dejavu-core; }
+fi
+
+echo "== Mermaid's browser bundle for the diagram tests"
+python3 scripts/fetch-mermaid.py
 
 echo "== evsim run scenarios/order-basic.toml --seeds 100 (release build)"
 cargo run --release --locked --bin evsim -- run scenarios/order-basic.toml --seeds 100
 
 echo "== evsim run scenarios/order-failover-acks-all.toml --seeds 20 --verify-determinism"
 cargo run --release --locked --bin evsim -- run scenarios/order-failover-acks-all.toml --seeds 20 --verify-determinism
+
+echo "== evsim real scenarios/order-basic.toml --broker tansu (a real broker process)"
+cargo run --release --locked --bin evsim -- real scenarios/order-basic.toml --broker tansu
+
+echo "== evsim sweep: seed 003's coupons, one hot coupon against 100, 1 to 12 partitions (report in target/ci-report/)"
+cargo run --release --locked --bin evsim -- sweep scenarios/coupon-seed003.toml \
+  --vary 'topics.coupon-issue-request.partitions+consumers.coupon-issuer.instances=1..12' \
+  --vary workload.coupons=1,100 --set workload.coupon_rate_per_sec=3000 --set workload.users=1000000 \
+  --seeds 3 --report target/ci-report/coupon-hot-key
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked

@@ -4,7 +4,9 @@
 mod bench;
 mod check;
 mod real;
+mod report;
 mod run;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,7 +28,7 @@ queues) against a simulated Kafka cluster, deterministically: one seed is one ex
 run. Every run's history is judged by invariants (no oversell, per-key order, eventual \
 processing, lost writes, duplicates, ...), so a design claim can be settled with evidence.",
     after_help = "Exit codes: 0 every claimed invariant held; 1 a claimed invariant was violated \
-(or a run moved no records, or a planned fault never fired); 2 bad input or environment.\n\nStart with:\n  evsim run scenarios/order-basic.toml\n  evsim run scenarios/order-basic.toml --seeds 100\n  evsim run scenarios/order-basic.toml --seed 7 --json\n  evsim run scenarios/order-failover-acks1.toml      # faults from the scenario's schedule\n  evsim check scenarios/order-acks1-search.toml      # search fault schedules, shrink a failure"
+(or a run moved no records, or a planned fault never fired); 2 bad input or environment.\n\nStart with:\n  evsim run scenarios/order-basic.toml\n  evsim run scenarios/order-basic.toml --seeds 100\n  evsim run scenarios/order-basic.toml --seed 7 --json\n  evsim run scenarios/order-failover-acks1.toml      # faults from the scenario's schedule\n  evsim check scenarios/order-acks1-search.toml      # search fault schedules, shrink a failure\n  evsim sweep scenarios/coupon-seed003.toml --vary workload.coupons=1,10,100 --seeds 20\n  evsim report scenarios/order-failover-acks1.toml --out out/failover   # HTML, Markdown, charts"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +47,11 @@ enum Command {
     /// Run a scenario against a real Kafka broker (tansu, librdkafka's mock cluster, or yours)
     /// and compare it with the simulator.
     Real(real::RealArgs),
+    /// Run the cartesian product of varied settings (any scenario key), N seeds each, and
+    /// compare them.
+    Sweep(sweep::SweepArgs),
+    /// Write a design-review report (HTML, Markdown, JSON, charts) of a scenario or a sweep.
+    Report(report::ReportArgs),
     /// Measure simulated records per second end to end (produce, deliver, process, commit).
     Bench(bench::BenchArgs),
 }
@@ -65,6 +72,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Bench(args) => bench::bench(args),
         Command::Real(args) => real::real(args),
+        Command::Sweep(args) => sweep::sweep(args),
+        Command::Report(args) => report::report(args),
     };
     ExitCode::from(code)
 }

@@ -31,7 +31,14 @@ pub fn describe(h: &History, i: usize) -> String {
     };
     let mut s = String::new();
     let _ = write!(s, "[{i}] t={}.{:06}s {}: ", e.time / 1_000_000, e.time % 1_000_000, h.node_name(e.process));
-    let text = match &e.op {
+    s.push_str(&describe_op(h, &e.op));
+    s
+}
+
+/// What `op` did, in words, without the entry's number, time and process
+/// (`"send order-created-1 key=7 order-created(order 7)"`).
+pub fn describe_op(h: &History, op: &Op) -> String {
+    match op {
         Op::StockInitialised { product, stock } => format!("product {product} stock initialised to {stock}"),
         Op::StockFinal { product, stock } => format!("product {product} final stock {stock}"),
         Op::OrderRequested { order, user, product, qty } => {
@@ -187,9 +194,7 @@ pub fn describe(h: &History, i: usize) -> String {
             let list: Vec<&str> = members.iter().map(|m| h.node_name(*m)).collect();
             format!("{} generation {generation}: [{}]", h.group_name(*group), list.join(", "))
         }
-    };
-    s.push_str(&text);
-    s
+    }
 }
 
 /// The entries that tell a counterexample's story: the violation's own entries, plus the faults

@@ -238,8 +238,9 @@ impl World {
                 let tp = Tp { topic: TopicId(ti as u16), partition: p };
                 // Replicas spread round-robin over brokers, as Kafka's replica placement starts:
                 // the first is the preferred leader, the others follow on the next brokers.
-                let n = scenario.brokers as usize;
-                let replicas = (0..t.replication_factor as usize).map(|k| ((global + k) % n) as u16).collect();
+                let replicas = (0..t.replication_factor as usize)
+                    .map(|k| crate::cluster::preferred_leader(global + k, scenario.brokers))
+                    .collect();
                 let mut partition = Partition::new(tp, replicas);
                 // Room for the records the workload will write, so the log never regrows.
                 partition.log.reserve((expected * 1.1 / f64::from(t.partitions)) as usize + 16);
@@ -281,9 +282,7 @@ impl World {
                 topics: subscribed.clone(),
                 effect_once: spec.effect_once,
             });
-            // The coordinator's broker; Kafka picks the leader of the group's __consumer_offsets
-            // partition, which is a hash of the group id too.
-            let host = (evsim_model::stable_hash::fnv1a(group_id.as_bytes()) % scenario.brokers as u64) as u16;
+            let host = crate::cluster::coordinator_of(group_id, scenario.brokers);
             groups.push(Group::new(gid, group_id.clone(), host, spec.consumer.partition_assignment_strategy));
             for i in 0..spec.instances {
                 let node = NodeId(next_node);

@@ -17,6 +17,19 @@ use evsim_model::event::Message;
 use evsim_model::history::{ErrorCode, Tp};
 use evsim_model::scenario::Acks;
 
+/// The broker that leads partition number `global` (the partitions of every topic counted in
+/// scenario order) when a run starts: replicas are placed round-robin over the brokers, as
+/// Kafka's replica placement starts, and the first one (the preferred leader) leads.
+pub fn preferred_leader(global: usize, brokers: u32) -> u16 {
+    (global % brokers.max(1) as usize) as u16
+}
+
+/// The broker that coordinates `group_id`. Kafka picks the leader of the group's
+/// `__consumer_offsets` partition, a hash of the group id; the simulator hashes it too.
+pub fn coordinator_of(group_id: &str, brokers: u32) -> u16 {
+    (evsim_model::stable_hash::fnv1a(group_id.as_bytes()) % u64::from(brokers.max(1))) as u16
+}
+
 /// The bytes one record is taken to occupy in a batch or a fetch (key, a small JSON value and
 /// the record overhead). `batch.size` and `max.partition.fetch.bytes` are counted in these.
 pub const RECORD_BYTES: u64 = 100;
