@@ -83,6 +83,10 @@ fn sweep_page(args: &ReportArgs) -> Built {
         );
         EXIT_BAD_INPUT
     })?;
+    if let Err(e) = result.validate() {
+        eprintln!("error: {name}: not a whole sweep result ({e}); expected the JSON `evsim sweep --out FILE` writes");
+        return Err(EXIT_BAD_INPUT);
+    }
     let json = serde_json::to_value(&result).map_err(|e| {
         eprintln!("error: cannot render the sweep as JSON: {e}");
         EXIT_BAD_INPUT

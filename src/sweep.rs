@@ -48,14 +48,23 @@ pub struct SweepArgs {
     json: bool,
 }
 
-/// The command that reruns a sweep, for reports.
+/// `s` as one word for a POSIX shell.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,+:@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The command that reruns a sweep, for reports: the arguments as they were given.
 pub(crate) fn replay_command(r: &SweepResult) -> String {
-    let mut cmd = format!("evsim sweep {}", r.file);
+    let mut cmd = format!("evsim sweep {}", shell_word(&r.file));
     for a in &r.axes {
-        cmd.push_str(&format!(" --vary '{}={}'", a.keys.join("+"), a.labels.join(",")));
+        cmd.push_str(&format!(" --vary {}", shell_word(&a.arg)));
     }
     for (k, v) in &r.set {
-        cmd.push_str(&format!(" --set '{k}={v}'"));
+        cmd.push_str(&format!(" --set {}", shell_word(&format!("{k}={v}"))));
     }
     cmd.push_str(&format!(" --seeds {}", r.seeds));
     cmd
@@ -80,6 +89,14 @@ pub fn sweep(args: SweepArgs) -> u8 {
         .map(|a| parse_axis(a))
         .collect::<Result<Vec<_>, _>>()
         .and_then(|axes| Ok((axes, args.set.iter().map(|s| parse_set(s)).collect::<Result<Vec<_>, _>>()?)));
+    // How many runs, before any setting is built.
+    let total = parsed.as_ref().ok().map(|(axes, _)| {
+        axes.iter().try_fold(args.seeds, |n, a| n.checked_mul(a.labels.len() as u64)).filter(|&n| n <= MAX_RUNS)
+    });
+    if let Some(None) = total {
+        eprintln!("error: the settings x {} seeds come to more than {MAX_RUNS} runs", args.seeds);
+        return EXIT_BAD_INPUT;
+    }
     let plan = parsed.and_then(|(axes, sets)| Plan::new(&name, &source, &sets, axes));
     let plan = match plan {
         Ok(p) => p,
@@ -89,14 +106,6 @@ pub fn sweep(args: SweepArgs) -> u8 {
         }
     };
     let total = plan.settings.len() as u64 * args.seeds;
-    if total > MAX_RUNS {
-        eprintln!(
-            "error: {} settings x {} seeds = {total} runs, more than {MAX_RUNS}",
-            plan.settings.len(),
-            args.seeds
-        );
-        return EXIT_BAD_INPUT;
-    }
     // Where the results go is checked before hours of runs, not after.
     for dir in args.out.iter().filter_map(|p| p.parent()).chain(args.report.as_deref()) {
         if !dir.as_os_str().is_empty()

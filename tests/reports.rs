@@ -200,8 +200,12 @@ fn bad_sweep_input_exits_2_and_says_what_was_expected() {
         (&["--vary", "partitions"][..], "expected KEY=V1,V2"),
         (&["--vary", "services.*.producer.acks=all,2"][..], "scenarios/order-basic.toml with acks=2: "),
         (&["--vary", "services.*.producer.acks=1,all"][..], "`enable.idempotence = true` requires `acks = \"all\"`"),
-        (&["--vary", "topic.order-created.partitions=1,2"][..], "unknown field `topic`"),
+        (&["--vary", "topic.order-created.partitions=1,2"][..], "`topic` is not in the scenario"),
+        (&["--vary", "topics.order-creatd.partitions=1,2"][..], "`order-creatd` is not in `topics`"),
+        (&["--vary", "workload.quantity_maximum=1,2"][..], "unknown field `quantity_maximum`"),
         (&["--vary", "nothing.*.x=1"][..], "matched no table"),
+        (&["--vary", "run.seed=1,2"][..], "use --seeds"),
+        (&["--vary", "workload.users=10,20", "--set", "workload.users=5"][..], "`workload.users` is changed twice"),
         (&["--set", "run.duration_ms"][..], "expected KEY=VALUE"),
     ] {
         let mut all = vec!["sweep", "scenarios/order-basic.toml"];

@@ -3,13 +3,14 @@
 //! each record, commit as the scenario's strategy says).
 
 use crate::RealError;
-use crate::driver::{Ctx, Rec, error_code, lock, record_facts};
+use crate::driver::{Ctx, Rec, lock, record_facts};
 use crate::faults::{self, Outage};
+use crate::producer::{error_code, producer_for, send};
 use evsim_model::actor::{Command, Listener};
 use evsim_model::event::{Event, Message};
 use evsim_model::history::{ErrorCode, GroupId, NodeId, Op, Polled, TopicId, Tp};
 use evsim_model::registry::AnyListener;
-use evsim_model::scenario::{AssignmentStrategy, CommitStrategy, OffsetReset};
+use evsim_model::scenario::{AssignmentStrategy, CommitStrategy, OffsetReset, Scenario};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::FutureProducer;
@@ -33,6 +34,9 @@ pub(crate) struct Callbacks {
     topics: Vec<String>,
     generation: AtomicI32,
     assigned: AtomicBool,
+    /// One commit at a time per consumer (the container's and the auto-commit timer's), so that
+    /// they reach the coordinator and the history in one order.
+    commits: tokio::sync::Mutex<()>,
 }
 
 impl Callbacks {
@@ -81,6 +85,9 @@ struct Control {
     crashed: Cell<bool>,
     wake: tokio::sync::Notify,
     paused_until: Cell<Option<tokio::time::Instant>>,
+    /// The auto-commit timer's task, and how to stop it (after its commit in flight, if any).
+    auto: RefCell<Option<tokio::task::JoinHandle<()>>>,
+    auto_stop: tokio::sync::Notify,
 }
 
 /// A running consumer instance.
@@ -98,6 +105,13 @@ impl ConsumerHandle {
         self.control.stop.set(true);
         self.control.wake.notify_one();
         let _ = self.task.await;
+        // The timer ends after its commit in flight, if any; then this handle holds the last
+        // reference, and the close runs off evsim's thread.
+        self.control.auto_stop.notify_one();
+        let auto = self.control.auto.borrow_mut().take();
+        if let Some(auto) = auto {
+            let _ = auto.await;
+        }
         close(self.consumer, Duration::from_secs(30)).await;
     }
 
@@ -105,6 +119,11 @@ impl ConsumerHandle {
     pub(crate) async fn abandon(self) {
         self.task.abort();
         let _ = self.task.await;
+        let auto = self.control.auto.borrow_mut().take();
+        if let Some(auto) = auto {
+            auto.abort();
+            let _ = auto.await;
+        }
         close(self.consumer, Duration::from_secs(5)).await;
     }
 
@@ -184,11 +203,12 @@ pub(crate) fn spawn(ctx: &Ctx, group: GroupId, instance: u32, node: NodeId) -> R
         topics: ctx.scenario.topics.iter().map(|t| t.name.clone()).collect(),
         generation: AtomicI32::new(0),
         assigned: AtomicBool::new(false),
+        commits: tokio::sync::Mutex::new(()),
     };
     let consumer = Arc::new(consumer_for(ctx, group, instance, callbacks)?);
     let spec = &ctx.scenario.consumers[group.0 as usize];
     let dlq = match &spec.dlq_topic {
-        Some(topic) => Some((crate::driver::producer_for(&ctx.bootstrap, &Default::default())?, topic.clone())),
+        Some(topic) => Some((producer_for(&ctx.bootstrap, &Default::default())?, topic.clone())),
         None => None,
     };
     let control = Rc::new(Control {
@@ -196,6 +216,8 @@ pub(crate) fn spawn(ctx: &Ctx, group: GroupId, instance: u32, node: NodeId) -> R
         crashed: Cell::new(false),
         wake: tokio::sync::Notify::new(),
         paused_until: Cell::new(None),
+        auto: RefCell::new(None),
+        auto_stop: tokio::sync::Notify::new(),
     });
     let task = tokio::task::spawn_local(container(ctx.clone(), consumer.clone(), group, node, control.clone(), dlq));
     Ok(ConsumerHandle { node, control, consumer, task })
@@ -260,6 +282,10 @@ async fn commit(ctx: &Ctx, consumer: &Arc<StreamConsumer<Callbacks>>, offsets: &
     for (tp, o) in offsets {
         let _ = list.add_partition_offset(ctx.topic_name(tp.topic), tp.partition as i32, Offset::Offset(*o as i64));
     }
+    let cb = consumer.context();
+    let _one_at_a_time = cb.commits.lock().await;
+    // The generation the commit is made in: a rebalance may complete while it is in flight.
+    let generation = cb.generation.load(Ordering::Relaxed);
     let blocking = {
         let consumer = consumer.clone();
         tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync).map_err(|e| error_code(&e)))
@@ -267,10 +293,10 @@ async fn commit(ctx: &Ctx, consumer: &Arc<StreamConsumer<Callbacks>>, offsets: &
     let result = match tokio::time::timeout(COMMIT_TIMEOUT, blocking).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(ErrorCode::Other(-1)),
+        // The client gave up; the coordinator may still apply it, as after a Java commitSync's
+        // TimeoutException.
         Err(_) => Err(ErrorCode::RequestTimedOut),
     };
-    let cb = consumer.context();
-    let generation = cb.generation.load(Ordering::Relaxed);
     let offsets: Vec<(Tp, u64)> = offsets.iter().map(|(tp, o)| (*tp, *o)).collect();
     let mut rec = lock(&ctx.rec);
     match result {
@@ -312,7 +338,10 @@ async fn auto_commit(
     );
     let mut last: BTreeMap<Tp, u64> = BTreeMap::new();
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = control.auto_stop.notified() => return,
+        }
         if control.stop.get() {
             return;
         }
@@ -415,7 +444,9 @@ async fn container(
     let store_after = auto && !auto_store;
     let stored: Rc<RefCell<BTreeMap<Tp, u64>>> = Rc::default();
     if auto {
-        tokio::task::spawn_local(auto_commit(ctx.clone(), consumer.clone(), stored.clone(), control.clone()));
+        let timer =
+            tokio::task::spawn_local(auto_commit(ctx.clone(), consumer.clone(), stored.clone(), control.clone()));
+        *control.auto.borrow_mut() = Some(timer);
     }
     let mut listener = AnyListener::new(spec.kind);
     let mut failures: BTreeMap<(Tp, u64), u32> = BTreeMap::new();
@@ -494,7 +525,7 @@ async fn container(
                     failures.remove(&(record.tp, record.offset));
                     if let Some((producer, topic)) = &dlq {
                         // Out of retries: to the dead-letter topic, and past it once acknowledged.
-                        if crate::driver::send(producer, topic, message).await.is_err() {
+                        if send(producer, topic, message).await.is_err() {
                             seek_from = Some(i);
                             break;
                         }
@@ -542,9 +573,11 @@ async fn container(
 
 /// Each group's lag at the end: the log end minus the committed offset, per partition of its
 /// topics, read from the broker (`None` for the error when it cannot be read).
-pub(crate) fn final_lags(ctx: &Ctx, bootstrap: &str) -> (Vec<(GroupId, Tp, u64)>, Option<String>) {
+/// Blocking (librdkafka waits on the broker): run it off evsim's thread.
+pub(crate) fn final_lags(scenario: &Scenario, bootstrap: &str) -> (Vec<(GroupId, Tp, u64)>, Option<String>) {
+    let topic_id = |name: &str| scenario.topics.iter().position(|t| t.name == name).map(|i| TopicId(i as u16));
     let mut out = Vec::new();
-    for (g, spec) in ctx.scenario.consumers.iter().enumerate() {
+    for (g, spec) in scenario.consumers.iter().enumerate() {
         let consumer: BaseConsumer = match ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", &spec.consumer.group_id)
@@ -557,8 +590,8 @@ pub(crate) fn final_lags(ctx: &Ctx, bootstrap: &str) -> (Vec<(GroupId, Tp, u64)>
         };
         let mut list = TopicPartitionList::new();
         for t in &spec.topics {
-            let Some(topic) = ctx.topic_id(t) else { continue };
-            for p in 0..ctx.scenario.topics[topic.0 as usize].partitions {
+            let Some(topic) = topic_id(t) else { continue };
+            for p in 0..scenario.topics[topic.0 as usize].partitions {
                 list.add_partition(t, p as i32);
             }
         }
@@ -569,7 +602,7 @@ pub(crate) fn final_lags(ctx: &Ctx, bootstrap: &str) -> (Vec<(GroupId, Tp, u64)>
             }
         };
         for e in committed.elements() {
-            let Some(topic) = ctx.topic_id(e.topic()) else { continue };
+            let Some(topic) = topic_id(e.topic()) else { continue };
             let high = match consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10)) {
                 Ok((_, high)) => high.max(0) as u64,
                 Err(err) => return (out, Some(format!("cannot read the log end of {}: {err}", e.topic()))),

@@ -8,25 +8,19 @@
 use crate::consumer::{self, ConsumerHandle};
 use crate::faults::{self, RealFault};
 use crate::harness::{BrokerOptions, Harness};
+use crate::producer::{produce, producer_for};
 use crate::{RealError, RealOutcome};
 use evsim_model::actor::{CacheOp, Command, Input, Request, Response, Service, Token};
 use evsim_model::cache::Cache;
 use evsim_model::db::{Db, Rollback, Txn, TxnOutcome};
 use evsim_model::event::Message;
-use evsim_model::history::{
-    ErrorCode, GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp,
-};
+use evsim_model::history::{GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp};
 use evsim_model::publish::OUTBOX_SCHEDULER;
 use evsim_model::registry::AnyService;
-use evsim_model::scenario::{Acks, Partitioner, ProducerConfig, PublishStrategy, Scenario, ServiceKind};
+use evsim_model::scenario::{PublishStrategy, Scenario, ServiceKind};
 use evsim_sim::Stats;
-use evsim_sim::cluster::partitioner::partition_of_key;
 use evsim_sim::kernel::{Seeds, SimRng, Stream};
-use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureProducer;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -64,7 +58,7 @@ pub(crate) fn lock(rec: &Rec) -> std::sync::MutexGuard<'_, Recorder> {
 /// A service instance and its producer.
 pub(crate) struct Svc {
     pub(crate) node: NodeId,
-    spec: u16,
+    pub(crate) spec: u16,
     pub(crate) kind: ServiceKind,
     topic: TopicId,
     service: AnyService,
@@ -328,148 +322,6 @@ async fn db_worker(ctx: Ctx) {
     }
 }
 
-/// The partition the scenario's partitioner gives `message` on `topic` (`None`: no key).
-pub(crate) fn predicted_partition(
-    scenario: &Scenario,
-    partitioner: Partitioner,
-    topic: TopicId,
-    message: &Message,
-) -> Option<u32> {
-    let count = scenario.topics[topic.0 as usize].partitions;
-    message.key.map(|k| partition_of_key(partitioner, k, count))
-}
-
-/// `producer.send()` and, later, its delivery report.
-fn produce(ctx: &Ctx, s: u16, token: Token, topic: TopicId, message: Message) {
-    let (producer, node, incarnation, partitioner) = {
-        let core = ctx.core.borrow();
-        let svc = &core.services[s as usize];
-        let spec = &ctx.scenario.services[svc.spec as usize];
-        (svc.producer.clone(), svc.node, svc.incarnation, spec.producer.partitioner)
-    };
-    let ctx = ctx.clone();
-    let topic_name = ctx.topic_name(topic).to_string();
-    let predicted = predicted_partition(&ctx.scenario, partitioner, topic, &message);
-    let value = message.value.id();
-    if let Some(p) = predicted {
-        ctx.record(node, Op::Send { tp: Tp { topic, partition: p }, key: message.key, value });
-    }
-    {
-        let mut core = ctx.core.borrow_mut();
-        core.stats.records_sent += 1;
-        core.pending += 1;
-    }
-    tokio::task::spawn_local(async move {
-        let result = send(&producer, &topic_name, &message).await;
-        let mut guard = ctx.core.borrow_mut();
-        let core = &mut *guard;
-        core.pending -= 1;
-        if core.services[s as usize].incarnation != incarnation {
-            return; // the process that sent it is gone: nobody hears the report
-        }
-        let report = match result {
-            Ok((partition, offset)) => {
-                let tp = Tp { topic, partition };
-                if predicted.is_none() {
-                    ctx.record(node, Op::Send { tp, key: message.key, value });
-                } else if predicted != Some(partition) {
-                    core.placement_mismatches += 1;
-                }
-                ctx.record(node, Op::SendOk { tp, key: message.key, value, offset });
-                core.stats.records_produced += 1;
-                if let Some(o) = offset {
-                    let h = core.high.entry(tp).or_default();
-                    *h = (*h).max(o + 1);
-                }
-                Ok(offset)
-            }
-            Err(error) => {
-                let tp = Tp { topic, partition: predicted.unwrap_or(0) };
-                if predicted.is_none() {
-                    ctx.record(node, Op::Send { tp, key: message.key, value });
-                }
-                ctx.record(node, Op::SendFailed { tp, key: message.key, value, error });
-                core.stats.send_failures += 1;
-                Err(error)
-            }
-        };
-        drop(guard);
-        service_input(&ctx, s, Input::Delivered { token, result: report });
-    });
-}
-
-/// Send one record and wait for its delivery report: (partition, offset) or the error.
-pub(crate) async fn send(
-    producer: &FutureProducer,
-    topic: &str,
-    message: &Message,
-) -> Result<(u32, Option<u64>), ErrorCode> {
-    let payload = serde_json::to_vec(&message.value).expect("events serialise");
-    let key = message.key.map(|k| k.to_string());
-    let mut record = FutureRecord::<String, Vec<u8>>::to(topic).payload(&payload);
-    if let Some(k) = &key {
-        record = record.key(k);
-    }
-    match producer.send(record, Timeout::Never).await {
-        Ok(d) => Ok((d.partition as u32, (d.offset >= 0).then_some(d.offset as u64))),
-        Err((e, _)) => Err(error_code(&e)),
-    }
-}
-
-/// A librdkafka error as the history's error code.
-pub(crate) fn error_code(e: &KafkaError) -> ErrorCode {
-    let code = match e {
-        KafkaError::MessageProduction(c) | KafkaError::ConsumerCommit(c) => *c,
-        other => return ErrorCode::Other(other.rdkafka_error_code().map_or(-1, |c| c as i32)),
-    };
-    match code {
-        RDKafkaErrorCode::MessageTimedOut => ErrorCode::MsgTimedOut,
-        RDKafkaErrorCode::RequestTimedOut => ErrorCode::RequestTimedOut,
-        RDKafkaErrorCode::NotEnoughReplicas | RDKafkaErrorCode::NotEnoughReplicasAfterAppend => {
-            ErrorCode::NotEnoughReplicas
-        }
-        RDKafkaErrorCode::NotLeaderForPartition => ErrorCode::NotLeaderOrFollower,
-        RDKafkaErrorCode::OutOfOrderSequenceNumber => ErrorCode::OutOfOrderSequenceNumber,
-        RDKafkaErrorCode::InvalidProducerEpoch => ErrorCode::InvalidProducerEpoch,
-        RDKafkaErrorCode::DuplicateSequenceNumber => ErrorCode::DuplicateSequenceNumber,
-        RDKafkaErrorCode::IllegalGeneration => ErrorCode::IllegalGeneration,
-        RDKafkaErrorCode::RebalanceInProgress => ErrorCode::RebalanceInProgress,
-        RDKafkaErrorCode::UnknownMemberId => ErrorCode::UnknownMemberId,
-        other => ErrorCode::Other(other as i32),
-    }
-}
-
-/// The librdkafka producer for a `[services.*.producer]` table.
-pub(crate) fn producer_for(bootstrap: &str, config: &ProducerConfig) -> Result<FutureProducer, RealError> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set(
-            "acks",
-            match config.acks {
-                Acks::None => "0",
-                Acks::Leader => "1",
-                Acks::All => "all",
-            },
-        )
-        .set("enable.idempotence", config.enable_idempotence.to_string())
-        .set("retries", config.retries.to_string())
-        .set("linger.ms", config.linger_ms.to_string())
-        .set("batch.size", config.batch_size.min(2_147_483_647).to_string())
-        .set("max.in.flight.requests.per.connection", config.max_in_flight_requests_per_connection.to_string())
-        .set("request.timeout.ms", config.request_timeout_ms.to_string())
-        .set("delivery.timeout.ms", config.delivery_timeout_ms.to_string())
-        .set("retry.backoff.ms", config.retry_backoff_ms.to_string())
-        .set(
-            "partitioner",
-            match config.partitioner {
-                Partitioner::Murmur2 => "murmur2_random",
-                Partitioner::Crc32 => "consistent_random",
-            },
-        )
-        .set("log_level", "3");
-    c.create().map_err(|e| RealError::Environment(format!("cannot create a producer: {e}")))
-}
-
 /// A client request reaches a live instance, round-robin as a load balancer would.
 fn pick(core: &Core, kind: ServiceKind, id: u64) -> Option<u16> {
     let of_kind: Vec<u16> =
@@ -730,12 +582,7 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
             c.abandon().await;
         }
         harness.stop();
-        return Err(RealError::Environment(format!(
-            "{} failed inside during the run ({why}); a run whose broker broke cannot be judged. \
-             tansu 0.6.0 is known to fail so when an idempotent producer retries after a timeout \
-             (docs/real-kafka.md)",
-            options.kind.name()
-        )));
+        return Err(broker_broke(options, &why));
     }
     // Faults still running end now (a crashed process restarts, a broker comes back), so that
     // the final state is read from a whole cluster.
@@ -747,7 +594,20 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
     for c in all {
         c.stop().await;
     }
-    let (lags, lag_error) = consumer::final_lags(&ctx, &bootstrap);
+    let reading = {
+        let (scenario, bootstrap) = (scenario.clone(), bootstrap.clone());
+        tokio::task::spawn_blocking(move || consumer::final_lags(&scenario, &bootstrap))
+    };
+    let (lags, lag_error) = match tokio::time::timeout(Duration::from_secs(60), reading).await {
+        Ok(Ok(read)) => read,
+        _ => (Vec::new(), Some("the final lags could not be read within 60 s".to_string())),
+    };
+    if let Some(log) = harness.log_path()
+        && let Some(why) = crate::harness::broker_failure(&log, &mut 0)
+    {
+        harness.stop();
+        return Err(broker_broke(options, &why));
+    }
     harness.stop();
 
     let mut core = ctx.core.borrow_mut();
@@ -786,6 +646,16 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
         core.placement_mismatches,
         wall_started.elapsed(),
         t0.elapsed(),
+    ))
+}
+
+/// The error of a run whose broker failed inside (exit 2: the environment, not the design).
+fn broker_broke(options: &BrokerOptions, why: &str) -> RealError {
+    RealError::Environment(format!(
+        "{} failed inside during the run ({why}); a run whose broker broke cannot be judged. \
+         tansu 0.6.0 is known to fail so when an idempotent producer retries after a timeout \
+         (docs/real-kafka.md)",
+        options.kind.name()
     ))
 }
 

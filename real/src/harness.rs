@@ -77,8 +77,11 @@ impl Tansu {
 
     fn spawn(&mut self) -> Result<(), RealError> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.join("tansu.log"))
-            .map_err(|e| RealError::Environment(format!("cannot write tansu's log in {}: {e}", self.dir.display())))?;
+        // Appended to across restarts: the watchdog reads on from where it was.
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("tansu.log")).map_err(|e| {
+                RealError::Environment(format!("cannot write tansu's log in {}: {e}", self.dir.display()))
+            })?;
         let child = Command::new(&self.exe)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
@@ -394,15 +397,15 @@ pub fn broker_failure(log: &Path, seen: &mut u64) -> Option<String> {
     let mut f = std::fs::File::open(log).ok()?;
     let len = f.metadata().ok()?.len();
     if len < *seen {
-        *seen = 0; // restarted: a new log
+        *seen = 0; // a new log
     }
     f.seek(SeekFrom::Start(*seen)).ok()?;
-    let mut text = String::new();
-    f.take(len - *seen).read_to_string(&mut text).ok()?;
+    let mut bytes = Vec::new();
+    f.take(len - *seen).read_to_end(&mut bytes).ok()?;
     // Only whole lines: the rest is read next time.
-    let whole = text.rfind('\n').map_or(0, |i| i + 1);
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     *seen += whole as u64;
-    let text = &text[..whole];
+    let text = String::from_utf8_lossy(&bytes[..whole]);
     let at = text.find("panicked at")?;
     let lines: Vec<&str> = text[at..].lines().take(2).collect();
     Some(lines.join(": "))

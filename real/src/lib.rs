@@ -4,6 +4,7 @@
 //!
 //! - [`harness`]: the broker (a tansu process, librdkafka's mock cluster, or an external Kafka).
 //! - `driver`: the services, the workload and the run.
+//! - `producer`: the services' `FutureProducer`s and their delivery reports.
 //! - `consumer`: the listener containers on `StreamConsumer`.
 //! - `faults`: the scenario's faults, performed where the target can.
 //! - [`diff`]: what a simulated and a real run of one scenario must agree on.
@@ -13,6 +14,7 @@ pub mod diff;
 mod driver;
 pub mod faults;
 pub mod harness;
+mod producer;
 
 pub use driver::run_real;
 pub use faults::RealFault;

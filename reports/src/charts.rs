@@ -5,7 +5,9 @@
 //! A chart carries its title (the question it answers), axis labels with units, and its finding:
 //! one sentence, computed from the data, that says what it shows.
 
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
@@ -157,18 +159,7 @@ impl Chart {
         let distinct: std::collections::BTreeSet<u64> =
             series.iter().flat_map(|s| s.points.iter().map(|p| p.0.to_bits())).collect();
         let mut c = self.builder(area).build_cartesian_2d(x0..x1, 0f64..ymax)?;
-        c.configure_mesh()
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .x_labels(distinct.len().clamp(2, 12))
-            .y_labels(8)
-            .x_label_formatter(&|x| number(*x))
-            .y_label_formatter(&|y| number(*y))
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 15))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(228, 228, 228))
-            .draw()?;
+        self.mesh(&mut c).x_labels(distinct.len().clamp(2, 12)).draw()?;
         let mut legend = Vec::new();
         for (kind, name) in band_names.iter().enumerate() {
             let colour = BAND_COLOURS[kind % BAND_COLOURS.len()];
@@ -203,18 +194,7 @@ impl Chart {
         let n = categories.len().max(1) as f64;
         let ymax = top(series.iter().flat_map(|s| s.1.iter().copied()));
         let mut c = self.builder(area).build_cartesian_2d(-0.5f64..n - 0.5, 0f64..ymax)?;
-        c.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .y_labels(8)
-            .y_label_formatter(&|y| number(*y))
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 15))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(228, 228, 228))
-            .draw()?;
+        self.mesh(&mut c).disable_x_mesh().x_labels(0).draw()?;
         let k = series.len().max(1) as f64;
         let width = 0.8 / k;
         let mut legend = Vec::new();
@@ -224,7 +204,7 @@ impl Chart {
                 let left = i as f64 - 0.4 + s as f64 * width;
                 Rectangle::new([(left, 0.0), (left + width * 0.92, v)], colour.filled())
             }))?;
-            legend.push(LegendItem { name: name.clone(), colour, fill: None });
+            legend.push(LegendItem { name: name.clone(), colour, fill: Some(1.0) });
         }
         let style = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         for (i, name) in categories.iter().enumerate() {
@@ -312,19 +292,7 @@ impl Chart {
         let x1 = bins.last().map_or(1.0, |b| b.1).max(x0 + 1e-9);
         let ymax = top(bins.iter().map(|b| b.2 as f64));
         let mut c = self.builder(area).build_cartesian_2d(x0..x1, 0f64..ymax)?;
-        c.configure_mesh()
-            .disable_x_mesh()
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .x_labels(10)
-            .y_labels(8)
-            .x_label_formatter(&|x| number(*x))
-            .y_label_formatter(&|y| number(*y))
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 15))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(228, 228, 228))
-            .draw()?;
+        self.mesh(&mut c).disable_x_mesh().x_labels(10).draw()?;
         let colour = PALETTE[0];
         c.draw_series(
             bins.iter().map(|&(a, b, n)| Rectangle::new([(a, 0.0), (b, n as f64)], colour.mix(0.75).filled())),
@@ -336,6 +304,25 @@ impl Chart {
             legend.push(LegendItem { name: name.clone(), colour, fill: None });
         }
         Ok(legend)
+    }
+
+    /// The axes every numeric chart shares: labels with units, numbers as a person writes
+    /// them, light major grid lines only.
+    fn mesh<'a, 'b, DB: DrawingBackend>(
+        &'b self,
+        c: &'b mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    ) -> MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB> {
+        let mut m = c.configure_mesh();
+        m.x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .y_labels(8)
+            .x_label_formatter(&label)
+            .y_label_formatter(&label)
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 15))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(228, 228, 228));
+        m
     }
 
     fn builder<'a, 'b, DB: DrawingBackend>(&self, area: &'a DrawingArea<DB, Shift>) -> ChartBuilder<'a, 'b, DB> {
@@ -405,13 +392,21 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// An axis label (`number`, for plotters' label formatters).
+fn label(v: &f64) -> String {
+    number(*v)
+}
+
 /// A number for a label: integers without decimals, thousands separated, small values with
 /// two significant decimals.
 pub fn number(v: f64) -> String {
     if !v.is_finite() {
         return "-".to_string();
     }
-    if (v - v.round()).abs() < 1e-9 && v.abs() < 1e15 {
+    if v.abs() >= 1e15 {
+        return format!("{v:.3e}");
+    }
+    if (v - v.round()).abs() < 1e-9 {
         let n = v.round() as i64;
         let digits = n.unsigned_abs().to_string();
         let mut out = String::new();
@@ -455,6 +450,8 @@ mod tests {
         assert_eq!(number(12.345), "12.3");
         assert_eq!(number(0.125), "0.12");
         assert_eq!(number(512.6), "513");
+        assert_eq!(number(2.5e17), "2.500e17");
+        assert_eq!(number(f64::NAN), "-");
     }
 
     #[test]

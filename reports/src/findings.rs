@@ -34,24 +34,28 @@ pub fn trend(xs: &[String], ys: &[f64], unit: &str, ordered: bool) -> String {
 
 /// A chart's sentence for one metric over an axis, series by series:
 /// `"With coupons=1, throughput stays near 498 records/s; with coupons=100, it rises ..."`.
+/// Each series holds its (x label, value) points; a setting without the figure is left out.
 pub fn over_axis(
     metric: &str,
     axis: &str,
-    xs: &[String],
-    series: &[(String, Vec<f64>)],
+    series: &[(String, Vec<(String, f64)>)],
     unit: &str,
     ordered: bool,
 ) -> String {
-    let labels: Vec<String> = xs.iter().map(|x| format!("{axis} = {x}")).collect();
+    let trend_of = |points: &[(String, f64)]| {
+        let labels: Vec<String> = points.iter().map(|(x, _)| format!("{axis} = {x}")).collect();
+        let ys: Vec<f64> = points.iter().map(|p| p.1).collect();
+        trend(&labels, &ys, unit, ordered)
+    };
     if series.len() == 1 && series[0].0.is_empty() {
-        return capitalise(&format!("{metric} {}.", trend(&labels, &series[0].1, unit, ordered)));
+        return capitalise(&format!("{metric} {}.", trend_of(&series[0].1)));
     }
     let parts: Vec<String> = series
         .iter()
         .enumerate()
-        .map(|(k, (name, ys))| {
+        .map(|(k, (name, points))| {
             let subject = if k == 0 { metric.to_string() } else { "it".to_string() };
-            format!("with {name}, {subject} {}", trend(&labels, ys, unit, ordered))
+            format!("with {name}, {subject} {}", trend_of(points))
         })
         .collect();
     capitalise(&format!("{}.", parts.join("; ")))
@@ -84,13 +88,19 @@ mod tests {
         assert_eq!(trend(&xs(3), &[3.0, 2.0, 1.0], "", false), "ranges from 1 at 3 to 3 at 1");
     }
 
+    fn points(ys: &[f64]) -> Vec<(String, f64)> {
+        xs(ys.len()).into_iter().zip(ys.iter().copied()).collect()
+    }
+
     #[test]
     fn a_sentence_covers_every_series() {
         let s = over_axis(
             "throughput",
             "partitions",
-            &xs(3),
-            &[("coupons = 1".into(), vec![500.0, 500.0, 500.0]), ("coupons = 100".into(), vec![500.0, 1000.0, 1500.0])],
+            &[
+                ("coupons = 1".into(), points(&[500.0, 500.0, 500.0])),
+                ("coupons = 100".into(), points(&[500.0, 1000.0, 1500.0])),
+            ],
             "records/s",
             true,
         );
@@ -99,7 +109,7 @@ mod tests {
             "With coupons = 1, throughput stays near 500 records/s; with coupons = 100, it rises from 500 records/s \
              at partitions = 1 to 1,500 records/s at partitions = 3."
         );
-        let one = over_axis("throughput", "partitions", &xs(2), &[(String::new(), vec![1.0, 2.0])], "", true);
+        let one = over_axis("throughput", "partitions", &[(String::new(), points(&[1.0, 2.0]))], "", true);
         assert_eq!(one, "Throughput rises from 1 at partitions = 1 to 2 at partitions = 2.");
     }
 }

@@ -137,6 +137,17 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// The longest run of backticks in `content`.
+fn backticks(content: &str) -> usize {
+    content.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// A code fence longer than any run of backticks in `content`, so that nothing in it closes
+/// the block.
+fn fence(content: &str) -> String {
+    "`".repeat(backticks(content).max(2) + 1)
+}
+
 /// The page as Markdown, for a pull request: charts linked from `charts/`, counterexamples as
 /// Mermaid blocks (GitHub draws them) with the text timeline.
 pub fn markdown(page: &Page) -> String {
@@ -147,7 +158,8 @@ pub fn markdown(page: &Page) -> String {
     }
     let mark = if page.passed { "✅" } else { "❌" };
     let _ = writeln!(m, "**{mark} {}**\n", page.verdict);
-    let _ = writeln!(m, "Reproduce: `{}`\n", page.replay);
+    let f = "`".repeat(backticks(&page.replay) + 1);
+    let _ = writeln!(m, "Reproduce: {f}{}{f}\n", page.replay);
     for chart in &page.charts {
         let _ =
             writeln!(m, "## {}\n\n![{}](charts/{}.svg)\n\n**{}**\n", chart.title, chart.title, chart.id, chart.finding);
@@ -165,16 +177,16 @@ pub fn markdown(page: &Page) -> String {
         m.push_str("## Counterexamples\n\n");
     }
     for c in &page.counterexamples {
+        let (diagram, timeline) = (c.mermaid(), c.timeline.join("\n"));
+        let (f1, f2) = (fence(&diagram), fence(&timeline));
         let _ = writeln!(
             m,
-            "### {} {}\n\n{} {}\n\n```mermaid\n{}```\n\n<details><summary>Text timeline ({} entries)</summary>\n\n```text\n{}\n```\n\n</details>\n",
+            "### {} {}\n\n{} {}\n\n{f1}mermaid\n{diagram}{f1}\n\n<details><summary>Text timeline ({} entries)</summary>\n\n{f2}text\n{timeline}\n{f2}\n\n</details>\n",
             c.invariant,
             if c.claimed { "(claimed) violated" } else { "(informational) violated" },
             story_line(c),
             c.message,
-            c.mermaid(),
             c.timeline.len(),
-            c.timeline.join("\n")
         );
     }
     m
@@ -207,4 +219,16 @@ pub fn write(dir: &Path, page: &Page, json: &serde_json::Value) -> Result<Vec<Pa
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_fences_outrun_the_backticks_they_hold() {
+        assert_eq!(fence("plain"), "```");
+        assert_eq!(fence("a ```` b"), "`````");
+        assert_eq!(backticks("x `y` ``z``"), 2);
+    }
 }

@@ -40,6 +40,18 @@ impl Plan {
     /// Build every setting of `axes` over the scenario `source` (read from `file`) with `sets`
     /// applied. A value the scenario refuses is an error naming the setting.
     pub fn new(file: &str, source: &str, sets: &[(String, toml::Value)], axes: Vec<Axis>) -> Result<Self, VaryError> {
+        let mut keys: Vec<&str> = sets
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(axes.iter().flat_map(|a| a.keys.iter().map(String::as_str)))
+            .collect();
+        if keys.contains(&"run.seed") {
+            return Err(VaryError("run.seed: a sweep runs seeds 1..=N of every setting; use --seeds".to_string()));
+        }
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(VaryError(format!("`{}` is changed twice (by --vary or --set): say it once", w[0])));
+        }
         let base = Base::new(file, source, sets)?;
         let mut choices: Vec<Vec<usize>> = vec![Vec::new()];
         for axis in &axes {
@@ -62,7 +74,8 @@ impl Plan {
             settings.push(Setting { labels, scenario });
         }
         let scenario = settings.first().map(|s| s.scenario.name.clone()).unwrap_or_default();
-        let sets = sets.iter().map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string())).collect();
+        // In TOML's form, so that the replayed command means the same (`"0"` stays a string).
+        let sets = sets.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
         Ok(Self { file: file.to_string(), scenario, sets, axes, settings })
     }
 
@@ -92,11 +105,12 @@ impl Plan {
         let mut runs = out.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Threads finish in any order: the result is in setting and seed order, whatever ran when.
         runs.sort_by_key(|r| (r.setting, r.seed));
+        // Every setting has its `seeds` runs, in order.
         let settings: Vec<SettingResult> = self
             .settings
             .iter()
-            .enumerate()
-            .map(|(i, s)| aggregate(&s.labels, runs.iter().filter(|r| r.setting == i)))
+            .zip(runs.chunks(seeds.max(1) as usize))
+            .map(|(s, runs)| aggregate(&s.labels, runs))
             .collect();
         let counterexamples = self.counterexamples(&runs);
         SweepResult {
@@ -159,6 +173,13 @@ pub struct RunSummary {
     pub metrics: Metrics,
 }
 
+impl RunSummary {
+    /// Whether a claimed invariant was violated.
+    fn violated_a_claim(&self) -> bool {
+        self.violated.iter().any(|v| v.1)
+    }
+}
+
 fn run_one(scenario: &Scenario, setting: usize, seed: u64) -> RunSummary {
     let o = run_scenario(scenario, seed);
     RunSummary {
@@ -182,16 +203,17 @@ pub struct Stat {
 }
 
 impl Stat {
-    fn of(values: &[f64]) -> Self {
+    /// Over `values`; `None` when no run had the figure (no latency without effects).
+    fn of(values: &[f64]) -> Option<Self> {
         if values.is_empty() {
-            return Self::default();
+            return None;
         }
         let sum: f64 = values.iter().sum();
-        Self {
+        Some(Self {
             mean: sum / values.len() as f64,
             min: values.iter().copied().fold(f64::INFINITY, f64::min),
             max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        }
+        })
     }
 }
 
@@ -209,18 +231,24 @@ pub struct SettingResult {
     /// One value per axis.
     pub values: Vec<String>,
     pub runs: u64,
+    /// Runs that held every claimed invariant and moved records.
     pub passed: u64,
+    /// Runs that moved nothing (or whose faults had no effect): they prove nothing.
     pub vacuous: u64,
-    /// Runs that failed (a claimed invariant violated, or vacuous) over runs.
+    /// Runs that violated a claimed invariant.
+    pub violating: u64,
+    /// `violating` over runs.
     pub violation_rate: f64,
+    /// The first seed that did not pass (violated or vacuous).
     pub first_failing_seed: Option<u64>,
     /// Invariants violated in at least one run.
     pub violated: Vec<InvariantRuns>,
     pub records_produced: u64,
     pub records_consumed: u64,
     pub throughput_rps: Stat,
-    pub latency_p50_ms: Stat,
-    pub latency_p99_ms: Stat,
+    /// `None` when no run applied an effect.
+    pub latency_p50_ms: Option<Stat>,
+    pub latency_p99_ms: Option<Stat>,
     pub duplicate_effects: Stat,
     pub log_duplicates: Stat,
     pub reordered_sends: Stat,
@@ -228,13 +256,14 @@ pub struct SettingResult {
     pub final_lag: Stat,
 }
 
-fn aggregate<'a>(labels: &[String], runs: impl Iterator<Item = &'a RunSummary>) -> SettingResult {
-    let runs: Vec<&RunSummary> = runs.collect();
+fn aggregate(labels: &[String], runs: &[RunSummary]) -> SettingResult {
     let n = runs.len() as u64;
     let passed = runs.iter().filter(|r| r.passed).count() as u64;
-    let stat = |f: &dyn Fn(&Metrics) -> Option<f64>| {
+    let violating = runs.iter().filter(|r| r.violated_a_claim()).count() as u64;
+    let maybe = |f: &dyn Fn(&Metrics) -> Option<f64>| {
         Stat::of(&runs.iter().filter_map(|r| f(&r.metrics)).collect::<Vec<f64>>())
     };
+    let stat = |f: &dyn Fn(&Metrics) -> f64| maybe(&|m| Some(f(m))).unwrap_or_default();
     let violated = Invariant::ALL
         .into_iter()
         .filter_map(|inv| {
@@ -252,19 +281,20 @@ fn aggregate<'a>(labels: &[String], runs: impl Iterator<Item = &'a RunSummary>) 
         runs: n,
         passed,
         vacuous: runs.iter().filter(|r| r.vacuous).count() as u64,
-        violation_rate: if n == 0 { 0.0 } else { (n - passed) as f64 / n as f64 },
+        violating,
+        violation_rate: if n == 0 { 0.0 } else { violating as f64 / n as f64 },
         first_failing_seed: runs.iter().find(|r| !r.passed).map(|r| r.seed),
         violated,
         records_produced: runs.iter().map(|r| r.records_produced).sum(),
         records_consumed: runs.iter().map(|r| r.records_consumed).sum(),
-        throughput_rps: stat(&|m| Some(m.throughput_rps)),
-        latency_p50_ms: stat(&|m| m.latency.as_ref().map(|l| l.p50_ms)),
-        latency_p99_ms: stat(&|m| m.latency.as_ref().map(|l| l.p99_ms)),
-        duplicate_effects: stat(&|m| Some(m.duplicate_effects as f64)),
-        log_duplicates: stat(&|m| Some(m.log_duplicates as f64)),
-        reordered_sends: stat(&|m| Some(m.reordered_sends as f64)),
-        max_lag: stat(&|m| Some(m.max_lag as f64)),
-        final_lag: stat(&|m| Some(m.final_lag as f64)),
+        throughput_rps: stat(&|m| m.throughput_rps),
+        latency_p50_ms: maybe(&|m| m.latency.as_ref().map(|l| l.p50_ms)),
+        latency_p99_ms: maybe(&|m| m.latency.as_ref().map(|l| l.p99_ms)),
+        duplicate_effects: stat(&|m| m.duplicate_effects as f64),
+        log_duplicates: stat(&|m| m.log_duplicates as f64),
+        reordered_sends: stat(&|m| m.reordered_sends as f64),
+        max_lag: stat(&|m| m.max_lag as f64),
+        final_lag: stat(&|m| m.final_lag as f64),
     }
 }
 
@@ -290,7 +320,8 @@ struct Figure {
     name: &'static str,
     unit: &'static str,
     axis: &'static str,
-    value: fn(&SettingResult) -> f64,
+    /// `None`: the setting has no such figure (no effect, so no latency).
+    value: fn(&SettingResult) -> Option<f64>,
     always: bool,
 }
 
@@ -301,7 +332,7 @@ const FIGURES: [Figure; 6] = [
         name: "throughput",
         unit: "records/s",
         axis: "records handled per simulated second",
-        value: |s| s.throughput_rps.mean,
+        value: |s| Some(s.throughput_rps.mean),
         always: true,
     },
     Figure {
@@ -310,7 +341,7 @@ const FIGURES: [Figure; 6] = [
         name: "the share of runs violating a claimed invariant",
         unit: "%",
         axis: "runs violating a claimed invariant (%)",
-        value: |s| s.violation_rate * 100.0,
+        value: |s| Some(s.violation_rate * 100.0),
         always: true,
     },
     Figure {
@@ -319,7 +350,7 @@ const FIGURES: [Figure; 6] = [
         name: "duplicated effects per run",
         unit: "",
         axis: "effects applied again, per run (mean)",
-        value: |s| s.duplicate_effects.mean,
+        value: |s| Some(s.duplicate_effects.mean),
         always: false,
     },
     Figure {
@@ -328,7 +359,7 @@ const FIGURES: [Figure; 6] = [
         name: "reordered sends per run",
         unit: "",
         axis: "sends landing before an earlier send of their key, per run",
-        value: |s| s.reordered_sends.mean,
+        value: |s| Some(s.reordered_sends.mean),
         always: false,
     },
     Figure {
@@ -337,7 +368,7 @@ const FIGURES: [Figure; 6] = [
         name: "p99 request-to-effect latency",
         unit: "ms",
         axis: "p99 request to effect (ms, simulated)",
-        value: |s| s.latency_p99_ms.mean,
+        value: |s| s.latency_p99_ms.as_ref().map(|l| l.mean),
         always: false,
     },
     Figure {
@@ -346,7 +377,7 @@ const FIGURES: [Figure; 6] = [
         name: "lag left at the end",
         unit: "records",
         axis: "lag at the end of the run (records, mean)",
-        value: |s| s.final_lag.mean,
+        value: |s| Some(s.final_lag.mean),
         always: false,
     },
 ];
@@ -369,24 +400,40 @@ impl SweepResult {
         let cell = |xi: usize, key: &[String]| {
             self.settings.iter().find(|s| s.values[0] == x.labels[xi] && s.values[1..] == *key)
         };
-        let xs = &x.labels;
+        // A numeric axis in numeric order, whatever order the values were given in.
+        let mut order: Vec<usize> = (0..x.labels.len()).collect();
+        if x.numeric() {
+            order.sort_by(|&a, &b| {
+                let v = |i: usize| x.labels[i].parse::<f64>().unwrap_or(0.0);
+                v(a).total_cmp(&v(b))
+            });
+        }
+        let xs: Vec<String> = order.iter().map(|&i| x.labels[i].clone()).collect();
         let mut charts = Vec::new();
         for f in &FIGURES {
-            let data: Vec<(String, Vec<f64>)> = series_keys
+            // Per series, a value per x (None: that setting has no such figure).
+            let data: Vec<(String, Vec<Option<f64>>)> = series_keys
                 .iter()
-                .map(|k| (series_name(k), (0..xs.len()).map(|i| cell(i, k).map_or(0.0, |s| (f.value)(s))).collect()))
+                .map(|k| (series_name(k), order.iter().map(|&i| cell(i, k).and_then(f.value)).collect()))
                 .collect();
-            let any = data.iter().any(|(_, ys)| ys.iter().any(|&y| y != 0.0));
+            let any = data.iter().any(|(_, ys)| ys.iter().any(|y| y.is_some_and(|y| y != 0.0)));
             if !f.always && !any {
                 continue;
             }
+            let name_of = |name: &String| if name.is_empty() { f.name.to_string() } else { name.clone() };
+            let present: Vec<(String, Vec<(String, f64)>)> = data
+                .iter()
+                .map(|(name, ys)| {
+                    (name.clone(), xs.iter().zip(ys).filter_map(|(x, y)| y.map(|y| (x.clone(), y))).collect())
+                })
+                .collect();
             let plot = if x.numeric() {
                 Plot::Lines {
-                    series: data
+                    series: present
                         .iter()
-                        .map(|(name, ys)| Series {
-                            name: if name.is_empty() { f.name.to_string() } else { name.clone() },
-                            points: xs.iter().zip(ys).map(|(x, &y)| (x.parse().unwrap_or(0.0), y)).collect(),
+                        .map(|(name, points)| Series {
+                            name: name_of(name),
+                            points: points.iter().map(|(x, y)| (x.parse().unwrap_or(0.0), *y)).collect(),
                         })
                         .collect(),
                     bands: vec![],
@@ -397,7 +444,7 @@ impl SweepResult {
                     categories: xs.clone(),
                     series: data
                         .iter()
-                        .map(|(name, ys)| (if name.is_empty() { f.name.to_string() } else { name.clone() }, ys.clone()))
+                        .map(|(name, ys)| (name_of(name), ys.iter().map(|y| y.unwrap_or(0.0)).collect()))
                         .collect(),
                 }
             };
@@ -405,7 +452,7 @@ impl SweepResult {
                 id: f.id.to_string(),
                 title: format!("{} with {}?", f.question, x.short_name()),
                 subtitle: self.subtitle(),
-                finding: over_axis(f.name, &x.short_name(), xs, &data, f.unit, x.numeric()),
+                finding: over_axis(f.name, &x.short_name(), &present, f.unit, x.numeric()),
                 x_label: x.name(),
                 y_label: f.axis.to_string(),
                 plot,
@@ -448,7 +495,12 @@ impl SweepResult {
 
     fn heatmap_finding(&self, x: &Axis, y: &Axis) -> String {
         let failing: Vec<&SettingResult> = self.settings.iter().filter(|s| s.violation_rate > 0.0).collect();
-        let Some(worst) = failing.iter().max_by(|a, b| a.violation_rate.total_cmp(&b.violation_rate)) else {
+        // The first of the settings with the highest rate.
+        let worst = failing.iter().copied().fold(None::<&SettingResult>, |best, s| match best {
+            Some(b) if b.violation_rate >= s.violation_rate => Some(b),
+            _ => Some(s),
+        });
+        let Some(worst) = worst else {
             return format!("No setting violated a claimed invariant in any of its {} seeds.", self.seeds);
         };
         let clean: Vec<String> = y
@@ -471,23 +523,44 @@ impl SweepResult {
         ))
     }
 
+    /// Whether the result is whole: what a hand-edited file could break (exit 2, not a panic).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.passed_runs > self.runs {
+            return Err(format!("passed_runs ({}) is more than runs ({})", self.passed_runs, self.runs));
+        }
+        for (i, s) in self.settings.iter().enumerate() {
+            if s.values.len() != self.axes.len() {
+                return Err(format!("setting {i} has {} values for {} axes", s.values.len(), self.axes.len()));
+            }
+            if s.passed > s.runs || s.vacuous > s.runs || s.violating > s.runs {
+                return Err(format!("setting {i} counts more passed or vacuous runs than runs"));
+            }
+        }
+        Ok(())
+    }
+
     /// The sweep as a page.
     pub fn page(&self, replay: &str) -> Page {
-        let failed = self.runs - self.passed_runs;
+        let failed = self.runs.saturating_sub(self.passed_runs);
+        let violating: u64 = self.settings.iter().map(|s| s.violating).sum();
+        let vacuous: u64 = self.settings.iter().map(|s| s.vacuous).sum();
         let verdict = if failed == 0 {
             format!("Every claimed invariant held in all {} runs.", number(self.runs as f64))
         } else {
             format!(
-                "{} of {} runs violated a claimed invariant (or moved nothing).",
+                "{} of {} runs failed: {} violated a claimed invariant, {} moved nothing (or a planned fault had no effect).",
                 number(failed as f64),
-                number(self.runs as f64)
+                number(self.runs as f64),
+                number(violating as f64),
+                number(vacuous as f64)
             )
         };
         let mut header: Vec<String> = self.axes.iter().map(Axis::short_name).collect();
         header.extend(
             [
                 "runs",
-                "failed",
+                "violated a claim",
+                "vacuous",
                 "throughput (records/s)",
                 "p99 latency (ms)",
                 "duplicated effects",
@@ -502,9 +575,10 @@ impl SweepResult {
             .map(|s| {
                 let mut row = s.values.clone();
                 row.push(s.runs.to_string());
-                row.push(format!("{} ({:.0}%)", s.runs - s.passed, s.violation_rate * 100.0));
+                row.push(format!("{:.0}%", s.violation_rate * 100.0));
+                row.push(s.vacuous.to_string());
                 row.push(number(s.throughput_rps.mean));
-                row.push(number(s.latency_p99_ms.mean));
+                row.push(s.latency_p99_ms.as_ref().map_or("-".to_string(), |l| number(l.mean)));
                 row.push(number(s.duplicate_effects.mean));
                 row.push(number(s.reordered_sends.mean));
                 row.push(

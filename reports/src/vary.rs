@@ -19,6 +19,9 @@ use toml::{Table, Value};
 /// One swept dimension: the keys it changes (together) and the values it takes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Axis {
+    /// The `--vary` argument as given (for the command that replays the sweep).
+    #[serde(default)]
+    pub arg: String,
     pub keys: Vec<String>,
     /// The values as the user wrote them (after range expansion), for labels.
     pub labels: Vec<String>,
@@ -84,7 +87,7 @@ pub fn parse_axis(arg: &str) -> Result<Axis, VaryError> {
             let (Ok(a), Ok(b)) = (a.trim().parse::<i64>(), b.trim().parse::<i64>()) else {
                 return Err(VaryError(format!("--vary {arg}: `{raw}` is not a range of integers like 1..12")));
             };
-            if b < a || b - a >= 10_000 {
+            if b.checked_sub(a).is_none_or(|d| !(0..10_000).contains(&d)) {
                 return Err(VaryError(format!("--vary {arg}: the range {raw} is empty or longer than 10,000")));
             }
             for v in a..=b {
@@ -102,7 +105,7 @@ pub fn parse_axis(arg: &str) -> Result<Axis, VaryError> {
     if let Some(dup) = labels.iter().find(|l| !seen.insert(l.as_str())) {
         return Err(VaryError(format!("--vary {arg}: the value {dup} is listed twice")));
     }
-    Ok(Axis { keys, labels, values: parsed })
+    Ok(Axis { arg: arg.to_string(), keys, labels, values: parsed })
 }
 
 /// Parse one `--set KEY=V` argument.
@@ -147,17 +150,29 @@ fn value(raw: &str) -> Value {
 /// Set `key` to `v` in `doc`. Returns how many places were set (a `*` can match several).
 fn set(doc: &mut Table, key: &str, v: &Value) -> Result<usize, String> {
     let parts: Vec<&str> = key.split('.').collect();
-    set_in_table(doc, &parts, v, key)
+    match set_in_table(doc, &parts, v, key, &mut Vec::new())? {
+        0 => Err(format!("{key}: matched nothing in the scenario")),
+        n => Ok(n),
+    }
 }
 
-fn set_in_table(t: &mut Table, parts: &[&str], v: &Value, key: &str) -> Result<usize, String> {
+/// Whether the table at `trail` holds Kafka properties, whose dotted names TOML reads as nested
+/// tables: a new property there may create them (`max.in.flight.requests.per.connection`).
+fn kafka_props(trail: &[String]) -> bool {
+    matches!(trail, [t, _] if t == "topics")
+        || matches!(trail.last().map(String::as_str), Some("producer" | "consumer" | "config"))
+}
+
+fn set_in_table(t: &mut Table, parts: &[&str], v: &Value, key: &str, trail: &mut Vec<String>) -> Result<usize, String> {
     if parts[0] == "*" {
         if parts.len() == 1 {
             return Err(format!("{key}: `*` cannot be the last part"));
         }
         let mut n = 0;
-        for (_, child) in t.iter_mut() {
-            n += set_in_value(child, &parts[1..], v, key)?;
+        for (name, child) in t.iter_mut() {
+            trail.push(name.clone());
+            n += set_in_value(child, &parts[1..], v, key, trail)?;
+            trail.pop();
         }
         if n == 0 {
             return Err(format!("{key}: `*` matched no table"));
@@ -173,12 +188,21 @@ fn set_in_table(t: &mut Table, parts: &[&str], v: &Value, key: &str) -> Result<u
                 *child = v.clone();
                 return Ok(1);
             }
-            return set_in_value(child, &parts[k..], v, key);
+            trail.push(name);
+            let n = set_in_value(child, &parts[k..], v, key, trail);
+            trail.pop();
+            return n;
         }
     }
-    // Nothing of it exists yet: a new value, in tables created as TOML's dotted keys would.
+    // Nothing of it exists yet: a new value in this table (a key the scenario left at its
+    // default), or a new Kafka property in tables created as TOML's dotted keys would. A new
+    // topic, service or consumer table is a misspelt name, not a setting.
     if parts.contains(&"*") {
         return Err(format!("{key}: `*` matched no table (`{}` is not in the scenario)", parts[0]));
+    }
+    if parts.len() > 1 && !kafka_props(trail) {
+        let here = if trail.is_empty() { "the scenario".to_string() } else { format!("`{}`", trail.join(".")) };
+        return Err(format!("{key}: `{}` is not in {here}", parts[0]));
     }
     let mut value = v.clone();
     for part in parts[1..].iter().rev() {
@@ -190,9 +214,15 @@ fn set_in_table(t: &mut Table, parts: &[&str], v: &Value, key: &str) -> Result<u
     Ok(1)
 }
 
-fn set_in_value(node: &mut Value, parts: &[&str], v: &Value, key: &str) -> Result<usize, String> {
+fn set_in_value(
+    node: &mut Value,
+    parts: &[&str],
+    v: &Value,
+    key: &str,
+    trail: &mut Vec<String>,
+) -> Result<usize, String> {
     match node {
-        Value::Table(t) => set_in_table(t, parts, v, key),
+        Value::Table(t) => set_in_table(t, parts, v, key, trail),
         Value::Array(items) => {
             let index: Option<usize> = parts[0].parse().ok();
             match index {
@@ -201,13 +231,13 @@ fn set_in_value(node: &mut Value, parts: &[&str], v: &Value, key: &str) -> Resul
                         items[i] = v.clone();
                         Ok(1)
                     } else {
-                        set_in_value(&mut items[i], &parts[1..], v, key)
+                        set_in_value(&mut items[i], &parts[1..], v, key, trail)
                     }
                 }
                 _ if parts[0] == "*" => {
                     let mut n = 0;
                     for item in items.iter_mut() {
-                        n += set_in_value(item, &parts[1..], v, key)?;
+                        n += set_in_value(item, &parts[1..], v, key, trail)?;
                     }
                     Ok(n)
                 }
@@ -301,6 +331,7 @@ rate = 0.1
             ("x=5..1", "empty or longer"),
             ("x=1,,2", "an empty value"),
             ("x=1,1", "listed twice"),
+            ("x=-9223372036854775808..9223372036854775807", "empty or longer"),
         ] {
             let e = parse_axis(arg).unwrap_err();
             assert!(e.0.contains(want), "{arg}: {e}");
@@ -328,6 +359,13 @@ rate = 0.1
         assert!(set(&mut d, "faults.3.rate", &Value::Float(0.5)).unwrap_err().contains("not an index"));
         assert!(set(&mut d, "name.x", &Value::Float(0.5)).unwrap_err().contains("not a table"));
         assert!(set(&mut d, "nothing.*.x", &Value::Float(0.5)).unwrap_err().contains("matched no table"));
+        // A misspelt topic is not a new topic; a new key in an existing table is fine.
+        let e = set(&mut d, "topics.order-completed.partitions", &Value::Integer(6)).unwrap_err();
+        assert!(e.contains("`order-completed` is not in `topics`"), "{e}");
+        assert_eq!(set(&mut d, "topics.order.completed.replication.factor", &Value::Integer(3)), Ok(1));
+        assert_eq!(set(&mut d, "services.a.instances", &Value::Integer(3)), Ok(1));
+        let mut empty: Table = toml::from_str("faults = []").unwrap();
+        assert!(set(&mut empty, "faults.*.rate", &Value::Float(0.5)).unwrap_err().contains("matched nothing"));
     }
 
     #[test]
