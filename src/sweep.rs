@@ -15,7 +15,7 @@ words; A..B is every integer from A to B.\n\nExamples:\n  \
 evsim sweep scenarios/coupon-seed003.toml --vary 'topics.coupon-issue-request.partitions+consumers.coupon-issuer.instances=1..12' \\\n      \
 --vary workload.coupons=1,100 --set workload.coupon_rate_per_sec=3000 --set workload.users=1000000 --seeds 5 --report out/coupon\n  \
 evsim sweep scenarios/order-basic.toml --vary 'services.*.producer.acks=1,all' --set 'services.*.producer.enable.idempotence=false' --seeds 100\n  \
-evsim sweep scenarios/order-listener-errors.toml --vary consumers.order-event-consumer.commit_strategy=auto-commit,ack-skips-failures,commit-after-process,idempotent\n  \
+evsim sweep scenarios/order-listener-errors.toml --vary consumers.order-event-consumer.commit_strategy=ack-skips-failures,commit-after-process,idempotent\n  \
 evsim sweep scenarios/coupon-retries-lost-responses.toml --vary 'services.*.producer.max.in.flight.requests.per.connection=1,2,5' \\\n      \
 --vary 'services.*.producer.enable.idempotence=false,true' --seeds 20\n\n\
 The first --vary is the charts' x axis; the others make one line (or bar) per value. With two --vary, \

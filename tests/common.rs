@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
-use evsim_model::scenario::Scenario;
+use evsim_model::scenario::{Direction, FaultKind, FaultSpec, Scenario};
 use std::path::PathBuf;
 
 /// The repository root.
@@ -20,4 +20,18 @@ pub fn scenario(name: &str) -> Scenario {
 pub fn shortened(mut s: Scenario, duration_ms: u64) -> Scenario {
     s.run.duration_ms = duration_ms;
     s
+}
+
+/// A fault of `kind` on `target` from `at_ms` for `for_ms`, both directions, no rate or delay.
+pub fn fault(kind: FaultKind, target: Option<&str>, at_ms: u64, for_ms: u64) -> FaultSpec {
+    FaultSpec {
+        kind,
+        at_ms,
+        for_ms: Some(for_ms),
+        target: target.map(str::to_string),
+        peer: None,
+        direction: Direction::Both,
+        rate: 0.0,
+        delay_ms: 0,
+    }
 }

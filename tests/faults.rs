@@ -3,11 +3,11 @@
 
 mod common;
 
+use common::fault;
+
 use evsim_model::checkers::Invariant;
 use evsim_model::history::{ErrorCode, History, Op};
-use evsim_model::scenario::{
-    Acks, CommitStrategy, Direction, FaultKind, FaultSpec, PublishStrategy, Scenario, SwarmSpec,
-};
+use evsim_model::scenario::{Acks, CommitStrategy, FaultKind, PublishStrategy, Scenario, SwarmSpec};
 use evsim_sim::{RunOutcome, run_scenario};
 
 fn violations(o: &RunOutcome, inv: Invariant) -> usize {
@@ -16,19 +16,6 @@ fn violations(o: &RunOutcome, inv: Invariant) -> usize {
 
 fn count(h: &History, pred: impl Fn(&Op) -> bool) -> usize {
     h.entries.iter().filter(|e| pred(&e.op)).count()
-}
-
-fn fault(kind: FaultKind, target: Option<&str>, at_ms: u64, for_ms: u64) -> FaultSpec {
-    FaultSpec {
-        kind,
-        at_ms,
-        for_ms: Some(for_ms),
-        target: target.map(str::to_string),
-        peer: None,
-        direction: Direction::Both,
-        rate: 0.0,
-        delay_ms: 0,
-    }
 }
 
 /// Every planned fault fired and records moved: the run proves something.

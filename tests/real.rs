@@ -8,7 +8,7 @@ mod common;
 
 use evsim_model::checkers::Invariant;
 use evsim_model::history::Op;
-use evsim_model::scenario::{Direction, FaultKind, FaultSpec, Partitioner, PublishStrategy, Scenario};
+use evsim_model::scenario::{FaultKind, Partitioner, PublishStrategy, Scenario};
 use evsim_real::diff::{Difference, compare};
 use evsim_real::{BrokerKind, BrokerOptions, RealOutcome, run_real};
 use evsim_sim::{RunOutcome, run_scenario};
@@ -132,16 +132,8 @@ fn mock_cluster_service_crash_flags_after_commit_and_holds_outbox() {
                 svc.producer.linger_ms = 200;
             }
         }
-        s.faults.push(FaultSpec {
-            kind: FaultKind::ServiceCrash,
-            at_ms: 1_000,
-            for_ms: Some(500),
-            target: Some(format!("{}-0", s.services[0].name)),
-            peer: None,
-            direction: Direction::Both,
-            rate: 0.0,
-            delay_ms: 0,
-        });
+        let target = format!("{}-0", s.services[0].name);
+        s.faults.push(common::fault(FaultKind::ServiceCrash, Some(&target), 1_000, 500));
         let sim = run_scenario(&s, s.run.seed);
         let real = real(&s, BrokerKind::Mock);
         assert!(real.faults.iter().all(|f| f.performed.is_some() && f.fired), "{:?}", real.faults);
@@ -210,16 +202,7 @@ fn tansu_restart_keeps_the_log_and_the_comparison_names_the_simulators_lost_tail
         return;
     }
     let mut s = for_real(common::scenario("order-basic"), 6_000, 100.0);
-    s.faults.push(FaultSpec {
-        kind: FaultKind::BrokerCrash,
-        at_ms: AFTER_GROUPS_FORM_MS,
-        for_ms: Some(1_000),
-        target: Some("broker-0".into()),
-        peer: None,
-        direction: Direction::Both,
-        rate: 0.0,
-        delay_ms: 0,
-    });
+    s.faults.push(common::fault(FaultKind::BrokerCrash, Some("broker-0"), AFTER_GROUPS_FORM_MS, 1_000));
     let sim = run_scenario(&s, s.run.seed);
     let real = real(&s, BrokerKind::Tansu);
     assert!(real.faults[0].performed.is_some(), "{:?}", real.faults);
@@ -254,16 +237,7 @@ fn tansu_unreachable_flags_after_commit_and_holds_outbox() {
             svc.producer.request_timeout_ms = 500;
             svc.producer.enable_idempotence = false;
         }
-        s.faults.push(FaultSpec {
-            kind: FaultKind::NetworkPartition,
-            at_ms: AFTER_GROUPS_FORM_MS,
-            for_ms: Some(3_000),
-            target: Some("broker-0".into()),
-            peer: None,
-            direction: Direction::Both,
-            rate: 0.0,
-            delay_ms: 0,
-        });
+        s.faults.push(common::fault(FaultKind::NetworkPartition, Some("broker-0"), AFTER_GROUPS_FORM_MS, 3_000));
         let sim = run_scenario(&s, s.run.seed);
         let real = real(&s, BrokerKind::Tansu);
         assert!(real.faults[0].performed.is_some(), "{:?}", real.faults);
