@@ -4,7 +4,7 @@
 use crate::{EXIT_BAD_INPUT, EXIT_HELD, EXIT_VIOLATED, load_scenario};
 use evsim_model::describe::story_entries;
 use evsim_sim::run_scenario;
-use evsim_sim::search::{SearchResult, counterexample_toml, search, search_space};
+use evsim_sim::search::{SearchResult, counterexample_toml, recovery, search, search_space};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -12,9 +12,14 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 #[command(after_help = "The search draws fault schedules from the scenario's [swarm] table (or, without one, \
 from every fault kind the scenario has targets for), together with a seed and a workload length per \
-case. The first case that violates a claimed invariant is shrunk: fewer faults, shorter and earlier \
-faults, a shorter workload (fewer records), as long as the same kind of failure remains. The shrunk \
-case is written as a scenario file that `evsim run` replays exactly.\n\nExamples:\n  evsim check \
+case. Each case runs on after its last fault ends for as long as recovery may take (the longest \
+timeout recovery waits on, TCP's back-off and a reconnection, then the scenario's own quiet period), \
+so liveness and the eventual-* invariants are judged only once recovery was possible. A case whose \
+violations are all listed in the scenario's [[check.expected]] (known counterexamples, each with the \
+Kafka behaviour behind it) is counted as expected and the search goes on. The first case that violates \
+a claimed invariant otherwise is shrunk: fewer faults, shorter and earlier faults, a shorter workload \
+(fewer records), as long as the same kind of failure remains. The shrunk case is written as a \
+scenario file that `evsim run` replays exactly.\n\nExamples:\n  evsim check \
 scenarios/order-acks1-search.toml --cases 64\n  evsim check scenarios/order-acks1-search.toml --seed 7 --out /tmp/ce.toml\n\n\
 Exit codes: 0 no case violated a claimed invariant; 1 a counterexample was found; 2 bad input.")]
 pub struct CheckArgs {
@@ -41,6 +46,16 @@ pub struct CheckArgs {
 }
 
 #[derive(Serialize)]
+struct ExpectedJson {
+    invariants: Vec<&'static str>,
+    faults: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    condition: Option<&'static str>,
+    why: String,
+    runs: u32,
+}
+
+#[derive(Serialize)]
 struct CheckJson {
     scenario: String,
     cases: u32,
@@ -55,6 +70,12 @@ struct CheckJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<u64>,
     faults: Vec<String>,
+    /// How long each case ran on after its last fault (at least), for recovery.
+    recovery_ms: u64,
+    /// The longest timeout recovery waits on, by its Kafka name, and its value.
+    recovery_longest_timeout: (&'static str, u64),
+    /// Per `[[check.expected]]` entry: its invariant, why, and the runs it covered.
+    expected: Vec<ExpectedJson>,
     story: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     counterexample_file: Option<String>,
@@ -81,6 +102,18 @@ pub fn check(args: CheckArgs) -> u8 {
         space.max_faults,
         kinds.join(", ")
     ));
+    // The recovery of the longest fault the search can draw, to say how long cases run on.
+    let longest = evsim_model::scenario::FaultSpec {
+        kind: evsim_model::scenario::FaultKind::NetworkPartition,
+        at_ms: 0,
+        for_ms: Some(space.max_for_ms),
+        target: None,
+        peer: None,
+        direction: evsim_model::scenario::Direction::Both,
+        rate: 0.0,
+        delay_ms: 0,
+    };
+    let recovery = recovery(&scenario, &[longest]);
     let result = match search(&scenario, args.cases, args.seed, args.shrink_iters, &|| bar.inc(1)) {
         Ok(r) => r,
         Err(e) => {
@@ -102,22 +135,47 @@ pub fn check(args: CheckArgs) -> u8 {
         seed: None,
         duration_ms: None,
         faults: Vec::new(),
+        recovery_ms: recovery.ms,
+        recovery_longest_timeout: recovery.longest_timeout,
+        expected: Vec::new(),
         story: Vec::new(),
         counterexample_file: None,
         replayed: None,
     };
+    let expected_json = |runs: &[u32]| -> Vec<ExpectedJson> {
+        scenario
+            .check
+            .expected
+            .iter()
+            .zip(runs)
+            .map(|(e, &runs)| ExpectedJson {
+                invariants: e.invariants.iter().map(|i| i.name()).collect(),
+                faults: e.faults.iter().map(|k| k.name()).collect(),
+                condition: e.condition.map(|c| c.name()),
+                why: e.why.clone(),
+                runs,
+            })
+            .collect()
+    };
     let code = match result {
-        SearchResult::Held { cases } => {
+        SearchResult::Held { cases, expected } => {
+            report.expected = expected_json(&expected);
             if !args.json {
-                println!(
-                    "scenario {} ({file}): {cases} generated cases ({runs} runs), every claimed invariant held",
-                    scenario.name
-                );
+                let seen: u32 = expected.iter().sum();
+                let how = if seen == 0 {
+                    "every claimed invariant held".to_string()
+                } else {
+                    "every claimed invariant held but for the expected counterexamples below".to_string()
+                };
+                println!("scenario {} ({file}): {cases} generated cases ({runs} runs), {how}", scenario.name);
                 println!("fault kinds searched: {}", kinds.join(", "));
+                print_recovery(&report);
+                print_expected(&report);
             }
             EXIT_HELD
         }
-        SearchResult::Found { shrunk, invariant, outcome } => {
+        SearchResult::Found { shrunk, invariant, outcome, expected } => {
+            report.expected = expected_json(&expected);
             let violation = outcome
                 .verdicts
                 .iter()
@@ -139,7 +197,7 @@ pub fn check(args: CheckArgs) -> u8 {
                 args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-counterexample.toml", scenario.name)));
             let written = std::fs::read_to_string(&args.scenario)
                 .map_err(|e| e.to_string())
-                .and_then(|text| counterexample_toml(&text, &file, &shrunk, invariant))
+                .and_then(|text| counterexample_toml(&text, &file, &scenario, &shrunk, invariant))
                 .and_then(|toml| std::fs::write(&out, &toml).map(|()| toml).map_err(|e| e.to_string()));
             match written {
                 Ok(toml) => {
@@ -173,8 +231,28 @@ pub fn check(args: CheckArgs) -> u8 {
     code
 }
 
+fn print_recovery(r: &CheckJson) {
+    let (name, ms) = r.recovery_longest_timeout;
+    println!(
+        "each case ran on for at least {} ms after its last fault ended, for recovery (longest timeout: {name} = {ms} ms)",
+        r.recovery_ms
+    );
+}
+
+fn print_expected(r: &CheckJson) {
+    for e in r.expected.iter().filter(|e| e.runs > 0) {
+        let mut when = e.faults.join(", ");
+        if let Some(c) = e.condition {
+            when = if when.is_empty() { c.to_string() } else { format!("{when}; {c}") };
+        }
+        println!("expected: {} under {when}, in {} run(s): {}", e.invariants.join(", "), e.runs, e.why);
+    }
+}
+
 fn print_found(r: &CheckJson, file: &str) {
     println!("scenario {} ({file}): counterexample found after {} runs", r.scenario, r.runs);
+    print_recovery(r);
+    print_expected(r);
     println!("{} violated: {}", r.invariant.unwrap_or("?"), r.message.as_deref().unwrap_or(""));
     println!(
         "\nshrunk to {} fault(s), a {} ms workload, seed {}:",

@@ -295,7 +295,13 @@ pub(crate) fn print_table(r: &RunJson) {
     if let Some(s) = &r.stats
         && !s.faults.is_empty()
     {
-        println!("faults ({} planned; {} message(s) dropped by the network):", s.faults.len(), s.messages_dropped);
+        println!(
+            "faults ({} planned; {} segment(s) dropped, {} TCP retransmission(s), {} reconnection(s)):",
+            s.faults.len(),
+            s.messages_dropped,
+            s.retransmissions,
+            s.reconnects
+        );
         for f in &s.faults {
             let what = if f.messages > 0 { format!(", {} message(s) touched", f.messages) } else { String::new() };
             let mark = if f.fired {

@@ -52,6 +52,9 @@ fn min_insync_replicas_refuses_acks_all_writes_when_the_isr_is_too_small() {
         fault(FaultKind::BrokerCrash, Some("broker-1"), 2_000, 30_000),
         fault(FaultKind::BrokerCrash, Some("broker-2"), 2_000, 30_000),
     ];
+    // A producer that gives up within the run, so that the refusals reach the application.
+    s.services[0].producer.retries = 5;
+    s.services[0].producer.delivery_timeout_ms = 20_000;
     let o = run_scenario(&s, 1);
     assert_not_vacuous(&o);
     let refused = count(&o.history, |op| matches!(op, Op::SendFailed { error: ErrorCode::NotEnoughReplicas, .. }))
@@ -300,8 +303,8 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
     base.run.duration_ms = 4_000; // a shorter workload keeps the debug-build test quick
     base.run.quiet_period_ms = 15_000;
     let runs = std::cell::Cell::new(0);
-    let result = search(&base, 64, 1, 128, &|| runs.set(runs.get() + 1)).expect("a search space");
-    let SearchResult::Found { shrunk, invariant, outcome } = result else {
+    let result = search(&base, 64, 1, 512, &|| runs.set(runs.get() + 1)).expect("a search space");
+    let SearchResult::Found { shrunk, invariant, outcome, .. } = result else {
         panic!("64 generated cases of acks=1 with broker crashes found nothing");
     };
     // Whichever claim broke first (a lost acknowledged record, or a consumer thrown back by the
@@ -316,7 +319,7 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
     // (The file's own quiet period, shortened as above; the case sets the workload length.)
     assert!(text.contains("quiet_period_ms = 30_000"));
     let file_base = text.replace("quiet_period_ms = 30_000", "quiet_period_ms = 15_000");
-    let toml = counterexample_toml(&file_base, "order-acks1-search.toml", &shrunk, invariant).unwrap();
+    let toml = counterexample_toml(&file_base, "order-acks1-search.toml", &base, &shrunk, invariant).unwrap();
     let replay = Scenario::parse("counterexample.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     assert_eq!(replay.faults, shrunk.faults);
     let again = run_scenario(&replay, replay.run.seed);

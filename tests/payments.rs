@@ -124,9 +124,12 @@ fn one_key_across_two_topics_orders_them_only_when_co_partitioned() {
     assert_eq!(violations(&co_partitioned, Invariant::CausalOrder), 0, "partition i of both topics on one member");
 
     s.topics.iter_mut().find(|t| t.name == "payment-completed").unwrap().partitions = 2;
-    let o = run_scenario(&s, 1);
+    // Whether a payment overtakes its order depends on the members' timing: some seed shows it.
+    let o = (1..=10)
+        .map(|seed| run_scenario(&s, seed))
+        .find(|o| violations(o, Invariant::CausalOrder) > 0)
+        .expect("a payment was applied before its order in one of 10 seeds");
     let v = &o.verdicts.iter().find(|v| v.invariant == Invariant::CausalOrder).unwrap().violations;
-    assert!(!v.is_empty(), "a payment was applied before its order");
     assert!(v[0].message.contains("group order-history"), "{}", v[0].message);
     assert_eq!(violations(&o, Invariant::PerKeyOrder), 0, "within each partition the order holds");
 }

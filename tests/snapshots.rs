@@ -52,6 +52,7 @@ snapshots! {
     order_failover_acks1 => "order-failover-acks1",
     order_listener_errors_retry => "order-listener-errors-retry",
     order_listener_errors => "order-listener-errors",
+    order_after_commit_crash => "order-after-commit-crash",
     order_outbox => "order-outbox",
     order_publish_in_transaction => "order-publish-in-transaction",
     order_slow_consumer_fixed => "order-slow-consumer-fixed",

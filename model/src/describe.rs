@@ -189,6 +189,43 @@ pub fn describe_op(h: &History, op: &Op) -> String {
         Op::LogRecovered { tp: t, log_end, lost } => {
             format!("{} recovered its log to offset {log_end} ({lost} unflushed record(s) lost)", tp(h, *t))
         }
+        Op::Retransmitted { peer, retransmissions, late_us, queued } => format!(
+            "segment to {} lost, got through on retransmission {retransmissions}, {} ms late{}",
+            h.node_name(*peer),
+            late_us / 1_000,
+            if *queued > 0 { format!(" ({queued} message(s) waited behind it)") } else { String::new() }
+        ),
+        Op::Disconnected { peer, reason, in_flight, coordinator } => format!(
+            "disconnected from {}{} ({}): {in_flight} request(s) in flight failed",
+            h.node_name(*peer),
+            if *coordinator { " (group coordinator connection)" } else { "" },
+            match reason {
+                crate::history::DisconnectReason::RequestTimeout => "request timed out",
+                crate::history::DisconnectReason::Reset => "connection reset by the peer",
+                crate::history::DisconnectReason::TcpRetriesExhausted => "TCP gave up after tcp_retries2",
+                crate::history::DisconnectReason::SetupTimeout => "socket.connection.setup.timeout.ms passed",
+                crate::history::DisconnectReason::CoordinatorUnknown => "coordinator unknown",
+            }
+        ),
+        Op::Connected { peer, syns, after_us, coordinator } => format!(
+            "connected to {}{} after {syns} SYN(s), {} ms after starting",
+            h.node_name(*peer),
+            if *coordinator { " (group coordinator connection)" } else { "" },
+            after_us / 1_000
+        ),
+        Op::BrokerFenced { broker } => {
+            format!("controller fenced {}: no heartbeat within broker.session.timeout.ms", h.node_name(*broker))
+        }
+        Op::BrokerUnfenced { broker } => {
+            format!("controller unfenced {}: heartbeats arrive again", h.node_name(*broker))
+        }
+        Op::Coordinator { group, coordinator } => match coordinator {
+            Some(c) => format!("{} coordinates group {}", h.node_name(*c), h.group_name(*group)),
+            None => format!(
+                "group {} has no coordinator: no replica of its offsets partition can lead",
+                h.group_name(*group)
+            ),
+        },
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {
             let list: Vec<&str> = members.iter().map(|m| h.node_name(*m)).collect();
@@ -216,6 +253,11 @@ pub fn story_entries(h: &History, entries: &[usize]) -> Vec<usize> {
                 | Op::LogRecovered { .. }
                 | Op::OffsetReset { .. }
                 | Op::IsrChanged { .. }
+                | Op::Disconnected { .. }
+                | Op::Connected { .. }
+                | Op::BrokerFenced { .. }
+                | Op::BrokerUnfenced { .. }
+                | Op::Coordinator { .. }
         ) {
             out.push(i);
         }

@@ -177,6 +177,32 @@ pub enum ErrorCode {
     DuplicateSequenceNumber,
     /// Any other error a real client reported, by librdkafka's numeric code.
     Other(i32),
+    /// `NOT_COORDINATOR`: the broker asked is not (or no longer) the group's coordinator.
+    NotCoordinator,
+    /// `COORDINATOR_NOT_AVAILABLE`: no broker can coordinate the group now (its
+    /// `__consumer_offsets` partition has no leader).
+    CoordinatorNotAvailable,
+    /// `NETWORK_EXCEPTION`: the connection broke while the request was in flight (the Java
+    /// client's `DisconnectException`).
+    NetworkException,
+}
+
+/// Why a client's connection ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DisconnectReason {
+    /// A request got no answer within the client's request timeout (`request.timeout.ms`, the
+    /// replica fetcher's `replica.socket.timeout.ms`): the Java `NetworkClient` closes the
+    /// connection, failing every request in flight on it.
+    RequestTimeout,
+    /// The peer answered with a reset (it restarted and no longer knows the connection).
+    Reset,
+    /// TCP gave up after `tcp_retries2` (15) unanswered retransmissions (about 15 minutes).
+    TcpRetriesExhausted,
+    /// A new connection was not established within `socket.connection.setup.timeout.ms`.
+    SetupTimeout,
+    /// The consumer marked its group coordinator unknown (NOT_COORDINATOR, or no answer in
+    /// time) and closed the coordinator connection to look for the new one.
+    CoordinatorUnknown,
 }
 
 /// Why a member left or was removed from a group.
@@ -337,6 +363,27 @@ pub enum Op {
     OffsetReset { group: GroupId, tp: Tp, from: u64, to: u64 },
     /// A partition's in-sync replicas changed (a follower fell behind, caught up, or was fenced).
     IsrChanged { tp: Tp, isr: Vec<NodeId> },
+
+    // --- the network and the control plane (appended) ------------------------------------------
+    /// A segment this process sent to `peer` was dropped (a partition, packet loss, a machine
+    /// that was down) and got through on TCP retransmission number `retransmissions`, `late_us`
+    /// after it was first sent; `queued` messages had waited behind it (TCP delivers in order).
+    Retransmitted { peer: NodeId, retransmissions: u32, late_us: Micros, queued: u32 },
+    /// This client's connection to `peer` ended; `in_flight` requests on it failed.
+    /// `coordinator` marks a consumer's group coordinator connection.
+    Disconnected { peer: NodeId, reason: DisconnectReason, in_flight: u32, coordinator: bool },
+    /// This client's new connection to `peer` is established: the handshake got through after
+    /// `syns` SYN transmissions, `after_us` after the client started connecting.
+    Connected { peer: NodeId, syns: u32, after_us: Micros, coordinator: bool },
+    /// The controller fenced `broker`: no heartbeat reached it within
+    /// `broker.session.timeout.ms` (the broker crashed, or is cut off from the controller).
+    BrokerFenced { broker: NodeId },
+    /// The controller unfenced `broker`: its heartbeats arrive again.
+    BrokerUnfenced { broker: NodeId },
+    /// Where `group`'s coordinator is: recorded when the run starts and whenever the leadership
+    /// of the group's `__consumer_offsets` partition moves (`None`: no replica can lead, and
+    /// the group has no coordinator: COORDINATOR_NOT_AVAILABLE).
+    Coordinator { group: GroupId, coordinator: Option<NodeId> },
 }
 
 impl Op {

@@ -181,6 +181,7 @@ fn consumer_for(
             },
         )
         .set("log_level", "3");
+    crate::set_connection(&mut c, &k.connection);
     if let Some(id) = &k.group_instance_id {
         c.set("group.instance.id", format!("{id}-{instance}"));
     }

@@ -40,8 +40,25 @@ pub fn unsupported(scenario: &Scenario) -> Vec<String> {
             ));
         }
     }
+    let clients = scenario
+        .services
+        .iter()
+        .map(|s| (&s.name, s.producer.connection))
+        .chain(scenario.consumers.iter().map(|c| (&c.name, c.consumer.connection)));
+    for (name, k) in clients {
+        if k.setup_timeout_ms < LIBRDKAFKA_MIN_SETUP_TIMEOUT_MS {
+            out.push(format!(
+                "{name}: librdkafka's socket.connection.setup.timeout.ms is at least {LIBRDKAFKA_MIN_SETUP_TIMEOUT_MS}, \
+                 so it runs with {LIBRDKAFKA_MIN_SETUP_TIMEOUT_MS} instead of {}",
+                k.setup_timeout_ms
+            ));
+        }
+    }
     out
 }
+
+/// The lowest `socket.connection.setup.timeout.ms` librdkafka accepts.
+const LIBRDKAFKA_MIN_SETUP_TIMEOUT_MS: u64 = 1_000;
 
 /// Why a real run could not happen: bad usage or an environment that cannot run it (exit 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,4 +155,12 @@ impl RealOutcome {
     pub fn records_per_sec(&self) -> f64 {
         self.stats.records_produced as f64 / self.run_time.as_secs_f64().max(1e-9)
     }
+}
+
+/// A client's connection settings under librdkafka's names (the same as Java's): the scenario's
+/// values, which default to the Java client's.
+pub(crate) fn set_connection(c: &mut rdkafka::ClientConfig, k: &evsim_model::scenario::ConnectionConfig) {
+    c.set("socket.connection.setup.timeout.ms", k.setup_timeout_ms.max(LIBRDKAFKA_MIN_SETUP_TIMEOUT_MS).to_string())
+        .set("reconnect.backoff.ms", k.reconnect_backoff_ms.to_string())
+        .set("reconnect.backoff.max.ms", k.reconnect_backoff_max_ms.to_string());
 }

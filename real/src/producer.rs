@@ -154,5 +154,6 @@ pub(crate) fn producer_for(bootstrap: &str, config: &ProducerConfig) -> Result<F
             },
         )
         .set("log_level", "3");
+    crate::set_connection(&mut c, &config.connection);
     c.create().map_err(|e| RealError::Environment(format!("cannot create a producer: {e}")))
 }

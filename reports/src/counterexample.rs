@@ -64,6 +64,8 @@ struct Cluster {
     brokers: Vec<NodeId>,
     first_partition: Vec<usize>,
     leader: BTreeMap<Tp, NodeId>,
+    /// Each group's coordinator, as the history's `Coordinator` entries say.
+    coordinator: BTreeMap<GroupId, NodeId>,
 }
 
 impl Cluster {
@@ -78,7 +80,7 @@ impl Cluster {
             first_partition.push(n);
             n += t.partitions as usize;
         }
-        Self { brokers, first_partition, leader: BTreeMap::new() }
+        Self { brokers, first_partition, leader: BTreeMap::new(), coordinator: BTreeMap::new() }
     }
 
     fn leader(&self, tp: Tp) -> Option<NodeId> {
@@ -90,14 +92,13 @@ impl Cluster {
         self.brokers.get(b as usize).copied()
     }
 
-    fn coordinator(&self, h: &History, group: GroupId) -> Option<NodeId> {
-        let b = evsim_sim::cluster::coordinator_of(h.group_name(group), self.brokers.len() as u32);
-        self.brokers.get(b as usize).copied()
+    fn coordinator(&self, group: GroupId) -> Option<NodeId> {
+        self.coordinator.get(&group).copied()
     }
 }
 
 /// The steps an entry makes: `(from, to, kind)` by node.
-fn shape(h: &History, cluster: &Cluster, process: NodeId, op: &Op) -> (NodeId, NodeId, StepKind) {
+fn shape(cluster: &Cluster, process: NodeId, op: &Op) -> (NodeId, NodeId, StepKind) {
     let to_leader = |tp: Tp| cluster.leader(tp).unwrap_or(process);
     match op {
         Op::Send { tp, .. } => (process, to_leader(*tp), StepKind::Request),
@@ -106,7 +107,7 @@ fn shape(h: &History, cluster: &Cluster, process: NodeId, op: &Op) -> (NodeId, N
             Some(r) => (to_leader(r.tp), process, StepKind::Response),
             None => (process, process, StepKind::Note),
         },
-        Op::Commit { group, .. } => (process, cluster.coordinator(h, *group).unwrap_or(process), StepKind::Request),
+        Op::Commit { group, .. } => (process, cluster.coordinator(*group).unwrap_or(process), StepKind::Request),
         _ => (process, process, StepKind::Note),
     }
 }
@@ -123,22 +124,32 @@ pub fn build(
     let story = story_entries(h, &violation.entries);
     let timeline: Vec<String> = story.iter().map(|&i| h.describe(i)).collect();
     let mut cluster = Cluster::new(h);
-    // Leaders as of each story entry: replay the elections up to it.
-    let mut elections =
-        h.entries.iter().enumerate().filter(|(_, e)| matches!(e.op, Op::LeaderElected { .. })).peekable();
+    // Leaders and coordinators as of each story entry: replay the elections up to it.
+    let mut elections = h
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e.op, Op::LeaderElected { .. } | Op::Coordinator { .. }))
+        .peekable();
     let mut raw: Vec<(usize, NodeId, NodeId, StepKind)> = Vec::new();
     for &i in story.iter().take(MAX_STEPS) {
         while let Some((j, e)) = elections.peek() {
             if *j > i {
                 break;
             }
-            if let Op::LeaderElected { tp, leader: Some(l), .. } = &e.op {
-                cluster.leader.insert(*tp, *l);
+            match &e.op {
+                Op::LeaderElected { tp, leader: Some(l), .. } => {
+                    cluster.leader.insert(*tp, *l);
+                }
+                Op::Coordinator { group, coordinator: Some(c) } => {
+                    cluster.coordinator.insert(*group, *c);
+                }
+                _ => {}
             }
             elections.next();
         }
         let e = &h.entries[i];
-        let (from, to, kind) = shape(h, &cluster, e.process, &e.op);
+        let (from, to, kind) = shape(&cluster, e.process, &e.op);
         raw.push((i, from, to, kind));
     }
     // Participants left to right: the workload, services, brokers, consumers (a request flows
@@ -345,6 +356,7 @@ mod tests {
             end: 20,
         });
         let v = EventId::order_created(7);
+        h.push(0, NodeId(0), Op::Coordinator { group: GroupId(0), coordinator: Some(NodeId(1)) });
         h.push(1, NodeId(3), Op::Send { tp: TP, key: Some(7), value: v });
         h.push(2, NodeId(3), Op::SendOk { tp: TP, key: Some(7), value: v, offset: Some(0) });
         h.push(3, NodeId(2), Op::FaultStarted { fault: 0, kind: FaultKind::BrokerCrash });
@@ -357,7 +369,7 @@ mod tests {
         let polled = Polled { tp: TP, offset: 0, key: Some(8), value: other };
         h.push(5, NodeId(4), Op::Poll { group: GroupId(0), records: vec![polled] });
         h.push(6, NodeId(4), Op::Commit { group: GroupId(0), generation: 1, offsets: vec![(TP, 1)], error: None });
-        (h, Violation::new("lost; really", vec![0, 1, 4, 5]))
+        (h, Violation::new("lost; really", vec![1, 2, 5, 6]))
     }
 
     #[test]

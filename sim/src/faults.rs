@@ -1,43 +1,27 @@
 //! Fault injection: the run's fault plan (the scenario's schedule plus what `[swarm]` draws from
 //! the seed), starting and ending each fault at its virtual time, and the network rules that
-//! drop, or delay, messages while a network fault lasts.
+//! drop or delay segments while a network fault lasts (what TCP makes of that: `net.rs`).
 //!
 //! Every fault records when it starts and ends, and counts whether it did anything (a crash
 //! always does; a network fault only if it dropped or delayed a message): a run whose planned
 //! faults did not fire proves nothing and fails as vacuous.
 
-use crate::cluster::Msg;
 use crate::kernel::SimRng;
 use crate::world::{Ev, World};
 use evsim_model::history::{Micros, NodeId, Op};
-use evsim_model::scenario::{Direction, FaultKind, FaultSpec, Scenario, SwarmSpec};
-
-/// Linux's minimum TCP retransmission timeout, and the cap of its exponential back-off.
-const TCP_MIN_RTO_US: Micros = 200_000;
-const TCP_MAX_RTO_US: Micros = 120_000_000;
+use evsim_model::scenario::{CONTROLLER, Direction, FaultKind, FaultSpec, Scenario, SwarmSpec};
 
 /// A network fault while it lasts.
 #[derive(Clone, Debug)]
 pub(crate) struct NetRule {
-    fault: u16,
-    kind: FaultKind,
-    target: NodeId,
+    pub(crate) fault: u16,
+    pub(crate) kind: FaultKind,
+    pub(crate) target: NodeId,
     /// `None`: every other node.
-    peer: Option<NodeId>,
-    direction: Direction,
-    rate: f64,
-    delay_us: Micros,
-}
-
-impl NetRule {
-    fn matches(&self, from: NodeId, to: NodeId) -> bool {
-        let hits = |a: NodeId, b: NodeId| a == self.target && self.peer.is_none_or(|p| p == b);
-        match self.direction {
-            Direction::Both => hits(from, to) || hits(to, from),
-            Direction::Outbound => hits(from, to),
-            Direction::Inbound => hits(to, from),
-        }
-    }
+    pub(crate) peer: Option<NodeId>,
+    pub(crate) direction: Direction,
+    pub(crate) rate: f64,
+    pub(crate) delay_us: Micros,
 }
 
 /// What happened to one planned fault.
@@ -65,8 +49,10 @@ pub fn fault_targets(s: &Scenario, kind: FaultKind) -> Vec<Option<String>> {
         FaultKind::ConsumerCrash | FaultKind::ConsumerPause => {
             s.consumers.iter().flat_map(|x| instances(&x.name, x.instances)).collect()
         }
+        // The controller stays up and reachable as a separate controller quorum would; it can
+        // only be a fault's `peer`.
         FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
-            s.node_names().into_iter().skip(1).map(Some).collect()
+            s.node_names().into_iter().skip(1).filter(|n| n != CONTROLLER).map(Some).collect()
         }
         FaultKind::DbUnavailable => vec![None],
         FaultKind::PlatformOutage => s.consumers.iter().map(|c| Some(c.name.clone())).collect(),
@@ -193,7 +179,7 @@ impl World {
             }
             FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
                 let peer = f.peer.as_deref().map(|p| self.node_named(p));
-                self.net_rules.push(NetRule {
+                self.net.rules.push(NetRule {
                     fault,
                     kind: f.kind,
                     target: recorder,
@@ -247,7 +233,7 @@ impl World {
                 self.paused -= 1;
             }
             FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {
-                self.net_rules.retain(|r| r.fault != fault);
+                self.net.rules.retain(|r| r.fault != fault);
             }
             FaultKind::DbUnavailable => self.db_down.retain(|&d| d != fault),
             FaultKind::PlatformOutage => {
@@ -271,62 +257,5 @@ impl World {
             o.fired = true;
             o.messages += 1;
         }
-    }
-
-    /// Send `msg` while network faults are active. A partition drops what it matches, and a
-    /// dropped message breaks its connection (see `Net::broken`) until the client's request
-    /// timeout; loss delays a message by TCP retransmissions; delay adds latency. The group
-    /// coordinator's traffic is dropped message by message instead of breaking a connection:
-    /// its clients time each request out and send it again.
-    #[cold]
-    pub(crate) fn send_msg_faulty(&mut self, from: NodeId, to: NodeId, msg: Msg) {
-        let coordinator = matches!(msg, Msg::ToCoordinator(_) | Msg::FromCoordinator(_));
-        if !coordinator && self.net.broken.contains(&(from, to)) {
-            self.stats.messages_dropped += 1;
-            return;
-        }
-        let mut extra = 0;
-        for r in 0..self.net_rules.len() {
-            let rule = &self.net_rules[r];
-            if !rule.matches(from, to) {
-                continue;
-            }
-            let (fault, kind, rate, delay) = (rule.fault, rule.kind, rule.rate, rule.delay_us);
-            let (drop, touched) = match kind {
-                FaultKind::NetworkPartition => (true, true),
-                FaultKind::NetworkLoss => {
-                    // TCP retransmits a lost segment after its retransmission timeout (200 ms,
-                    // doubling at each further loss): the message is late, not lost, and the
-                    // connection stays in order behind it. Only a client that gives up first
-                    // (its request timeout) sees a failure.
-                    let mut rto = TCP_MIN_RTO_US;
-                    let mut lost = false;
-                    while rto <= TCP_MAX_RTO_US && self.faults_rng.chance(rate) {
-                        extra += rto;
-                        rto *= 2;
-                        lost = true;
-                    }
-                    (false, lost)
-                }
-                _ => {
-                    extra += delay;
-                    (false, true)
-                }
-            };
-            if touched {
-                let o = &mut self.fault_outcomes[fault as usize];
-                o.messages += 1;
-                o.fired = true;
-            }
-            if drop {
-                self.stats.messages_dropped += 1;
-                if !coordinator {
-                    self.net.broken.insert((from, to));
-                }
-                return;
-            }
-        }
-        let at = self.net.arrival(self.q.now() + extra, from, to);
-        self.q.schedule_at(at, Ev::Net(msg));
     }
 }

@@ -9,9 +9,11 @@
 
 use crate::run::{RunOutcome, run_scenario};
 use evsim_model::checkers::Invariant;
-use evsim_model::scenario::{Direction, FaultKind, FaultSpec, Scenario, SwarmSpec};
+use evsim_model::history::{NodeId, Op, TopicId, Tp};
+use evsim_model::scenario::{Condition, Direction, FaultKind, FaultSpec, Scenario, SwarmSpec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
+use std::collections::BTreeMap;
 
 /// One generated case: a seed, how long the workload runs, and the fault schedule.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,24 +25,84 @@ pub struct Case {
 
 impl Case {
     /// The scenario this case runs: the base with this seed, length and schedule (the base's
-    /// own `[[faults]]` and `[swarm]` are replaced).
+    /// own `[[faults]]` and `[swarm]` are replaced), running on after its last fault ends for
+    /// as long as recovery may take (see [`recovery`]) before the verdicts are judged.
     pub fn scenario(&self, base: &Scenario) -> Scenario {
         let mut s = base.clone();
         s.run.seed = self.seed;
         s.run.duration_ms = self.duration_ms;
         s.faults = self.faults.clone();
         s.swarm = None;
+        let last_end = self.faults.iter().map(|f| f.at_ms + f.for_ms.unwrap_or(0)).max().unwrap_or(0);
+        let needed = (last_end + recovery(base, &self.faults).ms).saturating_sub(self.duration_ms);
+        s.run.quiet_period_ms = s.run.quiet_period_ms.max(needed);
         s
     }
+}
+
+/// How long a run needs after its last fault ends before liveness and the eventual-*
+/// invariants can be judged: the longest timeout recovery may wait on, plus TCP's back-off and a
+/// reconnection after a network fault, plus the scenario's own quiet period (the time its design
+/// takes to drain a backlog).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    pub ms: u64,
+    /// The longest timeout, by its Kafka name.
+    pub longest_timeout: (&'static str, u64),
+}
+
+/// The recovery time of `s` under `faults`.
+pub fn recovery(s: &Scenario, faults: &[FaultSpec]) -> Recovery {
+    let b = &s.broker;
+    let mut timeouts: Vec<(&'static str, u64)> = vec![
+        ("replica.lag.time.max.ms", b.replica_lag_time_max_ms),
+        ("broker.session.timeout.ms", b.broker_session_timeout_ms + b.broker_heartbeat_interval_ms),
+        ("replica.socket.timeout.ms", b.replica_socket_timeout_ms),
+    ];
+    for p in s.services.iter().map(|x| &x.producer) {
+        timeouts.push(("request.timeout.ms", p.request_timeout_ms));
+        timeouts.push(("delivery.timeout.ms", p.delivery_timeout_ms));
+    }
+    for x in &s.services {
+        if x.publish == evsim_model::scenario::PublishStrategy::Outbox {
+            timeouts.push(("outbox_retry_after_ms", x.outbox_retry_after_ms + x.outbox_scan_ms));
+        }
+    }
+    for c in s.consumers.iter().map(|x| &x.consumer) {
+        timeouts.push(("session.timeout.ms", c.session_timeout_ms + c.heartbeat_interval_ms));
+        timeouts.push(("request.timeout.ms", c.request_timeout_ms + c.fetch_max_wait_ms));
+        timeouts.push(("max.poll.interval.ms", c.max_poll_interval_ms));
+        timeouts.push(("default.api.timeout.ms", c.default_api_timeout_ms));
+    }
+    let longest_timeout = timeouts.into_iter().max_by_key(|&(_, ms)| ms).unwrap_or(("none", 0));
+    // After a network fault of length L, the next retransmission comes within about L more
+    // (the back-off doubles, up to 120 s); a client that closed its connection reconnects
+    // within its longest connection setup timeout and reconnect back-off.
+    let longest_network = faults.iter().filter(|f| f.kind.is_network()).filter_map(|f| f.for_ms).max();
+    let tcp = longest_network.map_or(0, |l| {
+        let setup = s
+            .services
+            .iter()
+            .map(|x| x.producer.connection)
+            .chain(s.consumers.iter().map(|x| x.consumer.connection))
+            .chain([evsim_model::scenario::ConnectionConfig::default()])
+            .map(|c| c.setup_timeout_max_ms + c.reconnect_backoff_max_ms)
+            .max()
+            .unwrap_or(0);
+        l.min(120_000) + crate::net::TCP_RTO_MIN_US / 1_000 + setup
+    });
+    Recovery { ms: longest_timeout.1 + tcp + s.run.quiet_period_ms, longest_timeout }
 }
 
 /// What a search found.
 #[derive(Debug)]
 pub enum SearchResult {
-    /// Every case held.
-    Held { cases: u32 },
-    /// A case violated a claimed invariant: the original failing case and its shrunk form.
-    Found { shrunk: Case, invariant: Invariant, outcome: Box<RunOutcome> },
+    /// Every case held, or violated only what the scenario's `[[check.expected]]` lists.
+    /// `expected[i]`: the runs whose violations expected entry `i` covered.
+    Held { cases: u32, expected: Vec<u32> },
+    /// A case violated a claimed invariant that no expected entry covers: the failing case
+    /// shrunk.
+    Found { shrunk: Case, invariant: Invariant, outcome: Box<RunOutcome>, expected: Vec<u32> },
 }
 
 /// The fault kinds and limits a search draws from: the scenario's `[swarm]`, or, without one,
@@ -49,13 +111,7 @@ pub fn search_space(s: &Scenario) -> SwarmSpec {
     if let Some(sw) = &s.swarm {
         return sw.clone();
     }
-    let mut kinds = vec![FaultKind::BrokerCrash, FaultKind::NetworkLoss, FaultKind::NetworkPartition];
-    if !s.services.is_empty() {
-        kinds.push(FaultKind::ServiceCrash);
-    }
-    if !s.consumers.is_empty() {
-        kinds.extend([FaultKind::ConsumerCrash, FaultKind::ConsumerPause]);
-    }
+    let kinds = FaultKind::ALL.into_iter().filter(|&k| !crate::faults::fault_targets(s, k).is_empty()).collect();
     SwarmSpec { kinds, max_faults: 4, max_for_ms: 10_000, max_loss_rate: 0.3 }
 }
 
@@ -91,15 +147,71 @@ fn case_strategy(base: &Scenario, space: &SwarmSpec) -> impl Strategy<Value = Ca
         .prop_map(|(seed, duration_ms, faults)| Case { seed, duration_ms, faults })
 }
 
-/// The first claimed invariant `o` violates, if the run is not vacuous.
-fn violated(base: &Scenario, o: &RunOutcome) -> Option<Invariant> {
+/// How a case's run is judged.
+#[derive(Debug, PartialEq)]
+enum Judged {
+    /// It held, or proved nothing (a fault that did nothing, or nothing moved).
+    Held,
+    /// Every claimed invariant it violates is covered by these expected entries.
+    Expected(Vec<usize>),
+    /// It violates this claimed invariant, which nothing expected covers.
+    Violated(Invariant),
+}
+
+/// Judge the run `o` of `faults` against the claims and the expected counterexamples of `base`.
+fn judge(base: &Scenario, faults: &[FaultSpec], o: &RunOutcome) -> Judged {
     if o.vacuous.is_some() {
-        return None; // a fault that did nothing, or nothing moved: not a counterexample
+        return Judged::Held;
     }
-    o.verdicts
-        .iter()
-        .find(|v| base.run.invariants.contains(&v.invariant) && !v.violations.is_empty())
-        .map(|v| v.invariant)
+    let mut covered = Vec::new();
+    for v in o.verdicts.iter().filter(|v| base.run.invariants.contains(&v.invariant) && !v.violations.is_empty()) {
+        let cover = base.check.expected.iter().position(|e| {
+            e.invariants.contains(&v.invariant)
+                && (e.faults.is_empty() || faults.iter().any(|f| e.faults.contains(&f.kind)))
+                && e.condition.is_none_or(|c| condition_holds(c, base, o))
+        });
+        match cover {
+            Some(i) => covered.push(i),
+            None => return Judged::Violated(v.invariant),
+        }
+    }
+    if covered.is_empty() { Judged::Held } else { Judged::Expected(covered) }
+}
+
+/// Whether `c` holds in the run `o` of `s`.
+pub fn condition_holds(c: Condition, s: &Scenario, o: &RunOutcome) -> bool {
+    match c {
+        Condition::UnflushedLastReplica => {
+            // Per partition: its in-sync replicas as the history tells them (all of them at the
+            // start), and the brokers that came back from a crash without unflushed records.
+            let mut isr: BTreeMap<Tp, Vec<NodeId>> = BTreeMap::new();
+            let mut global = 0;
+            for (t, topic) in s.topics.iter().enumerate() {
+                for p in 0..topic.partitions {
+                    let replicas = (0..topic.replication_factor as usize)
+                        .map(|k| NodeId(crate::cluster::preferred_leader(global + k, s.brokers) + 1))
+                        .collect();
+                    isr.insert(Tp { topic: TopicId(t as u16), partition: p }, replicas);
+                    global += 1;
+                }
+            }
+            let mut lost: BTreeMap<Tp, Vec<NodeId>> = BTreeMap::new();
+            o.history.entries.iter().any(|e| match &e.op {
+                Op::IsrChanged { tp, isr: now } => {
+                    isr.insert(*tp, now.clone());
+                    false
+                }
+                Op::LogRecovered { tp, lost: n, .. } if *n > 0 => {
+                    lost.entry(*tp).or_default().push(e.process);
+                    false
+                }
+                Op::LeaderElected { tp, leader: Some(b), unclean: false, .. } => {
+                    isr.get(tp).is_some_and(|i| i.as_slice() == [*b]) && lost.get(tp).is_some_and(|l| l.contains(b))
+                }
+                _ => false,
+            })
+        }
+    }
 }
 
 /// Search `cases` generated cases of `base`, with proptest's RNG seeded from `seed`; shrink the
@@ -135,20 +247,31 @@ pub fn search(
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
+    let expected = std::cell::RefCell::new(vec![0u32; base.check.expected.len()]);
     let result = runner.run(&case_strategy(base, &space), |case| {
         let o = run_scenario(&case.scenario(base), case.seed);
         progress();
-        match violated(base, &o) {
-            Some(inv) => Err(TestCaseError::fail(inv.name())),
-            None => Ok(()),
+        match judge(base, &case.faults, &o) {
+            Judged::Violated(inv) => Err(TestCaseError::fail(inv.name())),
+            Judged::Expected(entries) => {
+                let mut counts = expected.borrow_mut();
+                for i in entries {
+                    counts[i] += 1;
+                }
+                Ok(())
+            }
+            Judged::Held => Ok(()),
         }
     });
+    let expected = expected.into_inner();
     match result {
-        Ok(()) => Ok(SearchResult::Held { cases }),
+        Ok(()) => Ok(SearchResult::Held { cases, expected }),
         Err(TestError::Fail(_, shrunk)) => {
             let outcome = run_scenario(&shrunk.scenario(base), shrunk.seed);
-            let invariant = violated(base, &outcome).expect("the shrunk case fails: proptest kept it because it did");
-            Ok(SearchResult::Found { shrunk, invariant, outcome: Box::new(outcome) })
+            let Judged::Violated(invariant) = judge(base, &shrunk.faults, &outcome) else {
+                unreachable!("the shrunk case fails: proptest kept it because it did")
+            };
+            Ok(SearchResult::Found { shrunk, invariant, outcome: Box::new(outcome), expected })
         }
         Err(TestError::Abort(why)) => Err(format!("the search stopped: {why}")),
     }
@@ -157,13 +280,22 @@ pub fn search(
 /// The counterexample as a scenario file: the original text's settings with the case's seed,
 /// run length and fault schedule (comments of the original are not kept; a header says where
 /// the file came from).
-pub fn counterexample_toml(original: &str, file: &str, case: &Case, invariant: Invariant) -> Result<String, String> {
+pub fn counterexample_toml(
+    original: &str,
+    file: &str,
+    base: &Scenario,
+    case: &Case,
+    invariant: Invariant,
+) -> Result<String, String> {
     let mut doc: toml::Table = original.parse().map_err(|e| format!("cannot re-read {file}: {e}"))?;
     doc.remove("swarm");
     let run = doc.get_mut("run").and_then(|r| r.as_table_mut()).ok_or("the scenario has no [run] table")?;
     let seed = i64::try_from(case.seed).map_err(|_| format!("seed {} does not fit a TOML integer", case.seed))?;
     run.insert("seed".into(), toml::Value::Integer(seed));
     run.insert("duration_ms".into(), toml::Value::Integer(case.duration_ms as i64));
+    // The quiet period the case ran with (recovery after its last fault).
+    let quiet = case.scenario(base).run.quiet_period_ms;
+    run.insert("quiet_period_ms".into(), toml::Value::Integer(quiet as i64));
     let faults: Vec<toml::Value> = case
         .faults
         .iter()

@@ -128,7 +128,7 @@ fn a_silent_member_is_removed_after_the_session_timeout() {
 fn coordinator_responses(w: &mut World) -> Vec<Resp> {
     let mut out = Vec::new();
     while let Some(ev) = w.q.pop() {
-        if let Ev::Net(Msg::FromCoordinator(r)) = ev {
+        if let Ev::Net(Msg::FromCoordinator { resp: r, .. }) = ev {
             out.push(r);
         }
     }
@@ -136,7 +136,7 @@ fn coordinator_responses(w: &mut World) -> Vec<Resp> {
 }
 
 fn join(w: &mut World, consumer: u16, member_id: Option<String>, generation: i32) {
-    w.coordinator_request(Req::JoinGroup { group: 0, consumer, member_id, owned: vec![], generation });
+    w.coordinator_request(0, Req::JoinGroup { group: 0, consumer, member_id, owned: vec![], generation });
 }
 
 fn commit(w: &mut World, consumer: u16, member_id: &str, generation: i32) -> Option<ErrorCode> {
@@ -149,7 +149,7 @@ fn commit(w: &mut World, consumer: u16, member_id: &str, generation: i32) -> Opt
         offsets: vec![(tp, 5)],
         commit: 0,
     };
-    w.coordinator_request(req);
+    w.coordinator_request(0, req);
     match coordinator_responses(w).pop() {
         Some(Resp::OffsetCommit { error, .. }) => error,
         other => panic!("expected an OffsetCommit response, got {other:?}"),
@@ -177,13 +177,10 @@ fn the_coordinator_fences_commits_like_kafka() {
     assert_eq!(g1, 1);
     let tp = |p| Tp { topic: TopicId(0), partition: p };
     let plan = vec![(m0.clone(), vec![tp(0), tp(1), tp(2)])];
-    w.coordinator_request(Req::SyncGroup {
-        group: 0,
-        consumer: 0,
-        member_id: m0.clone(),
-        generation: 1,
-        assignments: Some(plan),
-    });
+    w.coordinator_request(
+        0,
+        Req::SyncGroup { group: 0, consumer: 0, member_id: m0.clone(), generation: 1, assignments: Some(plan) },
+    );
     coordinator_responses(&mut w);
 
     assert_eq!(commit(&mut w, 0, &m0, 1), None, "current generation, stable group");
@@ -194,7 +191,7 @@ fn the_coordinator_fences_commits_like_kafka() {
     join(&mut w, 1, None, -1);
     coordinator_responses(&mut w);
     assert_eq!(commit(&mut w, 0, &m0, 1), None, "accepted while preparing (onJoinPrepare commits)");
-    w.coordinator_request(Req::Heartbeat { group: 0, consumer: 0, member_id: m0.clone(), generation: 1 });
+    w.coordinator_request(0, Req::Heartbeat { group: 0, consumer: 0, member_id: m0.clone(), generation: 1 });
     let hb = coordinator_responses(&mut w);
     assert!(matches!(hb.as_slice(), [Resp::Heartbeat { error: Some(ErrorCode::RebalanceInProgress), .. }]), "{hb:?}");
 
@@ -465,4 +462,35 @@ fn the_request_plan_is_what_the_simulator_sends() {
         assert!(!planned.is_empty());
         assert_eq!(planned, simulated, "{}", s.name);
     }
+}
+
+/// The flush limit's detector: a partition's last in-sync replica came back without unflushed
+/// records and led it again; not when it lost nothing, or when others were still in sync.
+#[test]
+fn the_unflushed_last_replica_condition_needs_all_three_facts() {
+    use crate::run::RunOutcome;
+    use evsim_model::scenario::Condition;
+    let mut s = basic();
+    s.brokers = 3;
+    s.topics[0].replication_factor = 3;
+    let tp = Tp { topic: TopicId(0), partition: 0 };
+    // Partition 0's replicas are brokers 0, 1, 2: nodes 1, 2, 3.
+    let outcome = |isr: Vec<NodeId>, lost: u64| {
+        let mut h = History::default();
+        h.push(1, NodeId(1), Op::IsrChanged { tp, isr });
+        h.push(2, NodeId(1), Op::LogRecovered { tp, log_end: 0, lost });
+        h.push(3, NodeId(1), Op::LeaderElected { tp, leader: Some(NodeId(1)), epoch: 2, log_end: 0, unclean: false });
+        RunOutcome {
+            seed: 1,
+            history: h,
+            history_hash: 0,
+            stats: Default::default(),
+            verdicts: Vec::new(),
+            vacuous: None,
+        }
+    };
+    let holds = |o: &RunOutcome| crate::search::condition_holds(Condition::UnflushedLastReplica, &s, o);
+    assert!(holds(&outcome(vec![NodeId(1)], 5)));
+    assert!(!holds(&outcome(vec![NodeId(1)], 0)), "it lost nothing");
+    assert!(!holds(&outcome(vec![NodeId(1), NodeId(2)], 5)), "another replica was in sync");
 }

@@ -9,14 +9,17 @@ use crate::cluster::consumer::Consumer;
 use crate::cluster::coordinator::Group;
 use crate::cluster::producer::Producer;
 use crate::cluster::{Msg, Pools};
-use crate::faults::{FaultOutcome, NetRule};
+use crate::faults::FaultOutcome;
 use crate::kernel::{EventQueue, Seeds, SimRng, Stream};
+use crate::net::{Channel, Conn, Link, Net};
 use crate::workload::{ServiceInstance, Workload};
 use evsim_model::actor::Token;
 use evsim_model::cache::Cache;
 use evsim_model::db::{Db, Txn};
 use evsim_model::event::Message;
-use evsim_model::history::{GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp};
+use evsim_model::history::{
+    DisconnectReason, GroupId, GroupInfo, Header, History, Micros, NodeId, Op, TopicId, TopicInfo, Tp,
+};
 use evsim_model::publish::OUTBOX_SCHEDULER;
 use evsim_model::scenario::{FaultSpec, PublishStrategy, Scenario, ServiceKind};
 use std::collections::BTreeMap;
@@ -48,8 +51,9 @@ pub(crate) enum Ev {
     FetchExpired { broker: u16 },
     /// A consumer's heartbeat thread wakes up.
     HeartbeatTick { consumer: u16, epoch: u32 },
-    /// The coordinator checks a member's session.
-    SessionCheck { group: u16, member: u32 },
+    /// The coordinator checks a member's session (`load`: the coordinator's load of the group
+    /// the check belongs to; a coordinator that moved starts its own checks).
+    SessionCheck { group: u16, member: u32, load: u32 },
     /// The coordinator's join phase deadline (initial delay or rebalance timeout).
     JoinDeadline { group: u16, round: u32 },
     /// A consumer's `poll(timeout)` returns empty.
@@ -72,14 +76,32 @@ pub(crate) enum Ev {
     IsrCheck,
     /// Brokers write their logs to disk.
     Flush,
-    /// The controller fences a broker that stopped heartbeating (`broker.session.timeout.ms`).
-    BrokerFenced { broker: u16, incarnation: u32 },
+    /// A broker's next heartbeat to the controller is due.
+    BrokerHeartbeatTick { broker: u16, incarnation: u32 },
+    /// The controller checks a broker's session (`broker.session.timeout.ms`).
+    BrokerSessionCheck { broker: u16 },
+    /// A broker's heartbeat got no answer from the controller in time.
+    BrokerHeartbeatTimeout { broker: u16, seq: u32 },
     /// librdkafka's background auto-commit timer.
     AutoCommitTick { consumer: u16 },
     /// A consumer's JoinGroup, SyncGroup or OffsetFetch got no answer in time.
     CoordinatorTimeout { consumer: u16, epoch: u32 },
-    /// A consumer's OffsetCommit got no answer in time.
-    CommitTimeout { consumer: u16, commit: u64, generation: i32 },
+    /// A consumer's OffsetCommit (its send number `attempt`) got no answer in time.
+    CommitTimeout { consumer: u16, commit: u64, attempt: u32 },
+    /// A stalled link's retransmission timer fires.
+    Retransmit { link: Link, epoch: u32 },
+    /// A connecting client sends (or retransmits) its SYN.
+    Syn { conn: Conn, epoch: u32 },
+    /// A handshake completes.
+    Connected { conn: Conn, epoch: u32 },
+    /// A connection attempt's `socket.connection.setup.timeout.ms` passes.
+    ConnectTimeout { conn: Conn, epoch: u32 },
+    /// A consumer's FindCoordinator got no answer in time.
+    FindCoordinatorTimeout { consumer: u16, epoch: u32 },
+    /// A consumer looks for its coordinator again (`retry.backoff.ms` after a failed look).
+    FindCoordinatorRetry { consumer: u16, epoch: u32 },
+    /// A synchronous commit tries again after a retriable error (`retry.backoff.ms`).
+    CommitRetry { consumer: u16, commit: u64 },
 }
 
 /// The owner of a producer.
@@ -88,6 +110,11 @@ pub(crate) enum ProducerOwner {
     Service(u16),
     /// A consumer's dead-letter publisher (`DeadLetterPublishingRecoverer`'s `KafkaTemplate`).
     Consumer(u16),
+}
+
+/// The history entry of a client's connection to `peer` ending with `in_flight` requests on it.
+pub(crate) fn disconnected(peer: NodeId, reason: DisconnectReason, in_flight: u32) -> Op {
+    Op::Disconnected { peer, reason, in_flight, coordinator: false }
 }
 
 /// Statistics of a run, beyond the history.
@@ -115,50 +142,17 @@ pub struct Stats {
     pub events: u64,
     /// The most events pending at once (the queue's high-water mark).
     pub max_pending_events: u64,
-    /// Messages the network faults dropped.
+    /// Segments dropped: by a network fault, by a machine that was down, or answers that met a
+    /// closed connection.
     pub messages_dropped: u64,
+    /// TCP retransmissions of dropped segments.
+    pub retransmissions: u64,
+    /// Connections established again after a client closed them or lost them.
+    pub reconnects: u64,
     /// Producer batches sent again after a failed attempt (`retries`).
     pub produce_retries: u64,
     /// What each planned fault did, in plan order.
     pub faults: Vec<crate::faults::FaultOutcome>,
-}
-
-/// The client <-> broker network: latency with jitter, FIFO per connection (as TCP keeps it).
-pub(crate) struct Net {
-    latency: Micros,
-    jitter: Micros,
-    rng: SimRng,
-    /// Last delivery time per (from, to) node pair, to keep each connection in order.
-    last: Vec<Micros>,
-    nodes: usize,
-    /// Connections broken by a lost message: TCP delivers in order or not at all, so once one
-    /// message of a connection is lost, nothing after it gets through until the client gives
-    /// up (its request timeout) and reconnects. (from, to) pairs.
-    pub(crate) broken: std::collections::BTreeSet<(NodeId, NodeId)>,
-}
-
-impl Net {
-    fn new(latency: Micros, jitter: Micros, rng: SimRng, nodes: usize) -> Self {
-        Self { latency, jitter, rng, last: vec![0; nodes * nodes], nodes, broken: Default::default() }
-    }
-
-    /// The client at `a` dropped its connection to `b` and opened a new one.
-    pub(crate) fn reconnect(&mut self, a: NodeId, b: NodeId) {
-        if !self.broken.is_empty() {
-            self.broken.remove(&(a, b));
-            self.broken.remove(&(b, a));
-        }
-    }
-
-    /// When a message sent now from `from` to `to` arrives.
-    #[inline]
-    pub(crate) fn arrival(&mut self, now: Micros, from: NodeId, to: NodeId) -> Micros {
-        let d = if self.jitter == 0 { self.latency } else { self.rng.jitter(self.latency, self.jitter) };
-        let slot = from.0 as usize * self.nodes + to.0 as usize;
-        let at = (now + d).max(self.last[slot]);
-        self.last[slot] = at;
-        at
-    }
 }
 
 /// One run.
@@ -173,6 +167,8 @@ pub struct World {
     pub(crate) partitions: Vec<Partition>,
     pub(crate) first_partition: Vec<usize>,
     pub(crate) broker_nodes: Vec<NodeId>,
+    /// The KRaft controller (the last node).
+    pub(crate) controller_node: NodeId,
     pub(crate) brokers: Vec<BrokerState>,
     pub(crate) producers: Vec<Producer>,
     /// Who owns each producer: where its delivery reports go, and whose crash silences it.
@@ -205,7 +201,6 @@ pub struct World {
     /// The faults of this run: the scenario's schedule, then what `[swarm]` drew.
     pub(crate) faults_plan: Vec<FaultSpec>,
     pub(crate) fault_outcomes: Vec<FaultOutcome>,
-    pub(crate) net_rules: Vec<NetRule>,
     pub(crate) faults_rng: SimRng,
     /// Active `db-unavailable` faults (their plan indices).
     pub(crate) db_down: Vec<u16>,
@@ -282,8 +277,14 @@ impl World {
                 topics: subscribed.clone(),
                 effect_once: spec.effect_once,
             });
-            let host = crate::cluster::coordinator_of(group_id, scenario.brokers);
-            groups.push(Group::new(gid, group_id.clone(), host, spec.consumer.partition_assignment_strategy));
+            let offsets_partition =
+                crate::cluster::offsets_partition(group_id, scenario.broker.offsets_topic_num_partitions);
+            let replicas = crate::cluster::offsets_replicas(
+                offsets_partition,
+                scenario.brokers,
+                scenario.broker.offsets_topic_replication_factor,
+            );
+            groups.push(Group::new(gid, group_id.clone(), replicas, spec.consumer.partition_assignment_strategy));
             for i in 0..spec.instances {
                 let node = NodeId(next_node);
                 next_node += 1;
@@ -318,11 +319,21 @@ impl World {
         };
         let mut history = History::new(header);
         history.entries.reserve(expected as usize * 9 + 1_024);
+        // Each node's connection settings: its client's, or Kafka's defaults for brokers.
+        let mut connection = vec![evsim_model::scenario::ConnectionConfig::default(); usize::from(next_node) + 1];
+        for (s, p) in services.iter().map(|s| (s.node, &producers[s.producer as usize])) {
+            connection[s.0 as usize] = p.config.connection;
+        }
+        for c in &consumers {
+            connection[c.node.0 as usize] = c.spec.consumer.connection;
+        }
+        let controller_node = NodeId(next_node);
         let net = Net::new(
             scenario.network.latency_us,
             scenario.network.jitter_us,
             seeds.stream(Stream::Network),
-            usize::from(next_node),
+            usize::from(next_node) + 1,
+            connection,
         );
         // The fault plan: the schedule, then what the swarm draws (from the faults stream).
         let mut faults_rng = seeds.stream(Stream::Faults);
@@ -342,6 +353,7 @@ impl World {
             first_partition,
             brokers: (0..scenario.brokers).map(|_| BrokerState::new(scenario.brokers as usize)).collect(),
             broker_nodes,
+            controller_node,
             producers,
             producer_owner,
             consumers,
@@ -374,7 +386,6 @@ impl World {
                 .map(|f| FaultOutcome { fault: f.describe(), ..FaultOutcome::default() })
                 .collect(),
             faults_plan,
-            net_rules: Vec::new(),
             faults_rng,
             db_down: Vec::new(),
             platform_down: vec![Vec::new(); scenario.consumers.len()],
@@ -396,7 +407,7 @@ impl World {
     /// Send `msg` from `from` to `to` over the network.
     #[inline]
     pub(crate) fn send_msg(&mut self, from: NodeId, to: NodeId, msg: Msg) {
-        if !self.net_rules.is_empty() || !self.net.broken.is_empty() {
+        if !self.net.quiet() {
             return self.send_msg_faulty(from, to, msg);
         }
         let at = self.net.arrival(self.q.now(), from, to);
@@ -429,7 +440,9 @@ impl World {
                 self.q.schedule_at(at, Ev::ServiceTimer { service: s as u16, token: OUTBOX_SCHEDULER });
             }
         }
+        self.record_coordinators();
         self.replication_start();
+        self.controller_start();
         self.faults_start();
         self.workload_start();
     }
@@ -460,28 +473,37 @@ impl World {
             | Ev::AutoCommitTick { consumer }
             | Ev::CoordinatorTimeout { consumer, .. }
             | Ev::CommitTimeout { consumer, .. }
+            | Ev::FindCoordinatorTimeout { consumer, .. }
+            | Ev::FindCoordinatorRetry { consumer, .. }
+            | Ev::CommitRetry { consumer, .. }
             | Ev::ResumePoll { consumer } => Some(*consumer),
             Ev::Net(Msg::FetchResponse(r)) => Some(r.consumer),
-            Ev::Net(Msg::FromCoordinator(
-                R::JoinGroup { consumer, .. }
-                | R::SyncGroup { consumer, .. }
-                | R::Heartbeat { consumer, .. }
-                | R::OffsetCommit { consumer, .. }
-                | R::OffsetFetch { consumer, .. },
-            )) => Some(*consumer),
+            Ev::Net(Msg::FindCoordinatorResponse { consumer, .. }) => Some(*consumer),
+            Ev::Net(Msg::FromCoordinator {
+                resp:
+                    R::JoinGroup { consumer, .. }
+                    | R::SyncGroup { consumer, .. }
+                    | R::Heartbeat { consumer, .. }
+                    | R::OffsetCommit { consumer, .. }
+                    | R::OffsetFetch { consumer, .. },
+                ..
+            }) => Some(*consumer),
             _ => None,
         }
     }
 
-    /// The broker an event is addressed to, if any (the coordinator's requests are not: the
-    /// coordinator is taken as always available).
+    /// The broker an event is addressed to, if any.
     fn broker_of(ev: &Ev) -> Option<u16> {
         match ev {
             Ev::Net(Msg::Produce(r)) => Some(r.broker),
             Ev::Net(Msg::Fetch(r)) => Some(r.broker),
             Ev::Net(Msg::ReplicaFetch(r)) => Some(r.leader),
             Ev::Net(Msg::ReplicaFetchResponse(r)) => Some(r.follower),
-            Ev::FetchExpired { broker } => Some(*broker),
+            Ev::Net(Msg::ToCoordinator { broker, .. } | Msg::FindCoordinator { broker, .. }) => Some(*broker),
+            Ev::Net(Msg::BrokerHeartbeatResponse { broker, .. }) => Some(*broker),
+            Ev::FetchExpired { broker }
+            | Ev::BrokerHeartbeatTick { broker, .. }
+            | Ev::BrokerHeartbeatTimeout { broker, .. } => Some(*broker),
             Ev::ReplicaFetchTimeout { follower, .. } => Some(*follower),
             _ => None,
         }
@@ -499,6 +521,7 @@ impl World {
         if let Some(p) = dlq {
             self.reset_producer(p);
         }
+        self.close_connections_of(node);
         self.record(node, Op::Crashed);
     }
 
@@ -526,6 +549,49 @@ impl World {
             Ev::Linger { producer } | Ev::RequestTimeout { producer, .. } => Some(*producer),
             Ev::Net(Msg::ProduceResponse(r)) => Some(r.producer),
             _ => None,
+        }
+    }
+
+    /// The data connection from client `client` to server `server`.
+    pub(crate) fn data_conn(&self, client: NodeId, server: NodeId) -> Conn {
+        Conn { client, server, chan: Channel::Data }
+    }
+
+    /// The producers whose process runs at `node` (a service's, a consumer's dead-letter
+    /// publisher) may send again: a connection of theirs was established or given up.
+    pub(crate) fn wake_producers_at(&mut self, node: NodeId) {
+        for p in 0..self.producers.len() as u16 {
+            if self.producers[p as usize].node == node
+                && self.producer_alive(p)
+                && self.producers[p as usize].has_batches()
+            {
+                self.producer_drain(p);
+            }
+        }
+    }
+
+    /// `conn` ended under its client (a reset by the peer, TCP giving up): the client fails what
+    /// it had in flight on it, as on a disconnect, and carries on.
+    pub(crate) fn client_disconnected(&mut self, conn: Conn, reason: DisconnectReason) {
+        let Some(server) = self.broker_nodes.iter().position(|&b| b == conn.server).map(|b| b as u16) else {
+            return; // the controller: heartbeats keep going on their own timer
+        };
+        if let Some(f) = self.broker_nodes.iter().position(|&b| b == conn.client) {
+            return self.replica_fetch_lost(f as u16, server, reason);
+        }
+        if conn.chan == Channel::Coordinator {
+            if let Some(c) = self.consumers.iter().position(|c| c.node == conn.client && c.alive) {
+                self.consumer_coordinator_lost(c as u16, server, reason);
+            }
+            return;
+        }
+        for p in 0..self.producers.len() as u16 {
+            if self.producers[p as usize].node == conn.client && self.producer_alive(p) {
+                self.producer_disconnected(p, server, None, reason);
+            }
+        }
+        if let Some(c) = self.consumers.iter().position(|c| c.node == conn.client && c.alive) {
+            self.consumer_fetch_lost(c as u16, server, reason);
         }
     }
 
@@ -564,6 +630,7 @@ impl World {
         self.q.retain(|ev| Self::service_of(ev) != Some(s) && Self::producer_of(ev) != Some(producer));
         self.outbox_rows.retain(|(service, _), _| *service != s);
         self.reset_producer(producer);
+        self.close_connections_of(node);
         self.record(node, Op::Crashed);
     }
 
@@ -632,7 +699,7 @@ impl World {
             Ev::Linger { producer } => self.producer_drain(producer),
             Ev::FetchExpired { broker } => self.fetch_expired(broker),
             Ev::HeartbeatTick { consumer, epoch } => self.heartbeat_tick(consumer, epoch),
-            Ev::SessionCheck { group, member } => self.session_check(group, member),
+            Ev::SessionCheck { group, member, load } => self.session_check(group, member, load),
             Ev::JoinDeadline { group, round } => self.join_deadline(group, round),
             Ev::PollTimeout { consumer } => self.poll_timeout(consumer),
             Ev::PollIntervalCheck { consumer } => self.poll_interval_check(consumer),
@@ -644,10 +711,19 @@ impl World {
             Ev::ReplicaFetchTimeout { follower, leader, fetch } => self.replica_fetch_timeout(follower, leader, fetch),
             Ev::IsrCheck => self.isr_check(),
             Ev::Flush => self.flush(),
-            Ev::BrokerFenced { broker, incarnation } => self.fence_broker(broker, incarnation),
+            Ev::BrokerHeartbeatTick { broker, incarnation } => self.broker_heartbeat_tick(broker, incarnation),
+            Ev::BrokerSessionCheck { broker } => self.broker_session_check(broker),
+            Ev::BrokerHeartbeatTimeout { broker, seq } => self.broker_heartbeat_timeout(broker, seq),
             Ev::AutoCommitTick { consumer } => self.auto_commit_tick(consumer),
             Ev::CoordinatorTimeout { consumer, epoch } => self.coordinator_timeout(consumer, epoch),
-            Ev::CommitTimeout { consumer, commit, generation } => self.commit_timeout(consumer, commit, generation),
+            Ev::CommitTimeout { consumer, commit, attempt } => self.commit_timeout(consumer, commit, attempt),
+            Ev::Retransmit { link, epoch } => self.retransmit(link, epoch),
+            Ev::Syn { conn, epoch } => self.syn(conn, epoch),
+            Ev::Connected { conn, epoch } => self.connected(conn, epoch),
+            Ev::ConnectTimeout { conn, epoch } => self.connect_timeout(conn, epoch),
+            Ev::FindCoordinatorTimeout { consumer, epoch } => self.find_coordinator_timeout(consumer, epoch),
+            Ev::FindCoordinatorRetry { consumer, epoch } => self.find_coordinator_retry(consumer, epoch),
+            Ev::CommitRetry { consumer, commit } => self.commit_retry(consumer, commit),
         }
     }
 
@@ -657,10 +733,16 @@ impl World {
             Msg::ProduceResponse(resp) => self.producer_response(resp),
             Msg::Fetch(req) => self.broker_fetch(req),
             Msg::FetchResponse(resp) => self.consumer_fetch_response(resp),
-            Msg::ToCoordinator(req) => self.coordinator_request(req),
-            Msg::FromCoordinator(resp) => self.consumer_coordinator_response(resp),
+            Msg::ToCoordinator { broker, req } => self.coordinator_request(broker, req),
+            Msg::FromCoordinator { resp, .. } => self.consumer_coordinator_response(resp),
             Msg::ReplicaFetch(req) => self.broker_replica_fetch(req),
             Msg::ReplicaFetchResponse(resp) => self.follower_fetch_response(resp),
+            Msg::FindCoordinator { consumer, broker } => self.broker_find_coordinator(consumer, broker),
+            Msg::FindCoordinatorResponse { consumer, broker, coordinator } => {
+                self.consumer_found_coordinator(consumer, broker, coordinator)
+            }
+            Msg::BrokerHeartbeat { broker, incarnation, seq } => self.controller_heartbeat(broker, incarnation, seq),
+            Msg::BrokerHeartbeatResponse { broker, seq } => self.broker_heartbeat_answered(broker, seq),
         }
     }
 
@@ -679,7 +761,7 @@ impl World {
         // How far each group is from the end of each partition of its topics.
         for (g, group) in self.groups.iter().enumerate() {
             let gid = GroupId(g as u16);
-            let host = self.broker_nodes[group.host as usize];
+            let host = self.broker_nodes[group.host.unwrap_or(group.offsets_replicas[0]) as usize];
             for &topic in &self.history.header.groups[g].topics.clone() {
                 for p in &self.partitions[self.first_partition[topic.0 as usize]..] {
                     if p.tp.topic != topic {

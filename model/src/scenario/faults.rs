@@ -174,3 +174,47 @@ pub struct SwarmSpec {
     /// Highest loss rate a `network-loss` fault draws.
     pub max_loss_rate: f64,
 }
+
+/// `[check]`: what `evsim check` is to know about the design before it searches.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CheckSpec {
+    /// Counterexamples the design is known to have (`[[check.expected]]`), each with the real
+    /// Kafka behaviour behind it: a case whose only violations these cover is reported as
+    /// expected, and the search goes on.
+    pub expected: Vec<Expected>,
+}
+
+/// A known counterexample: the `invariants` fail in cases that have a fault of one of `faults`
+/// (any fault, if empty) and, if given, where `condition` holds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Expected {
+    pub invariants: Vec<crate::checkers::Invariant>,
+    pub faults: Vec<FaultKind>,
+    pub condition: Option<Condition>,
+    /// The Kafka behaviour behind it, in words.
+    pub why: String,
+}
+
+/// A fact about a run that an expected counterexample can require.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Condition {
+    /// `unflushed-last-replica`: a partition's last in-sync replica came back from a machine
+    /// crash without the records it had not flushed, and led the partition again. Kafka does
+    /// not fsync each write, and without eligible leader replicas (KIP-966, off here) the last
+    /// replica standing leads with what it recovered: acknowledged records are gone.
+    UnflushedLastReplica,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 1] = [Condition::UnflushedLastReplica];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::UnflushedLastReplica => "unflushed-last-replica",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+}

@@ -28,6 +28,56 @@ pub enum Partitioner {
     Crc32,
 }
 
+/// How a client opens connections (the Java `NetworkClient`'s settings, shared by producers and
+/// consumers).
+#[derive(Copy, Clone, Debug, PartialEq, Serialize)]
+pub struct ConnectionConfig {
+    /// `socket.connection.setup.timeout.ms`: a connection attempt that is not established by
+    /// then is given up (doubling with each consecutive failure, up to the max).
+    pub setup_timeout_ms: u64,
+    /// `socket.connection.setup.timeout.max.ms`.
+    pub setup_timeout_max_ms: u64,
+    /// `reconnect.backoff.ms`: the wait before connecting again to a node after a failure
+    /// (doubling with each consecutive failure, up to the max).
+    pub reconnect_backoff_ms: u64,
+    /// `reconnect.backoff.max.ms`.
+    pub reconnect_backoff_max_ms: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            setup_timeout_ms: 10_000,
+            setup_timeout_max_ms: 30_000,
+            reconnect_backoff_ms: 50,
+            reconnect_backoff_max_ms: 1_000,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    fn read(r: &mut PropReader<'_>) -> Result<Self, ScenarioError> {
+        let d = Self::default();
+        let c = Self {
+            setup_timeout_ms: r.uint("socket.connection.setup.timeout.ms", d.setup_timeout_ms, 1, 3_600_000)?,
+            setup_timeout_max_ms: r.uint(
+                "socket.connection.setup.timeout.max.ms",
+                d.setup_timeout_max_ms,
+                1,
+                3_600_000,
+            )?,
+            reconnect_backoff_ms: r.uint("reconnect.backoff.ms", d.reconnect_backoff_ms, 0, 3_600_000)?,
+            reconnect_backoff_max_ms: r.uint("reconnect.backoff.max.ms", d.reconnect_backoff_max_ms, 0, 3_600_000)?,
+        };
+        // The Java client raises the max to the base when the base is larger.
+        Ok(Self {
+            setup_timeout_max_ms: c.setup_timeout_max_ms.max(c.setup_timeout_ms),
+            reconnect_backoff_max_ms: c.reconnect_backoff_max_ms.max(c.reconnect_backoff_ms),
+            ..c
+        })
+    }
+}
+
 /// Producer configuration (`ProducerConfig`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProducerConfig {
@@ -42,6 +92,8 @@ pub struct ProducerConfig {
     pub delivery_timeout_ms: u64,
     pub retry_backoff_ms: u64,
     pub partitioner: Partitioner,
+    /// `socket.connection.setup.timeout.ms`, `reconnect.backoff.ms` and their maxima.
+    pub connection: ConnectionConfig,
 }
 
 impl Default for ProducerConfig {
@@ -57,6 +109,7 @@ impl Default for ProducerConfig {
             delivery_timeout_ms: 120_000,
             retry_backoff_ms: 100,
             partitioner: Partitioner::Murmur2,
+            connection: ConnectionConfig::default(),
         }
     }
 }
@@ -98,6 +151,7 @@ impl ProducerConfig {
                     (&["consistent_random", "consistent"], Partitioner::Crc32),
                 ],
             )?,
+            connection: ConnectionConfig::read(r)?,
         };
         Ok(c)
     }
@@ -162,6 +216,17 @@ pub struct ConsumerConfig {
     pub fetch_max_wait_ms: u64,
     pub max_partition_fetch_bytes: u64,
     pub partition_assignment_strategy: AssignmentStrategy,
+    /// `request.timeout.ms`: a fetch, OffsetCommit, JoinGroup, ... without an answer by then
+    /// fails, and its connection is closed.
+    pub request_timeout_ms: u64,
+    /// `retry.backoff.ms`: the wait before looking for the group coordinator again, or before
+    /// a synchronous commit retries.
+    pub retry_backoff_ms: u64,
+    /// `default.api.timeout.ms`: how long a synchronous commit (Spring's container commits with
+    /// `commitSync`) keeps retrying retriable errors.
+    pub default_api_timeout_ms: u64,
+    /// `socket.connection.setup.timeout.ms`, `reconnect.backoff.ms` and their maxima.
+    pub connection: ConnectionConfig,
 }
 
 impl ConsumerConfig {
@@ -180,6 +245,10 @@ impl ConsumerConfig {
             fetch_max_wait_ms: 500,
             max_partition_fetch_bytes: 1_048_576,
             partition_assignment_strategy: AssignmentStrategy::Range,
+            request_timeout_ms: 30_000,
+            retry_backoff_ms: 100,
+            default_api_timeout_ms: 60_000,
+            connection: ConnectionConfig::default(),
         }
     }
 
@@ -218,6 +287,10 @@ impl ConsumerConfig {
                     ),
                 ],
             )?,
+            request_timeout_ms: r.uint("request.timeout.ms", d.request_timeout_ms, 1, 3_600_000)?,
+            retry_backoff_ms: r.uint("retry.backoff.ms", d.retry_backoff_ms, 0, 3_600_000)?,
+            default_api_timeout_ms: r.uint("default.api.timeout.ms", d.default_api_timeout_ms, 1, 86_400_000)?,
+            connection: ConnectionConfig::read(r)?,
         })
     }
 }
@@ -241,6 +314,13 @@ pub struct BrokerConfig {
     /// `broker.session.timeout.ms` (KRaft): how long the controller waits for a silent broker
     /// before fencing it and moving its leaderships.
     pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms` (KRaft): how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `offsets.topic.num.partitions`: the partitions of `__consumer_offsets`; a group's
+    /// coordinator is the leader of partition `abs(groupId.hashCode()) % this`.
+    pub offsets_topic_num_partitions: u32,
+    /// `offsets.topic.replication.factor` (capped at the number of brokers).
+    pub offsets_topic_replication_factor: u32,
     /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader for data.
     pub replica_fetch_wait_max_ms: u64,
     /// `replica.socket.timeout.ms`: a follower gives up on a fetch that got no answer.
@@ -262,6 +342,9 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             replica_fetch_wait_max_ms: 500,
             replica_socket_timeout_ms: 30_000,
             log_flush_interval_ms: 5_000,
@@ -301,6 +384,24 @@ impl BrokerConfig {
                 1,
                 3_600_000,
             )?,
+            broker_heartbeat_interval_ms: r.uint(
+                "broker.heartbeat.interval.ms",
+                d.broker_heartbeat_interval_ms,
+                1,
+                3_600_000,
+            )?,
+            offsets_topic_num_partitions: r.int(
+                "offsets.topic.num.partitions",
+                d.offsets_topic_num_partitions as i64,
+                1,
+                10_000,
+            )? as u32,
+            offsets_topic_replication_factor: r.int(
+                "offsets.topic.replication.factor",
+                d.offsets_topic_replication_factor as i64,
+                1,
+                1_000,
+            )? as u32,
             replica_fetch_wait_max_ms: r.uint(
                 "replica.fetch.wait.max.ms",
                 d.replica_fetch_wait_max_ms,

@@ -12,8 +12,10 @@ mod raw;
 mod validate;
 
 pub use error::{ScenarioError, line_col};
-pub use faults::{Direction, FaultKind, FaultSpec, SwarmSpec};
-pub use kafka::{Acks, AssignmentStrategy, BrokerConfig, ConsumerConfig, OffsetReset, Partitioner, ProducerConfig};
+pub use faults::{CheckSpec, Condition, Direction, Expected, FaultKind, FaultSpec, SwarmSpec};
+pub use kafka::{
+    Acks, AssignmentStrategy, BrokerConfig, ConnectionConfig, ConsumerConfig, OffsetReset, Partitioner, ProducerConfig,
+};
 pub use props::{PropReader, PropValue, Props};
 
 use crate::checkers::Invariant;
@@ -94,6 +96,10 @@ pub enum ProductDistribution {
     /// Zipf with this exponent: product 0 is the hottest.
     Zipf(f64),
 }
+
+/// The name of the KRaft controller node (the last node of every run). It never fails and can
+/// be only the `peer` of a network fault.
+pub const CONTROLLER: &str = "controller";
 
 /// A topic of the simulated cluster.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -332,6 +338,8 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
     /// Faults drawn from the seed (`[swarm]`), added to the schedule of each run.
     pub swarm: Option<SwarmSpec>,
+    /// What `evsim check` knows about the design (`[check]`).
+    pub check: CheckSpec,
 }
 
 impl Scenario {
@@ -372,6 +380,7 @@ impl Scenario {
         for c in &self.consumers {
             nodes.extend((0..c.instances).map(|i| format!("{}-{i}", c.name)));
         }
+        nodes.push(CONTROLLER.to_string());
         nodes
     }
 

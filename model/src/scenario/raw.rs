@@ -28,6 +28,26 @@ pub(super) struct Raw {
     pub faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
     pub swarm: Option<Spanned<RawSwarm>>,
+    #[serde(default)]
+    pub check: Option<RawCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheck {
+    #[serde(default)]
+    pub expected: Vec<Spanned<RawExpected>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExpected {
+    pub invariants: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub faults: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub condition: Option<Spanned<String>>,
+    pub why: Spanned<String>,
 }
 
 #[derive(Deserialize)]

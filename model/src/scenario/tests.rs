@@ -330,3 +330,62 @@ fn retry_then_dlq_needs_its_dead_letter_topic() {
     .unwrap_err();
     assert!(e.message.contains("retries needs"), "{e}");
 }
+
+#[test]
+fn expected_counterexamples_are_read_and_bad_ones_named_at_their_place() {
+    let ok = format!(
+        "{BASIC}\n[[check.expected]]\ninvariants = [\"eventual-processing\"]\nfaults = [\"service-crash\"]\nwhy = \"after-commit\"\n"
+    );
+    let s = parse(&ok).expect("parses");
+    assert_eq!(s.check.expected.len(), 1);
+    let e = &s.check.expected[0];
+    assert_eq!(e.invariants, vec![Invariant::EventualProcessing]);
+    assert_eq!(e.faults, vec![FaultKind::ServiceCrash]);
+    assert_eq!(e.condition, None);
+
+    let cases = [
+        ("invariants = [\"liveness\"]\nfaults = [\"service-crash\"]\nwhy = \"x\"", "not claimed"),
+        ("invariants = [\"eventual-processing\"]\nwhy = \"x\"", "neither `faults` nor `condition`"),
+        ("invariants = [\"eventual-processing\"]\ncondition = \"full-moon\"\nwhy = \"x\"", "unknown condition"),
+        ("invariants = [\"eventual-processing\"]\nfaults = [\"meteor\"]\nwhy = \"x\"", "unknown fault kind"),
+        ("invariants = [\"eventual-processing\"]\nfaults = [\"service-crash\"]\nwhy = \" \"", "`why` is empty"),
+    ];
+    for (body, says) in cases {
+        let src = format!("{BASIC}\n[[check.expected]]\n{body}\n");
+        let e = parse(&src).unwrap_err().to_string();
+        assert!(e.contains(says), "{body}: {e}");
+        assert!(e.starts_with("s.toml:"), "{e}");
+    }
+    let src = format!(
+        "{BASIC}\n[[check.expected]]\ninvariants = [\"eventual-processing\"]\ncondition = \"unflushed-last-replica\"\nwhy = \"fsync\"\n"
+    );
+    assert_eq!(parse(&src).unwrap().check.expected[0].condition, Some(Condition::UnflushedLastReplica));
+}
+
+#[test]
+fn the_controller_can_be_a_peer_but_not_a_target() {
+    let peer = format!(
+        "{BASIC}\n[[faults]]\nkind = \"network-partition\"\ntarget = \"broker-0\"\npeer = \"controller\"\nat_ms = 10\nfor_ms = 10\n"
+    );
+    assert_eq!(parse(&peer).unwrap().faults[0].peer.as_deref(), Some("controller"));
+    let target = format!(
+        "{BASIC}\n[[faults]]\nkind = \"network-partition\"\ntarget = \"controller\"\nat_ms = 10\nfor_ms = 10\n"
+    );
+    let e = parse(&target).unwrap_err().to_string();
+    assert!(e.contains("cannot be a fault's target"), "{e}");
+    assert!(e.contains(&format!("s.toml:{}:", line_of(&target, "target = \"controller\""))), "{e}");
+}
+
+#[test]
+fn connection_settings_keep_the_java_defaults_and_raise_a_max_below_its_base() {
+    let s = parse(BASIC).unwrap();
+    assert_eq!(s.services[0].producer.connection, ConnectionConfig::default());
+    assert_eq!(s.consumers[0].consumer.request_timeout_ms, 30_000);
+    assert_eq!(s.consumers[0].consumer.default_api_timeout_ms, 60_000);
+    let src = edit(
+        "[services.order-service.producer]",
+        "[services.order-service.producer]\nsocket.connection.setup.timeout.ms = 40000",
+    );
+    let c = parse(&src).unwrap().services[0].producer.connection;
+    assert_eq!((c.setup_timeout_ms, c.setup_timeout_max_ms), (40_000, 40_000));
+}

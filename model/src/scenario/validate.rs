@@ -147,6 +147,7 @@ impl Validator<'_> {
             consumers,
             faults: Vec::new(),
             swarm: None,
+            check: CheckSpec::default(),
         };
         let nodes = scenario.node_names();
         for f in raw.faults {
@@ -156,7 +157,87 @@ impl Validator<'_> {
         if let Some(sw) = raw.swarm {
             scenario.swarm = Some(self.swarm(sw.into_inner())?);
         }
+        if let Some(check) = raw.check {
+            for e in check.expected {
+                let e = self.expected(e, &scenario)?;
+                scenario.check.expected.push(e);
+            }
+        }
         Ok(scenario)
+    }
+
+    fn expected(&self, e: Spanned<RawExpected>, scenario: &Scenario) -> Result<Expected, ScenarioError> {
+        let span = e.span();
+        let e = e.into_inner();
+        let mut invariants = Vec::new();
+        for name in e.invariants.get_ref() {
+            match Invariant::from_name(name.get_ref()) {
+                Some(i) if scenario.run.invariants.contains(&i) => invariants.push(i),
+                Some(_) => {
+                    return self.err(
+                        name.span(),
+                        format!(
+                            "`{}` is not claimed in `run.invariants`; expected one of the claimed invariants (only those are searched)",
+                            name.get_ref()
+                        ),
+                    );
+                }
+                None => {
+                    let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+                    return self.err(
+                        name.span(),
+                        format!("unknown invariant \"{}\"; expected one of: {}", name.get_ref(), known.join(", ")),
+                    );
+                }
+            }
+        }
+        if invariants.is_empty() {
+            return self.err(
+                e.invariants.span(),
+                "`invariants` is empty; expected the claimed invariants this counterexample violates",
+            );
+        }
+        let mut faults = Vec::new();
+        for k in e.faults.iter().flat_map(|f| f.get_ref()) {
+            match FaultKind::from_name(k.get_ref()) {
+                Some(kind) if !faults.contains(&kind) => faults.push(kind),
+                Some(_) => {}
+                None => {
+                    let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                    return self.err(
+                        k.span(),
+                        format!("unknown fault kind \"{}\"; expected one of: {}", k.get_ref(), known.join(", ")),
+                    );
+                }
+            }
+        }
+        let condition = match &e.condition {
+            None => None,
+            Some(c) => match Condition::from_name(c.get_ref()) {
+                Some(c) => Some(c),
+                None => {
+                    let known: Vec<&str> = Condition::ALL.iter().map(|c| c.name()).collect();
+                    return self.err(
+                        c.span(),
+                        format!("unknown condition \"{}\"; expected one of: {}", c.get_ref(), known.join(", ")),
+                    );
+                }
+            },
+        };
+        if faults.is_empty() && condition.is_none() {
+            return self.err(
+                span,
+                "this expected counterexample names neither `faults` nor `condition`; expected e.g. `faults = [\"service-crash\"]`, so that it cannot hide every violation",
+            );
+        }
+        let why = e.why.get_ref().trim().to_string();
+        if why.is_empty() {
+            return self.err(
+                e.why.span(),
+                "`why` is empty; expected the Kafka behaviour behind this counterexample, in words",
+            );
+        }
+        Ok(Expected { invariants, faults, condition, why })
     }
 
     fn fault(&self, f: Spanned<RawFault>, scenario: &Scenario, nodes: &[String]) -> Result<FaultSpec, ScenarioError> {
@@ -210,6 +291,15 @@ impl Validator<'_> {
                         scenario.consumers.iter().any(|c| (0..c.instances).any(|i| *name == format!("{}-{i}", c.name)))
                     }
                     FaultKind::PlatformOutage => scenario.consumers.iter().any(|c| c.name == *name),
+                    _ if name == super::CONTROLLER => {
+                        return self.err(
+                            t.span(),
+                            format!(
+                                "the controller cannot be a fault's target: it stays up and reachable, as a separate controller quorum would; to cut a broker off from it, write e.g. `target = \"broker-0\"` with `peer = \"{}\"`",
+                                super::CONTROLLER
+                            ),
+                        );
+                    }
                     _ => nodes[1..].contains(name),
                 };
                 if !ok {
@@ -244,7 +334,7 @@ impl Validator<'_> {
             Some(p) => {
                 return self.err(
                     p.span(),
-                    format!("`peer` \"{}\" is not another node of this scenario; expected a broker, service instance or consumer instance", p.get_ref()),
+                    format!("`peer` \"{}\" is not another node of this scenario; expected a broker, service instance, consumer instance or \"controller\"", p.get_ref()),
                 );
             }
         };

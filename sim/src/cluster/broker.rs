@@ -181,9 +181,14 @@ pub(crate) struct DelayedProduce {
 #[derive(Debug)]
 pub struct BrokerState {
     pub alive: bool,
-    /// Whether the controller knows it is down (it fences a dead broker after
-    /// `broker.session.timeout.ms`).
+    /// Whether the controller has fenced it (no heartbeat within `broker.session.timeout.ms`):
+    /// a fenced broker leads nothing and is not elected.
     pub fenced: bool,
+    /// When its last heartbeat reached the controller.
+    pub(crate) last_heartbeat: Micros,
+    /// The heartbeat waiting for the controller's answer, if any, and the last one's number.
+    pub(crate) heartbeat_in_flight: Option<u32>,
+    pub(crate) heartbeat_seq: u32,
     /// Fetches waiting for data, in arrival order.
     parked: Vec<Parked>,
     /// The time a `FetchExpired` event is pending for (one at a time, re-armed when it fires).
@@ -203,6 +208,9 @@ impl BrokerState {
         Self {
             alive: true,
             fenced: false,
+            last_heartbeat: 0,
+            heartbeat_in_flight: None,
+            heartbeat_seq: 0,
             parked: Vec::new(),
             expiry_armed: None,
             delayed: Vec::new(),
@@ -216,8 +224,7 @@ impl BrokerState {
     /// A crash: everything in memory is gone.
     pub(crate) fn crash(&mut self) {
         self.alive = false;
-        // The controller has not noticed yet.
-        self.fenced = false;
+        self.heartbeat_in_flight = None;
         self.parked.clear();
         self.expiry_armed = None;
         self.delayed.clear();

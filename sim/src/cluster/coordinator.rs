@@ -8,6 +8,13 @@
 //! ILLEGAL_GENERATION, a commit while the group completes a rebalance REBALANCE_IN_PROGRESS; a
 //! commit from the current generation during PreparingRebalance is accepted (that is what lets
 //! a member commit in `onJoinPrepare` before it rejoins).
+//!
+//! The coordinator lives on the leader of the group's `__consumer_offsets` partition and moves
+//! with it (`controller.rs`). A broker that is not the coordinator answers NOT_COORDINATOR. What
+//! Kafka writes to the offsets log survives a move: committed offsets (every commit), and the
+//! group's generation, members and assignment as of the last completed rebalance (stored when
+//! the leader's SyncGroup completes it, or when the group empties); a rebalance in progress is
+//! lost with the old coordinator, as Kafka's `GroupMetadataManager` loads it.
 
 use super::{CoordinatorRequest, CoordinatorResponse, JoinResult, MemberMetadata, Msg};
 use crate::world::{Ev, World};
@@ -23,7 +30,7 @@ pub enum GroupState {
     Stable,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Member {
     serial: u32,
     pub consumer: u16,
@@ -38,13 +45,28 @@ pub struct Member {
     instance_id: Option<Box<str>>,
 }
 
+/// What the coordinator has written to the offsets log about a group (besides offsets).
+#[derive(Clone, Debug)]
+struct Stored {
+    generation: i32,
+    members: BTreeMap<String, Member>,
+    leader: Option<String>,
+    assignments: BTreeMap<String, Vec<Tp>>,
+}
+
 /// A consumer group at its coordinator.
 #[derive(Debug)]
 pub struct Group {
     pub id: GroupId,
     pub name: String,
-    /// The broker that hosts the coordinator.
-    pub host: u16,
+    /// The broker that hosts the coordinator: the leader of the group's `__consumer_offsets`
+    /// partition; `None` while that partition has no leader (COORDINATOR_NOT_AVAILABLE).
+    pub host: Option<u16>,
+    /// The replicas of the group's `__consumer_offsets` partition, in assignment order.
+    pub offsets_replicas: Vec<u16>,
+    /// Bumped each time a coordinator loads the group (to ignore an earlier one's timers).
+    pub(crate) load: u32,
+    stored: Option<Box<Stored>>,
     pub strategy: AssignmentStrategy,
     pub state: GroupState,
     pub generation: i32,
@@ -61,11 +83,14 @@ pub struct Group {
 }
 
 impl Group {
-    pub fn new(id: GroupId, name: String, host: u16, strategy: AssignmentStrategy) -> Self {
+    pub fn new(id: GroupId, name: String, offsets_replicas: Vec<u16>, strategy: AssignmentStrategy) -> Self {
         Self {
             id,
             name,
-            host,
+            host: Some(offsets_replicas[0]),
+            offsets_replicas,
+            load: 0,
+            stored: None,
             strategy,
             state: GroupState::Empty,
             generation: 0,
@@ -87,20 +112,128 @@ impl Group {
     fn member_by_serial(&self, serial: u32) -> Option<&String> {
         self.members.iter().find(|(_, m)| m.serial == serial).map(|(id, _)| id)
     }
+
+    /// Write the group's metadata to the offsets log (Kafka's `storeGroup`).
+    fn store(&mut self) {
+        self.stored = Some(Box::new(Stored {
+            generation: self.generation,
+            members: self.members.clone(),
+            leader: self.leader.clone(),
+            assignments: self.assignments.clone(),
+        }));
+    }
+
+    /// A new coordinator loads the group from the offsets log at `now`: the stored generation,
+    /// members and assignment, Stable (Empty without members), every member's session starting
+    /// now. Returns the session checks to schedule: (member serial, load, when).
+    pub(crate) fn load(&mut self, now: Micros) -> (GroupId, Vec<(u32, u32, Micros)>) {
+        self.load += 1;
+        self.round += 1;
+        self.pending_sync.clear();
+        self.initial_delay_pending = false;
+        match self.stored.as_deref().cloned() {
+            Some(stored) => {
+                self.generation = stored.generation;
+                self.members = stored.members;
+                self.leader = stored.leader;
+                self.assignments = stored.assignments;
+            }
+            None => {
+                self.generation = 0;
+                self.members.clear();
+                self.leader = None;
+                self.assignments.clear();
+            }
+        }
+        self.state = if self.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        let load = self.load;
+        let checks = self
+            .members
+            .values_mut()
+            .map(|m| {
+                m.awaiting_join = false;
+                m.last_seen = now;
+                (m.serial, load, now + m.session_timeout)
+            })
+            .collect();
+        (self.id, checks)
+    }
 }
 
 impl World {
     fn coordinator_node(&self, group: u16) -> NodeId {
-        self.broker_nodes[self.groups[group as usize].host as usize]
+        let g = &self.groups[group as usize];
+        self.broker_nodes[g.host.unwrap_or(g.offsets_replicas[0]) as usize]
     }
 
     fn reply(&mut self, group: u16, consumer: u16, resp: CoordinatorResponse) {
-        let from = self.coordinator_node(group);
-        let to = self.consumers[consumer as usize].node;
-        self.send_msg(from, to, Msg::FromCoordinator(resp));
+        let Some(broker) = self.groups[group as usize].host else { return };
+        self.reply_from(broker, consumer, resp);
     }
 
-    pub(crate) fn coordinator_request(&mut self, req: CoordinatorRequest) {
+    fn reply_from(&mut self, broker: u16, consumer: u16, resp: CoordinatorResponse) {
+        let from = self.broker_nodes[broker as usize];
+        let to = self.consumers[consumer as usize].node;
+        self.send_msg(from, to, Msg::FromCoordinator { broker, resp });
+    }
+
+    /// A broker answers a FindCoordinator: the leader of the group's offsets partition, as its
+    /// metadata says.
+    pub(crate) fn broker_find_coordinator(&mut self, consumer: u16, broker: u16) {
+        let group = self.consumers[consumer as usize].group.0 as usize;
+        let coordinator = self.groups[group].host;
+        let (from, to) = (self.broker_nodes[broker as usize], self.consumers[consumer as usize].node);
+        self.send_msg(from, to, Msg::FindCoordinatorResponse { consumer, broker, coordinator });
+    }
+
+    /// A group request reached `broker`: handled if it coordinates the group, answered
+    /// NOT_COORDINATOR if not.
+    pub(crate) fn coordinator_request(&mut self, broker: u16, req: CoordinatorRequest) {
+        let group = match &req {
+            CoordinatorRequest::JoinGroup { group, .. }
+            | CoordinatorRequest::SyncGroup { group, .. }
+            | CoordinatorRequest::Heartbeat { group, .. }
+            | CoordinatorRequest::LeaveGroup { group, .. }
+            | CoordinatorRequest::OffsetCommit { group, .. }
+            | CoordinatorRequest::OffsetFetch { group, .. } => *group,
+        };
+        if self.groups[group as usize].host != Some(broker) {
+            return self.not_coordinator(broker, req);
+        }
+        self.coordinate(req);
+    }
+
+    fn not_coordinator(&mut self, broker: u16, req: CoordinatorRequest) {
+        let e = ErrorCode::NotCoordinator;
+        let resp = match req {
+            CoordinatorRequest::JoinGroup { consumer, .. } => {
+                CoordinatorResponse::JoinGroup { consumer, result: Err(e) }
+            }
+            CoordinatorRequest::SyncGroup { consumer, generation, .. } => {
+                CoordinatorResponse::SyncGroup { consumer, generation, result: Err(e) }
+            }
+            CoordinatorRequest::Heartbeat { consumer, generation, .. } => {
+                CoordinatorResponse::Heartbeat { consumer, generation, error: Some(e) }
+            }
+            CoordinatorRequest::OffsetCommit { consumer, generation, offsets, commit, .. } => {
+                CoordinatorResponse::OffsetCommit { consumer, commit, generation, offsets, error: Some(e) }
+            }
+            CoordinatorRequest::OffsetFetch { consumer, generation, .. } => {
+                CoordinatorResponse::OffsetFetch { consumer, generation, offsets: Err(e) }
+            }
+            CoordinatorRequest::LeaveGroup { .. } => return,
+        };
+        let consumer = match &resp {
+            CoordinatorResponse::JoinGroup { consumer, .. }
+            | CoordinatorResponse::SyncGroup { consumer, .. }
+            | CoordinatorResponse::Heartbeat { consumer, .. }
+            | CoordinatorResponse::OffsetCommit { consumer, .. }
+            | CoordinatorResponse::OffsetFetch { consumer, .. } => *consumer,
+        };
+        self.reply_from(broker, consumer, resp);
+    }
+
+    fn coordinate(&mut self, req: CoordinatorRequest) {
         match req {
             CoordinatorRequest::JoinGroup { group, consumer, member_id, owned, generation } => {
                 // The `group.instance.id` the client sends with its JoinGroup: read from its
@@ -163,7 +296,11 @@ impl World {
             CoordinatorRequest::OffsetFetch { group, consumer, partitions, generation } => {
                 let g = &self.groups[group as usize];
                 let offsets = partitions.into_iter().map(|tp| (tp, g.committed.get(&tp).copied())).collect();
-                self.reply(group, consumer, CoordinatorResponse::OffsetFetch { consumer, generation, offsets });
+                self.reply(
+                    group,
+                    consumer,
+                    CoordinatorResponse::OffsetFetch { consumer, generation, offsets: Ok(offsets) },
+                );
             }
         }
     }
@@ -196,7 +333,13 @@ impl World {
         if let Some(a) = g.assignments.remove(&old_id) {
             g.assignments.insert(new_id.clone(), a);
         }
-        self.q.schedule_at(now + session_timeout, Ev::SessionCheck { group, member: serial });
+        let load = g.load;
+        self.q.schedule_at(now + session_timeout, Ev::SessionCheck { group, member: serial, load });
+        let g = &mut self.groups[group as usize];
+        if g.state == GroupState::Stable {
+            // Kafka stores the group when a static member is replaced.
+            g.store();
+        }
         let g = &self.groups[group as usize];
         if g.state != GroupState::Stable {
             // Mid-rebalance: it joins the round like any member that rejoins.
@@ -259,7 +402,8 @@ impl World {
                 if g.leader.is_none() {
                     g.leader = Some(id.clone());
                 }
-                self.q.schedule_at(now + session_timeout, Ev::SessionCheck { group, member: serial });
+                let load = g.load;
+                self.q.schedule_at(now + session_timeout, Ev::SessionCheck { group, member: serial, load });
                 id
             }
         };
@@ -344,6 +488,7 @@ impl World {
         if g.members.is_empty() {
             g.state = GroupState::Empty;
             g.leader = None;
+            g.store();
             return;
         }
         g.state = GroupState::CompletingRebalance;
@@ -416,6 +561,7 @@ impl World {
                 let Some(assignments) = assignments else { return };
                 g.assignments = assignments.into_iter().collect();
                 g.state = GroupState::Stable;
+                g.store();
                 let members: Vec<NodeId> =
                     g.members.values().map(|m| self.consumers[m.consumer as usize].node).collect();
                 let gid = g.id;
@@ -453,9 +599,12 @@ impl World {
         }
     }
 
-    pub(crate) fn session_check(&mut self, group: u16, serial: u32) {
+    pub(crate) fn session_check(&mut self, group: u16, serial: u32, load: u32) {
         let now = self.q.now();
         let g = &mut self.groups[group as usize];
+        if g.load != load {
+            return; // a check of an earlier coordinator's
+        }
         let Some(id) = g.member_by_serial(serial).cloned() else {
             return;
         };
@@ -463,7 +612,7 @@ impl World {
         // A member waiting for its JoinGroup answer is kept alive by the pending request.
         if m.awaiting_join {
             let at = now + m.session_timeout;
-            self.q.schedule_at(at, Ev::SessionCheck { group, member: serial });
+            self.q.schedule_at(at, Ev::SessionCheck { group, member: serial, load });
             return;
         }
         if now >= m.last_seen + m.session_timeout {
@@ -476,7 +625,7 @@ impl World {
             self.member_gone(group);
         } else {
             let at = m.last_seen + m.session_timeout;
-            self.q.schedule_at(at, Ev::SessionCheck { group, member: serial });
+            self.q.schedule_at(at, Ev::SessionCheck { group, member: serial, load });
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod assignor;
 pub mod broker;
 pub mod consumer;
+pub mod controller;
 pub mod coordinator;
 pub mod partitioner;
 pub mod producer;
@@ -24,10 +25,33 @@ pub fn preferred_leader(global: usize, brokers: u32) -> u16 {
     (global % brokers.max(1) as usize) as u16
 }
 
-/// The broker that coordinates `group_id`. Kafka picks the leader of the group's
-/// `__consumer_offsets` partition, a hash of the group id; the simulator hashes it too.
-pub fn coordinator_of(group_id: &str, brokers: u32) -> u16 {
-    (evsim_model::stable_hash::fnv1a(group_id.as_bytes()) % u64::from(brokers.max(1))) as u16
+/// Java's `String.hashCode()`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units, in
+/// wrapping 32-bit arithmetic.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition that holds `group_id`'s offsets and whose leader is its
+/// coordinator: `Utils.abs(groupId.hashCode()) % offsets.topic.num.partitions`, as Kafka's
+/// group coordinator computes it (`Utils.abs` maps `i32::MIN` to 0).
+pub fn offsets_partition(group_id: &str, offsets_partitions: u32) -> u32 {
+    let h = java_string_hash(group_id);
+    let abs = if h == i32::MIN { 0 } else { h.unsigned_abs() };
+    abs % offsets_partitions.max(1)
+}
+
+/// The brokers holding a replica of `__consumer_offsets` partition `p`, in assignment order (the
+/// first is its preferred leader): `offsets.topic.replication.factor` of them (at most every
+/// broker), placed round-robin as the other topics' replicas are.
+pub fn offsets_replicas(p: u32, brokers: u32, replication_factor: u32) -> Vec<u16> {
+    let n = brokers.max(1);
+    (0..replication_factor.clamp(1, n)).map(|k| ((p + k) % n) as u16).collect()
+}
+
+/// The broker that coordinates `group_id` when every broker is up: the preferred leader of its
+/// `__consumer_offsets` partition.
+pub fn coordinator_of(group_id: &str, brokers: u32, offsets_topic_partitions: u32) -> u16 {
+    offsets_replicas(offsets_partition(group_id, offsets_topic_partitions), brokers, 1)[0]
 }
 
 /// The bytes one record is taken to occupy in a batch or a fetch (key, a small JSON value and
@@ -190,7 +214,7 @@ pub enum CoordinatorResponse {
     SyncGroup { consumer: u16, generation: i32, result: Result<Vec<Tp>, ErrorCode> },
     Heartbeat { consumer: u16, generation: i32, error: Option<ErrorCode> },
     OffsetCommit { consumer: u16, commit: u64, generation: i32, offsets: Vec<(Tp, u64)>, error: Option<ErrorCode> },
-    OffsetFetch { consumer: u16, generation: i32, offsets: Vec<(Tp, Option<u64>)> },
+    OffsetFetch { consumer: u16, generation: i32, offsets: Result<Vec<(Tp, Option<u64>)>, ErrorCode> },
 }
 
 /// A successful JoinGroup.
@@ -209,10 +233,41 @@ pub enum Msg {
     ProduceResponse(ProduceResponse),
     Fetch(FetchRequest),
     FetchResponse(FetchResponse),
-    ToCoordinator(CoordinatorRequest),
-    FromCoordinator(CoordinatorResponse),
+    /// A request to the broker the consumer takes for its group's coordinator.
+    ToCoordinator {
+        broker: u16,
+        req: CoordinatorRequest,
+    },
+    /// The answer of broker `broker` to a coordinator request.
+    FromCoordinator {
+        broker: u16,
+        resp: CoordinatorResponse,
+    },
     ReplicaFetch(ReplicaFetchRequest),
     ReplicaFetchResponse(ReplicaFetchResponse),
+    /// A consumer asks `broker` which broker coordinates its group.
+    FindCoordinator {
+        consumer: u16,
+        broker: u16,
+    },
+    /// The answer: the coordinator, or `None` (COORDINATOR_NOT_AVAILABLE).
+    FindCoordinatorResponse {
+        consumer: u16,
+        broker: u16,
+        coordinator: Option<u16>,
+    },
+    /// A broker's heartbeat to the KRaft controller (`broker.heartbeat.interval.ms`);
+    /// `incarnation` tells a heartbeat of an earlier life of the broker from the current one.
+    BrokerHeartbeat {
+        broker: u16,
+        incarnation: u32,
+        seq: u32,
+    },
+    /// The controller's answer to heartbeat `seq`.
+    BrokerHeartbeatResponse {
+        broker: u16,
+        seq: u32,
+    },
 }
 
 /// A small ordered map from partition to offset: a sorted vector, because a consumer owns a
@@ -253,5 +308,31 @@ impl TpMap {
     /// Entries in partition order.
     pub fn iter(&self) -> impl Iterator<Item = (&Tp, &u64)> {
         self.0.iter().map(|(t, o)| (t, o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coordinator_partition_is_javas() {
+        // Values printed by Java 17: `s.hashCode()`.
+        assert_eq!(java_string_hash("hhplus-ecommerce-group"), 1_089_910_655);
+        assert_eq!(java_string_hash("order-event-consumer"), -1_890_926_040);
+        assert_eq!(java_string_hash("결제-그룹"), -595_052_030);
+        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+        assert_eq!(offsets_partition("hhplus-ecommerce-group", 50), 5);
+        assert_eq!(offsets_partition("order-event-consumer", 50), 40);
+        // Kafka's `Utils.abs` maps i32::MIN to 0 (Math.abs would stay negative).
+        assert_eq!(offsets_partition("polygenelubricants", 50), 0);
+    }
+
+    #[test]
+    fn offsets_replicas_are_placed_round_robin_and_capped_at_the_brokers() {
+        assert_eq!(offsets_replicas(40, 3, 3), vec![1, 2, 0]);
+        assert_eq!(offsets_replicas(5, 1, 3), vec![0]);
+        assert_eq!(offsets_replicas(7, 5, 2), vec![2, 3]);
+        assert_eq!(coordinator_of("order-event-consumer", 3, 50), 1);
     }
 }

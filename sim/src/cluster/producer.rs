@@ -10,10 +10,11 @@
 
 use super::partitioner::partition_of_key;
 use super::{Msg, ProduceBatch, ProduceRequest, ProduceResponse, RECORD_BYTES};
-use crate::world::{Ev, ProducerOwner, World};
+use crate::net::{Channel, Conn};
+use crate::world::{Ev, ProducerOwner, World, disconnected};
 use evsim_model::actor::{Input, Token};
 use evsim_model::event::Message;
-use evsim_model::history::{ErrorCode, Micros, NodeId, Op, TopicId, Tp};
+use evsim_model::history::{DisconnectReason, ErrorCode, Micros, NodeId, Op, TopicId, Tp};
 use evsim_model::scenario::{Acks, ProducerConfig, TopicSpec};
 use std::collections::VecDeque;
 
@@ -149,9 +150,9 @@ impl Producer {
         self.producer_id
     }
 
-    /// A request in flight to `broker`, if any.
-    pub(crate) fn request_in_flight_to(&self, broker: u16) -> Option<u64> {
-        self.requests.iter().find(|r| r.broker == broker).map(|r| r.request)
+    /// Whether this producer has batches waiting to be sent.
+    pub(crate) fn has_batches(&self) -> bool {
+        self.pending.iter().any(|&w| w != 0)
     }
 }
 
@@ -240,6 +241,7 @@ impl World {
         let mut requests = std::mem::take(&mut self.pools.produce_requests);
         let mut sent: Vec<(u16, Vec<(usize, Batch)>)> = Vec::new();
         let mut expired: Vec<(usize, Batch)> = Vec::new();
+        let mut connect: Vec<Conn> = Vec::new();
         let idempotent = p.config.enable_idempotence;
         let delivery_us = p.config.delivery_timeout_ms * 1_000;
         // Only partitions with queued batches are looked at, in partition order; each ready first
@@ -266,6 +268,15 @@ impl World {
                 // An offline partition waits for a leader (the metadata refresh drains again).
                 let Some(broker) = partition.leader else { continue };
                 if p.in_flight[broker as usize] >= p.config.max_in_flight_requests_per_connection {
+                    continue;
+                }
+                // The sender sends only on an established connection (`NetworkClient.ready()`);
+                // otherwise it starts connecting and the batch waits.
+                let conn = Conn { client: p.node, server: self.broker_nodes[broker as usize], chan: Channel::Data };
+                if !self.net.established(conn) {
+                    if !connect.contains(&conn) {
+                        connect.push(conn);
+                    }
                     continue;
                 }
                 // An idempotent retry goes out only when nothing else of its partition is in
@@ -363,30 +374,53 @@ impl World {
             }
         }
         self.pools.produce_requests = requests;
+        for conn in connect {
+            self.connect(conn);
+        }
         for (global, batch) in expired {
             self.fail_batch(producer, global, batch, ErrorCode::MsgTimedOut);
         }
     }
 
     /// A request got no response within `request.timeout.ms`: the client disconnects from the
-    /// broker (the Java `NetworkClient` does so on a request timeout), so every request in
-    /// flight on that connection fails with REQUEST_TIMED_OUT, in the order they were sent
-    /// (each may still have been written). The next request opens a new connection.
+    /// broker (the Java `NetworkClient` does so on a request timeout): the request fails with
+    /// REQUEST_TIMED_OUT, every other request in flight on that connection with
+    /// NETWORK_EXCEPTION, in the order they were sent (each may still have been written). The
+    /// next request needs a new connection.
     #[cold]
     pub(crate) fn producer_request_timeout(&mut self, producer: u16, request: u64) {
         let p = &self.producers[producer as usize];
         let Some(broker) = p.requests.iter().find(|r| r.request == request).map(|r| r.broker) else {
             return;
         };
+        let conn = Conn { client: p.node, server: self.broker_nodes[broker as usize], chan: Channel::Data };
+        self.close_connection(conn);
+        self.producer_disconnected(producer, broker, Some(request), DisconnectReason::RequestTimeout);
+    }
+
+    /// Producer `producer`'s connection to `broker` ended (`timed_out`: the request whose
+    /// timeout ended it): every request in flight on it fails, and the sender runs again.
+    #[cold]
+    pub(crate) fn producer_disconnected(
+        &mut self,
+        producer: u16,
+        broker: u16,
+        timed_out: Option<u64>,
+        reason: DisconnectReason,
+    ) {
+        let p = &self.producers[producer as usize];
         let on_connection: Vec<u64> = p.requests.iter().filter(|r| r.broker == broker).map(|r| r.request).collect();
-        let (node, broker_node) = (p.node, self.broker_nodes[broker as usize]);
-        self.net.reconnect(node, broker_node);
-        let results = self.pools.results.pop().unwrap_or_default();
+        if on_connection.is_empty() {
+            return;
+        }
+        let node = p.node;
+        let op = disconnected(self.broker_nodes[broker as usize], reason, on_connection.len() as u32);
+        self.record(node, op);
         // All of them fail before the sender runs again, so that retries go out in order.
         for r in on_connection {
-            self.producer_complete(producer, r, Some(&results), false);
+            let error = if Some(r) == timed_out { ErrorCode::RequestTimedOut } else { ErrorCode::NetworkException };
+            self.producer_fail_request(producer, r, error);
         }
-        self.pools.results.push(results);
         self.producer_drain(producer);
     }
 
@@ -407,6 +441,22 @@ impl World {
         results: Option<&[(usize, Result<u64, ErrorCode>)]>,
         drain: bool,
     ) {
+        self.producer_complete_with(producer, request, results, drain, ErrorCode::RequestTimedOut)
+    }
+
+    /// A request failed without an answer (its connection ended): every batch fails with `error`.
+    fn producer_fail_request(&mut self, producer: u16, request: u64, error: ErrorCode) {
+        self.producer_complete_with(producer, request, Some(&[]), false, error)
+    }
+
+    fn producer_complete_with(
+        &mut self,
+        producer: u16,
+        request: u64,
+        results: Option<&[(usize, Result<u64, ErrorCode>)]>,
+        drain: bool,
+        failed_with: ErrorCode,
+    ) {
         let p = &mut self.producers[producer as usize];
         let Some(i) = p.requests.iter().position(|r| r.request == request) else {
             return;
@@ -421,7 +471,7 @@ impl World {
                 Some(r) => match r.iter().find(|(g, _)| *g == global).map(|(_, res)| *res) {
                     Some(Ok(base)) => Ok(Some(base)),
                     Some(Err(e)) => Err(e),
-                    None => Err(ErrorCode::RequestTimedOut),
+                    None => Err(failed_with),
                 },
             };
             match result {
@@ -445,6 +495,7 @@ impl World {
             ErrorCode::NotLeaderOrFollower
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::RequestTimedOut
+                | ErrorCode::NetworkException
                 | ErrorCode::OutOfOrderSequenceNumber
         );
         let expired = now >= batch.created + p.config.delivery_timeout_ms * 1_000;

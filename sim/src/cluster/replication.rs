@@ -1,15 +1,13 @@
 //! Replication: followers fetching from leaders, the ISR (`replica.lag.time.max.ms`), the high
-//! watermark, broker crashes (the unflushed tail is lost), fencing by the controller after
-//! `broker.session.timeout.ms`, and leader election from the ISR (or from any replica with
-//! `unclean.leader.election.enable`), with followers truncating to the new leader's log end
-//! (KIP-101).
-//!
-//! The controller is not a node of the simulated network: it sees every broker's liveness
-//! directly (after the session timeout), and its decisions reach brokers and clients at once.
+//! watermark, broker crashes (the unflushed tail is lost) and restarts, and leader election from
+//! the ISR (or from any replica with `unclean.leader.election.enable`), with followers
+//! truncating to the new leader's log end (KIP-101). Fencing and unfencing are the
+//! controller's (`controller.rs`); an ISR change needs the controller too (AlterPartition), so
+//! a leader cut off from it keeps its ISR as it was.
 
 use super::{Msg, ReplicaFetchRequest, ReplicaFetchResponse};
-use crate::world::{Ev, World};
-use evsim_model::history::{NodeId, Op};
+use crate::world::{Ev, World, disconnected};
+use evsim_model::history::{DisconnectReason, NodeId, Op};
 
 /// Records a follower copies per partition and fetch (`replica.fetch.max.bytes`, 1 MiB).
 const REPLICA_FETCH_MAX_RECORDS: u64 = 1_048_576 / super::RECORD_BYTES;
@@ -74,10 +72,22 @@ impl World {
         self.send_msg(from, to, Msg::ReplicaFetch(ReplicaFetchRequest { follower: f, leader: l, fetch, partitions }));
     }
 
-    /// A follower's fetch got no answer within `replica.socket.timeout.ms`: try again.
+    /// A follower's fetch got no answer within `replica.socket.timeout.ms`: close the
+    /// connection and try again.
     pub(crate) fn replica_fetch_timeout(&mut self, f: u16, l: u16, fetch: u64) {
         if self.brokers[f as usize].alive && self.brokers[f as usize].fetchers[l as usize] == Some(fetch) {
-            self.net.reconnect(self.broker_nodes[f as usize], self.broker_nodes[l as usize]);
+            let conn = self.data_conn(self.broker_nodes[f as usize], self.broker_nodes[l as usize]);
+            self.close_connection(conn);
+            self.record(conn.client, disconnected(conn.server, DisconnectReason::RequestTimeout, 1));
+            self.send_replica_fetch(f, l);
+        }
+    }
+
+    /// Follower `f`'s connection to leader `l` broke with a fetch in flight: fetch again.
+    pub(crate) fn replica_fetch_lost(&mut self, f: u16, l: u16, reason: DisconnectReason) {
+        if self.brokers[f as usize].alive && self.brokers[f as usize].fetchers[l as usize].is_some() {
+            let (client, server) = (self.broker_nodes[f as usize], self.broker_nodes[l as usize]);
+            self.record(client, disconnected(server, reason, 1));
             self.send_replica_fetch(f, l);
         }
     }
@@ -87,6 +97,10 @@ impl World {
     pub(crate) fn broker_replica_fetch(&mut self, req: ReplicaFetchRequest) {
         let now = self.now();
         let l = req.leader;
+        // The ISR grows by the leader's AlterPartition, which needs the controller, and the
+        // controller refuses a fenced follower (KIP-841).
+        let controller_ok = self.reaches_controller(l);
+        let follower_eligible = self.eligible(req.follower);
         let mut moved = Vec::new();
         let mut expanded = Vec::new();
         let mut has_data = false;
@@ -106,7 +120,7 @@ impl World {
             }
             p.fetch_end[i] = (p.log_end(), now);
             // A follower that has caught up to the high watermark rejoins the ISR.
-            if !p.isr.contains(&req.follower) && offset >= p.high_watermark {
+            if !p.isr.contains(&req.follower) && offset >= p.high_watermark && controller_ok && follower_eligible {
                 p.isr.push(req.follower);
                 p.isr.sort_unstable();
                 expanded.push(g);
@@ -173,8 +187,12 @@ impl World {
         let now = self.now();
         let lag = self.scenario.broker.replica_lag_time_max_ms * 1_000;
         let mut shrunk = Vec::new();
+        let reaches: Vec<bool> = (0..self.brokers.len() as u16).map(|b| self.reaches_controller(b)).collect();
         for (g, p) in self.partitions.iter_mut().enumerate() {
             let Some(leader) = p.leader else { continue };
+            if !reaches[leader as usize] {
+                continue; // its AlterPartition cannot reach the controller
+            }
             let before = p.isr.len();
             let (replicas, caught_up) = (&p.replicas, &p.caught_up);
             p.isr.retain(|&b| {
@@ -193,7 +211,7 @@ impl World {
     }
 
     /// Record partition `g`'s ISR after it changed (the leader's AlterPartition).
-    fn record_isr(&mut self, g: usize) {
+    pub(crate) fn record_isr(&mut self, g: usize) {
         let p = &self.partitions[g];
         let (tp, isr) = (p.tp, p.isr.iter().map(|&b| self.broker_nodes[b as usize]).collect());
         let node = p.leader.map_or(NodeId(0), |l| self.broker_nodes[l as usize]);
@@ -214,8 +232,9 @@ impl World {
     }
 
     /// Broker `b`'s machine dies: what it had not flushed is gone from its replicas, and
-    /// everything in its memory (waiting fetches and produces, its fetchers) with it. The
-    /// controller notices after `broker.session.timeout.ms`.
+    /// everything in its memory (waiting fetches and produces, its fetchers) with it; segments
+    /// sent to it are lost. Its heartbeats stop: the controller fences it after
+    /// `broker.session.timeout.ms`.
     pub(crate) fn crash_broker(&mut self, b: u16) {
         let mut recovered = Vec::new();
         for (g, p) in self.partitions.iter_mut().enumerate() {
@@ -228,34 +247,7 @@ impl World {
         let state = &mut self.brokers[b as usize];
         state.crash();
         state.recovered = recovered;
-        let incarnation = state.incarnation;
-        let at = self.now() + self.scenario.broker.broker_session_timeout_ms * 1_000;
-        self.q.schedule_at(at, Ev::BrokerFenced { broker: b, incarnation });
-    }
-
-    /// The controller fences dead broker `b`: it leaves every ISR it is not the last member of,
-    /// and its partitions get new leaders.
-    pub(crate) fn fence_broker(&mut self, b: u16, incarnation: u32) {
-        let state = &self.brokers[b as usize];
-        if state.alive || state.fenced || state.incarnation != incarnation {
-            return;
-        }
-        self.brokers[b as usize].fenced = true;
-        for g in 0..self.partitions.len() {
-            let p = &mut self.partitions[g];
-            if p.replica_index(b).is_none() {
-                continue;
-            }
-            if p.isr.len() > 1 && p.isr.contains(&b) {
-                p.isr.retain(|&r| r != b);
-                self.record_isr(g);
-            }
-            if self.partitions[g].leader == Some(b) {
-                self.elect_leader(g);
-            } else {
-                self.advance_high_watermark(g);
-            }
-        }
+        self.net.set_down(self.broker_nodes[b as usize], true);
     }
 
     /// Choose a new leader for `g` (its leader is dead or it is offline): the first live ISR
@@ -264,17 +256,26 @@ impl World {
     pub(crate) fn elect_leader(&mut self, g: usize) {
         let unclean_ok = self.scenario.broker.unclean_leader_election_enable;
         let p = &self.partitions[g];
-        let alive = |b: u16| self.brokers[b as usize].alive;
-        let clean = p.replicas.iter().copied().find(|&r| p.isr.contains(&r) && alive(r));
+        let eligible = |b: u16| self.eligible(b);
+        let clean = p.replicas.iter().copied().find(|&r| p.isr.contains(&r) && eligible(r));
         let choice = match clean {
             Some(n) => Some((n, false)),
-            None if unclean_ok => p.replicas.iter().copied().find(|&r| alive(r)).map(|n| (n, true)),
+            None if unclean_ok => p.replicas.iter().copied().find(|&r| eligible(r)).map(|n| (n, true)),
             None => None,
         };
         let old = p.leader;
+        // A live old leader steps down: from now on its log end is its own replica's (a dead
+        // one's was set when its machine died).
+        if let Some(o) = old
+            && self.brokers[o as usize].alive
+        {
+            let p = &mut self.partitions[g];
+            let (end, i) = (p.log_end(), p.replica_index(o).expect("the leader is a replica"));
+            p.leo[i] = end;
+        }
         let Some((n, unclean)) = choice else {
             if old.is_some() {
-                let tp = p.tp;
+                let tp = self.partitions[g].tp;
                 self.partitions[g].leader = None;
                 self.record(
                     evsim_model::history::NodeId(0),
@@ -290,8 +291,27 @@ impl World {
             return;
         };
         let now = self.now();
+        let alive = self.brokers[n as usize].alive;
         let p = &mut self.partitions[g];
         let i = p.replica_index(n).expect("a replica");
+        if !alive {
+            // The controller does not know yet that the broker it chose is dead (its session has
+            // not expired): the partition is led by a dead broker, and nobody can fetch from it
+            // to learn where to truncate. Nothing is truncated until a live leader serves.
+            p.leader = Some(n);
+            p.leader_epoch += 1;
+            let (tp, epoch, log_end) = (p.tp, p.leader_epoch, p.leo[i]);
+            let node = self.broker_nodes[n as usize];
+            self.record(node, Op::LeaderElected { tp, leader: Some(node), epoch, log_end, unclean });
+            if let Some(o) = old
+                && o != n
+                && self.brokers[o as usize].alive
+            {
+                self.complete_delayed(o, g, Some(evsim_model::history::ErrorCode::NotLeaderOrFollower));
+            }
+            self.after_metadata_change();
+            return;
+        }
         // The new leader's log is the prefix it holds; everyone else truncates to it.
         let end = if p.leader == Some(n) { p.log_end() } else { p.leo[i] };
         p.log.truncate(end as usize);
@@ -329,13 +349,12 @@ impl World {
         self.after_metadata_change();
     }
 
-    /// Broker `b` comes back: its replicas recover their flushed logs, offline partitions it can
-    /// lead get it as leader, and it starts following the others.
+    /// Broker `b` comes back: it registers with the controller under a new incarnation (which
+    /// fences the old one at once, if the controller had not noticed yet: its leaderships end),
+    /// its replicas recover their flushed logs, it starts following the others and
+    /// heartbeating; its first heartbeat to reach the controller unfences it.
     pub(crate) fn restart_broker(&mut self, b: u16) {
-        // A broker that comes back before the controller noticed is fenced first: it re-registers
-        // with a new broker epoch, and its old leaderships end.
-        let incarnation = self.brokers[b as usize].incarnation;
-        self.fence_broker(b, incarnation);
+        self.fence_broker(b);
         let node = self.broker_nodes[b as usize];
         for (g, kept, lost) in std::mem::take(&mut self.brokers[b as usize].recovered) {
             let tp = self.partitions[g].tp;
@@ -344,40 +363,31 @@ impl World {
         }
         let state = &mut self.brokers[b as usize];
         state.alive = true;
-        state.fenced = false;
-        for g in 0..self.partitions.len() {
-            let p = &mut self.partitions[g];
-            let Some(i) = p.replica_index(b) else { continue };
-            p.flushed[i] = p.leo[i];
-            if p.leader.is_none() {
-                self.elect_leader(g);
+        let incarnation = state.incarnation;
+        for p in &mut self.partitions {
+            if let Some(i) = p.replica_index(b) {
+                p.flushed[i] = p.leo[i];
             }
         }
-        self.start_fetchers(b);
+        self.net.set_down(node, false);
         self.reset_connections_to(b);
+        self.start_fetchers(b);
+        self.broker_heartbeat_tick(b, incarnation);
     }
 
     /// A restarted broker answers packets of its old connections with a reset: every client
     /// with a request in flight to it learns at once that the request is lost (no need to wait
-    /// for its timeout), and tries again.
+    /// for its timeout), and tries again; idle connections need a new handshake when next used.
     fn reset_connections_to(&mut self, b: u16) {
-        for p in 0..self.producers.len() as u16 {
-            if let Some(request) = self.producers[p as usize].request_in_flight_to(b)
-                && self.producer_alive(p)
-            {
-                self.producer_request_timeout(p, request);
+        let node = self.broker_nodes[b as usize];
+        self.close_connections_of(node);
+        for client in 1..self.controller_node.0 {
+            let client = NodeId(client);
+            if client == node {
+                continue;
             }
-        }
-        for c in 0..self.consumers.len() as u16 {
-            if let Some(fetch) = self.consumers[c as usize].fetch_in_flight_to(b)
-                && self.consumers[c as usize].alive
-            {
-                self.consumer_fetch_timeout(c, b, fetch);
-            }
-        }
-        for f in 0..self.brokers.len() as u16 {
-            if let Some(fetch) = self.brokers[f as usize].fetchers[b as usize] {
-                self.replica_fetch_timeout(f, b, fetch);
+            for chan in [crate::net::Channel::Data, crate::net::Channel::Coordinator] {
+                self.client_disconnected(crate::net::Conn { client, server: node, chan }, DisconnectReason::Reset);
             }
         }
     }

@@ -5,7 +5,7 @@ use super::{CommitKind, Membership};
 use crate::cluster::assignor::{self, Subscription};
 use crate::cluster::{CoordinatorRequest, CoordinatorResponse, JoinResult};
 use crate::world::{Ev, World};
-use evsim_model::history::{ErrorCode, Op, TopicId, Tp};
+use evsim_model::history::{DisconnectReason, ErrorCode, Op, TopicId, Tp};
 use evsim_model::scenario::{AssignmentStrategy, OffsetReset};
 
 impl World {
@@ -71,7 +71,14 @@ impl World {
                 self.on_sync(consumer, generation, result)
             }
             CoordinatorResponse::Heartbeat { consumer, generation, error } => {
+                let now = self.now();
                 let cons = &mut self.consumers[consumer as usize];
+                cons.last_coordinator_answer = now;
+                if let Some(e) = error
+                    && super::coordinator_error(e)
+                {
+                    return self.coordinator_dead(consumer, DisconnectReason::CoordinatorUnknown);
+                }
                 // As the Java client does, an answer to a heartbeat sent before the member started
                 // rejoining is ignored: only a stable member acts on it.
                 let stable = matches!(cons.membership, Membership::Stable | Membership::AwaitingOffsets);
@@ -90,8 +97,13 @@ impl World {
                     }
                 }
             }
-            CoordinatorResponse::OffsetCommit { consumer, commit, generation, offsets, error } => {
-                self.commit_done(consumer, commit, generation, offsets, error, false)
+            CoordinatorResponse::OffsetCommit { consumer, commit, generation, error, .. } => {
+                self.commit_done(consumer, commit, generation, error, false);
+                if let Some(e) = error
+                    && super::coordinator_error(e)
+                {
+                    self.coordinator_dead(consumer, DisconnectReason::CoordinatorUnknown);
+                }
             }
             CoordinatorResponse::OffsetFetch { consumer, generation, offsets } => {
                 self.on_offsets(consumer, generation, offsets)
@@ -99,12 +111,19 @@ impl World {
         }
     }
     pub(super) fn on_join(&mut self, c: u16, result: Result<JoinResult, ErrorCode>) {
+        let now = self.now();
         let cons = &mut self.consumers[c as usize];
         if cons.membership != Membership::Joining {
             return;
         }
         let join = match result {
             Ok(j) => j,
+            Err(e) if super::coordinator_error(e) => {
+                // Look for the coordinator and join there, keeping member id and generation.
+                cons.membership = Membership::Unjoined;
+                self.coordinator_dead(c, DisconnectReason::CoordinatorUnknown);
+                return self.poll_step(c);
+            }
             Err(e) => {
                 cons.reset_generation(e == ErrorCode::UnknownMemberId);
                 return self.poll_step(c);
@@ -113,6 +132,7 @@ impl World {
         cons.member_id = Some(join.member_id.clone());
         cons.generation = join.generation;
         cons.membership = Membership::Syncing;
+        cons.last_coordinator_answer = now;
         let assignments = join.members.map(|members| {
             let subs: Vec<Subscription> = members
                 .into_iter()
@@ -152,6 +172,11 @@ impl World {
                 cons.membership = Membership::Unjoined;
                 return self.poll_step(c);
             }
+            Err(e) if super::coordinator_error(e) => {
+                cons.membership = Membership::Unjoined;
+                self.coordinator_dead(c, DisconnectReason::CoordinatorUnknown);
+                return self.poll_step(c);
+            }
             Err(e) => {
                 self.lose_partitions(c, e == ErrorCode::UnknownMemberId);
                 return self.poll_step(c);
@@ -183,6 +208,7 @@ impl World {
         let cons = &mut self.consumers[c as usize];
         // onJoinComplete: the auto-commit timer starts over.
         cons.next_auto_commit = now + cons.spec.consumer.auto_commit_interval_ms * 1_000;
+        cons.last_coordinator_answer = now;
         if missing.is_empty() {
             cons.membership = Membership::Stable;
             self.poll_step(c);
@@ -192,11 +218,16 @@ impl World {
             self.send_to_coordinator(c, req);
         }
     }
-    pub(super) fn on_offsets(&mut self, c: u16, generation: i32, offsets: Vec<(Tp, Option<u64>)>) {
+    pub(super) fn on_offsets(&mut self, c: u16, generation: i32, offsets: Result<Vec<(Tp, Option<u64>)>, ErrorCode>) {
         let cons = &self.consumers[c as usize];
         if cons.membership != Membership::AwaitingOffsets || generation != cons.generation {
             return;
         }
+        let offsets = match offsets {
+            Ok(o) => o,
+            // The coordinator moved: ask the new one for the same offsets.
+            Err(_) => return self.coordinator_dead(c, DisconnectReason::CoordinatorUnknown),
+        };
         let reset = cons.spec.consumer.auto_offset_reset;
         let mut resolved = Vec::with_capacity(offsets.len());
         for (tp, committed) in offsets {
@@ -228,6 +259,15 @@ impl World {
             return;
         };
         let interval = cons.spec.consumer.heartbeat_interval_ms * 1_000;
+        // No answer from the coordinator for a whole session: the heartbeat thread takes it for
+        // dead and looks for it again ("session timed out without receiving a heartbeat
+        // response").
+        if cons.coordinator.is_some()
+            && now >= cons.last_coordinator_answer + cons.spec.consumer.session_timeout_ms * 1_000
+        {
+            self.coordinator_dead(c, DisconnectReason::CoordinatorUnknown);
+        }
+        let cons = &self.consumers[c as usize];
         let req =
             CoordinatorRequest::Heartbeat { group: cons.group.0, consumer: c, member_id, generation: cons.generation };
         self.send_to_coordinator(c, req);

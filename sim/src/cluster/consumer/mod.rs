@@ -11,13 +11,19 @@
 //!   `auto.commit.interval.ms` has passed, and synchronously before rejoining (`onJoinPrepare`);
 //! - eager protocols (range) revoke every partition before rejoining; cooperative-sticky revokes
 //!   only what moves and rejoins once more;
-//! - a commit from a consumer that is not a member of the current generation fails.
+//! - a commit from a consumer that is not a member of the current generation fails;
+//! - the group coordinator is found with FindCoordinator, and looked for again when it answers
+//!   NOT_COORDINATOR, when a request to it times out, or when no heartbeat answer came within
+//!   `session.timeout.ms`; requests to it wait while it is unknown and fail after
+//!   `request.timeout.ms`; a synchronous commit retries retriable errors until
+//!   `default.api.timeout.ms` (60 s).
 
 use super::{CoordinatorRequest, Msg, TpMap};
+use crate::net::{Channel, Conn};
 use crate::world::{Ev, World};
 use evsim_model::actor::Command;
 use evsim_model::event::Message;
-use evsim_model::history::{ErrorCode, GroupId, Micros, NodeId, Polled, TopicId, Tp};
+use evsim_model::history::{DisconnectReason, ErrorCode, GroupId, Micros, NodeId, Op, Polled, TopicId, Tp};
 use evsim_model::registry::AnyListener;
 use evsim_model::scenario::{AssignmentStrategy, ConsumerSpec};
 use std::collections::{BTreeMap, VecDeque};
@@ -25,8 +31,9 @@ use std::collections::{BTreeMap, VecDeque};
 mod membership;
 mod poll;
 
-/// The consumer's `request.timeout.ms` for coordinator requests (Java default 30000).
-const COORDINATOR_REQUEST_TIMEOUT_US: Micros = 30_000_000;
+/// What a JoinGroup may take beyond the rebalance timeout before the client gives up on it
+/// (the Java client's `JOIN_GROUP_TIMEOUT_LAPSE`).
+const JOIN_GROUP_TIMEOUT_LAPSE_US: Micros = 5_000_000;
 
 /// The container's `poll()` timeout (Spring's `ContainerProperties.pollTimeout` default).
 pub const POLL_TIMEOUT_US: Micros = 5_000_000;
@@ -59,6 +66,20 @@ enum App {
     DeadLettering { more: bool },
 }
 
+/// A commit the consumer waits for.
+#[derive(Debug)]
+struct PendingCommit {
+    kind: CommitKind,
+    offsets: Vec<(Tp, u64)>,
+    /// A synchronous commit retries retriable errors until then.
+    deadline: Micros,
+    /// Sends so far (a timeout of an earlier send is stale).
+    attempt: u32,
+    /// Sent to the coordinator and not answered yet (not waiting for the coordinator or for a
+    /// retry).
+    in_flight: bool,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum CommitKind {
     /// The container's commit after a batch (`commitSync`).
@@ -71,6 +92,25 @@ enum CommitKind {
     BeforeProcess,
     /// librdkafka's auto-commit: the stored offsets, from a background timer.
     Background,
+}
+
+impl CommitKind {
+    /// `commitSync`: retries retriable errors until `default.api.timeout.ms`.
+    fn synchronous(self) -> bool {
+        matches!(self, CommitKind::AfterBatch | CommitKind::BeforeJoin | CommitKind::BeforeProcess)
+    }
+}
+
+/// Whether a coordinator request failing with `e` means the coordinator must be looked for
+/// again (and the request retried there).
+fn coordinator_error(e: ErrorCode) -> bool {
+    matches!(
+        e,
+        ErrorCode::NotCoordinator
+            | ErrorCode::CoordinatorNotAvailable
+            | ErrorCode::RequestTimedOut
+            | ErrorCode::NetworkException
+    )
 }
 
 /// Attempts Spring's `DefaultErrorHandler` gives a failing record (1 + `FixedBackOff(0, 9)`).
@@ -122,11 +162,23 @@ pub struct Consumer {
     next_dead_letter: u64,
     /// The dead-letter send under way: (token, record).
     dead_letter: Option<(u64, Polled)>,
-    commits: BTreeMap<u64, CommitKind>,
+    commits: BTreeMap<u64, PendingCommit>,
     next_commit: u64,
     /// Bumped by every JoinGroup, SyncGroup and OffsetFetch sent (to tell a timeout of the
     /// request still awaited from a stale one).
     coordinator_epoch: u32,
+    /// The broker this consumer takes for its group's coordinator; `None` while unknown.
+    coordinator: Option<u16>,
+    /// Requests waiting for the coordinator to be found (each is dropped if it timed out).
+    coordinator_queue: Vec<CoordinatorRequest>,
+    /// A FindCoordinator is under way (or its retry is scheduled).
+    finding: bool,
+    /// Bumped by every FindCoordinator sent (to tell a stale timeout).
+    find_epoch: u32,
+    /// The broker the next FindCoordinator goes to (round-robin over the brokers).
+    find_cursor: u16,
+    /// When a heartbeat (or join) answer last came from the coordinator.
+    last_coordinator_answer: Micros,
     listener: AnyListener,
     commands: Vec<Command>,
 }
@@ -168,6 +220,12 @@ impl Consumer {
             commits: BTreeMap::new(),
             next_commit: 0,
             coordinator_epoch: 0,
+            coordinator: None,
+            coordinator_queue: Vec::new(),
+            finding: false,
+            find_epoch: 0,
+            find_cursor: 0,
+            last_coordinator_answer: 0,
             listener,
             commands: Vec::new(),
         }
@@ -200,11 +258,6 @@ impl Consumer {
         }
     }
 
-    /// The fetch in flight to `broker`, if any.
-    pub(crate) fn fetch_in_flight_to(&self, broker: u16) -> Option<u64> {
-        self.fetch_in_flight.get(broker as usize).copied().flatten()
-    }
-
     /// The generation a JoinGroup of this member carries (-1 before its first assignment).
     pub(crate) fn generation_for_join(&self) -> i32 {
         self.generation
@@ -233,39 +286,219 @@ impl World {
         }
         self.app_poll(c);
     }
+    /// Send `req` to the group coordinator, or queue it until the coordinator is found. With
+    /// faults a request or its answer may be lost: the client gives up on it after its
+    /// `request.timeout.ms` (a JoinGroup after the rebalance timeout and 5 s more), and a
+    /// heartbeat is simply sent again at the next tick.
     pub(super) fn send_to_coordinator(&mut self, c: u16, req: CoordinatorRequest) {
-        let node = self.consumers[c as usize].node;
-        let group = self.consumers[c as usize].group.0 as usize;
-        let host = self.broker_nodes[self.groups[group].host as usize];
-        // With faults a request or its answer may be lost: the client gives up on it after
-        // its `request.timeout.ms` (30 s) and tries again (a heartbeat is simply sent again at
-        // the next tick).
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        let request_timeout = cons.spec.consumer.request_timeout_ms * 1_000;
         let timeout = if self.faulty {
-            let at = self.now() + COORDINATOR_REQUEST_TIMEOUT_US;
             match &req {
-                CoordinatorRequest::JoinGroup { .. }
-                | CoordinatorRequest::SyncGroup { .. }
-                | CoordinatorRequest::OffsetFetch { .. } => {
-                    let cons = &mut self.consumers[c as usize];
+                CoordinatorRequest::JoinGroup { .. } => {
+                    let rebalance = cons.spec.consumer.max_poll_interval_ms * 1_000;
                     cons.coordinator_epoch += 1;
+                    let at = now + request_timeout.max(rebalance + JOIN_GROUP_TIMEOUT_LAPSE_US);
                     Some((at, Ev::CoordinatorTimeout { consumer: c, epoch: cons.coordinator_epoch }))
                 }
-                CoordinatorRequest::OffsetCommit { commit, generation, .. } => {
-                    Some((at, Ev::CommitTimeout { consumer: c, commit: *commit, generation: *generation }))
+                CoordinatorRequest::SyncGroup { .. } | CoordinatorRequest::OffsetFetch { .. } => {
+                    cons.coordinator_epoch += 1;
+                    Some((now + request_timeout, Ev::CoordinatorTimeout { consumer: c, epoch: cons.coordinator_epoch }))
+                }
+                CoordinatorRequest::OffsetCommit { commit, .. } => {
+                    let attempt = cons.commits.get(commit).map_or(0, |p| p.attempt);
+                    Some((now + request_timeout, Ev::CommitTimeout { consumer: c, commit: *commit, attempt }))
                 }
                 CoordinatorRequest::Heartbeat { .. } | CoordinatorRequest::LeaveGroup { .. } => None,
             }
         } else {
             None
         };
-        self.send_msg(node, host, Msg::ToCoordinator(req));
         if let Some((at, ev)) = timeout {
             self.q.schedule_at(at, ev);
         }
+        let cons = &mut self.consumers[c as usize];
+        match cons.coordinator {
+            Some(broker) => {
+                if let CoordinatorRequest::OffsetCommit { commit, .. } = &req
+                    && let Some(p) = cons.commits.get_mut(commit)
+                {
+                    p.in_flight = true;
+                }
+                let (from, to) = (cons.node, self.broker_nodes[broker as usize]);
+                self.send_msg(from, to, Msg::ToCoordinator { broker, req });
+            }
+            // Nobody to heartbeat to; the heartbeat thread looks for the coordinator instead.
+            None if matches!(req, CoordinatorRequest::Heartbeat { .. }) => self.find_coordinator(c),
+            None => {
+                cons.coordinator_queue.push(req);
+                self.find_coordinator(c);
+            }
+        }
     }
 
-    /// A JoinGroup, SyncGroup or OffsetFetch got no answer in time: start the join over (the
-    /// member id is kept; the coordinator knows it if it is still a member).
+    /// Ask a broker which one coordinates the group (FindCoordinator), unless already asking.
+    /// The Java client asks its least loaded node; the simulator goes round the brokers,
+    /// preferring one it is connected to.
+    pub(super) fn find_coordinator(&mut self, c: u16) {
+        let cons = &self.consumers[c as usize];
+        if cons.finding || cons.coordinator.is_some() {
+            return;
+        }
+        let n = self.broker_nodes.len() as u16;
+        let node = cons.node;
+        let start = cons.find_cursor;
+        let order = (0..n).map(|k| (start + k) % n);
+        let broker = order
+            .clone()
+            .find(|&b| self.net.established(self.data_conn(node, self.broker_nodes[b as usize])))
+            .unwrap_or(start % n);
+        let cons = &mut self.consumers[c as usize];
+        cons.finding = true;
+        cons.find_epoch += 1;
+        cons.find_cursor = (broker + 1) % n;
+        let (epoch, timeout) = (cons.find_epoch, cons.spec.consumer.request_timeout_ms * 1_000);
+        self.send_msg(node, self.broker_nodes[broker as usize], Msg::FindCoordinator { consumer: c, broker });
+        if self.faulty {
+            let at = self.now() + timeout;
+            self.q.schedule_at(at, Ev::FindCoordinatorTimeout { consumer: c, epoch });
+        }
+    }
+
+    /// A broker answered FindCoordinator: send what waited for the coordinator, or look again
+    /// after `retry.backoff.ms` (COORDINATOR_NOT_AVAILABLE).
+    pub(crate) fn consumer_found_coordinator(&mut self, c: u16, _asked: u16, coordinator: Option<u16>) {
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        if !cons.finding || cons.coordinator.is_some() {
+            return;
+        }
+        cons.find_epoch += 1;
+        let Some(broker) = coordinator else {
+            let epoch = cons.find_epoch;
+            let at = now + cons.spec.consumer.retry_backoff_ms * 1_000;
+            self.q.schedule_at(at, Ev::FindCoordinatorRetry { consumer: c, epoch });
+            return;
+        };
+        cons.finding = false;
+        cons.coordinator = Some(broker);
+        cons.last_coordinator_answer = now;
+        let queued = std::mem::take(&mut cons.coordinator_queue);
+        for req in queued {
+            // What timed out while it waited is not sent (the Java client drops expired
+            // unsent requests).
+            let cons = &self.consumers[c as usize];
+            let live = match &req {
+                CoordinatorRequest::OffsetCommit { commit, .. } => cons.commits.contains_key(commit),
+                CoordinatorRequest::JoinGroup { .. } => cons.membership == Membership::Joining,
+                CoordinatorRequest::SyncGroup { .. } => cons.membership == Membership::Syncing,
+                CoordinatorRequest::OffsetFetch { .. } => cons.membership == Membership::AwaitingOffsets,
+                CoordinatorRequest::Heartbeat { .. } | CoordinatorRequest::LeaveGroup { .. } => true,
+            };
+            if live {
+                let cons = &mut self.consumers[c as usize];
+                if let CoordinatorRequest::OffsetCommit { commit, .. } = &req
+                    && let Some(p) = cons.commits.get_mut(commit)
+                {
+                    p.in_flight = true;
+                }
+                let (from, to) = (cons.node, self.broker_nodes[broker as usize]);
+                self.send_msg(from, to, Msg::ToCoordinator { broker, req });
+            }
+        }
+    }
+
+    /// A FindCoordinator got no answer in time: close that connection and ask the next broker
+    /// after `retry.backoff.ms`.
+    pub(crate) fn find_coordinator_timeout(&mut self, c: u16, epoch: u32) {
+        let cons = &self.consumers[c as usize];
+        if !cons.finding || cons.find_epoch != epoch {
+            return;
+        }
+        let n = self.broker_nodes.len() as u16;
+        let asked = (cons.find_cursor + n - 1) % n;
+        let conn = self.data_conn(cons.node, self.broker_nodes[asked as usize]);
+        self.close_connection(conn);
+        self.record(conn.client, crate::world::disconnected(conn.server, DisconnectReason::RequestTimeout, 1));
+        let now = self.now();
+        let cons = &mut self.consumers[c as usize];
+        cons.find_epoch += 1;
+        let epoch = cons.find_epoch;
+        let at = now + cons.spec.consumer.retry_backoff_ms * 1_000;
+        self.q.schedule_at(at, Ev::FindCoordinatorRetry { consumer: c, epoch });
+    }
+
+    pub(crate) fn find_coordinator_retry(&mut self, c: u16, epoch: u32) {
+        let cons = &mut self.consumers[c as usize];
+        if !cons.finding || cons.find_epoch != epoch {
+            return;
+        }
+        cons.finding = false;
+        self.find_coordinator(c);
+    }
+
+    /// The coordinator is gone as far as this consumer knows (`markCoordinatorUnknown`): close
+    /// its connection, which fails every request in flight on it (commits with a retriable
+    /// error, a join in progress starts over), and look for it again. `timed_out`: the commit
+    /// whose timeout found it dead (it fails with REQUEST_TIMED_OUT, the others with
+    /// NETWORK_EXCEPTION).
+    pub(super) fn coordinator_dead_with(&mut self, c: u16, reason: DisconnectReason, timed_out: Option<u64>) {
+        let cons = &mut self.consumers[c as usize];
+        let Some(broker) = cons.coordinator.take() else { return };
+        let conn = Conn { client: cons.node, server: self.broker_nodes[broker as usize], chan: Channel::Coordinator };
+        let commits: Vec<u64> = cons.commits.iter().filter(|(_, p)| p.in_flight).map(|(&id, _)| id).collect();
+        let joining =
+            matches!(cons.membership, Membership::Joining | Membership::Syncing | Membership::AwaitingOffsets);
+        let in_flight = commits.len() as u32 + u32::from(joining);
+        self.close_connection(conn);
+        self.record(conn.client, Op::Disconnected { peer: conn.server, reason, in_flight, coordinator: true });
+        self.find_coordinator(c);
+        let generation = self.consumers[c as usize].generation;
+        for id in commits {
+            let error = if Some(id) == timed_out { ErrorCode::RequestTimedOut } else { ErrorCode::NetworkException };
+            self.commit_done(c, id, generation, Some(error), false);
+        }
+        if joining {
+            self.coordinator_requests_failed(c);
+        }
+    }
+
+    pub(super) fn coordinator_dead(&mut self, c: u16, reason: DisconnectReason) {
+        self.coordinator_dead_with(c, reason, None);
+    }
+
+    /// The coordinator connection to `broker` broke (a reset, TCP giving up).
+    pub(crate) fn consumer_coordinator_lost(&mut self, c: u16, broker: u16, reason: DisconnectReason) {
+        if self.consumers[c as usize].coordinator == Some(broker) {
+            self.coordinator_dead(c, reason);
+        }
+    }
+
+    /// The JoinGroup, SyncGroup or OffsetFetch in flight failed: an OffsetFetch is asked again
+    /// (of the coordinator, once found); a join starts over (the member id and generation are
+    /// kept; the coordinator knows them if it still has them).
+    fn coordinator_requests_failed(&mut self, c: u16) {
+        let cons = &mut self.consumers[c as usize];
+        match cons.membership {
+            Membership::AwaitingOffsets => {
+                let missing: Vec<Tp> =
+                    cons.assigned.iter().filter(|tp| !cons.positions.contains_key(tp)).copied().collect();
+                let (group, generation) = (cons.group.0, cons.generation);
+                let req = CoordinatorRequest::OffsetFetch { group, consumer: c, partitions: missing, generation };
+                self.send_to_coordinator(c, req);
+            }
+            Membership::Joining | Membership::Syncing => {
+                cons.coordinator_epoch += 1;
+                cons.membership = Membership::Unjoined;
+                self.poll_step(c);
+            }
+            _ => {}
+        }
+    }
+
+    /// A JoinGroup, SyncGroup or OffsetFetch got no answer in time: the coordinator is taken
+    /// for dead and the join starts over.
     pub(crate) fn coordinator_timeout(&mut self, c: u16, epoch: u32) {
         let cons = &mut self.consumers[c as usize];
         let waiting =
@@ -273,14 +506,29 @@ impl World {
         if cons.coordinator_epoch != epoch || !waiting {
             return;
         }
-        cons.membership = Membership::Unjoined;
-        self.poll_step(c);
+        if cons.coordinator.is_some() {
+            self.coordinator_dead(c, DisconnectReason::RequestTimeout);
+        } else {
+            // It timed out waiting for the coordinator to be found.
+            self.coordinator_requests_failed(c);
+        }
     }
 
-    /// An OffsetCommit got no answer in time: it failed (the Java client's TimeoutException).
-    pub(crate) fn commit_timeout(&mut self, c: u16, commit: u64, generation: i32) {
-        if self.consumers[c as usize].commits.contains_key(&commit) {
-            self.commit_done(c, commit, generation, Vec::new(), Some(ErrorCode::RequestTimedOut), false);
+    /// An OffsetCommit got no answer in time: the coordinator is taken for dead, and the commit
+    /// fails with a timeout (retried by a synchronous commit while `default.api.timeout.ms`
+    /// allows).
+    pub(crate) fn commit_timeout(&mut self, c: u16, commit: u64, attempt: u32) {
+        let cons = &self.consumers[c as usize];
+        let Some(pending) = cons.commits.get(&commit) else { return };
+        if pending.attempt != attempt {
+            return;
+        }
+        if pending.in_flight && cons.coordinator.is_some() {
+            self.coordinator_dead_with(c, DisconnectReason::RequestTimeout, Some(commit));
+        } else {
+            // It timed out waiting for the coordinator to be found.
+            let generation = cons.generation;
+            self.commit_done(c, commit, generation, Some(ErrorCode::RequestTimedOut), false);
         }
     }
 }

@@ -2,15 +2,12 @@
 //! record to the listener, commit after the batch), fetching, auto-commit, and the heartbeat
 //! thread's `max.poll.interval.ms` check.
 
-use super::{App, CommitKind, DEFAULT_ERROR_HANDLER_ATTEMPTS, Membership, POLL_TIMEOUT_US};
+use super::{App, CommitKind, DEFAULT_ERROR_HANDLER_ATTEMPTS, Membership, POLL_TIMEOUT_US, PendingCommit};
 use crate::cluster::{CoordinatorRequest, FetchRequest, FetchResponse, Msg, OUT_OF_RANGE, RECORD_BYTES};
-use crate::world::{Ev, World};
+use crate::world::{Ev, World, disconnected};
 use evsim_model::actor::{Command, Listener};
-use evsim_model::history::{ErrorCode, LeaveReason, Op, Polled, Tp};
+use evsim_model::history::{DisconnectReason, ErrorCode, LeaveReason, Op, Polled, Tp};
 use evsim_model::scenario::{CommitStrategy, FaultKind, OffsetReset};
-
-/// The consumer's `request.timeout.ms` (Java default 30000).
-const FETCH_REQUEST_TIMEOUT_US: evsim_model::history::Micros = 30_000_000;
 
 impl World {
     /// The application calls `poll()`.
@@ -177,9 +174,11 @@ impl World {
             let to = self.broker_nodes[broker as usize];
             self.send_msg(node, to, Msg::Fetch(req));
             if self.faulty {
-                // The consumer's `request.timeout.ms` (30 s): a fetch lost on the network or to a
-                // dead broker is given up, and the partitions fetched again (from the new leader).
-                let at = self.now() + FETCH_REQUEST_TIMEOUT_US + max_wait_us;
+                // The consumer's `request.timeout.ms` (counted from the end of the long poll's
+                // wait): a fetch without an answer is given up, its connection closed, and the
+                // partitions fetched again (from the new leader, if they moved).
+                let timeout = self.consumers[c as usize].spec.consumer.request_timeout_ms * 1_000;
+                let at = self.now() + timeout + max_wait_us;
                 self.q.schedule_at(at, Ev::FetchTimeout { consumer: c, broker, fetch });
             }
         }
@@ -248,15 +247,26 @@ impl World {
         let offsets: Vec<(Tp, u64)> = cons.positions.iter().map(|(tp, o)| (*tp, *o)).collect();
         self.send_commit(c, offsets, CommitKind::Background);
     }
-    /// A fetch got no answer in time: forget it and fetch again.
+    /// A fetch got no answer in time: close the connection, forget the fetch and fetch again.
     pub(crate) fn consumer_fetch_timeout(&mut self, c: u16, broker: u16, fetch: u64) {
-        let cons = &mut self.consumers[c as usize];
+        let cons = &self.consumers[c as usize];
         if cons.fetch_in_flight.get(broker as usize).copied().flatten() != Some(fetch) {
+            return;
+        }
+        let conn = self.data_conn(cons.node, self.broker_nodes[broker as usize]);
+        self.close_connection(conn);
+        self.consumer_fetch_lost(c, broker, DisconnectReason::RequestTimeout);
+    }
+
+    /// The data connection to `broker` ended: the fetch in flight on it is lost; fetch again.
+    pub(crate) fn consumer_fetch_lost(&mut self, c: u16, broker: u16, reason: DisconnectReason) {
+        let cons = &mut self.consumers[c as usize];
+        if cons.fetch_in_flight.get(broker as usize).copied().flatten().is_none() {
             return;
         }
         cons.fetch_in_flight[broker as usize] = None;
         let node = cons.node;
-        self.net.reconnect(node, self.broker_nodes[broker as usize]);
+        self.record(node, disconnected(self.broker_nodes[broker as usize], reason, 1));
         let cons = &self.consumers[c as usize];
         if matches!(cons.app, App::InPoll) {
             self.poll_step(c);
@@ -402,6 +412,11 @@ impl World {
                 self.producer_send(producer, topic, message, token);
                 return;
             }
+            // The error handler's recoverer logs the record and gives up on it; with Spring's
+            // `ackAfterHandle` (the default) the container commits its offset, so the group
+            // moves past it even when nothing follows it.
+            let cons = &mut self.consumers[c as usize];
+            cons.ack(record);
         }
         // Otherwise the record is not acknowledged and the batch goes on: auto-commit and
         // ack-skips-failures commit past it, commit-before-process already did.
@@ -467,11 +482,22 @@ impl World {
         }
     }
     pub(super) fn send_commit(&mut self, c: u16, offsets: Vec<(Tp, u64)>, kind: CommitKind) {
+        let now = self.now();
         let cons = &mut self.consumers[c as usize];
         let id = cons.next_commit;
         cons.next_commit += 1;
-        cons.commits.insert(id, kind);
+        let deadline = now + cons.spec.consumer.default_api_timeout_ms * 1_000;
+        cons.commits.insert(id, PendingCommit { kind, offsets, deadline, attempt: 0, in_flight: false });
+        self.transmit_commit(c, id);
+    }
+
+    /// Send commit `id` (again) with the member's current generation, or fail it at once if the
+    /// member is not in an active generation.
+    fn transmit_commit(&mut self, c: u16, id: u64) {
+        let cons = &mut self.consumers[c as usize];
         let group = cons.group.0;
+        let Some(pending) = cons.commits.get_mut(&id) else { return };
+        pending.attempt += 1;
         match (&cons.member_id, cons.membership) {
             (Some(member_id), Membership::Stable | Membership::PreparingJoin | Membership::AwaitingOffsets) => {
                 let req = CoordinatorRequest::OffsetCommit {
@@ -479,7 +505,7 @@ impl World {
                     consumer: c,
                     member_id: member_id.clone(),
                     generation: cons.generation,
-                    offsets,
+                    offsets: pending.offsets.clone(),
                     commit: id,
                 };
                 self.send_to_coordinator(c, req);
@@ -489,23 +515,37 @@ impl World {
             (_, _) => {
                 let generation = cons.generation;
                 let error = cons.local_commit_error();
-                self.commit_done(c, id, generation, offsets, Some(error), true);
+                self.commit_done(c, id, generation, Some(error), true);
             }
+        }
+    }
+
+    /// A synchronous commit tries again after a retriable error.
+    pub(crate) fn commit_retry(&mut self, c: u16, id: u64) {
+        if self.consumers[c as usize].commits.contains_key(&id) {
+            self.transmit_commit(c, id);
         }
     }
     /// A commit finished: record it, react to fencing, and continue what waited for it. A
     /// `local` failure never left the client (not a member of an active generation).
-    pub(super) fn commit_done(
-        &mut self,
-        c: u16,
-        id: u64,
-        generation: i32,
-        offsets: Vec<(Tp, u64)>,
-        error: Option<ErrorCode>,
-        local: bool,
-    ) {
+    pub(super) fn commit_done(&mut self, c: u16, id: u64, generation: i32, error: Option<ErrorCode>, local: bool) {
+        let now = self.now();
         let cons = &mut self.consumers[c as usize];
-        let Some(kind) = cons.commits.remove(&id) else { return };
+        let Some(pending) = cons.commits.get_mut(&id) else { return };
+        pending.in_flight = false;
+        let backoff = cons.spec.consumer.retry_backoff_ms * 1_000;
+        if let Some(e) = error
+            && !local
+            && pending.kind.synchronous()
+            && super::coordinator_error(e)
+            && now + backoff < pending.deadline
+        {
+            // `commitSync` retries a retriable error (the coordinator moved or did not answer)
+            // until `default.api.timeout.ms`.
+            self.q.schedule_at(now + backoff, Ev::CommitRetry { consumer: c, commit: id });
+            return;
+        }
+        let PendingCommit { kind, offsets, .. } = cons.commits.remove(&id).expect("checked");
         let (node, group) = (cons.node, cons.group);
         match error {
             None => self.stats.commits_ok += 1,
