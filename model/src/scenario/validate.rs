@@ -169,26 +169,16 @@ impl Validator<'_> {
     fn expected(&self, e: Spanned<RawExpected>, scenario: &Scenario) -> Result<Expected, ScenarioError> {
         let span = e.span();
         let e = e.into_inner();
-        let mut invariants = Vec::new();
+        let invariants = self.invariants(e.invariants.get_ref())?;
         for name in e.invariants.get_ref() {
-            match Invariant::from_name(name.get_ref()) {
-                Some(i) if scenario.run.invariants.contains(&i) => invariants.push(i),
-                Some(_) => {
-                    return self.err(
-                        name.span(),
-                        format!(
-                            "`{}` is not claimed in `run.invariants`; expected one of the claimed invariants (only those are searched)",
-                            name.get_ref()
-                        ),
-                    );
-                }
-                None => {
-                    let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
-                    return self.err(
-                        name.span(),
-                        format!("unknown invariant \"{}\"; expected one of: {}", name.get_ref(), known.join(", ")),
-                    );
-                }
+            if Invariant::from_name(name.get_ref()).is_some_and(|i| !scenario.run.invariants.contains(&i)) {
+                return self.err(
+                    name.span(),
+                    format!(
+                        "`{}` is not claimed in `run.invariants`; expected one of the claimed invariants (only those are searched)",
+                        name.get_ref()
+                    ),
+                );
             }
         }
         if invariants.is_empty() {
@@ -197,20 +187,10 @@ impl Validator<'_> {
                 "`invariants` is empty; expected the claimed invariants this counterexample violates",
             );
         }
-        let mut faults = Vec::new();
-        for k in e.faults.iter().flat_map(|f| f.get_ref()) {
-            match FaultKind::from_name(k.get_ref()) {
-                Some(kind) if !faults.contains(&kind) => faults.push(kind),
-                Some(_) => {}
-                None => {
-                    let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
-                    return self.err(
-                        k.span(),
-                        format!("unknown fault kind \"{}\"; expected one of: {}", k.get_ref(), known.join(", ")),
-                    );
-                }
-            }
-        }
+        let faults = match &e.faults {
+            Some(f) => self.fault_kinds(f.get_ref())?,
+            None => Vec::new(),
+        };
         let condition = match &e.condition {
             None => None,
             Some(c) => match Condition::from_name(c.get_ref()) {
@@ -389,9 +369,10 @@ impl Validator<'_> {
         Ok(FaultSpec { kind, at_ms, for_ms, target, peer, direction, rate, delay_ms })
     }
 
-    fn swarm(&self, sw: RawSwarm) -> Result<SwarmSpec, ScenarioError> {
+    /// Fault kinds by name, each once, in the order given.
+    fn fault_kinds(&self, names: &[Spanned<String>]) -> Result<Vec<FaultKind>, ScenarioError> {
         let mut kinds = Vec::new();
-        for k in sw.kinds.get_ref() {
+        for k in names {
             match FaultKind::from_name(k.get_ref()) {
                 Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
                 Some(_) => {}
@@ -404,6 +385,30 @@ impl Validator<'_> {
                 }
             }
         }
+        Ok(kinds)
+    }
+
+    /// Invariants by name, each once, in the order given.
+    fn invariants(&self, names: &[Spanned<String>]) -> Result<Vec<Invariant>, ScenarioError> {
+        let mut invariants = Vec::new();
+        for name in names {
+            match Invariant::from_name(name.get_ref()) {
+                Some(i) if !invariants.contains(&i) => invariants.push(i),
+                Some(_) => {}
+                None => {
+                    let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+                    return self.err(
+                        name.span(),
+                        format!("unknown invariant \"{}\"; expected one of: {}", name.get_ref(), known.join(", ")),
+                    );
+                }
+            }
+        }
+        Ok(invariants)
+    }
+
+    fn swarm(&self, sw: RawSwarm) -> Result<SwarmSpec, ScenarioError> {
+        let kinds = self.fault_kinds(sw.kinds.get_ref())?;
         if kinds.is_empty() {
             return self.err(
                 sw.kinds.span(),
@@ -449,20 +454,7 @@ impl Validator<'_> {
         if duration_ms == 0 {
             return self.err(raw.duration_ms.span(), "`duration_ms` is 0; expected a positive number of milliseconds");
         }
-        let mut invariants = Vec::new();
-        for name in raw.invariants {
-            match Invariant::from_name(name.get_ref()) {
-                Some(i) if !invariants.contains(&i) => invariants.push(i),
-                Some(_) => {}
-                None => {
-                    let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
-                    return self.err(
-                        name.span(),
-                        format!("unknown invariant \"{}\"; expected one of: {}", name.get_ref(), known.join(", ")),
-                    );
-                }
-            }
-        }
+        let invariants = self.invariants(&raw.invariants)?;
         let duration_ms = self.bounded(&raw.duration_ms, "duration_ms", YEAR_MS)?;
         let quiet_period_ms = self.bounded(&raw.quiet_period_ms, "quiet_period_ms", YEAR_MS)?;
         Ok(RunSpec { duration_ms, quiet_period_ms, seed: raw.seed, invariants })
