@@ -338,3 +338,35 @@ fn the_group_coordinator_moves_with_its_offsets_partition_and_consumers_find_it(
     assert!(h.entries.iter().any(|e| e.time > moved && matches!(e.op, Op::Commit { error: None, .. })));
     assert!(violated(&o).is_empty(), "{:?}", violated(&o));
 }
+
+#[test]
+fn members_waiting_to_join_a_coordinator_that_moves_are_told_and_join_the_new_one() {
+    // The coordinator's broker is cut off from the controller while the group forms (its first
+    // rebalance waits group.initial.rebalance.delay.ms): it is fenced, the coordinator moves, and
+    // the members waiting for their JoinGroup answer get NOT_COORDINATOR and join at the new one
+    // at once, instead of waiting out their JoinGroup timeout (max.poll.interval.ms + 5 s).
+    let mut s = common::scenario("order-failover-acks-all");
+    s.run.duration_ms = 6_000;
+    s.broker.group_initial_rebalance_delay_ms = 5_000;
+    let coordinator = format!("broker-{}", evsim_sim::cluster::coordinator_of("order-event-consumer", 3, 50));
+    let mut cut = fault(FaultKind::NetworkPartition, Some(&coordinator), 100, 8_000);
+    cut.peer = Some("controller".into());
+    s.faults = vec![cut];
+    let o = run_scenario(&s, 1);
+    assert!(o.vacuous.is_none(), "{:?}", o.vacuous);
+    let h = &o.history;
+    let moved = h
+        .entries
+        .iter()
+        .find(|e| e.time > 0 && matches!(e.op, Op::Coordinator { .. }))
+        .expect("the coordinator moved")
+        .time;
+    let generation =
+        h.entries.iter().find(|e| matches!(e.op, Op::GenerationStarted { .. })).expect("the group formed").time;
+    assert!(generation > moved, "the group formed at {generation} us, before the move at {moved} us");
+    // At the new coordinator, after its own initial delay: seconds, not the 305 s of a JoinGroup
+    // timeout.
+    let delay = s.broker.group_initial_rebalance_delay_ms * 1_000;
+    assert!(generation <= moved + delay + 1_000_000, "the group formed only at {generation} us");
+    assert!(violated(&o).is_empty(), "{:?}", violated(&o));
+}

@@ -179,9 +179,6 @@ pub enum ErrorCode {
     Other(i32),
     /// `NOT_COORDINATOR`: the broker asked is not (or no longer) the group's coordinator.
     NotCoordinator,
-    /// `COORDINATOR_NOT_AVAILABLE`: no broker can coordinate the group now (its
-    /// `__consumer_offsets` partition has no leader).
-    CoordinatorNotAvailable,
     /// `NETWORK_EXCEPTION`: the connection broke while the request was in flight (the Java
     /// client's `DisconnectException`).
     NetworkException,

@@ -93,7 +93,8 @@ struct ConnState {
 #[derive(Debug)]
 struct Stall {
     conn: Conn,
-    epoch: u32,
+    /// Unique per stall: its retransmission timer carries it.
+    id: u32,
     /// The dropped segment first, then everything sent after it.
     queue: VecDeque<Msg>,
     rto: Micros,
@@ -120,9 +121,11 @@ pub(crate) struct Net {
     pub(crate) rules: Vec<NetRule>,
     /// Connections that were closed at least once (absent: established since the start).
     conns: BTreeMap<Conn, ConnState>,
-    /// How many connections are not established.
-    unestablished: u32,
+    /// Per (client, server) node pair: its connections that are not established. A message
+    /// between a pair with none, no stall and no fault takes the fast path.
+    unsettled: Vec<u16>,
     stalls: BTreeMap<Link, Stall>,
+    next_stall: u32,
     /// Nodes whose machine is down (a crashed broker): segments to and from them are dropped.
     down: Vec<bool>,
     down_count: u32,
@@ -146,18 +149,34 @@ impl Net {
             nodes,
             rules: Vec::new(),
             conns: BTreeMap::new(),
-            unestablished: 0,
+            unsettled: vec![0; nodes * nodes],
             stalls: BTreeMap::new(),
+            next_stall: 0,
             down: vec![false; nodes],
             down_count: 0,
             connection,
         }
     }
 
-    /// Nothing unusual anywhere: every message takes the fast path.
+    /// Nothing unusual between `a` and `b`: a message between them takes the fast path.
     #[inline]
-    pub(crate) fn quiet(&self) -> bool {
-        self.rules.is_empty() && self.stalls.is_empty() && self.unestablished == 0 && self.down_count == 0
+    pub(crate) fn quiet(&self, a: NodeId, b: NodeId) -> bool {
+        self.rules.is_empty()
+            && self.stalls.is_empty()
+            && self.down_count == 0
+            && self.unsettled[self.pair(a, b)] == 0
+            && self.unsettled[self.pair(b, a)] == 0
+    }
+
+    #[inline]
+    fn pair(&self, client: NodeId, server: NodeId) -> usize {
+        client.0 as usize * self.nodes + server.0 as usize
+    }
+
+    /// `conn` stops (`+1`) or starts again (`-1`) being established.
+    fn settle(&mut self, conn: Conn, delta: i32) {
+        let slot = self.pair(conn.client, conn.server);
+        self.unsettled[slot] = (i32::from(self.unsettled[slot]) + delta) as u16;
     }
 
     /// When a message sent now from `from` to `to` arrives.
@@ -173,7 +192,8 @@ impl Net {
     /// Whether `conn` is established.
     #[inline]
     pub(crate) fn established(&self, conn: Conn) -> bool {
-        self.unestablished == 0 || self.conns.get(&conn).is_none_or(|s| s.setup.is_none())
+        self.unsettled[self.pair(conn.client, conn.server)] == 0
+            || self.conns.get(&conn).is_none_or(|s| s.setup.is_none())
     }
 
     /// The machine of `node` goes down (`true`) or comes back.
@@ -195,12 +215,16 @@ impl Net {
         self.down_count > 0 && self.down[node.0 as usize]
     }
 
-    /// An exponential back-off as the Java client computes it (`ExponentialBackoff`): `base`
-    /// doubled per failure, capped at `max`, with +/-20% jitter.
+    /// An exponential back-off as the Java client computes it (`ExponentialBackoff`, multiplier
+    /// 2, jitter 0.2): `base` doubled per failure, times a factor drawn from 0.8..1.2, then
+    /// capped at `max`; without jitter when `base` is not below `max`.
     fn backoff(&mut self, base: Micros, max: Micros, failures: u32) -> Micros {
-        let raw = base.saturating_mul(1u64 << failures.min(40)).min(max) as f64;
+        if base >= max {
+            return base;
+        }
+        let raw = base.saturating_mul(1u64 << failures.min(40)) as f64;
         let jitter = 0.8 + 0.4 * self.rng.unit_f64();
-        (raw * jitter) as Micros
+        ((raw * jitter) as Micros).min(max)
     }
 
     fn reconnect_backoff(&mut self, client: NodeId, failures: u32) -> Micros {
@@ -211,10 +235,6 @@ impl Net {
     fn setup_timeout(&mut self, client: NodeId, failures: u32) -> Micros {
         let c = self.connection[client.0 as usize];
         self.backoff(c.setup_timeout_ms * 1_000, c.setup_timeout_max_ms * 1_000, failures)
-    }
-
-    fn epoch(&self, conn: Conn) -> u32 {
-        self.conns.get(&conn).map_or(0, |s| s.epoch)
     }
 }
 
@@ -340,7 +360,7 @@ impl World {
         let Some(Setup::Connecting { started, syns, pending, .. }) = state.setup.take() else {
             return;
         };
-        self.net.unestablished -= 1;
+        self.net.settle(conn, -1);
         self.stats.reconnects += 1;
         let coordinator = conn.chan == Channel::Coordinator;
         self.record(conn.client, Op::Connected { peer: conn.server, syns, after_us: now - started, coordinator });
@@ -362,8 +382,10 @@ impl World {
         let Some(Setup::Connecting { failures, pending, .. }) = state.setup.take() else {
             return;
         };
-        let failures = failures + 1;
+        // Java's `ClusterConnectionStates`: the back-off of this failure counts the earlier
+        // ones; the next attempt's setup timeout counts this one too.
         let retry_at = now + self.net.reconnect_backoff(conn.client, failures);
+        let failures = failures + 1;
         let state = self.net.conns.get_mut(&conn).expect("present");
         state.epoch += 1;
         state.setup = Some(Setup::Closed { retry_at, failures });
@@ -382,6 +404,12 @@ impl World {
     /// one. A connection attempt under way goes on; only the requests waiting for it are
     /// dropped (they failed).
     pub(crate) fn close_connection(&mut self, conn: Conn) {
+        self.end_connection(conn, false);
+    }
+
+    /// End `conn`: closed as by `close_connection`, or, with `abort`, also with its handshake
+    /// abandoned (its client process is gone).
+    fn end_connection(&mut self, conn: Conn, abort: bool) {
         let now = self.now();
         let retry_at = now + self.net.reconnect_backoff(conn.client, 0);
         let state = self.net.conns.entry(conn).or_default();
@@ -389,34 +417,46 @@ impl World {
             None => {
                 state.epoch += 1;
                 state.setup = Some(Setup::Closed { retry_at, failures: 0 });
-                self.net.unestablished += 1;
+                self.net.settle(conn, 1);
                 for link in conn.links() {
                     self.net.stalls.remove(&link);
                 }
+            }
+            Some(Setup::Connecting { .. }) if abort => {
+                state.epoch += 1;
+                state.setup = Some(Setup::Closed { retry_at, failures: 0 });
             }
             Some(Setup::Connecting { pending, .. }) => pending.clear(),
             Some(Setup::Closed { .. }) => {}
         }
     }
 
-    /// Close every connection `node` has, as client or server (its process died or restarted).
-    /// Only brokers and the controller serve: a client's connections are to them.
+    /// End every connection `node` has, as client or server, handshakes included (its process
+    /// died or restarted). Only the connections that exist are touched: a client's to each
+    /// broker (and a consumer's coordinator connections), a broker's to the other brokers and
+    /// to the controller.
     pub(crate) fn close_connections_of(&mut self, node: NodeId) {
-        let serves = self.broker_nodes.contains(&node);
+        let consumer = |n: NodeId| self.consumers.iter().any(|c| c.node == n);
+        let is_broker = |n: NodeId| self.broker_nodes.contains(&n);
+        let mut conns = Vec::new();
         for other in 1..self.net.nodes as u16 {
             let other = NodeId(other);
-            let other_serves = self.broker_nodes.contains(&other) || other == self.controller_node;
-            if other == node || !(serves || other_serves) {
+            if other == node {
                 continue;
             }
-            for chan in [Channel::Data, Channel::Coordinator] {
-                if other_serves {
-                    self.close_connection(Conn { client: node, server: other, chan });
+            for (client, server) in [(node, other), (other, node)] {
+                let serves = is_broker(server) || (server == self.controller_node && is_broker(client));
+                if !serves || client == self.controller_node {
+                    continue;
                 }
-                if serves && other != self.controller_node {
-                    self.close_connection(Conn { client: other, server: node, chan });
+                conns.push(Conn { client, server, chan: Channel::Data });
+                if consumer(client) && is_broker(server) {
+                    conns.push(Conn { client, server, chan: Channel::Coordinator });
                 }
             }
+        }
+        for conn in conns {
+            self.end_connection(conn, true);
         }
     }
 
@@ -435,11 +475,12 @@ impl World {
             Fate::Dropped => {
                 self.stats.messages_dropped += 1;
                 let rto = self.rto(link.from, link.to);
-                let epoch = self.net.epoch(conn);
+                let id = self.net.next_stall;
+                self.net.next_stall = id.wrapping_add(1);
                 let mut queue = VecDeque::new();
                 queue.push_back(msg);
-                self.net.stalls.insert(link, Stall { conn, epoch, queue, rto, retransmissions: 0, since: now });
-                self.q.schedule_at(now + rto, Ev::Retransmit { link, epoch });
+                self.net.stalls.insert(link, Stall { conn, id, queue, rto, retransmissions: 0, since: now });
+                self.q.schedule_at(now + rto, Ev::Retransmit { link, stall: id });
             }
         }
     }
@@ -447,10 +488,10 @@ impl World {
     /// A stalled link's retransmission timer fires: the first segment is sent again. If it gets
     /// through, the segments queued behind it follow in order; if not, the timeout doubles, and
     /// after `tcp_retries2` retransmissions TCP aborts the connection.
-    pub(crate) fn retransmit(&mut self, link: Link, epoch: u32) {
+    pub(crate) fn retransmit(&mut self, link: Link, id: u32) {
         let now = self.now();
         let Some(stall) = self.net.stalls.get(&link) else { return };
-        if stall.epoch != epoch {
+        if stall.id != id {
             return;
         }
         let conn = stall.conn;
@@ -465,7 +506,7 @@ impl World {
                 stall.retransmissions += 1;
                 stall.rto = (stall.rto * 2).min(TCP_RTO_MAX_US);
                 let at = now + stall.rto;
-                self.q.schedule_at(at, Ev::Retransmit { link, epoch });
+                self.q.schedule_at(at, Ev::Retransmit { link, stall: id });
             }
             Fate::Arrives(extra) => {
                 let mut stall = self.net.stalls.remove(&link).expect("checked");
@@ -542,6 +583,6 @@ impl World {
     /// client, which fails what it had in flight on it.
     pub(crate) fn connection_broken(&mut self, conn: Conn, reason: DisconnectReason) {
         self.close_connection(conn);
-        self.client_disconnected(conn, reason);
+        self.client_disconnected(conn, reason, None);
     }
 }

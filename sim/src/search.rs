@@ -71,7 +71,8 @@ pub fn recovery(s: &Scenario, faults: &[FaultSpec]) -> Recovery {
     for c in s.consumers.iter().map(|x| &x.consumer) {
         timeouts.push(("session.timeout.ms", c.session_timeout_ms + c.heartbeat_interval_ms));
         timeouts.push(("request.timeout.ms", c.request_timeout_ms + c.fetch_max_wait_ms));
-        timeouts.push(("max.poll.interval.ms", c.max_poll_interval_ms));
+        // A JoinGroup waits up to the rebalance timeout and 5 s more before the client gives up.
+        timeouts.push(("max.poll.interval.ms", c.max_poll_interval_ms + 5_000));
         timeouts.push(("default.api.timeout.ms", c.default_api_timeout_ms));
     }
     let longest_timeout = timeouts.into_iter().max_by_key(|&(_, ms)| ms).unwrap_or(("none", 0));

@@ -88,8 +88,8 @@ pub(crate) enum Ev {
     CoordinatorTimeout { consumer: u16, epoch: u32 },
     /// A consumer's OffsetCommit (its send number `attempt`) got no answer in time.
     CommitTimeout { consumer: u16, commit: u64, attempt: u32 },
-    /// A stalled link's retransmission timer fires.
-    Retransmit { link: Link, epoch: u32 },
+    /// A stalled link's retransmission timer fires (`stall`: which stall it belongs to).
+    Retransmit { link: Link, stall: u32 },
     /// A connecting client sends (or retransmits) its SYN.
     Syn { conn: Conn, epoch: u32 },
     /// A handshake completes.
@@ -407,7 +407,7 @@ impl World {
     /// Send `msg` from `from` to `to` over the network.
     #[inline]
     pub(crate) fn send_msg(&mut self, from: NodeId, to: NodeId, msg: Msg) {
-        if !self.net.quiet() {
+        if !self.net.quiet(from, to) {
             return self.send_msg_faulty(from, to, msg);
         }
         let at = self.net.arrival(self.q.now(), from, to);
@@ -570,9 +570,12 @@ impl World {
         }
     }
 
-    /// `conn` ended under its client (a reset by the peer, TCP giving up): the client fails what
-    /// it had in flight on it, as on a disconnect, and carries on.
-    pub(crate) fn client_disconnected(&mut self, conn: Conn, reason: DisconnectReason) {
+    /// `conn` ended under its client (a request on it timed out, the peer reset it, TCP gave
+    /// up): every user of the connection at the client fails what it had in flight on it, as
+    /// the Java `NetworkClient` does on a disconnect, and carries on. `timed_out`: the producer
+    /// request whose timeout ended it (it fails with REQUEST_TIMED_OUT, the others with
+    /// NETWORK_EXCEPTION).
+    pub(crate) fn client_disconnected(&mut self, conn: Conn, reason: DisconnectReason, timed_out: Option<(u16, u64)>) {
         let Some(server) = self.broker_nodes.iter().position(|&b| b == conn.server).map(|b| b as u16) else {
             return; // the controller: heartbeats keep going on their own timer
         };
@@ -587,11 +590,13 @@ impl World {
         }
         for p in 0..self.producers.len() as u16 {
             if self.producers[p as usize].node == conn.client && self.producer_alive(p) {
-                self.producer_disconnected(p, server, None, reason);
+                let request = timed_out.filter(|&(tp, _)| tp == p).map(|(_, r)| r);
+                self.producer_disconnected(p, server, request, reason);
             }
         }
         if let Some(c) = self.consumers.iter().position(|c| c.node == conn.client && c.alive) {
             self.consumer_fetch_lost(c as u16, server, reason);
+            self.find_coordinator_lost(c as u16, server);
         }
     }
 
@@ -717,7 +722,7 @@ impl World {
             Ev::AutoCommitTick { consumer } => self.auto_commit_tick(consumer),
             Ev::CoordinatorTimeout { consumer, epoch } => self.coordinator_timeout(consumer, epoch),
             Ev::CommitTimeout { consumer, commit, attempt } => self.commit_timeout(consumer, commit, attempt),
-            Ev::Retransmit { link, epoch } => self.retransmit(link, epoch),
+            Ev::Retransmit { link, stall } => self.retransmit(link, stall),
             Ev::Syn { conn, epoch } => self.syn(conn, epoch),
             Ev::Connected { conn, epoch } => self.connected(conn, epoch),
             Ev::ConnectTimeout { conn, epoch } => self.connect_timeout(conn, epoch),
@@ -734,7 +739,7 @@ impl World {
             Msg::Fetch(req) => self.broker_fetch(req),
             Msg::FetchResponse(resp) => self.consumer_fetch_response(resp),
             Msg::ToCoordinator { broker, req } => self.coordinator_request(broker, req),
-            Msg::FromCoordinator { resp, .. } => self.consumer_coordinator_response(resp),
+            Msg::FromCoordinator { broker, resp } => self.consumer_coordinator_response(broker, resp),
             Msg::ReplicaFetch(req) => self.broker_replica_fetch(req),
             Msg::ReplicaFetchResponse(resp) => self.follower_fetch_response(resp),
             Msg::FindCoordinator { consumer, broker } => self.broker_find_coordinator(consumer, broker),

@@ -185,6 +185,15 @@ impl World {
         if next == g.host {
             return;
         }
+        // The old coordinator unloads the group: members waiting for their JoinGroup or
+        // SyncGroup answer get NOT_COORDINATOR (Kafka's `onGroupUnloaded`), if it is alive to say so.
+        if let Some(old) = g.host
+            && self.brokers[old as usize].alive
+        {
+            for (consumer, resp) in self.groups[group as usize].unload_answers() {
+                self.reply_from(old, consumer, resp);
+            }
+        }
         let now = self.now();
         let g = &mut self.groups[group as usize];
         g.host = next;

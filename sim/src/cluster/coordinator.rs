@@ -123,6 +123,29 @@ impl Group {
         }));
     }
 
+    /// The NOT_COORDINATOR answers an unloading coordinator owes the members waiting for their
+    /// JoinGroup or SyncGroup answer.
+    pub(crate) fn unload_answers(&self) -> Vec<(u16, CoordinatorResponse)> {
+        let joining = self.members.values().filter(|m| m.awaiting_join).map(|m| {
+            (
+                m.consumer,
+                CoordinatorResponse::JoinGroup { consumer: m.consumer, result: Err(ErrorCode::NotCoordinator) },
+            )
+        });
+        let syncing = self.pending_sync.iter().filter_map(|id| self.members.get(id)).map(|m| {
+            let generation = self.generation;
+            (
+                m.consumer,
+                CoordinatorResponse::SyncGroup {
+                    consumer: m.consumer,
+                    generation,
+                    result: Err(ErrorCode::NotCoordinator),
+                },
+            )
+        });
+        joining.chain(syncing).collect()
+    }
+
     /// A new coordinator loads the group from the offsets log at `now`: the stored generation,
     /// members and assignment, Stable (Empty without members), every member's session starting
     /// now. Returns the session checks to schedule: (member serial, load, when).
@@ -166,12 +189,17 @@ impl World {
         self.broker_nodes[g.host.unwrap_or(g.offsets_replicas[0]) as usize]
     }
 
+    /// Whether `group`'s coordinator is running: it has a host, and the host's machine is up.
+    fn coordinator_up(&self, group: u16) -> bool {
+        self.groups[group as usize].host.is_some_and(|b| self.brokers[b as usize].alive)
+    }
+
     fn reply(&mut self, group: u16, consumer: u16, resp: CoordinatorResponse) {
         let Some(broker) = self.groups[group as usize].host else { return };
         self.reply_from(broker, consumer, resp);
     }
 
-    fn reply_from(&mut self, broker: u16, consumer: u16, resp: CoordinatorResponse) {
+    pub(crate) fn reply_from(&mut self, broker: u16, consumer: u16, resp: CoordinatorResponse) {
         let from = self.broker_nodes[broker as usize];
         let to = self.consumers[consumer as usize].node;
         self.send_msg(from, to, Msg::FromCoordinator { broker, resp });
@@ -462,8 +490,9 @@ impl World {
     }
 
     pub(crate) fn join_deadline(&mut self, group: u16, round: u32) {
+        let up = self.coordinator_up(group);
         let g = &mut self.groups[group as usize];
-        if g.round != round || g.state != GroupState::PreparingRebalance {
+        if g.round != round || g.state != GroupState::PreparingRebalance || !up {
             return;
         }
         g.initial_delay_pending = false;
@@ -601,6 +630,9 @@ impl World {
 
     pub(crate) fn session_check(&mut self, group: u16, serial: u32, load: u32) {
         let now = self.q.now();
+        if !self.coordinator_up(group) {
+            return; // nobody runs the check; the next coordinator to load the group starts its own
+        }
         let g = &mut self.groups[group as usize];
         if g.load != load {
             return; // a check of an earlier coordinator's

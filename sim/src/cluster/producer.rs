@@ -395,7 +395,7 @@ impl World {
         };
         let conn = Conn { client: p.node, server: self.broker_nodes[broker as usize], chan: Channel::Data };
         self.close_connection(conn);
-        self.producer_disconnected(producer, broker, Some(request), DisconnectReason::RequestTimeout);
+        self.client_disconnected(conn, DisconnectReason::RequestTimeout, Some((producer, request)));
     }
 
     /// Producer `producer`'s connection to `broker` ended (`timed_out`: the request whose

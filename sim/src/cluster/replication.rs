@@ -78,8 +78,7 @@ impl World {
         if self.brokers[f as usize].alive && self.brokers[f as usize].fetchers[l as usize] == Some(fetch) {
             let conn = self.data_conn(self.broker_nodes[f as usize], self.broker_nodes[l as usize]);
             self.close_connection(conn);
-            self.record(conn.client, disconnected(conn.server, DisconnectReason::RequestTimeout, 1));
-            self.send_replica_fetch(f, l);
+            self.client_disconnected(conn, DisconnectReason::RequestTimeout, None);
         }
     }
 
@@ -387,7 +386,8 @@ impl World {
                 continue;
             }
             for chan in [crate::net::Channel::Data, crate::net::Channel::Coordinator] {
-                self.client_disconnected(crate::net::Conn { client, server: node, chan }, DisconnectReason::Reset);
+                let conn = crate::net::Conn { client, server: node, chan };
+                self.client_disconnected(conn, DisconnectReason::Reset, None);
             }
         }
     }

@@ -64,7 +64,17 @@ impl World {
         };
         self.send_to_coordinator(c, req);
     }
-    pub(crate) fn consumer_coordinator_response(&mut self, resp: CoordinatorResponse) {
+    pub(crate) fn consumer_coordinator_response(&mut self, broker: u16, resp: CoordinatorResponse) {
+        let consumer = match &resp {
+            CoordinatorResponse::JoinGroup { consumer, .. }
+            | CoordinatorResponse::SyncGroup { consumer, .. }
+            | CoordinatorResponse::Heartbeat { consumer, .. }
+            | CoordinatorResponse::OffsetCommit { consumer, .. }
+            | CoordinatorResponse::OffsetFetch { consumer, .. } => *consumer,
+        };
+        if self.consumers[consumer as usize].coordinator != Some(broker) {
+            return; // from a coordinator this consumer has given up (its connection is closed)
+        }
         match resp {
             CoordinatorResponse::JoinGroup { consumer, result } => self.on_join(consumer, result),
             CoordinatorResponse::SyncGroup { consumer, generation, result } => {
@@ -74,6 +84,7 @@ impl World {
                 let now = self.now();
                 let cons = &mut self.consumers[consumer as usize];
                 cons.last_coordinator_answer = now;
+                cons.heartbeat_sent = None;
                 if let Some(e) = error
                     && super::coordinator_error(e)
                 {
@@ -259,15 +270,22 @@ impl World {
             return;
         };
         let interval = cons.spec.consumer.heartbeat_interval_ms * 1_000;
-        // No answer from the coordinator for a whole session: the heartbeat thread takes it for
-        // dead and looks for it again ("session timed out without receiving a heartbeat
-        // response").
-        if cons.coordinator.is_some()
-            && now >= cons.last_coordinator_answer + cons.spec.consumer.session_timeout_ms * 1_000
-        {
-            self.coordinator_dead(c, DisconnectReason::CoordinatorUnknown);
+        // The heartbeat thread takes the coordinator for dead when a heartbeat got no answer
+        // within `request.timeout.ms` (the request fails), or when no answer came for a whole
+        // session ("session timed out without receiving a heartbeat response").
+        let request_timeout = cons.spec.consumer.request_timeout_ms * 1_000;
+        let session = cons.spec.consumer.session_timeout_ms * 1_000;
+        if cons.coordinator.is_some() {
+            if cons.heartbeat_sent.is_some_and(|t| now >= t + request_timeout) {
+                self.coordinator_dead(c, DisconnectReason::RequestTimeout);
+            } else if now >= cons.last_coordinator_answer + session {
+                self.coordinator_dead(c, DisconnectReason::CoordinatorUnknown);
+            }
         }
-        let cons = &self.consumers[c as usize];
+        let cons = &mut self.consumers[c as usize];
+        if cons.coordinator.is_some() && cons.heartbeat_sent.is_none() {
+            cons.heartbeat_sent = Some(now);
+        }
         let req =
             CoordinatorRequest::Heartbeat { group: cons.group.0, consumer: c, member_id, generation: cons.generation };
         self.send_to_coordinator(c, req);

@@ -101,16 +101,24 @@ impl CommitKind {
     }
 }
 
+/// Whether `new` replaces `queued` in the queue of requests waiting for the coordinator: a
+/// retry of the same commit, or another JoinGroup, SyncGroup or OffsetFetch (one of each is
+/// live at a time).
+fn supersedes(new: &CoordinatorRequest, queued: &CoordinatorRequest) -> bool {
+    use CoordinatorRequest as R;
+    match (new, queued) {
+        (R::OffsetCommit { commit: a, .. }, R::OffsetCommit { commit: b, .. }) => a == b,
+        (R::JoinGroup { .. }, R::JoinGroup { .. })
+        | (R::SyncGroup { .. }, R::SyncGroup { .. })
+        | (R::OffsetFetch { .. }, R::OffsetFetch { .. }) => true,
+        _ => false,
+    }
+}
+
 /// Whether a coordinator request failing with `e` means the coordinator must be looked for
 /// again (and the request retried there).
 fn coordinator_error(e: ErrorCode) -> bool {
-    matches!(
-        e,
-        ErrorCode::NotCoordinator
-            | ErrorCode::CoordinatorNotAvailable
-            | ErrorCode::RequestTimedOut
-            | ErrorCode::NetworkException
-    )
+    matches!(e, ErrorCode::NotCoordinator | ErrorCode::RequestTimedOut | ErrorCode::NetworkException)
 }
 
 /// Attempts Spring's `DefaultErrorHandler` gives a failing record (1 + `FixedBackOff(0, 9)`).
@@ -173,6 +181,10 @@ pub struct Consumer {
     coordinator_queue: Vec<CoordinatorRequest>,
     /// A FindCoordinator is under way (or its retry is scheduled).
     finding: bool,
+    /// The broker the FindCoordinator in flight went to (`None` while its retry waits).
+    find_broker: Option<u16>,
+    /// When the heartbeat still waiting for its answer was sent.
+    heartbeat_sent: Option<Micros>,
     /// Bumped by every FindCoordinator sent (to tell a stale timeout).
     find_epoch: u32,
     /// The broker the next FindCoordinator goes to (round-robin over the brokers).
@@ -223,6 +235,8 @@ impl Consumer {
             coordinator: None,
             coordinator_queue: Vec::new(),
             finding: false,
+            find_broker: None,
+            heartbeat_sent: None,
             find_epoch: 0,
             find_cursor: 0,
             last_coordinator_answer: 0,
@@ -332,6 +346,8 @@ impl World {
             // Nobody to heartbeat to; the heartbeat thread looks for the coordinator instead.
             None if matches!(req, CoordinatorRequest::Heartbeat { .. }) => self.find_coordinator(c),
             None => {
+                // At most one request of each kind waits (a retry replaces what it retries).
+                cons.coordinator_queue.retain(|queued| !supersedes(&req, queued));
                 cons.coordinator_queue.push(req);
                 self.find_coordinator(c);
             }
@@ -356,6 +372,7 @@ impl World {
             .unwrap_or(start % n);
         let cons = &mut self.consumers[c as usize];
         cons.finding = true;
+        cons.find_broker = Some(broker);
         cons.find_epoch += 1;
         cons.find_cursor = (broker + 1) % n;
         let (epoch, timeout) = (cons.find_epoch, cons.spec.consumer.request_timeout_ms * 1_000);
@@ -368,13 +385,14 @@ impl World {
 
     /// A broker answered FindCoordinator: send what waited for the coordinator, or look again
     /// after `retry.backoff.ms` (COORDINATOR_NOT_AVAILABLE).
-    pub(crate) fn consumer_found_coordinator(&mut self, c: u16, _asked: u16, coordinator: Option<u16>) {
+    pub(crate) fn consumer_found_coordinator(&mut self, c: u16, asked: u16, coordinator: Option<u16>) {
         let now = self.now();
         let cons = &mut self.consumers[c as usize];
-        if !cons.finding || cons.coordinator.is_some() {
-            return;
+        if !cons.finding || cons.coordinator.is_some() || cons.find_broker != Some(asked) {
+            return; // an answer to a FindCoordinator given up on
         }
         cons.find_epoch += 1;
+        cons.find_broker = None;
         let Some(broker) = coordinator else {
             let epoch = cons.find_epoch;
             let at = now + cons.spec.consumer.retry_backoff_ms * 1_000;
@@ -409,20 +427,27 @@ impl World {
         }
     }
 
-    /// A FindCoordinator got no answer in time: close that connection and ask the next broker
-    /// after `retry.backoff.ms`.
+    /// A FindCoordinator got no answer in time: close that connection (which fails it and
+    /// everything else in flight on it) and ask the next broker after `retry.backoff.ms`.
     pub(crate) fn find_coordinator_timeout(&mut self, c: u16, epoch: u32) {
         let cons = &self.consumers[c as usize];
-        if !cons.finding || cons.find_epoch != epoch {
+        let Some(asked) = cons.find_broker.filter(|_| cons.finding && cons.find_epoch == epoch) else {
             return;
-        }
-        let n = self.broker_nodes.len() as u16;
-        let asked = (cons.find_cursor + n - 1) % n;
+        };
         let conn = self.data_conn(cons.node, self.broker_nodes[asked as usize]);
         self.close_connection(conn);
-        self.record(conn.client, crate::world::disconnected(conn.server, DisconnectReason::RequestTimeout, 1));
+        self.client_disconnected(conn, DisconnectReason::RequestTimeout, None);
+    }
+
+    /// The connection to `broker` ended with a FindCoordinator in flight on it: ask again
+    /// after `retry.backoff.ms`.
+    pub(crate) fn find_coordinator_lost(&mut self, c: u16, broker: u16) {
         let now = self.now();
         let cons = &mut self.consumers[c as usize];
+        if !cons.finding || cons.find_broker != Some(broker) {
+            return;
+        }
+        cons.find_broker = None;
         cons.find_epoch += 1;
         let epoch = cons.find_epoch;
         let at = now + cons.spec.consumer.retry_backoff_ms * 1_000;
@@ -446,6 +471,7 @@ impl World {
     pub(super) fn coordinator_dead_with(&mut self, c: u16, reason: DisconnectReason, timed_out: Option<u64>) {
         let cons = &mut self.consumers[c as usize];
         let Some(broker) = cons.coordinator.take() else { return };
+        cons.heartbeat_sent = None;
         let conn = Conn { client: cons.node, server: self.broker_nodes[broker as usize], chan: Channel::Coordinator };
         let commits: Vec<u64> = cons.commits.iter().filter(|(_, p)| p.in_flight).map(|(&id, _)| id).collect();
         let joining =

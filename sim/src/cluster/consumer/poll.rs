@@ -255,7 +255,7 @@ impl World {
         }
         let conn = self.data_conn(cons.node, self.broker_nodes[broker as usize]);
         self.close_connection(conn);
-        self.consumer_fetch_lost(c, broker, DisconnectReason::RequestTimeout);
+        self.client_disconnected(conn, DisconnectReason::RequestTimeout, None);
     }
 
     /// The data connection to `broker` ended: the fetch in flight on it is lost; fetch again.
