@@ -74,15 +74,18 @@ pub fn bench(args: BenchArgs) -> u8 {
     } else {
         scenario.faults.len()
     };
-    let max = evsim_model::scenario::MAX_ORDERS_PER_RUN;
+    let max = evsim_model::scenario::MAX_REQUESTS_PER_RUN;
     if args.orders == 0 || args.repeat == 0 || args.orders > max {
-        eprintln!("error: --orders must be from 1 to {max} and --repeat at least 1");
+        crate::report_error(format!("--orders must be from 1 to {max} and --repeat at least 1"));
         return EXIT_BAD_INPUT;
     }
     // Keep the scenario's rates; stretch the workload to the requested number of requests.
-    let rate = scenario.workload.rate_per_sec + scenario.workload.coupon_rate_per_sec;
+    let w = &scenario.workload;
+    let rate = w.rate_per_sec + w.coupon_rate_per_sec + w.queue_rate_per_sec;
     if rate <= 0.0 {
-        eprintln!("error: the scenario's workload sends no requests (rate_per_sec and coupon_rate_per_sec are 0)");
+        crate::report_error(
+            "the scenario's workload sends no requests (rate_per_sec, coupon_rate_per_sec and queue_rate_per_sec are 0)",
+        );
         return EXIT_BAD_INPUT;
     }
     let duration_ms = ((args.orders as f64 / rate) * 1_000.0).ceil() as u64;

@@ -118,7 +118,7 @@ pub fn check(args: CheckArgs) -> u8 {
         Ok(r) => r,
         Err(e) => {
             bar.finish_and_clear();
-            eprintln!("error: {}: {e}", args.scenario.display());
+            crate::report_error(format!("{}: {e}", args.scenario.display()));
             return EXIT_BAD_INPUT;
         }
     };
@@ -213,7 +213,7 @@ pub fn check(args: CheckArgs) -> u8 {
                     report.replayed = Some(replay);
                 }
                 Err(e) => {
-                    eprintln!("error: cannot write the counterexample to {}: {e}", out.display());
+                    crate::report_error(format!("cannot write the counterexample to {}: {e}", out.display()));
                     return EXIT_BAD_INPUT;
                 }
             }

@@ -56,8 +56,61 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Whether the command was asked for `--json`: errors (exit 2) are then also printed on stdout,
+/// as `{"error": "...", "exit_code": 2}`.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The first error reported, for the JSON error object.
+static ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Tell the user about an error that makes the command exit 2: on stderr, and kept for the JSON
+/// error object with `--json`.
+pub fn report_error(message: impl std::fmt::Display) {
+    let message = message.to_string();
+    eprintln!("error: {message}");
+    let mut first = ERROR.lock().unwrap_or_else(|e| e.into_inner());
+    first.get_or_insert(message);
+}
+
+/// The event budget of one run: `MAX_EVENTS_PER_RUN`, or less with `EVSIM_EVENT_BUDGET` (a
+/// tighter limit for fuzzing and CI; it cannot raise the budget).
+pub fn event_budget() -> u64 {
+    std::env::var("EVSIM_EVENT_BUDGET").ok().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+}
+
+/// `report_error`, then the exit code for bad input or environment.
+pub fn bad_input(message: impl std::fmt::Display) -> u8 {
+    report_error(message);
+    EXIT_BAD_INPUT
+}
+
+/// With `--json`, an exit 2 prints its error on stdout too (nothing else went there).
+fn json_error(code: u8) {
+    if code == EXIT_BAD_INPUT && JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        let message = ERROR.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let message = message.unwrap_or_else(|| "bad input or environment (see stderr)".to_string());
+        println!("{}", serde_json::json!({ "error": message, "exit_code": code }));
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    JSON.store(std::env::args().any(|a| a == "--json"), std::sync::atomic::Ordering::Relaxed);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: not an error.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            let first =
+                e.to_string().lines().next().unwrap_or("bad arguments").trim_start_matches("error: ").to_string();
+            ERROR.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(first);
+            json_error(EXIT_BAD_INPUT);
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -75,6 +128,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sweep::sweep(args),
         Command::Report(args) => report::report(args),
     };
+    json_error(code);
     ExitCode::from(code)
 }
 
@@ -85,27 +139,27 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), u8> {
             println!("{s}");
             Ok(())
         }
-        Err(e) => {
-            eprintln!("error: cannot render JSON: {e}");
-            Err(EXIT_BAD_INPUT)
-        }
+        Err(e) => Err(bad_input(format!("cannot render JSON: {e}"))),
     }
 }
 
 /// Read and parse a scenario file; on failure print the error and return the exit code.
 pub fn load_scenario(path: &std::path::Path) -> Result<evsim_model::scenario::Scenario, u8> {
     let name = path.display().to_string();
-    let source = match std::fs::read_to_string(path) {
+    let bytes = std::fs::read(path).map_err(|e| bad_input(format!("cannot read scenario {name}: {e}")))?;
+    let source = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot read scenario {name}: {e}");
-            return Err(EXIT_BAD_INPUT);
+            // Name where the first byte that is not UTF-8 stands.
+            let valid = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+            let (line, column) = evsim_model::scenario::line_col(&text, valid);
+            return Err(bad_input(format!(
+                "{name}:{line}:{column}: this byte is not UTF-8 (byte {valid} of the file); expected a UTF-8 text file"
+            )));
         }
     };
-    evsim_model::scenario::Scenario::parse(&name, &source).map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_BAD_INPUT
-    })
+    evsim_model::scenario::Scenario::parse(&name, &source).map_err(bad_input)
 }
 
 #[global_allocator]

@@ -38,7 +38,7 @@ pub struct RealArgs {
     #[arg(long, value_enum, default_value = "tansu")]
     broker: Broker,
     /// With --broker external: the bootstrap servers (host:port[,host:port...]).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_bootstrap)]
     bootstrap: Option<String>,
     /// With --broker tansu: the loopback port to listen on (default: a free one).
     #[arg(long)]
@@ -111,7 +111,7 @@ pub fn real(args: RealArgs) -> u8 {
     let real = match run_real(&scenario, seed, &options) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::report_error(format!("{e}"));
             return EXIT_BAD_INPUT;
         }
     };
@@ -120,7 +120,7 @@ pub fn real(args: RealArgs) -> u8 {
             .map_err(|e| e.to_string())
             .and_then(|f| serde_json::to_writer(std::io::BufWriter::new(f), &real.history).map_err(|e| e.to_string()));
         if let Err(e) = written {
-            eprintln!("error: cannot write history to {}: {e}", path.display());
+            crate::report_error(format!("cannot write history to {}: {e}", path.display()));
             return EXIT_BAD_INPUT;
         }
     }
@@ -131,6 +131,7 @@ pub fn real(args: RealArgs) -> u8 {
         stats: real.stats.clone(),
         verdicts: real.verdicts.clone(),
         vacuous: real.vacuous.clone(),
+        stopped: None,
     };
     let mut run = aggregate(&scenario, &args.scenario, &[summarise(&as_run, args.story)]);
     // A real history is not reproducible: its hash names nothing.
@@ -209,6 +210,44 @@ fn print_report(r: &RealJson<'_>) {
             for d in &s.differences {
                 println!("  [{}] {}", d.aspect, d.what);
             }
+        }
+    }
+}
+
+/// `--bootstrap`: one or more `host:port`, comma-separated, each with a host and a port from 1
+/// to 65535; anything else is refused at once rather than after a connection timeout.
+fn parse_bootstrap(s: &str) -> Result<String, String> {
+    let expected = "expected host:port[,host:port...], e.g. localhost:9092";
+    if s.trim().is_empty() {
+        return Err(format!("the bootstrap servers are empty; {expected}"));
+    }
+    for server in s.split(',') {
+        let server = server.trim();
+        let Some((host, port)) = server.rsplit_once(':') else {
+            return Err(format!("`{server}` has no port; {expected}"));
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(format!("`{server}` has no host; {expected}"));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(format!("`{server}`: the port `{port}` is not a number from 1 to 65535; {expected}")),
+        }
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bootstrap_servers_are_checked_at_once() {
+        use super::parse_bootstrap as p;
+        assert!(p("localhost:9092").is_ok());
+        assert!(p("a:1,b:2").is_ok());
+        assert!(p("[::1]:9092").is_ok());
+        for bad in ["", " ", "garbage", "host:", ":9092", "host:0", "host:99999", "host:x"] {
+            assert!(p(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -36,7 +36,7 @@ pub fn report(args: ReportArgs) -> u8 {
         Err(code) => return code,
     };
     if let Err(e) = evsim_reports::page::write(&args.out, &page, &json) {
-        eprintln!("error: {e}");
+        crate::report_error(e);
         return EXIT_BAD_INPUT;
     }
     if args.json {
@@ -60,10 +60,13 @@ fn scenario_page(args: &ReportArgs) -> Built {
     let seed = args.seed.unwrap_or(scenario.run.seed);
     let file = args.input.display().to_string();
     let outcome = run_scenario(&scenario, seed);
+    if let Some(why) = &outcome.stopped {
+        return Err(crate::bad_input(format!("{file} seed {seed}: {why}")));
+    }
     let report = evsim_reports::scenario::report(&scenario, &file, &outcome);
     let replay = format!("evsim report {file} --seed {seed} --out {}", args.out.display());
     let json = serde_json::to_value(&report.summary).map_err(|e| {
-        eprintln!("error: cannot render the summary as JSON: {e}");
+        crate::report_error(format!("cannot render the summary as JSON: {e}"));
         EXIT_BAD_INPUT
     })?;
     Ok((report.page(&replay), json))
@@ -72,7 +75,7 @@ fn scenario_page(args: &ReportArgs) -> Built {
 fn sweep_page(args: &ReportArgs) -> Built {
     let name = args.input.display();
     let text = std::fs::read_to_string(&args.input).map_err(|e| {
-        eprintln!("error: cannot read {name}: {e}");
+        crate::report_error(format!("cannot read {name}: {e}"));
         EXIT_BAD_INPUT
     })?;
     let result: SweepResult = serde_json::from_str(&text).map_err(|e| {
@@ -84,11 +87,13 @@ fn sweep_page(args: &ReportArgs) -> Built {
         EXIT_BAD_INPUT
     })?;
     if let Err(e) = result.validate() {
-        eprintln!("error: {name}: not a whole sweep result ({e}); expected the JSON `evsim sweep --out FILE` writes");
+        crate::report_error(format!(
+            "{name}: not a whole sweep result ({e}); expected the JSON `evsim sweep --out FILE` writes"
+        ));
         return Err(EXIT_BAD_INPUT);
     }
     let json = serde_json::to_value(&result).map_err(|e| {
-        eprintln!("error: cannot render the sweep as JSON: {e}");
+        crate::report_error(format!("cannot render the sweep as JSON: {e}"));
         EXIT_BAD_INPUT
     })?;
     Ok((result.page(&crate::sweep::replay_command(&result)), json))

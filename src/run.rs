@@ -60,6 +60,8 @@ pub(crate) struct SeedResult {
     rerun_hash: Option<u64>,
     stats: Stats,
     vacuous: Option<String>,
+    /// Why the run stopped early (the event budget), if it did.
+    stopped: Option<String>,
     /// Per invariant (in `Invariant::ALL` order): violations and the first counterexample.
     verdicts: Vec<(usize, Option<Counterexample>)>,
 }
@@ -87,13 +89,24 @@ pub(crate) fn summarise(o: &RunOutcome, story: usize) -> SeedResult {
         rerun_hash: None,
         stats: o.stats.clone(),
         vacuous: o.vacuous.clone(),
+        stopped: o.stopped.clone(),
         verdicts,
     }
 }
 
-/// Run one seed (twice with `verify`) and keep its summary.
-fn run_seed(scenario: &Scenario, seed: u64, story: usize, verify: bool) -> (SeedResult, RunOutcome) {
-    let outcome = run_scenario(scenario, seed);
+/// Run one seed (twice with `verify`) and keep its summary; `progress` shows a single long run
+/// advancing on a terminal.
+fn run_seed(scenario: &Scenario, seed: u64, story: usize, verify: bool, progress: bool) -> (SeedResult, RunOutcome) {
+    let end_ms = scenario.end_ms();
+    let bar = if progress { ProgressBar::new(end_ms) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} simulated {pos}/{len} ms [{bar:30}] {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let outcome =
+        evsim_sim::run_scenario_observed(scenario, seed, crate::event_budget(), &mut |t| bar.set_position(t / 1_000));
+    bar.finish_and_clear();
     let mut r = summarise(&outcome, story);
     if verify {
         r.rerun_hash = Some(run_scenario(scenario, seed).history_hash);
@@ -143,17 +156,21 @@ pub fn run(args: RunArgs) -> u8 {
     };
     let started = std::time::Instant::now();
     let results = if seeds.len() == 1 {
-        let (result, outcome) = run_seed(&scenario, seeds[0], args.story, args.verify_determinism);
+        let (result, outcome) = run_seed(&scenario, seeds[0], args.story, args.verify_determinism, !args.json);
         if let Some(path) = &args.history
             && let Err(e) = write_history(path, &outcome)
         {
-            eprintln!("error: cannot write history to {}: {e}", path.display());
+            crate::report_error(format!("cannot write history to {}: {e}", path.display()));
             return EXIT_BAD_INPUT;
         }
         vec![result]
     } else {
         run_many(&scenario, &seeds, args.story, args.jobs, args.verify_determinism)
     };
+    if let Some(r) = results.iter().find(|r| r.stopped.is_some()) {
+        let why = r.stopped.as_deref().unwrap_or_default();
+        return crate::bad_input(format!("{} seed {}: {why}", args.scenario.display(), r.seed));
+    }
     let report = aggregate(&scenario, &args.scenario, &results);
     if args.json {
         if let Err(code) = crate::print_json(&report) {
@@ -195,7 +212,7 @@ fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&seed) = seeds.get(i) else { break };
-                    let (r, outcome) = run_seed(scenario, seed, story, verify);
+                    let (r, outcome) = run_seed(scenario, seed, story, verify, false);
                     drop(outcome);
                     if !r
                         .verdicts

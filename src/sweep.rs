@@ -79,7 +79,7 @@ pub fn sweep(args: SweepArgs) -> u8 {
     let source = match std::fs::read_to_string(&args.scenario) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot read scenario {name}: {e}");
+            crate::report_error(format!("cannot read scenario {name}: {e}"));
             return EXIT_BAD_INPUT;
         }
     };
@@ -94,14 +94,14 @@ pub fn sweep(args: SweepArgs) -> u8 {
         axes.iter().try_fold(args.seeds, |n, a| n.checked_mul(a.labels.len() as u64)).filter(|&n| n <= MAX_RUNS)
     });
     if let Some(None) = total {
-        eprintln!("error: the settings x {} seeds come to more than {MAX_RUNS} runs", args.seeds);
+        crate::report_error(format!("the settings x {} seeds come to more than {MAX_RUNS} runs", args.seeds));
         return EXIT_BAD_INPUT;
     }
     let plan = parsed.and_then(|(axes, sets)| Plan::new(&name, &source, &sets, axes));
     let plan = match plan {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::report_error(e);
             return EXIT_BAD_INPUT;
         }
     };
@@ -111,7 +111,7 @@ pub fn sweep(args: SweepArgs) -> u8 {
         if !dir.as_os_str().is_empty()
             && let Err(e) = std::fs::create_dir_all(dir)
         {
-            eprintln!("error: cannot create {}: {e}", dir.display());
+            crate::report_error(format!("cannot create {}: {e}", dir.display()));
             return EXIT_BAD_INPUT;
         }
     }
@@ -124,13 +124,27 @@ pub fn sweep(args: SweepArgs) -> u8 {
     );
     bar.set_message(format!("{} setting(s) x {} seeds", plan.settings.len(), args.seeds));
     let started = Instant::now();
-    let result = plan.run(args.seeds, jobs, &|_| bar.inc(1));
+    // The first run (in setting and seed order) that stopped at the event budget, if any.
+    let stopped: std::sync::Mutex<Option<(usize, u64, String)>> = std::sync::Mutex::new(None);
+    let result = plan.run(args.seeds, jobs, &|r| {
+        bar.inc(1);
+        if let Some(why) = &r.stopped {
+            let mut first = stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if first.as_ref().is_none_or(|f| (r.setting, r.seed) < (f.0, f.1)) {
+                *first = Some((r.setting, r.seed, why.clone()));
+            }
+        }
+    });
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
+    if let Some((setting, seed, why)) = stopped.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        let labels = plan.settings[setting].labels.join(", ");
+        return crate::bad_input(format!("{} setting {labels} seed {seed}: {why}", args.scenario.display()));
+    }
     if let Some(path) = &args.out
         && let Err(e) = write_json(path, &result)
     {
-        eprintln!("error: {e}");
+        crate::report_error(e);
         return EXIT_BAD_INPUT;
     }
     if let Some(dir) = &args.report {
@@ -138,7 +152,7 @@ pub fn sweep(args: SweepArgs) -> u8 {
         let json = match serde_json::to_value(&result) {
             Ok(v) => v,
             Err(e) => {
-                eprintln!("error: cannot render the sweep as JSON: {e}");
+                crate::report_error(format!("cannot render the sweep as JSON: {e}"));
                 return EXIT_BAD_INPUT;
             }
         };
@@ -146,7 +160,7 @@ pub fn sweep(args: SweepArgs) -> u8 {
             Ok(files) if !args.json => eprintln!("report: {} files in {}", files.len(), dir.display()),
             Ok(_) => {}
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::report_error(e);
                 return EXIT_BAD_INPUT;
             }
         }

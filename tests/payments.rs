@@ -133,3 +133,49 @@ fn one_key_across_two_topics_orders_them_only_when_co_partitioned() {
     assert!(v[0].message.contains("group order-history"), "{}", v[0].message);
     assert_eq!(violations(&o, Invariant::PerKeyOrder), 0, "within each partition the order holds");
 }
+
+/// A dead-lettered record is neither processed nor lost: eventual-processing still fails it
+/// (its effect never happened) and says where it was parked, no-silent-loss passes it; without
+/// the dead-letter topic the same records vanish and no-silent-loss says so.
+#[test]
+fn dead_letters_are_reported_as_parked_not_processed_and_not_lost() {
+    let o = run_scenario(&outage(CommitStrategy::RetryThenDlq), 1);
+    let v = &o.verdicts.iter().find(|v| v.invariant == Invariant::EventualProcessing).unwrap().violations;
+    assert!(!v.is_empty());
+    let m = &v[0].message;
+    assert!(m.contains("parked it on the dead-letter topic at payment-completed.DLT-0@"), "{m}");
+    // The dead-letter send is not counted as a send of the payment to its own topic.
+    assert!(m.contains("sent 1 time(s) to payment-completed"), "{m}");
+    let parked = v[0].entries.iter().any(|&i| matches!(o.history.entries[i].op, Op::DeadLettered { .. }));
+    assert!(parked, "the story shows the parking");
+    assert_eq!(violations(&o, Invariant::NoSilentLoss), 0, "parked is not lost");
+
+    let skipped = run_scenario(&outage(CommitStrategy::AckSkipsFailures), 1);
+    assert!(violations(&skipped, Invariant::NoSilentLoss) > 0, "skipped records vanish");
+}
+
+/// The consumer's `retries` is honoured as written, however large: no silent clamp.
+#[test]
+fn a_large_retries_setting_is_honoured() {
+    let mut s = outage(CommitStrategy::RetryThenDlq);
+    s.run.duration_ms = 3_100; // a few records arrive during the outage
+    s.run.quiet_period_ms = 30_000;
+    let c = s.consumers.iter_mut().find(|c| c.name == "payment-event-consumer").unwrap();
+    c.external_outages_ms = vec![(3_000, 1_000_000)]; // down for good
+    c.retries = 1_200;
+    let o = run_scenario(&s, 1);
+    // The first record parked was tried exactly retries + 1 times (a clamp at 1,000 would make
+    // it 1,001).
+    let parked = o.history.entries.iter().find_map(|e| match e.op {
+        Op::DeadLettered { ref record, .. } => Some(**record),
+        _ => None,
+    });
+    let parked = parked.expect("a record was parked");
+    let attempts = o
+        .history
+        .entries
+        .iter()
+        .filter(|e| matches!(e.op, Op::Processed { record, ok: false, .. } if record == parked))
+        .count();
+    assert_eq!(attempts, 1_201);
+}

@@ -195,6 +195,13 @@ pub fn describe_op(h: &History, op: &Op) -> String {
             late_us / 1_000,
             if *queued > 0 { format!(" ({queued} message(s) waited behind it)") } else { String::new() }
         ),
+        Op::Discarded { peer, retransmissions, late_us, queued } => format!(
+            "segment to {} lost and never got through: the connection closed {} ms after it was sent, \
+             after {retransmissions} retransmission(s){}",
+            h.node_name(*peer),
+            late_us / 1_000,
+            if *queued > 0 { format!(" ({queued} message(s) behind it were discarded too)") } else { String::new() }
+        ),
         Op::Disconnected { peer, reason, in_flight, coordinator } => format!(
             "disconnected from {}{} ({}): {in_flight} request(s) in flight failed",
             h.node_name(*peer),
@@ -226,6 +233,13 @@ pub fn describe_op(h: &History, op: &Op) -> String {
                 h.group_name(*group)
             ),
         },
+        Op::DeadLettered { group, record, to, offset } => format!(
+            "{} gave up on {} and parked it on the dead-letter topic at {}@{}",
+            h.group_name(*group),
+            polled(h, record),
+            tp(h, *to),
+            offset.map_or_else(|| "?".to_string(), |o| o.to_string())
+        ),
         Op::RebalanceStarted { group } => format!("rebalance of {} started", h.group_name(*group)),
         Op::GenerationStarted { group, generation, members } => {
             let list: Vec<&str> = members.iter().map(|m| h.node_name(*m)).collect();

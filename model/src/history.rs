@@ -381,6 +381,15 @@ pub enum Op {
     /// of the group's `__consumer_offsets` partition moves (`None`: no replica can lead, and
     /// the group has no coordinator: COORDINATOR_NOT_AVAILABLE).
     Coordinator { group: GroupId, coordinator: Option<NodeId> },
+    /// The group's error handler gave `record` up and parked it on a dead-letter topic: the
+    /// broker acknowledged it at `to`, offset `offset` (Spring's `DeadLetterPublishingRecoverer`).
+    /// The record is not processed, but it is not lost either.
+    DeadLettered { group: GroupId, record: Box<Polled>, to: Tp, offset: Option<u64> },
+    /// This process's connection to `peer` closed while a segment it sent was still dropped
+    /// and waiting for retransmission (first sent `late_us` ago, retransmitted
+    /// `retransmissions` times): it never got through, and neither did the `queued` messages
+    /// behind it (a lost request, or a lost answer the client gave up waiting for).
+    Discarded { peer: NodeId, retransmissions: u32, late_us: Micros, queued: u32 },
 }
 
 impl Op {
@@ -510,5 +519,16 @@ impl History {
     /// A one-line, human-readable rendering of entry `i`, for counterexamples and stories.
     pub fn describe(&self, i: usize) -> String {
         crate::describe::describe(self, i)
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// A run keeps every entry in memory (docs/scenario-format.md, "Limits"): a variant with a
+    /// large payload boxes it rather than growing every entry.
+    #[test]
+    fn an_entry_stays_72_bytes() {
+        assert_eq!(std::mem::size_of::<super::Entry>(), 72);
+        assert_eq!(std::mem::size_of::<super::Op>(), 56);
     }
 }

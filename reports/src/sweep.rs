@@ -166,6 +166,8 @@ pub struct RunSummary {
     pub seed: u64,
     pub passed: bool,
     pub vacuous: bool,
+    /// Why the run stopped before its end (the event budget), if it did: no verdict.
+    pub stopped: Option<String>,
     /// Violated invariants, and whether the scenario claims each.
     pub violated: Vec<(Invariant, bool)>,
     pub records_produced: u64,
@@ -187,6 +189,7 @@ fn run_one(scenario: &Scenario, setting: usize, seed: u64) -> RunSummary {
         seed,
         passed: o.passed(),
         vacuous: o.vacuous.is_some(),
+        stopped: o.stopped.clone(),
         violated: o.verdicts.iter().filter(|v| !v.violations.is_empty()).map(|v| (v.invariant, v.claimed)).collect(),
         records_produced: o.stats.records_produced,
         records_consumed: o.stats.records_consumed,

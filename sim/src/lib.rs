@@ -17,5 +17,5 @@ pub mod world;
 #[cfg(test)]
 mod tests;
 
-pub use run::{RunOutcome, Verdict, run_scenario};
+pub use run::{RunOutcome, Verdict, run_scenario, run_scenario_observed};
 pub use world::{Stats, World};

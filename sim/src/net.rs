@@ -419,7 +419,15 @@ impl World {
                 state.setup = Some(Setup::Closed { retry_at, failures: 0 });
                 self.net.settle(conn, 1);
                 for link in conn.links() {
-                    self.net.stalls.remove(&link);
+                    if let Some(stall) = self.net.stalls.remove(&link).filter(|_| !abort) {
+                        let op = Op::Discarded {
+                            peer: link.to,
+                            retransmissions: stall.retransmissions,
+                            late_us: now - stall.since,
+                            queued: stall.queue.len() as u32 - 1,
+                        };
+                        self.record(link.from, op);
+                    }
                 }
             }
             Some(Setup::Connecting { .. }) if abort => {

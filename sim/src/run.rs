@@ -25,18 +25,57 @@ pub struct RunOutcome {
     pub verdicts: Vec<Verdict>,
     /// Why the run proves nothing (no records moved), if so.
     pub vacuous: Option<String>,
+    /// Why the run stopped before its end (it reached the event budget), if it did: such a run
+    /// is no verdict at all, and `evsim` exits 2.
+    pub stopped: Option<String>,
 }
 
 impl RunOutcome {
     /// Held: every claimed invariant held and the run was not vacuous.
     pub fn passed(&self) -> bool {
-        self.vacuous.is_none() && self.verdicts.iter().all(|v| !v.claimed || v.violations.is_empty())
+        self.stopped.is_none()
+            && self.vacuous.is_none()
+            && self.verdicts.iter().all(|v| !v.claimed || v.violations.is_empty())
     }
 }
 
 /// Simulate `scenario` with `seed` and judge the history with every invariant.
 pub fn run_scenario(scenario: &Scenario, seed: u64) -> RunOutcome {
-    let (history, stats) = World::new(scenario, seed).run();
+    run_scenario_observed(scenario, seed, u64::MAX, &mut |_| {})
+}
+
+/// `run_scenario`, telling `observe` the simulated time as the run goes (for a progress bar),
+/// with at most `max_events` events (`MAX_EVENTS_PER_RUN` at most).
+pub fn run_scenario_observed(
+    scenario: &Scenario,
+    seed: u64,
+    max_events: u64,
+    observe: &mut dyn FnMut(u64),
+) -> RunOutcome {
+    let mut world = World::new(scenario, seed);
+    world.limit_events(max_events);
+    let (history, stats) = world.run_observed(observe);
+    let stopped = stats.event_budget_exhausted_at.map(|at| {
+        let budget = if stats.memory_bytes >= evsim_model::scenario::MAX_RUN_MEMORY_BYTES {
+            format!(
+                "its history and logs reached the memory budget of {} MB (after {} events)",
+                evsim_model::scenario::MAX_RUN_MEMORY_BYTES >> 20,
+                stats.events
+            )
+        } else {
+            format!(
+                "having processed its budget of {} events (at most 1,000,000,000, about a minute of simulation; \
+                 EVSIM_EVENT_BUDGET lowers it)",
+                stats.events
+            )
+        };
+        format!(
+            "the run stopped at {:.3} s of simulated time, {budget}: its settings keep the cluster busier than any \
+             design review needs (a fetch or heartbeat loop with no wait, a retry storm, a quiet period of years); \
+             shorten the run or relax them",
+            at as f64 / 1e6,
+        )
+    });
     let history_hash = history.hash();
     let verdicts = Invariant::ALL
         .into_iter()
@@ -62,5 +101,5 @@ pub fn run_scenario(scenario: &Scenario, seed: u64) -> RunOutcome {
             }
         })
     };
-    RunOutcome { seed, history, history_hash, stats, verdicts, vacuous }
+    RunOutcome { seed, history, history_hash, stats, verdicts, vacuous, stopped }
 }

@@ -161,8 +161,8 @@ enum Judged {
 
 /// Judge the run `o` of `faults` against the claims and the expected counterexamples of `base`.
 fn judge(base: &Scenario, faults: &[FaultSpec], o: &RunOutcome) -> Judged {
-    if o.vacuous.is_some() {
-        return Judged::Held;
+    if o.vacuous.is_some() || o.stopped.is_some() {
+        return Judged::Held; // proves nothing either way
     }
     let mut covered = Vec::new();
     for v in o.verdicts.iter().filter(|v| base.run.invariants.contains(&v.invariant) && !v.violations.is_empty()) {
@@ -288,47 +288,46 @@ pub fn counterexample_toml(
     case: &Case,
     invariant: Invariant,
 ) -> Result<String, String> {
-    let mut doc: toml::Table = original.parse().map_err(|e| format!("cannot re-read {file}: {e}"))?;
+    use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
+    // The original text, edited in place: comments, order and Kafka's dotted keys stay as written.
+    let mut doc: DocumentMut = original.parse().map_err(|e| format!("cannot re-read {file}: {e}"))?;
     doc.remove("swarm");
-    let run = doc.get_mut("run").and_then(|r| r.as_table_mut()).ok_or("the scenario has no [run] table")?;
     let seed = i64::try_from(case.seed).map_err(|_| format!("seed {} does not fit a TOML integer", case.seed))?;
-    run.insert("seed".into(), toml::Value::Integer(seed));
-    run.insert("duration_ms".into(), toml::Value::Integer(case.duration_ms as i64));
+    let run = doc.get_mut("run").and_then(Item::as_table_mut).ok_or("the scenario has no [run] table")?;
+    run["seed"] = value(seed);
+    run["duration_ms"] = value(case.duration_ms as i64);
     // The quiet period the case ran with (recovery after its last fault).
     let quiet = case.scenario(base).run.quiet_period_ms;
-    run.insert("quiet_period_ms".into(), toml::Value::Integer(quiet as i64));
-    let faults: Vec<toml::Value> = case
-        .faults
-        .iter()
-        .map(|f| {
-            let mut t = toml::Table::new();
-            t.insert("kind".into(), f.kind.name().into());
-            if let Some(target) = &f.target {
-                t.insert("target".into(), target.as_str().into());
-            }
-            if let Some(peer) = &f.peer {
-                t.insert("peer".into(), peer.as_str().into());
-            }
-            if f.kind.is_network() && f.direction != Direction::Both {
-                t.insert("direction".into(), f.direction.name().into());
-            }
-            if f.kind == FaultKind::NetworkLoss {
-                t.insert("rate".into(), f.rate.into());
-            }
-            if f.kind == FaultKind::NetworkDelay {
-                t.insert("delay_ms".into(), (f.delay_ms as i64).into());
-            }
-            t.insert("at_ms".into(), (f.at_ms as i64).into());
-            if let Some(d) = f.for_ms {
-                t.insert("for_ms".into(), (d as i64).into());
-            }
-            toml::Value::Table(t)
-        })
-        .collect();
-    doc.insert("faults".into(), toml::Value::Array(faults));
-    let body = toml::to_string(&doc).map_err(|e| format!("cannot write the counterexample: {e}"))?;
+    run["quiet_period_ms"] = value(quiet as i64);
+    let mut faults = ArrayOfTables::new();
+    for f in &case.faults {
+        let mut t = Table::new();
+        t["kind"] = value(f.kind.name());
+        if let Some(target) = &f.target {
+            t["target"] = value(target.as_str());
+        }
+        if let Some(peer) = &f.peer {
+            t["peer"] = value(peer.as_str());
+        }
+        if f.kind.is_network() && f.direction != Direction::Both {
+            t["direction"] = value(f.direction.name());
+        }
+        if f.kind == FaultKind::NetworkLoss {
+            t["rate"] = value(f.rate);
+        }
+        if f.kind == FaultKind::NetworkDelay {
+            t["delay_ms"] = value(f.delay_ms as i64);
+        }
+        t["at_ms"] = value(f.at_ms as i64);
+        if let Some(d) = f.for_ms {
+            t["for_ms"] = value(d as i64);
+        }
+        faults.push(t);
+    }
+    doc.remove("faults");
+    doc.insert("faults", Item::ArrayOfTables(faults));
     Ok(format!(
-        "# Counterexample found by `evsim check {file}`: {} is violated.\n# Replay: evsim run <this file>\n\n{body}",
+        "# Counterexample found by `evsim check {file}`: {} is violated.\n# Replay: evsim run <this file>\n\n{doc}",
         invariant.name()
     ))
 }

@@ -69,11 +69,11 @@ pub fn plan_requests(scenario: &Scenario, seed: u64) -> Vec<Planned> {
     let quiet_from = scenario.run.duration_ms * 1_000;
     let has = |k: ServiceKind| scenario.services.iter().any(|s| s.kind == k);
     // The next due time of each clock, in the simulator's start order (orders, queue, coupons).
-    let mut orders = (scenario.workload.rate_per_sec > 0.0).then(|| w.gap());
-    let mut queue =
-        (scenario.workload.queue_rate_per_sec > 0.0 && has(ServiceKind::WaitingQueueApi)).then(|| w.queue_gap());
+    let mut orders = (scenario.workload.rate_per_sec > 0.0).then(|| w.next_order_at());
+    let mut queue = (scenario.workload.queue_rate_per_sec > 0.0 && has(ServiceKind::WaitingQueueApi))
+        .then(|| w.next_queue_entry_at());
     let mut coupons =
-        (scenario.workload.coupon_rate_per_sec > 0.0 && has(ServiceKind::CouponApi)).then(|| w.coupon_gap());
+        (scenario.workload.coupon_rate_per_sec > 0.0 && has(ServiceKind::CouponApi)).then(|| w.next_coupon_at());
     let mut out = Vec::new();
     loop {
         let next = [orders, queue, coupons].into_iter().flatten().min();
@@ -81,11 +81,11 @@ pub fn plan_requests(scenario: &Scenario, seed: u64) -> Vec<Planned> {
         if orders == Some(at) {
             let (order, user, product, qty) = w.next_request();
             out.push(Planned { at, request: Request::CreateOrder { order, user, product, qty } });
-            orders = Some(at + w.gap());
+            orders = Some(w.next_order_at());
         } else if queue == Some(at) {
             let (token, concert, user) = w.next_queue_entry();
             out.push(Planned { at, request: Request::EnterQueue { token, concert, user } });
-            queue = Some(at + w.queue_gap());
+            queue = Some(w.next_queue_entry_at());
         } else {
             let (request, coupon, user, duplicate) = w.next_coupon_request();
             out.push(Planned { at, request: Request::IssueCoupon { request, coupon, user } });
@@ -93,7 +93,7 @@ pub fn plan_requests(scenario: &Scenario, seed: u64) -> Vec<Planned> {
                 // A double click: the same request again, 10 ms later.
                 out.push(Planned { at: at + 10_000, request: Request::IssueCoupon { request: again, coupon, user } });
             }
-            coupons = Some(at + w.coupon_gap());
+            coupons = Some(w.next_coupon_at());
         }
     }
     out.sort_by_key(|p| p.at); // stable: duplicates land after what was due before them

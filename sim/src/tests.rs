@@ -487,10 +487,38 @@ fn the_unflushed_last_replica_condition_needs_all_three_facts() {
             stats: Default::default(),
             verdicts: Vec::new(),
             vacuous: None,
+            stopped: None,
         }
     };
     let holds = |o: &RunOutcome| crate::search::condition_holds(Condition::UnflushedLastReplica, &s, o);
     assert!(holds(&outcome(vec![NodeId(1)], 5)));
     assert!(!holds(&outcome(vec![NodeId(1)], 0)), "it lost nothing");
     assert!(!holds(&outcome(vec![NodeId(1), NodeId(2)], 5)), "another replica was in sync");
+}
+
+/// The largest run the limits allow claims its memory as it goes, not up front: the history and
+/// the logs reserve a bounded amount whatever the request count.
+#[test]
+fn the_largest_run_reserves_a_bounded_amount_up_front() {
+    let mut s = basic();
+    s.run.duration_ms = 5_000;
+    s.workload.rate_per_sec = 1_000_000.0; // 5,000,000 requests: the cap
+    let w = World::new(&s, 1);
+    assert!(w.history.entries.capacity() <= (1 << 21) + 1_024, "{}", w.history.entries.capacity());
+    for p in &w.partitions {
+        assert!(p.log.capacity() <= (1 << 16) + 16, "{}", p.log.capacity());
+    }
+}
+
+/// A rate is honoured exactly, however high: arrivals keep a fractional clock, so requests that
+/// fall within one simulated microsecond are not merged or dropped.
+#[test]
+fn a_rate_of_a_million_a_second_gives_a_million_requests_a_second() {
+    let mut s = basic();
+    s.run.duration_ms = 200;
+    s.run.quiet_period_ms = 0;
+    s.workload.rate_per_sec = 1_000_000.0;
+    let n = crate::setup::plan_requests(&s, 1).len() as f64;
+    // Poisson: 200,000 expected, standard deviation about 450.
+    assert!((n - 200_000.0).abs() < 3_000.0, "{n} requests");
 }

@@ -32,6 +32,11 @@ pub struct Workload {
     next_coupon_request: u64,
     coupons: u64,
     duplicate_request_rate: f64,
+    /// Each request stream's arrival clock, exact (fractional microseconds): a stream at any
+    /// rate gets exactly its Poisson arrivals, several within one microsecond if need be.
+    order_clock: f64,
+    coupon_clock: f64,
+    queue_clock: f64,
 }
 
 impl Workload {
@@ -73,12 +78,21 @@ impl Workload {
             concerts: u64::from(spec.concerts),
             coupons: u64::from(spec.coupons),
             duplicate_request_rate: spec.duplicate_request_rate,
+            order_clock: 0.0,
+            coupon_clock: 0.0,
+            queue_clock: 0.0,
         }
     }
 
-    pub(crate) fn gap(&mut self) -> Micros {
-        // Poisson arrivals; at least 1 us apart so that time always advances.
-        (self.rng.exponential(self.mean_gap_us).round() as Micros).max(1)
+    /// Advance a Poisson arrival clock by one exponential gap; the arrival's microsecond.
+    fn arrival(rng: &mut SimRng, clock: &mut f64, mean_gap_us: f64) -> Micros {
+        *clock += rng.exponential(mean_gap_us);
+        *clock as Micros
+    }
+
+    /// When the next order arrives.
+    pub(crate) fn next_order_at(&mut self) -> Micros {
+        Self::arrival(&mut self.rng, &mut self.order_clock, self.mean_gap_us)
     }
 
     fn product(&mut self) -> u32 {
@@ -89,8 +103,9 @@ impl Workload {
         self.zipf_cdf.partition_point(|&c| c < u).min(self.zipf_cdf.len() - 1) as u32
     }
 
-    pub(crate) fn queue_gap(&mut self) -> Micros {
-        (self.rng.exponential(self.mean_queue_gap_us).round() as Micros).max(1)
+    /// When the next waiting-queue entry arrives.
+    pub(crate) fn next_queue_entry_at(&mut self) -> Micros {
+        Self::arrival(&mut self.rng, &mut self.queue_clock, self.mean_queue_gap_us)
     }
 
     /// The next queue entry: (token, concert, user).
@@ -102,8 +117,9 @@ impl Workload {
         (token, concert, user)
     }
 
-    pub(crate) fn coupon_gap(&mut self) -> Micros {
-        (self.rng.exponential(self.mean_coupon_gap_us).round() as Micros).max(1)
+    /// When the next coupon request arrives.
+    pub(crate) fn next_coupon_at(&mut self) -> Micros {
+        Self::arrival(&mut self.rng, &mut self.coupon_clock, self.mean_coupon_gap_us)
     }
 
     /// The next coupon request: (request, coupon, user, the id of a duplicate request if the
@@ -154,16 +170,16 @@ impl ServiceInstance {
 impl World {
     pub(crate) fn workload_start(&mut self) {
         if self.scenario.workload.rate_per_sec > 0.0 {
-            let gap = self.workload.gap();
-            self.q.schedule_at(gap, Ev::NextOrder);
+            let at = self.workload.next_order_at();
+            self.q.schedule_at(at, Ev::NextOrder);
         }
         if self.scenario.workload.queue_rate_per_sec > 0.0 && !self.queue_services.is_empty() {
-            let gap = self.workload.queue_gap();
-            self.q.schedule_at(gap, Ev::NextQueueEntry);
+            let at = self.workload.next_queue_entry_at();
+            self.q.schedule_at(at, Ev::NextQueueEntry);
         }
         if self.scenario.workload.coupon_rate_per_sec > 0.0 && !self.coupon_services.is_empty() {
-            let gap = self.workload.coupon_gap();
-            self.q.schedule_at(gap, Ev::NextCoupon);
+            let at = self.workload.next_coupon_at();
+            self.q.schedule_at(at, Ev::NextCoupon);
         }
     }
 
@@ -179,8 +195,8 @@ impl World {
             // A double click: the same request again, 10 ms later.
             self.q.schedule_at(now + 10_000, Ev::CouponRequest { request: again, coupon, user });
         }
-        let gap = self.workload.coupon_gap();
-        self.q.schedule_at(now + gap, Ev::NextCoupon);
+        let at = self.workload.next_coupon_at();
+        self.q.schedule_at(at, Ev::NextCoupon);
     }
 
     /// The next user entering a concert's waiting queue.
@@ -196,9 +212,8 @@ impl World {
             self.record(NodeId(0), Op::QueueEntered { token, concert, user });
             self.service_input(service, Input::Request(Request::EnterQueue { token, concert, user }));
         }
-        let gap = self.workload.queue_gap();
-        let now = self.now();
-        self.q.schedule_at(now + gap, Ev::NextQueueEntry);
+        let at = self.workload.next_queue_entry_at();
+        self.q.schedule_at(at, Ev::NextQueueEntry);
     }
 
     pub(crate) fn coupon_request(&mut self, request: u64, coupon: u32, user: u64) {
@@ -253,9 +268,8 @@ impl World {
             }
             self.service_input(service, Input::Request(req));
         }
-        let gap = self.workload.gap();
-        let now = self.now();
-        self.q.schedule_at(now + gap, Ev::NextOrder);
+        let at = self.workload.next_order_at();
+        self.q.schedule_at(at, Ev::NextOrder);
     }
 
     pub(crate) fn payment_request(&mut self, order: u64, user: u64, amount: i64) {

@@ -112,6 +112,9 @@ pub(crate) enum ProducerOwner {
     Consumer(u16),
 }
 
+/// The least simulated time between two calls of a run's observer.
+const OBSERVE_EVERY_US: Micros = 1_000_000;
+
 /// The history entry of a client's connection to `peer` ending with `in_flight` requests on it.
 pub(crate) fn disconnected(peer: NodeId, reason: DisconnectReason, in_flight: u32) -> Op {
     Op::Disconnected { peer, reason, in_flight, coordinator: false }
@@ -153,6 +156,13 @@ pub struct Stats {
     pub produce_retries: u64,
     /// What each planned fault did, in plan order.
     pub faults: Vec<crate::faults::FaultOutcome>,
+    /// The simulated time at which the run stopped because it had processed
+    /// `MAX_EVENTS_PER_RUN` events, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_budget_exhausted_at: Option<Micros>,
+    /// The bytes the history and the partition logs hold (estimated from their entries): a run
+    /// stops at `MAX_RUN_MEMORY_BYTES`, as at the event budget.
+    pub memory_bytes: u64,
 }
 
 /// One run.
@@ -208,7 +218,14 @@ pub struct World {
     pub(crate) platform_down: Vec<Vec<u16>>,
     /// Active consumer pauses.
     pub(crate) paused: u32,
+    /// The most events this run may process (`MAX_EVENTS_PER_RUN`, or less if asked).
+    event_budget: u64,
 }
+
+/// What one history entry costs, beyond the records a poll hands out.
+const ENTRY_BYTES: u64 = std::mem::size_of::<evsim_model::history::Entry>() as u64;
+/// What one record costs in a poll entry or a partition log.
+const RECORD_BYTES: u64 = std::mem::size_of::<evsim_model::history::Polled>() as u64;
 
 impl World {
     /// Build the world for `scenario` with master seed `seed`.
@@ -237,8 +254,9 @@ impl World {
                     .map(|k| crate::cluster::preferred_leader(global + k, scenario.brokers))
                     .collect();
                 let mut partition = Partition::new(tp, replicas);
-                // Room for the records the workload will write, so the log never regrows.
-                partition.log.reserve((expected * 1.1 / f64::from(t.partitions)) as usize + 16);
+                // Room for the records the workload will write, so the log rarely regrows, but
+                // not more than 64k records up front (a larger log grows as it goes).
+                partition.log.reserve(((expected * 1.1 / f64::from(t.partitions)) as usize).min(1 << 16) + 16);
                 partitions.push(partition);
             }
         }
@@ -318,7 +336,9 @@ impl World {
             end: scenario.end_ms() * 1_000,
         };
         let mut history = History::new(header);
-        history.entries.reserve(expected as usize * 9 + 1_024);
+        // Room for the history up front (about nine entries a request), but not more than about
+        // 150 MB: a larger run grows it as it goes rather than claiming everything at once.
+        history.entries.reserve((expected as usize * 9).min(1 << 21) + 1_024);
         // Each node's connection settings: its client's, or Kafka's defaults for brokers.
         let mut connection = vec![evsim_model::scenario::ConnectionConfig::default(); usize::from(next_node) + 1];
         for (s, p) in services.iter().map(|s| (s.node, &producers[s.producer as usize])) {
@@ -390,7 +410,13 @@ impl World {
             db_down: Vec::new(),
             platform_down: vec![Vec::new(); scenario.consumers.len()],
             paused: 0,
+            event_budget: evsim_model::scenario::MAX_EVENTS_PER_RUN,
         }
+    }
+
+    /// Lower this run's event budget below `MAX_EVENTS_PER_RUN` (a tighter limit for fuzzing).
+    pub fn limit_events(&mut self, budget: u64) {
+        self.event_budget = budget.min(evsim_model::scenario::MAX_EVENTS_PER_RUN);
     }
 
     #[inline]
@@ -401,6 +427,10 @@ impl World {
     #[inline]
     pub(crate) fn record(&mut self, process: NodeId, op: Op) {
         let now = self.q.now();
+        self.stats.memory_bytes += ENTRY_BYTES;
+        if let Op::Poll { records, .. } = &op {
+            self.stats.memory_bytes += records.len() as u64 * RECORD_BYTES;
+        }
         self.history.push(now, process, op);
     }
 
@@ -419,12 +449,29 @@ impl World {
     }
 
     /// Run to the end and hand back the history and the statistics.
-    pub fn run(mut self) -> (History, Stats) {
+    pub fn run(self) -> (History, Stats) {
+        self.run_observed(&mut |_| {})
+    }
+
+    /// Run to the end, telling `observe` the simulated time every million or so events (for a
+    /// progress bar), and hand back the history and the statistics.
+    pub fn run_observed(mut self, observe: &mut dyn FnMut(Micros)) -> (History, Stats) {
         self.start();
         for c in 0..self.consumers.len() as u16 {
             self.consumer_start(c);
         }
-        self.run_until(self.end);
+        let end = self.end;
+        // At most about a thousand observations, and none more often than every simulated second.
+        let every = OBSERVE_EVERY_US.max(end / 1_000);
+        let mut step = 0;
+        loop {
+            step = (step + every).min(end);
+            self.run_until(step);
+            if self.stats.event_budget_exhausted_at.is_some() || step >= end {
+                break;
+            }
+            observe(step);
+        }
         self.finish()
     }
 
@@ -452,6 +499,12 @@ impl World {
         let t = t.min(self.end);
         while let Some(at) = self.q.peek_time() {
             if at > t {
+                break;
+            }
+            if self.stats.events >= self.event_budget
+                || self.stats.memory_bytes >= evsim_model::scenario::MAX_RUN_MEMORY_BYTES
+            {
+                self.stats.event_budget_exhausted_at = Some(at);
                 break;
             }
             let ev = self.q.pop().expect("peeked");

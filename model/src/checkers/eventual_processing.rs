@@ -8,28 +8,111 @@
 //! missing group, showing the fact, its sends and their delivery reports).
 
 use super::{MAX_REPORTED, Violation, note_unlisted};
-use crate::history::{EventId, GroupId, History, Op, TopicId};
+use crate::history::{EventId, GroupId, History, NodeId, Op, TopicId, Tp};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn event(e: EventId) -> String {
     format!("{:?}#{}", e.kind(), e.subject())
 }
 
+/// A poll that handed out a record: (entry, tp, offset, consumer).
+type PollSite = (usize, Tp, u64, NodeId);
+/// A successful commit: (entry, offsets).
+type CommitSite = (usize, Vec<(Tp, u64)>);
+
+/// What a group did with the records of one event that it did not process: the polls that
+/// handed them out, the failed attempts, its dead-letter parking, the commits past them, and
+/// crashes of the consumers that held them. Shared with no-silent-loss.
+#[derive(Default)]
+pub(super) struct GroupTrail {
+    /// Per (event, group): the polls that returned a record of the event: (entry, tp, offset, consumer).
+    polls: BTreeMap<(EventId, GroupId), Vec<PollSite>>,
+    failed: BTreeMap<(EventId, GroupId), Vec<usize>>,
+    dead_lettered: BTreeMap<(EventId, GroupId), usize>,
+    /// Per group: its successful commits, (entry, offsets).
+    commits: BTreeMap<GroupId, Vec<CommitSite>>,
+    /// Per process: its crashes.
+    crashes: BTreeMap<NodeId, Vec<usize>>,
+    /// The topics records were parked on.
+    pub(super) dead_letter_topics: BTreeSet<TopicId>,
+}
+
+impl GroupTrail {
+    pub(super) fn of(h: &History) -> Self {
+        let mut t = GroupTrail::default();
+        for (i, e) in h.entries.iter().enumerate() {
+            match &e.op {
+                Op::Poll { group, records } => {
+                    for r in records {
+                        t.polls.entry((r.value, *group)).or_default().push((i, r.tp, r.offset, e.process));
+                    }
+                }
+                Op::Processed { group, record, ok: false } => {
+                    t.failed.entry((record.value, *group)).or_default().push(i)
+                }
+                Op::DeadLettered { group, record, to, .. } => {
+                    t.dead_lettered.entry((record.value, *group)).or_insert(i);
+                    t.dead_letter_topics.insert(to.topic);
+                }
+                Op::Commit { group, offsets, error: None, .. } => {
+                    t.commits.entry(*group).or_default().push((i, offsets.clone()))
+                }
+                Op::Crashed => t.crashes.entry(e.process).or_default().push(i),
+                _ => {}
+            }
+        }
+        t
+    }
+
+    /// The dead-letter parking of `ev` by `g`, if any.
+    pub(super) fn dead_lettered(&self, ev: EventId, g: GroupId) -> Option<usize> {
+        self.dead_lettered.get(&(ev, g)).copied()
+    }
+
+    /// The entries that explain why `g` never processed `ev`: its failed attempts; the first
+    /// two polls that handed a record of it out; after each, the first commit of the group that
+    /// moved past it (so it would not come back) and the crash of the consumer that held it.
+    pub(super) fn explain(&self, ev: EventId, g: GroupId) -> Vec<usize> {
+        let mut out: Vec<usize> = self.failed.get(&(ev, g)).cloned().unwrap_or_default();
+        out.extend(self.dead_lettered(ev, g));
+        for &(poll, tp, offset, consumer) in
+            self.polls.get(&(ev, g)).map(Vec::as_slice).unwrap_or_default().iter().take(2)
+        {
+            out.push(poll);
+            let past = self.commits.get(&g).and_then(|c| {
+                c.iter().find(|(i, offsets)| *i > poll && offsets.iter().any(|&(t, o)| t == tp && o > offset))
+            });
+            if let Some(&(commit, _)) = past {
+                out.push(commit);
+            }
+            if let Some(&crash) = self.crashes.get(&consumer).and_then(|c| c.iter().find(|&&i| i > poll)) {
+                out.push(crash);
+            }
+        }
+        out
+    }
+}
+
 pub(crate) fn check(h: &History) -> Vec<Violation> {
-    // What the producers did with each event, and which groups processed it from which topic.
+    let trail = GroupTrail::of(h);
+    // What the producers did with each event (dead-letter sends apart), and which groups
+    // processed it from which topic.
     let mut sends: BTreeMap<EventId, Vec<usize>> = BTreeMap::new();
     let mut reports: BTreeMap<EventId, Vec<usize>> = BTreeMap::new();
     let mut processed: BTreeSet<(EventId, GroupId, TopicId)> = BTreeSet::new();
-    // Failed handling attempts, to show in the story of an event that was never processed.
-    let mut failed: BTreeMap<(EventId, GroupId), Vec<usize>> = BTreeMap::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
-            Op::Send { value, .. } => sends.entry(*value).or_default().push(i),
-            Op::SendOk { value, .. } | Op::SendFailed { value, .. } => reports.entry(*value).or_default().push(i),
+            Op::Send { value, tp, .. } if !trail.dead_letter_topics.contains(&tp.topic) => {
+                sends.entry(*value).or_default().push(i)
+            }
+            Op::SendOk { value, tp, .. } | Op::SendFailed { value, tp, .. }
+                if !trail.dead_letter_topics.contains(&tp.topic) =>
+            {
+                reports.entry(*value).or_default().push(i)
+            }
             Op::Processed { group, record, ok: true } => {
                 processed.insert((record.value, *group, record.tp.topic));
             }
-            Op::Processed { group, record, ok: false } => failed.entry((record.value, *group)).or_default().push(i),
             _ => {}
         }
     }
@@ -73,20 +156,29 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 let ev_reports = reports.get(&ev).map(Vec::as_slice).unwrap_or_default();
                 let acked = ev_reports.iter().filter(|&&r| matches!(h.entries[r].op, Op::SendOk { .. })).count();
                 let names: Vec<&str> = ts.iter().map(|&t| h.topic_name(t)).collect();
-                let attempts = failed.get(&(ev, g)).map(Vec::as_slice).unwrap_or_default();
+                let attempts = trail.failed.get(&(ev, g)).map_or(0, Vec::len);
                 let mut entries = vec![i];
                 entries.extend(ev_sends);
                 entries.extend(ev_reports);
-                entries.extend(attempts);
-                let tried = if attempts.is_empty() {
-                    String::new()
-                } else {
-                    format!("; its handling failed {} time(s) and was not retried to success", attempts.len())
-                };
+                entries.extend(trail.explain(ev, g));
+                let mut how = String::new();
+                if attempts > 0 {
+                    how.push_str(&format!("; its handling failed {attempts} time(s) and was not retried to success"));
+                }
+                if let Some(d) = trail.dead_lettered(ev, g)
+                    && let Op::DeadLettered { to, offset, .. } = h.entries[d].op
+                {
+                    how.push_str(&format!(
+                        "; the group parked it on the dead-letter topic at {}-{}@{} (entry {d})",
+                        h.topic_name(to.topic),
+                        to.partition,
+                        offset.map_or_else(|| "?".to_string(), |o| o.to_string())
+                    ));
+                }
                 out.push(Violation::new(
                     format!(
                         "group {} never processed {} (fact at entry {i}): sent {} time(s) to {}, \
-                         {} acked, {} failed{tried}",
+                         {} acked, {} failed{how}",
                         h.group_name(g),
                         event(ev),
                         ev_sends.len(),
@@ -129,12 +221,12 @@ mod tests {
         let mut b = HistoryBuilder::new();
         let fact = b.order_committed(7, 1, 1, 9);
         let (s, ok) = b.produce(orders(1), 7, 0);
-        b.poll(R0, RANKING, &[rec(orders(1), 0, 7, 7)]);
+        let poll = b.poll(R0, RANKING, &[rec(orders(1), 0, 7, 7)]);
         let failed = b.processed(R0, RANKING, rec(orders(1), 0, 7, 7), false);
         b.consume(C0, CART, &[rec(orders(1), 0, 7, 7)]);
         let v = check(&b.build());
         assert_eq!(v.len(), 1, "only the ranking group misses it: {v:?}");
-        assert_eq!(v[0].entries, vec![fact, s, ok, failed]);
+        assert_eq!(v[0].entries, vec![fact, s, ok, poll, failed]);
         assert!(v[0].message.contains("failed 1 time(s)"), "{}", v[0].message);
     }
 
@@ -158,11 +250,11 @@ mod tests {
         let ok = b.send_ok(orders(1), Some(7), 7, Some(3));
         b.consume(R0, RANKING, &[rec(orders(1), 3, 7, 7)]);
         // cart polled it, but its handler failed and it never succeeded.
-        b.poll(C0, CART, &[rec(orders(1), 3, 7, 7)]);
+        let poll = b.poll(C0, CART, &[rec(orders(1), 3, 7, 7)]);
         let failed = b.processed(C0, CART, rec(orders(1), 3, 7, 7), false);
         let v = check(&b.build());
         assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[0].entries, vec![fact, s1, f1, s2, ok, failed]);
+        assert_eq!(v[0].entries, vec![fact, s1, f1, s2, ok, poll, failed]);
         assert!(v[0].message.contains("group cart"), "{}", v[0].message);
         assert!(v[0].message.contains("1 acked, 1 failed"), "{}", v[0].message);
     }

@@ -19,12 +19,15 @@ mod liveness;
 mod lost_write;
 mod no_oversell;
 mod no_phantom_event;
+mod no_silent_loss;
 mod nonmonotonic_send;
 mod order_state;
 mod per_key_order;
 mod poll_order;
 mod queue;
 
+#[cfg(test)]
+mod stories;
 #[cfg(test)]
 pub(crate) mod testkit;
 
@@ -116,11 +119,14 @@ pub enum Invariant {
     /// One offset of a partition holds two different values (the log was truncated and
     /// rewritten under its readers).
     InconsistentOffsets,
+    /// Every record in the log is processed by every subscribed group, or parked by it on a
+    /// dead-letter topic: nothing vanishes.
+    NoSilentLoss,
 }
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
-    pub const ALL: [Invariant; 20] = [
+    pub const ALL: [Invariant; 21] = [
         Invariant::NoOversell,
         Invariant::Balance,
         Invariant::OrderState,
@@ -133,6 +139,7 @@ impl Invariant {
         Invariant::PerKeyOrder,
         Invariant::CausalOrder,
         Invariant::EventualProcessing,
+        Invariant::NoSilentLoss,
         Invariant::Liveness,
         Invariant::EffectOnce,
         Invariant::LostWrite,
@@ -166,6 +173,7 @@ impl Invariant {
             Invariant::QueueRate => "queue-rate",
             Invariant::NonmonotonicSend => "nonmonotonic-send",
             Invariant::InconsistentOffsets => "inconsistent-offsets",
+            Invariant::NoSilentLoss => "no-silent-loss",
         }
     }
 
@@ -196,6 +204,7 @@ impl Invariant {
             Invariant::QueueRate => queue::check_rate(history),
             Invariant::NonmonotonicSend => nonmonotonic_send::check(history),
             Invariant::InconsistentOffsets => inconsistent_offsets::check(history),
+            Invariant::NoSilentLoss => no_silent_loss::check(history),
         }
     }
 }

@@ -6,7 +6,10 @@
 //! whose offset is at or below the offset of an earlier send of the same key by the same process
 //! is a reorder on the wire: a retried batch landing behind a later one (retries with more than
 //! one request in flight and no idempotence). Sends without a known offset (acks=0, failures)
-//! are not judged.
+//! are not judged. The story shows what made the retry land late: the producer's disconnects
+//! (its request timed out), and the requests or answers that were lost (discarded with the
+//! connection) or late (retransmitted), between the earlier send and the later one's
+//! acknowledgement.
 
 use super::{Violation, in_history_order};
 use crate::history::{EventId, History, NodeId, Op, Tp};
@@ -17,8 +20,15 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut sends: BTreeMap<(NodeId, Tp, u64), Vec<(EventId, usize)>> = BTreeMap::new();
     // Per (process, tp, value): where the delivery report placed it, and that entry.
     let mut placed: BTreeMap<(NodeId, Tp, EventId), (u64, usize)> = BTreeMap::new();
+    // Per producer process: its network trouble, (entry, is a disconnect).
+    let mut trouble: BTreeMap<NodeId, Vec<(usize, bool)>> = BTreeMap::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
+            Op::Disconnected { coordinator: false, .. } => trouble.entry(e.process).or_default().push((i, true)),
+            Op::Retransmitted { peer, .. } | Op::Discarded { peer, .. } => {
+                trouble.entry(e.process).or_default().push((i, false));
+                trouble.entry(*peer).or_default().push((i, false));
+            }
             Op::Send { tp, key: Some(k), value } => {
                 let list = sends.entry((e.process, *tp, *k)).or_default();
                 if !list.iter().any(|(v, _)| v == value) {
@@ -48,7 +58,13 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                         h.topic_name(tp.topic),
                         tp.partition,
                     );
-                    found.push((ok, Violation::new(message, vec![h_send, h_ok, send, ok])));
+                    let mut entries = vec![h_send, h_ok, send, ok];
+                    // Every disconnect in between, and the first few late segments.
+                    let between = trouble.get(node).into_iter().flatten().filter(|(i, _)| (h_send..ok).contains(i));
+                    let (disconnects, late): (Vec<_>, Vec<_>) = between.partition(|(_, d)| *d);
+                    entries.extend(disconnects.iter().map(|(i, _)| *i));
+                    entries.extend(late.iter().take(4).map(|(i, _)| *i));
+                    found.push((ok, Violation::new(message, entries)));
                 }
                 Some((h_off, _, _)) if offset < h_off => {}
                 _ => high = Some((offset, send, ok)),

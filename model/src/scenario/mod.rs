@@ -21,8 +21,46 @@ pub use props::{PropReader, PropValue, Props};
 use crate::checkers::Invariant;
 use serde::Serialize;
 
-/// The most orders one run may ask for: about 30 GB of history at the upper end.
-pub const MAX_ORDERS_PER_RUN: u64 = 50_000_000;
+/// The most client requests one run may ask for, over every request stream (orders, the
+/// payments that follow them, coupon requests, waiting-queue entries): a run keeps its whole
+/// history in memory: about 600 bytes a request for the whole process, 3 GB at the upper end.
+pub const MAX_REQUESTS_PER_RUN: u64 = 5_000_000;
+
+/// The most topics (topic ids are 16-bit).
+pub const MAX_TOPICS: u64 = 10_000;
+
+/// The most brokers in a cluster (every follower fetches from every leader).
+pub const MAX_BROKERS: u32 = 100;
+
+/// The most partitions over every topic: each producer keeps a queue per partition, each
+/// partition a log and per-replica state.
+pub const MAX_PARTITIONS: u64 = 100_000;
+
+/// The most partition replicas (partitions x replication factor, over every topic).
+pub const MAX_REPLICAS: u64 = 300_000;
+
+/// The most (partition, producer instance) pairs: every producer instance keeps a queue, a
+/// sequence number and a flag per partition.
+pub const MAX_PRODUCER_PARTITIONS: u64 = 5_000_000;
+
+/// The most processes in a run (brokers, service instances, consumer instances): process ids
+/// are 16-bit, and the network keeps state per pair of processes.
+pub const MAX_PROCESSES: u64 = 2_000;
+
+/// The most events one run may process: about a minute of simulation on the project's machine.
+/// A run that reaches it stops, and `evsim` exits 2 saying so.
+pub const MAX_EVENTS_PER_RUN: u64 = 1_000_000_000;
+
+/// The most memory a run's history and partition logs may hold, as estimated from their
+/// entries (the process needs about half as much again for the rest of the cluster and the
+/// history's growth). The largest accepted run of orders stays under it; a run that reaches it
+/// (a retry storm that redelivers without end) stops, as at the event budget, and `evsim`
+/// exits 2.
+pub const MAX_RUN_MEMORY_BYTES: u64 = 2 << 30;
+
+/// The highest rate of one request stream, per second (the simulated clock has microseconds,
+/// and several requests may arrive within one).
+pub const MAX_RATE_PER_SEC: f64 = 10_000_000.0;
 
 /// How a consumer group commits offsets, and so what a failure or a crash costs it (the consuming
 /// strategy, `commit_strategy = "..."`).

@@ -118,11 +118,19 @@ pub struct PropReader<'a> {
     section: &'a str,
     props: Props,
     known: Vec<&'static str>,
+    /// Where each key read so far stands in the file (its value).
+    spans: BTreeMap<&'static str, Range<usize>>,
 }
 
 impl<'a> PropReader<'a> {
     pub fn new(file: &'a str, source: &'a str, section: &'a str, props: Props) -> Self {
-        Self { file, source, section, props, known: Vec::new() }
+        Self { file, source, section, props, known: Vec::new(), spans: BTreeMap::new() }
+    }
+
+    /// Where `key`'s value stands in the file, if the table sets it (after it was read); else
+    /// where the table stands, if it is in the file.
+    pub fn span_of(&self, key: &str) -> Option<Range<usize>> {
+        self.spans.get(key).cloned().or_else(|| self.props.span.clone())
     }
 
     fn err(&self, span: &Range<usize>, msg: String) -> ScenarioError {
@@ -131,7 +139,11 @@ impl<'a> PropReader<'a> {
 
     fn take(&mut self, key: &'static str) -> Option<(PropValue, Range<usize>)> {
         self.known.push(key);
-        self.props.entries.remove(key)
+        let taken = self.props.entries.remove(key);
+        if let Some((_, span)) = &taken {
+            self.spans.insert(key, span.clone());
+        }
+        taken
     }
 
     /// An integer in `min..=max`, or `default` when absent.

@@ -8,7 +8,7 @@ use toml::Spanned;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Raw {
-    pub name: String,
+    pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
     pub run: RawRun,

@@ -51,18 +51,27 @@ impl Validator<'_> {
     }
 
     pub(super) fn scenario(&self, raw: Raw) -> Result<Scenario, ScenarioError> {
-        if raw.name.trim().is_empty() {
-            return self.err(0..0, "`name` is empty; expected a scenario name such as \"order-basic\"");
+        if raw.name.get_ref().trim().is_empty() {
+            return self.err(raw.name.span(), "`name` is empty; expected a scenario name such as \"order-basic\"");
         }
         let run = self.run(raw.run)?;
-        let brokers = self.positive_u32(&raw.cluster.brokers, "cluster.brokers", 1_000)?;
+        let brokers = self.positive_u32(&raw.cluster.brokers, "cluster.brokers", MAX_BROKERS)?;
         let mut r = self.reader("cluster.config", raw.cluster.config);
         let broker = BrokerConfig::read(&mut r)?;
+        let min_insync_span = r.span_of("min.insync.replicas");
+        let session_bounds_span =
+            r.span_of("group.min.session.timeout.ms").or(r.span_of("group.max.session.timeout.ms"));
         r.finish()?;
 
         let mut topics = Vec::new();
         for (name, props) in raw.topics {
             let span = props.span();
+            if topics.len() as u64 >= MAX_TOPICS {
+                return self.err(
+                    span,
+                    format!("this is topic number {}; expected at most {MAX_TOPICS} topics", topics.len() + 1),
+                );
+            }
             let section = format!("topics.{name}");
             let mut r = PropReader::new(self.file, self.source, &section, props.into_inner());
             if !r.has("partitions") {
@@ -70,6 +79,8 @@ impl Validator<'_> {
             }
             let partitions = r.int("partitions", 1, 1, 100_000)? as u32;
             let replication_factor = r.int("replication.factor", 1, 1, 1_000)? as u32;
+            // Where the totals are reported: the value that made them too large.
+            let (partitions_at, rf_at) = (r.span_of("partitions"), r.span_of("replication.factor"));
             r.finish()?;
             if replication_factor > brokers {
                 return self.err(
@@ -78,29 +89,100 @@ impl Validator<'_> {
                 );
             }
             topics.push(TopicSpec { name, partitions, replication_factor });
+            let total: u64 = topics.iter().map(|t| u64::from(t.partitions)).sum();
+            let replicas: u64 = topics.iter().map(|t| u64::from(t.partitions) * u64::from(t.replication_factor)).sum();
+            if total > MAX_PARTITIONS {
+                return self.err(
+                    partitions_at.unwrap_or(span),
+                    format!(
+                        "the topics so far have {total} partitions; expected at most {MAX_PARTITIONS} in all (every \
+                         producer keeps a queue per partition)"
+                    ),
+                );
+            }
+            if replicas > MAX_REPLICAS {
+                return self.err(
+                    rf_at.or(partitions_at).unwrap_or(span),
+                    format!(
+                        "the topics so far have {replicas} partition replicas (partitions x replication.factor); expected \
+                         at most {MAX_REPLICAS} in all"
+                    ),
+                );
+            }
         }
 
+        let rate_span = raw.workload.rate_per_sec.span();
+        let coupon_span = raw.workload.coupon_rate_per_sec.as_ref().map(|r| r.span());
+        let queue_span = raw.workload.queue_rate_per_sec.as_ref().map(|r| r.span());
         let workload = self.workload(raw.workload)?;
-        let orders = workload.rate_per_sec * run.duration_ms as f64 / 1_000.0;
-        if orders > MAX_ORDERS_PER_RUN as f64 {
-            return self.err(
-                0..0,
-                format!(
-                    "[workload] rate_per_sec x [run] duration_ms asks for {orders:.0} orders in one run; expected at most \
-                     {MAX_ORDERS_PER_RUN} (a run keeps its whole history in memory, about 600 bytes per order)"
-                ),
-            );
-        }
         let database =
             DatabaseSpec { latency_us: self.bounded(&raw.database.latency_us, "database.latency_us", HOUR_US)? };
 
         let mut services = Vec::new();
+        // Processes: the workload, the controller and the brokers, then every instance.
+        let mut processes = 2 + u64::from(brokers);
+        let partitions: u64 = topics.iter().map(|t| u64::from(t.partitions)).sum();
+        let mut producers = 0u64;
+        let mut too_many =
+            |instances: u32, producer: bool, span: std::ops::Range<usize>| -> Result<(), ScenarioError> {
+                processes += u64::from(instances);
+                if producer {
+                    producers += u64::from(instances);
+                }
+                if processes > MAX_PROCESSES {
+                    return self.err(
+                    span,
+                    format!(
+                        "the scenario has {processes} processes so far (brokers, service and consumer instances, the \
+                         controller and the workload); expected at most {MAX_PROCESSES}"
+                    ),
+                );
+                }
+                if partitions * producers > MAX_PRODUCER_PARTITIONS {
+                    return self.err(
+                        span,
+                        format!(
+                            "{producers} producer instances x {partitions} partitions is {}; expected at most \
+                         {MAX_PRODUCER_PARTITIONS} (every producer keeps state per partition)",
+                            partitions * producers
+                        ),
+                    );
+                }
+                Ok(())
+            };
         for (name, raw) in raw.services {
-            services.push(self.service(name, raw, &topics)?);
+            let instances = raw.get_ref().instances.span();
+            let service = self.service(name, raw, &topics)?;
+            too_many(service.instances, true, instances)?;
+            services.push(service);
+        }
+        // Every request stream counts towards one cap: (name, requests per second, where it is set).
+        let pays = services.iter().any(|s| s.kind == ServiceKind::PaymentService);
+        let streams = [
+            ("rate_per_sec (orders)", workload.rate_per_sec, Some(rate_span.clone())),
+            (
+                "rate_per_sec (the payments that follow the orders)",
+                if pays { workload.rate_per_sec } else { 0.0 },
+                Some(rate_span.clone()),
+            ),
+            ("coupon_rate_per_sec", workload.coupon_rate_per_sec, coupon_span),
+            ("queue_rate_per_sec", workload.queue_rate_per_sec, queue_span),
+        ];
+        let requests: f64 = streams.iter().map(|(_, rate, _)| rate * run.duration_ms as f64 / 1_000.0).sum();
+        if requests > MAX_REQUESTS_PER_RUN as f64 {
+            let (name, _, span) = streams.iter().max_by(|a, b| a.1.total_cmp(&b.1)).expect("four streams");
+            return self.err(
+                span.clone().unwrap_or_default(),
+                format!(
+                    "the workload asks for {requests:.0} requests in one run ([workload] rates x [run] duration_ms; the \
+                     largest stream is {name}); expected at most {MAX_REQUESTS_PER_RUN} (a run keeps its whole history \
+                     in memory, about 600 bytes a request)"
+                ),
+            );
         }
         if workload.rate_per_sec > 0.0 && !services.iter().any(|s| s.kind == ServiceKind::OrderService) {
             return self.err(
-                0..0,
+                rate_span,
                 "the order workload needs a service to send its requests to; expected a table such as \
                  [services.order-service] with kind = \"order-service\"",
             );
@@ -108,7 +190,10 @@ impl Validator<'_> {
         let mut consumers: Vec<ConsumerSpec> = Vec::new();
         for (name, raw) in raw.consumers {
             let span = raw.span();
-            let c = self.consumer(name, raw.into_inner(), &topics, &broker)?;
+            let instances = raw.get_ref().instances.span();
+            let c = self.consumer(name, span.clone(), raw.into_inner(), &topics, &broker, &session_bounds_span)?;
+            // A dead-letter publisher is a producer too.
+            too_many(c.instances, c.dlq_topic.is_some(), instances)?;
             if let Some(other) = consumers.iter().find(|o| o.consumer.group_id == c.consumer.group_id) {
                 return self.err(
                     span,
@@ -124,7 +209,7 @@ impl Validator<'_> {
             if broker.min_insync_replicas > t.replication_factor {
                 // Kafka accepts the topic, but no acks=all produce can ever succeed on it.
                 return self.err(
-                    0..0,
+                    min_insync_span.clone().unwrap_or_default(),
                     format!(
                         "min.insync.replicas is {} but topic `{}` has replication.factor {}: every acks=all send \
                          would fail with NOT_ENOUGH_REPLICAS; expected min.insync.replicas <= replication.factor",
@@ -134,7 +219,7 @@ impl Validator<'_> {
             }
         }
         let mut scenario = Scenario {
-            name: raw.name,
+            name: raw.name.into_inner(),
             description: raw.description,
             run,
             brokers,
@@ -462,10 +547,10 @@ impl Validator<'_> {
 
     fn workload(&self, w: RawWorkload) -> Result<WorkloadSpec, ScenarioError> {
         let rate = *w.rate_per_sec.get_ref();
-        if !(0.0..=10_000_000.0).contains(&rate) {
+        if !(0.0..=MAX_RATE_PER_SEC).contains(&rate) {
             return self.err(
                 w.rate_per_sec.span(),
-                format!("`rate_per_sec` is {rate}; expected a number from 0 (no orders) to 10000000"),
+                format!("`rate_per_sec` is {rate}; expected a number from 0 (no orders) to {MAX_RATE_PER_SEC}"),
             );
         }
         let products = self.positive_u32(&w.products, "workload.products", 10_000_000)?;
@@ -521,10 +606,12 @@ impl Validator<'_> {
                 .probability(w.insufficient_balance_rate.as_ref(), "insufficient_balance_rate")?,
             coupon_rate_per_sec: match &w.coupon_rate_per_sec {
                 None => 0.0,
-                Some(r) if (0.0..=10_000_000.0).contains(r.get_ref()) => *r.get_ref(),
+                Some(r) if (0.0..=MAX_RATE_PER_SEC).contains(r.get_ref()) => *r.get_ref(),
                 Some(r) => {
-                    return self
-                        .err(r.span(), format!("`coupon_rate_per_sec` is {}; expected 0 to 10000000", r.get_ref()));
+                    return self.err(
+                        r.span(),
+                        format!("`coupon_rate_per_sec` is {}; expected 0 to {MAX_RATE_PER_SEC}", r.get_ref()),
+                    );
                 }
             },
             coupons: match &w.coupons {
@@ -535,10 +622,12 @@ impl Validator<'_> {
             duplicate_request_rate: self.probability(w.duplicate_request_rate.as_ref(), "duplicate_request_rate")?,
             queue_rate_per_sec: match &w.queue_rate_per_sec {
                 None => 0.0,
-                Some(r) if (0.0..=10_000_000.0).contains(r.get_ref()) => *r.get_ref(),
+                Some(r) if (0.0..=MAX_RATE_PER_SEC).contains(r.get_ref()) => *r.get_ref(),
                 Some(r) => {
-                    return self
-                        .err(r.span(), format!("`queue_rate_per_sec` is {}; expected 0 to 10000000", r.get_ref()));
+                    return self.err(
+                        r.span(),
+                        format!("`queue_rate_per_sec` is {}; expected 0 to {MAX_RATE_PER_SEC}", r.get_ref()),
+                    );
                 }
             },
             concerts: match &w.concerts {
@@ -639,10 +728,11 @@ impl Validator<'_> {
         let mut r = self.reader(&producer_section, raw.producer);
         let idempotence_given = r.has("enable.idempotence");
         let mut producer = ProducerConfig::read(&mut r)?;
+        let idempotence_span = r.span_of("enable.idempotence").unwrap_or_default();
         r.finish()?;
         if let Some(conflict) = producer.idempotence_conflict() {
             if idempotence_given {
-                return self.err(0..0, format!("[{producer_section}]: {conflict}"));
+                return self.err(idempotence_span, format!("[{producer_section}]: {conflict}"));
             }
             // The Java client (3.2+, KAFKA-13598) turns the default idempotence off quietly when
             // the other settings conflict with it, and refuses only an explicit `true`.
@@ -678,9 +768,11 @@ impl Validator<'_> {
     fn consumer(
         &self,
         name: String,
+        table: std::ops::Range<usize>,
         oc: RawConsumer,
         topics: &[TopicSpec],
         broker: &BrokerConfig,
+        session_bounds: &Option<std::ops::Range<usize>>,
     ) -> Result<ConsumerSpec, ScenarioError> {
         let section = format!("consumers.{name}");
         let kind = match oc.kind.get_ref().as_str() {
@@ -728,7 +820,10 @@ impl Validator<'_> {
         let mut r = self.reader(&consumer_section, oc.consumer);
         let auto_commit_given = r.has("enable.auto.commit");
         let mut consumer = ConsumerConfig::read(&mut r, &name)?;
+        let session_span = r.span_of("session.timeout.ms").or(session_bounds.clone()).unwrap_or(table.clone());
+        let heartbeat_span = r.span_of("heartbeat.interval.ms").unwrap_or(session_span.clone());
         r.finish()?;
+        let strategy_span = oc.commit_strategy.as_ref().map(|s| s.span()).unwrap_or(table.clone());
         let commit_strategy = match oc.commit_strategy {
             None if auto_commit_given && consumer.enable_auto_commit => CommitStrategy::AutoCommit,
             // Spring Kafka (2.3+) sets `enable.auto.commit=false` unless it is given, and its
@@ -763,7 +858,7 @@ impl Validator<'_> {
             (Some(t), true) => Some(self.topic_ref(topics, t, &format!("{section}.dlq_topic"))?),
             (None, true) => {
                 return self.err(
-                    0..0,
+                    strategy_span,
                     format!("[{section}] uses retry-then-dlq; expected a dead-letter topic, e.g. dlq_topic = \"order-created.DLT\" (declared in [topics.*])"),
                 );
             }
@@ -775,11 +870,11 @@ impl Validator<'_> {
         if let (Some(r), false) = (&oc.retries, dlq) {
             return self.err(r.span(), format!("[{section}] retries needs commit_strategy = \"retry-then-dlq\""));
         }
-        let retries = oc.retries.as_ref().map_or(3, |r| *r.get_ref()).min(1_000);
+        let retries = oc.retries.as_ref().map_or(3, |r| *r.get_ref());
         let (min, max) = (broker.group_min_session_timeout_ms, broker.group_max_session_timeout_ms);
         if !(min..=max).contains(&consumer.session_timeout_ms) {
             return self.err(
-                0..0,
+                session_span,
                 format!(
                     "[{consumer_section}]: `session.timeout.ms` is {}; the broker accepts {min} to {max} \
                      (`group.min.session.timeout.ms`, `group.max.session.timeout.ms` in [cluster.config]) and answers \
@@ -789,7 +884,10 @@ impl Validator<'_> {
             );
         }
         if consumer.heartbeat_interval_ms >= consumer.session_timeout_ms {
-            return self.err(0..0, format!("[{consumer_section}]: `heartbeat.interval.ms` must be lower than `session.timeout.ms` (Kafka requires it)"));
+            return self.err(
+                heartbeat_span,
+                format!("[{consumer_section}]: `heartbeat.interval.ms` must be lower than `session.timeout.ms` (Kafka requires it)"),
+            );
         }
         Ok(ConsumerSpec {
             name,

@@ -566,7 +566,7 @@ impl World {
             };
             match self.producer_owner[producer as usize] {
                 ProducerOwner::Service(s) => self.service_input(s, Input::Delivered { token, result: report }),
-                ProducerOwner::Consumer(c) => self.dead_letter_delivered(c, token, report),
+                ProducerOwner::Consumer(c) => self.dead_letter_delivered(c, token, tp, report),
             }
         }
         batch.records.clear();

@@ -381,7 +381,7 @@ impl World {
                 }
             };
             let limit = match strategy {
-                CommitStrategy::RetryThenDlq => cons.spec.retries + 1,
+                CommitStrategy::RetryThenDlq => cons.spec.retries.saturating_add(1),
                 _ => DEFAULT_ERROR_HANDLER_ATTEMPTS,
             };
             if attempts < limit {
@@ -429,7 +429,7 @@ impl World {
 
     /// The dead-letter publisher's delivery report: on success the record counts as handled
     /// (acknowledged, committed past) and the batch goes on; on failure it is redelivered.
-    pub(crate) fn dead_letter_delivered(&mut self, c: u16, token: u64, result: Result<Option<u64>, ErrorCode>) {
+    pub(crate) fn dead_letter_delivered(&mut self, c: u16, token: u64, to: Tp, result: Result<Option<u64>, ErrorCode>) {
         let cons = &mut self.consumers[c as usize];
         let (Some((expected, record)), App::DeadLettering { more }) = (cons.dead_letter, &cons.app) else { return };
         if expected != token {
@@ -437,7 +437,10 @@ impl World {
         }
         let more = *more;
         cons.dead_letter = None;
-        if result.is_ok() {
+        if let Ok(offset) = result {
+            let (node, group) = (cons.node, cons.group);
+            self.record(node, Op::DeadLettered { group, record: Box::new(record), to, offset });
+            let cons = &mut self.consumers[c as usize];
             cons.ack(record);
             cons.app = App::Processing { next: cons.batch.iter().position(|(p, _)| *p == record).map_or(0, |i| i + 1) };
             return if more { self.start_processing(c) } else { self.batch_done(c) };

@@ -1,0 +1,117 @@
+//! no-silent-loss: every record in the log is processed by every group subscribed to its topic,
+//! or parked by that group on a dead-letter topic where it can be found: nothing vanishes.
+//!
+//! The records are those the log holds as far as the history can tell: every acknowledged send
+//! (`SendOk`) and every record a poll returned, apart from the sends to dead-letter topics
+//! themselves. For each, and each group subscribed to its topic, there must be a successful
+//! `Processed` of a record of that topic with that value, or a `DeadLettered` of it by the
+//! group. Unlike eventual-processing, a dead-lettered record passes, and records that announce
+//! no business fact (coupon requests, queue tokens) count too; like it, the story shows the
+//! polls, the failed attempts and the commits that moved the group past the record.
+
+use super::eventual_processing::GroupTrail;
+use super::{MAX_REPORTED, Violation, note_unlisted};
+use crate::history::{EventId, GroupId, History, Op, TopicId};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(crate) fn check(h: &History) -> Vec<Violation> {
+    let trail = GroupTrail::of(h);
+    // Each record (value, topic) with the first entry that shows it in the log.
+    let mut records: BTreeMap<(EventId, TopicId), usize> = BTreeMap::new();
+    let mut handled: BTreeSet<(EventId, GroupId, TopicId)> = BTreeSet::new();
+    for (i, e) in h.entries.iter().enumerate() {
+        match &e.op {
+            Op::SendOk { value, tp, .. } if !trail.dead_letter_topics.contains(&tp.topic) => {
+                records.entry((*value, tp.topic)).or_insert(i);
+            }
+            Op::Poll { records: polled, .. } => {
+                for r in polled.iter().filter(|r| !trail.dead_letter_topics.contains(&r.tp.topic)) {
+                    records.entry((r.value, r.tp.topic)).or_insert(i);
+                }
+            }
+            Op::Processed { group, record, ok: true } => {
+                handled.insert((record.value, *group, record.tp.topic));
+            }
+            Op::DeadLettered { group, record, .. } => {
+                handled.insert((record.value, *group, record.tp.topic));
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for (&(value, topic), &first) in &records {
+        for g in h.subscribers(topic) {
+            if handled.contains(&(value, g, topic)) {
+                continue;
+            }
+            total += 1;
+            if out.len() < MAX_REPORTED {
+                let mut entries = vec![first];
+                entries.extend(trail.explain(value, g));
+                out.push(Violation::new(
+                    format!(
+                        "group {} neither processed nor dead-lettered {:?}#{} of {} (in the log from entry {first}): \
+                         it vanished",
+                        h.group_name(g),
+                        value.kind(),
+                        value.subject(),
+                        h.topic_name(topic)
+                    ),
+                    entries,
+                ));
+            }
+        }
+    }
+    // Report in the order the records appeared.
+    out.sort_by_key(|v| v.entries.first().copied());
+    note_unlisted(&mut out, total, "no-silent-loss");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+    use crate::checkers::testkit::{C0, CART, HistoryBuilder, ORDERS, R0, RANKING, orders, payments, rec};
+    use crate::history::Op;
+
+    #[test]
+    fn processed_or_parked_records_pass() {
+        let mut b = HistoryBuilder::with_groups(&[("ranking", &[ORDERS]), ("cart", &[ORDERS])]);
+        b.produce(orders(0), 7, 0);
+        b.produce(orders(0), 8, 1);
+        b.consume(R0, RANKING, &[rec(orders(0), 0, 7, 7), rec(orders(0), 1, 8, 8)]);
+        b.consume(C0, CART, &[rec(orders(0), 0, 7, 7)]);
+        // cart gave up on 8 and parked it: not processed, but not lost either.
+        b.poll(C0, CART, &[rec(orders(0), 1, 8, 8)]);
+        b.processed(C0, CART, rec(orders(0), 1, 8, 8), false);
+        b.op(
+            C0,
+            Op::DeadLettered {
+                group: CART,
+                record: Box::new(rec(orders(0), 1, 8, 8)),
+                to: payments(0),
+                offset: Some(0),
+            },
+        );
+        // The dead-letter send itself (to `payments` here) is no record cart must handle.
+        b.send_ok(payments(0), Some(8), 8, Some(0));
+        assert_eq!(check(&b.build()), vec![]);
+    }
+
+    #[test]
+    fn a_record_skipped_after_a_failure_vanished_and_the_story_shows_the_commit_past_it() {
+        let mut b = HistoryBuilder::new();
+        let (_, ok) = b.produce(orders(0), 7, 0);
+        b.produce(orders(0), 8, 1);
+        b.consume(C0, CART, &[rec(orders(0), 0, 7, 7), rec(orders(0), 1, 8, 8)]);
+        let poll = b.poll(R0, RANKING, &[rec(orders(0), 0, 7, 7), rec(orders(0), 1, 8, 8)]);
+        let failed = b.processed(R0, RANKING, rec(orders(0), 0, 7, 7), false);
+        b.processed(R0, RANKING, rec(orders(0), 1, 8, 8), true);
+        let commit = b.op(R0, Op::Commit { group: RANKING, generation: 1, offsets: vec![(orders(0), 2)], error: None });
+        let v = check(&b.build());
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].entries, vec![ok, poll, failed, commit]);
+        assert!(v[0].message.contains("group ranking neither processed nor dead-lettered"), "{}", v[0].message);
+    }
+}
