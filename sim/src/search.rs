@@ -249,9 +249,17 @@ pub fn search(
     key[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
     let expected = std::cell::RefCell::new(vec![0u32; base.check.expected.len()]);
+    // The first case that stopped at the run budget: without a counterexample, the search then
+    // vouches for nothing.
+    let stopped: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
     let result = runner.run(&case_strategy(base, &space), |case| {
         let o = run_scenario(&case.scenario(base), case.seed);
         progress();
+        if let Some(why) = &o.stopped {
+            stopped
+                .borrow_mut()
+                .get_or_insert_with(|| format!("the case with seed {} stopped early: {why}", case.seed));
+        }
         match judge(base, &case.faults, &o) {
             Judged::Violated(inv) => Err(TestCaseError::fail(inv.name())),
             Judged::Expected(entries) => {
@@ -266,7 +274,10 @@ pub fn search(
     });
     let expected = expected.into_inner();
     match result {
-        Ok(()) => Ok(SearchResult::Held { cases, expected }),
+        Ok(()) => match stopped.into_inner() {
+            Some(why) => Err(why),
+            None => Ok(SearchResult::Held { cases, expected }),
+        },
         Err(TestError::Fail(_, shrunk)) => {
             let outcome = run_scenario(&shrunk.scenario(base), shrunk.seed);
             let Judged::Violated(invariant) = judge(base, &shrunk.faults, &outcome) else {
@@ -279,8 +290,8 @@ pub fn search(
 }
 
 /// The counterexample as a scenario file: the original text's settings with the case's seed,
-/// run length and fault schedule (comments of the original are not kept; a header says where
-/// the file came from).
+/// run length and fault schedule (the original's comments, key order and dotted keys are kept;
+/// a header says where the file came from).
 pub fn counterexample_toml(
     original: &str,
     file: &str,

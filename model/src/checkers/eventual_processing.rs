@@ -33,11 +33,23 @@ pub(super) struct GroupTrail {
     commits: BTreeMap<GroupId, Vec<CommitSite>>,
     /// Per process: its crashes.
     crashes: BTreeMap<NodeId, Vec<usize>>,
-    /// The topics records were parked on.
-    pub(super) dead_letter_topics: BTreeSet<TopicId>,
+}
+
+/// The topics records were parked on (sends to them are the dead-letter copies, not the
+/// record's own sends).
+pub(super) fn dead_letter_topics(h: &History) -> BTreeSet<TopicId> {
+    h.entries
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::DeadLettered { to, .. } => Some(to.topic),
+            _ => None,
+        })
+        .collect()
 }
 
 impl GroupTrail {
+    /// The trail of every group in `h`: built only when there is a violation to explain (it
+    /// indexes every polled record).
     pub(super) fn of(h: &History) -> Self {
         let mut t = GroupTrail::default();
         for (i, e) in h.entries.iter().enumerate() {
@@ -50,9 +62,8 @@ impl GroupTrail {
                 Op::Processed { group, record, ok: false } => {
                     t.failed.entry((record.value, *group)).or_default().push(i)
                 }
-                Op::DeadLettered { group, record, to, .. } => {
+                Op::DeadLettered { group, record, .. } => {
                     t.dead_lettered.entry((record.value, *group)).or_insert(i);
-                    t.dead_letter_topics.insert(to.topic);
                 }
                 Op::Commit { group, offsets, error: None, .. } => {
                     t.commits.entry(*group).or_default().push((i, offsets.clone()))
@@ -94,7 +105,8 @@ impl GroupTrail {
 }
 
 pub(crate) fn check(h: &History) -> Vec<Violation> {
-    let trail = GroupTrail::of(h);
+    let dead_letter_topics = dead_letter_topics(h);
+    let mut trail: Option<GroupTrail> = None;
     // What the producers did with each event (dead-letter sends apart), and which groups
     // processed it from which topic.
     let mut sends: BTreeMap<EventId, Vec<usize>> = BTreeMap::new();
@@ -102,11 +114,11 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut processed: BTreeSet<(EventId, GroupId, TopicId)> = BTreeSet::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
-            Op::Send { value, tp, .. } if !trail.dead_letter_topics.contains(&tp.topic) => {
+            Op::Send { value, tp, .. } if !dead_letter_topics.contains(&tp.topic) => {
                 sends.entry(*value).or_default().push(i)
             }
             Op::SendOk { value, tp, .. } | Op::SendFailed { value, tp, .. }
-                if !trail.dead_letter_topics.contains(&tp.topic) =>
+                if !dead_letter_topics.contains(&tp.topic) =>
             {
                 reports.entry(*value).or_default().push(i)
             }
@@ -153,6 +165,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             }
             total += 1;
             if out.len() < MAX_REPORTED {
+                let trail = trail.get_or_insert_with(|| GroupTrail::of(h));
                 let ev_reports = reports.get(&ev).map(Vec::as_slice).unwrap_or_default();
                 let acked = ev_reports.iter().filter(|&&r| matches!(h.entries[r].op, Op::SendOk { .. })).count();
                 let names: Vec<&str> = ts.iter().map(|&t| h.topic_name(t)).collect();

@@ -9,46 +9,49 @@
 //! no business fact (coupon requests, queue tokens) count too; like it, the story shows the
 //! polls, the failed attempts and the commits that moved the group past the record.
 
-use super::eventual_processing::GroupTrail;
+use super::eventual_processing::{GroupTrail, dead_letter_topics};
 use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{EventId, GroupId, History, Op, TopicId};
-use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) fn check(h: &History) -> Vec<Violation> {
-    let trail = GroupTrail::of(h);
-    // Each record (value, topic) with the first entry that shows it in the log.
-    let mut records: BTreeMap<(EventId, TopicId), usize> = BTreeMap::new();
-    let mut handled: BTreeSet<(EventId, GroupId, TopicId)> = BTreeSet::new();
+    let dead_letter_topics = dead_letter_topics(h);
+    let mut trail: Option<GroupTrail> = None;
+    // Each record (value, topic) with the entries that show it in the log, and what the groups
+    // handled: sorted vectors rather than maps (the checker runs on every run, and most records
+    // appear twice, sent and polled).
+    let mut records: Vec<(EventId, TopicId, usize)> = Vec::new();
+    let mut handled: Vec<(EventId, GroupId, TopicId)> = Vec::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
-            Op::SendOk { value, tp, .. } if !trail.dead_letter_topics.contains(&tp.topic) => {
-                records.entry((*value, tp.topic)).or_insert(i);
+            Op::SendOk { value, tp, .. } if !dead_letter_topics.contains(&tp.topic) => {
+                records.push((*value, tp.topic, i));
             }
             Op::Poll { records: polled, .. } => {
-                for r in polled.iter().filter(|r| !trail.dead_letter_topics.contains(&r.tp.topic)) {
-                    records.entry((r.value, r.tp.topic)).or_insert(i);
+                for r in polled.iter().filter(|r| !dead_letter_topics.contains(&r.tp.topic)) {
+                    records.push((r.value, r.tp.topic, i));
                 }
             }
-            Op::Processed { group, record, ok: true } => {
-                handled.insert((record.value, *group, record.tp.topic));
-            }
-            Op::DeadLettered { group, record, .. } => {
-                handled.insert((record.value, *group, record.tp.topic));
-            }
+            Op::Processed { group, record, ok: true } => handled.push((record.value, *group, record.tp.topic)),
+            Op::DeadLettered { group, record, .. } => handled.push((record.value, *group, record.tp.topic)),
             _ => {}
         }
     }
+    // The first entry of each record.
+    records.sort_unstable();
+    records.dedup_by_key(|r| (r.0, r.1));
+    handled.sort_unstable();
+    handled.dedup();
     let mut out = Vec::new();
     let mut total = 0usize;
-    for (&(value, topic), &first) in &records {
+    for &(value, topic, first) in &records {
         for g in h.subscribers(topic) {
-            if handled.contains(&(value, g, topic)) {
+            if handled.binary_search(&(value, g, topic)).is_ok() {
                 continue;
             }
             total += 1;
             if out.len() < MAX_REPORTED {
                 let mut entries = vec![first];
-                entries.extend(trail.explain(value, g));
+                entries.extend(trail.get_or_insert_with(|| GroupTrail::of(h)).explain(value, g));
                 out.push(Violation::new(
                     format!(
                         "group {} neither processed nor dead-lettered {:?}#{} of {} (in the log from entry {first}): \
