@@ -94,7 +94,7 @@ fn json_error(code: u8) {
 }
 
 fn main() -> ExitCode {
-    JSON.store(std::env::args().any(|a| a == "--json"), std::sync::atomic::Ordering::Relaxed);
+    JSON.store(std::env::args_os().any(|a| a == "--json"), std::sync::atomic::Ordering::Relaxed);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

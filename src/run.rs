@@ -3,7 +3,7 @@
 use crate::{EXIT_BAD_INPUT, EXIT_HELD, EXIT_VIOLATED, load_scenario};
 use evsim_model::checkers::Invariant;
 use evsim_model::scenario::Scenario;
-use evsim_sim::{RunOutcome, Stats, run_scenario};
+use evsim_sim::{RunOutcome, Stats};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -109,7 +109,8 @@ fn run_seed(scenario: &Scenario, seed: u64, story: usize, verify: bool, progress
     bar.finish_and_clear();
     let mut r = summarise(&outcome, story);
     if verify {
-        r.rerun_hash = Some(run_scenario(scenario, seed).history_hash);
+        r.rerun_hash =
+            Some(evsim_sim::run_scenario_observed(scenario, seed, crate::event_budget(), &mut |_| {}).history_hash);
     }
     (r, outcome)
 }

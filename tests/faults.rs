@@ -325,6 +325,14 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
     let again = run_scenario(&replay, replay.run.seed);
     assert_eq!(again.history_hash, outcome.history_hash, "{toml}");
     assert!(runs.get() > 1);
+    // The same with the run settings written as an inline table, `run = { ... }`.
+    let start = file_base.find("[run]\n").unwrap();
+    let end = start + file_base[start..].find("\n\n").unwrap();
+    let keys: Vec<&str> = file_base[start + 6..end].lines().collect();
+    let inline = format!("{}run = {{ {} }}{}", &file_base[..start], keys.join(", "), &file_base[end..]);
+    let toml = counterexample_toml(&inline, "inline.toml", &base, &shrunk, invariant).unwrap();
+    let replay = Scenario::parse("counterexample.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert_eq!(run_scenario(&replay, replay.run.seed).history_hash, outcome.history_hash, "{toml}");
 
     // A search space with nothing to hit is bad input, not a pass.
     let mut empty = base.clone();

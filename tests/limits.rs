@@ -100,6 +100,67 @@ fn cases() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("brokers", with_line(&basic, "brokers = 1", "brokers = 1000"), "brokers = 1000", "expected"),
         ("replicas (100 brokers, RF 100)", many_topics(40, 100, 100), "replication.factor = 100", "replicas"),
         ("processes (3 groups of 1,000 consumers)", many_groups(3, 1_000), "instances = 1000", "processes"),
+        ("instances of one group", with_line(&basic, "instances = 3", "instances = 1001"), "instances = 1001", "1000"),
+        (
+            "one year of simulated time",
+            with_line(&basic, "duration_ms", "duration_ms = 31_536_000_001"),
+            "duration_ms = 31_536_000_001",
+            "expected",
+        ),
+        ("topics (10,001)", many_topics(10_000, 1, 1), "[topics.", "expected at most 10000 topics"),
+        (
+            "(partition, producer instance) pairs: 51 producers on 100,000 partitions",
+            with_line(&basic, "partitions = 3", "partitions = 100_000").replace("instances = 2", "instances = 51"),
+            "instances = 51",
+            "expected at most 5000000",
+        ),
+        (
+            "(group, partition) pairs: 11 groups on 100,000 partitions",
+            {
+                let mut t = many_groups(10, 1);
+                t = with_line(&t, "partitions = 3", "partitions = 100_000");
+                t
+            },
+            "[consumers.",
+            "expected at most 1000000",
+        ),
+        (
+            "faults (10,001)",
+            {
+                let mut t = basic.clone();
+                for i in 0..10_001 {
+                    t.push_str(&format!(
+                        "\n[[faults]]\nkind = \"broker-crash\"\ntarget = \"broker-0\"\nat_ms = {}\n",
+                        1000 + i
+                    ));
+                }
+                t
+            },
+            "[[faults]]",
+            "expected at most 10000",
+        ),
+        (
+            "users with a payment service",
+            with_line(&text_of("payment-basic"), "users", "users = 4_000_000_000"),
+            "users = 4_000_000_000",
+            "expected at most 10000000",
+        ),
+        (
+            "retries above Java's int",
+            with_line(
+                &basic,
+                "commit_strategy",
+                "commit_strategy = \"retry-then-dlq\"\ndlq_topic = \"order-created-dlt\"\nretries = 3_000_000_000",
+            ) + "\n[topics.order-created-dlt]\npartitions = 1\n",
+            "retries = 3_000_000_000",
+            "expected an integer from 0 to 2147483647",
+        ),
+        (
+            "a dead-letter topic the group reads",
+            with_line(&basic, "commit_strategy", "commit_strategy = \"retry-then-dlq\"\ndlq_topic = \"order-created\""),
+            "[consumers.order-event-consumer]",
+            "expected a topic of its own for dead letters",
+        ),
         (
             "a cross-field error: idempotence without acks=all",
             basic.replace("acks = \"all\"", "acks = \"1\""),

@@ -304,12 +304,13 @@ pub fn counterexample_toml(
     let mut doc: DocumentMut = original.parse().map_err(|e| format!("cannot re-read {file}: {e}"))?;
     doc.remove("swarm");
     let seed = i64::try_from(case.seed).map_err(|_| format!("seed {} does not fit a TOML integer", case.seed))?;
-    let run = doc.get_mut("run").and_then(Item::as_table_mut).ok_or("the scenario has no [run] table")?;
-    run["seed"] = value(seed);
-    run["duration_ms"] = value(case.duration_ms as i64);
+    // `[run]` or an inline `run = { ... }`.
+    let run = doc.get_mut("run").and_then(Item::as_table_like_mut).ok_or("the scenario has no [run] table")?;
+    run.insert("seed", value(seed));
+    run.insert("duration_ms", value(case.duration_ms as i64));
     // The quiet period the case ran with (recovery after its last fault).
     let quiet = case.scenario(base).run.quiet_period_ms;
-    run["quiet_period_ms"] = value(quiet as i64);
+    run.insert("quiet_period_ms", value(quiet as i64));
     let mut faults = ArrayOfTables::new();
     for f in &case.faults {
         let mut t = Table::new();

@@ -522,3 +522,20 @@ fn a_rate_of_a_million_a_second_gives_a_million_requests_a_second() {
     // Poisson: 200,000 expected, standard deviation about 450.
     assert!((n - 200_000.0).abs() < 3_000.0, "{n} requests");
 }
+
+/// A run stops at its memory budget as at its event budget: the history and the logs it holds
+/// are counted as it goes, whoever records them.
+#[test]
+fn a_run_stops_at_its_memory_budget() {
+    let s = basic();
+    let mut w = World::new(&s, 1);
+    w.limit_memory(1 << 20);
+    let (h, stats) = w.run();
+    let at = stats.event_budget_exhausted_at.expect("stopped");
+    assert!(at < s.end_ms() * 1_000, "stopped before the end");
+    assert!((1 << 20..(1 << 20) + (1 << 16)).contains(&stats.memory_bytes), "{}", stats.memory_bytes);
+    assert!(h.entries.len() as u64 * 72 <= stats.memory_bytes);
+    // Without the limit the same run goes to its end.
+    let (_, full) = World::new(&s, 1).run();
+    assert!(full.event_budget_exhausted_at.is_none() && full.memory_bytes > 1 << 20);
+}

@@ -160,8 +160,9 @@ pub struct Stats {
     /// `MAX_EVENTS_PER_RUN` events, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_budget_exhausted_at: Option<Micros>,
-    /// The bytes the history and the partition logs hold (estimated from their entries): a run
-    /// stops at `MAX_RUN_MEMORY_BYTES`, as at the event budget.
+    /// The bytes the history and the partition logs hold (estimated from their entries; during
+    /// the run, the poll and log records only): a run stops at `MAX_RUN_MEMORY_BYTES`, as at the
+    /// event budget.
     pub memory_bytes: u64,
 }
 
@@ -220,6 +221,8 @@ pub struct World {
     pub(crate) paused: u32,
     /// The most events this run may process (`MAX_EVENTS_PER_RUN`, or less if asked).
     event_budget: u64,
+    /// The most bytes its history and logs may hold (`MAX_RUN_MEMORY_BYTES`, or less if asked).
+    memory_budget: u64,
 }
 
 /// What one history entry costs, beyond the records a poll hands out.
@@ -411,12 +414,18 @@ impl World {
             platform_down: vec![Vec::new(); scenario.consumers.len()],
             paused: 0,
             event_budget: evsim_model::scenario::MAX_EVENTS_PER_RUN,
+            memory_budget: evsim_model::scenario::MAX_RUN_MEMORY_BYTES,
         }
     }
 
     /// Lower this run's event budget below `MAX_EVENTS_PER_RUN` (a tighter limit for fuzzing).
     pub fn limit_events(&mut self, budget: u64) {
         self.event_budget = budget.min(evsim_model::scenario::MAX_EVENTS_PER_RUN);
+    }
+
+    /// Stop the run once its history and logs hold `budget` bytes (at most `MAX_RUN_MEMORY_BYTES`).
+    pub fn limit_memory(&mut self, budget: u64) {
+        self.memory_budget = budget.min(evsim_model::scenario::MAX_RUN_MEMORY_BYTES);
     }
 
     #[inline]
@@ -427,7 +436,6 @@ impl World {
     #[inline]
     pub(crate) fn record(&mut self, process: NodeId, op: Op) {
         let now = self.q.now();
-        self.stats.memory_bytes += ENTRY_BYTES;
         if let Op::Poll { records, .. } = &op {
             self.stats.memory_bytes += records.len() as u64 * RECORD_BYTES;
         }
@@ -446,6 +454,12 @@ impl World {
 
     pub(crate) fn partition_index(&self, tp: Tp) -> usize {
         self.first_partition[tp.topic.0 as usize] + tp.partition as usize
+    }
+
+    /// The bytes the history and the partition logs hold: every history entry (however it was
+    /// recorded), the records of polls, and the records appended to logs.
+    fn memory_bytes(&self) -> u64 {
+        self.history.entries.len() as u64 * ENTRY_BYTES + self.stats.memory_bytes
     }
 
     /// Run to the end and hand back the history and the statistics.
@@ -501,9 +515,7 @@ impl World {
             if at > t {
                 break;
             }
-            if self.stats.events >= self.event_budget
-                || self.stats.memory_bytes >= evsim_model::scenario::MAX_RUN_MEMORY_BYTES
-            {
+            if self.stats.events >= self.event_budget || self.memory_bytes() >= self.memory_budget {
                 self.stats.event_budget_exhausted_at = Some(at);
                 break;
             }
@@ -832,6 +844,7 @@ impl World {
                 }
             }
         }
+        self.stats.memory_bytes = self.memory_bytes();
         (self.history, self.stats)
     }
 }

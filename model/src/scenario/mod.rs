@@ -47,16 +47,26 @@ pub const MAX_PRODUCER_PARTITIONS: u64 = 5_000_000;
 /// are 16-bit, and the network keeps state per pair of processes.
 pub const MAX_PROCESSES: u64 = 2_000;
 
+/// The most users when a payment service keeps a balance for each from the start.
+pub const MAX_ACCOUNTS: u64 = 10_000_000;
+
+/// The most (consumer group, partition) pairs: every group tracks and fetches every partition of
+/// its topics, and the run's end records each group's lag per partition.
+pub const MAX_GROUP_PARTITIONS: u64 = 1_000_000;
+
+/// The most faults in a schedule (fault ids are 16-bit).
+pub const MAX_FAULTS: u64 = 10_000;
+
 /// The most events one run may process: about a minute of simulation on the project's machine.
 /// A run that reaches it stops, and `evsim` exits 2 saying so.
 pub const MAX_EVENTS_PER_RUN: u64 = 1_000_000_000;
 
 /// The most memory a run's history and partition logs may hold, as estimated from their
-/// entries (the process needs about half as much again for the rest of the cluster and the
-/// history's growth). The largest accepted run of orders stays under it; a run that reaches it
+/// entries (the whole process needs about 1.7 times as much: the rest of the cluster, and the
+/// history's growth by doubling). The largest accepted run of orders stays under it; a run that reaches it
 /// (a retry storm that redelivers without end) stops, as at the event budget, and `evsim`
 /// exits 2.
-pub const MAX_RUN_MEMORY_BYTES: u64 = 2 << 30;
+pub const MAX_RUN_MEMORY_BYTES: u64 = 3 << 30;
 
 /// The highest rate of one request stream, per second (the simulated clock has microseconds,
 /// and several requests may arrive within one).

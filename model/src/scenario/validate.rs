@@ -114,6 +114,7 @@ impl Validator<'_> {
         let rate_span = raw.workload.rate_per_sec.span();
         let coupon_span = raw.workload.coupon_rate_per_sec.as_ref().map(|r| r.span());
         let queue_span = raw.workload.queue_rate_per_sec.as_ref().map(|r| r.span());
+        let users_span = raw.workload.users.span();
         let workload = self.workload(raw.workload)?;
         let database =
             DatabaseSpec { latency_us: self.bounded(&raw.database.latency_us, "database.latency_us", HOUR_US)? };
@@ -150,8 +151,12 @@ impl Validator<'_> {
                 }
                 Ok(())
             };
+        // Where an instance count is reported: its value, or its table when it is left out.
+        let instances_at = |value: std::ops::Range<usize>, table: std::ops::Range<usize>| {
+            if value.is_empty() { table } else { value }
+        };
         for (name, raw) in raw.services {
-            let instances = raw.get_ref().instances.span();
+            let instances = instances_at(raw.get_ref().instances.span(), raw.span());
             let service = self.service(name, raw, &topics)?;
             too_many(service.instances, true, instances)?;
             services.push(service);
@@ -165,7 +170,12 @@ impl Validator<'_> {
                 if pays { workload.rate_per_sec } else { 0.0 },
                 Some(rate_span.clone()),
             ),
-            ("coupon_rate_per_sec", workload.coupon_rate_per_sec, coupon_span),
+            // A duplicated request (a double click) is a second request.
+            (
+                "coupon_rate_per_sec",
+                workload.coupon_rate_per_sec * (1.0 + workload.duplicate_request_rate),
+                coupon_span,
+            ),
             ("queue_rate_per_sec", workload.queue_rate_per_sec, queue_span),
         ];
         let requests: f64 = streams.iter().map(|(_, rate, _)| rate * run.duration_ms as f64 / 1_000.0).sum();
@@ -180,6 +190,16 @@ impl Validator<'_> {
                 ),
             );
         }
+        if pays && u64::from(workload.users) > MAX_ACCOUNTS {
+            return self.err(
+                users_span,
+                format!(
+                    "`users` is {} with a payment service, which keeps a balance per user from the start; expected at \
+                     most {MAX_ACCOUNTS}",
+                    workload.users
+                ),
+            );
+        }
         if workload.rate_per_sec > 0.0 && !services.iter().any(|s| s.kind == ServiceKind::OrderService) {
             return self.err(
                 rate_span,
@@ -188,9 +208,10 @@ impl Validator<'_> {
             );
         }
         let mut consumers: Vec<ConsumerSpec> = Vec::new();
+        let mut group_partitions = 0u64;
         for (name, raw) in raw.consumers {
             let span = raw.span();
-            let instances = raw.get_ref().instances.span();
+            let instances = instances_at(raw.get_ref().instances.span(), span.clone());
             let c = self.consumer(name, span.clone(), raw.into_inner(), &topics, &broker, &session_bounds_span)?;
             // A dead-letter publisher is a producer too.
             too_many(c.instances, c.dlq_topic.is_some(), instances)?;
@@ -200,6 +221,35 @@ impl Validator<'_> {
                     format!(
                         "[consumers.{}] and [consumers.{}] both use group.id \"{}\"; expected one table per consumer group",
                         other.name, c.name, c.consumer.group_id
+                    ),
+                );
+            }
+            if let Some(dlq) = &c.dlq_topic
+                && (c.topics.contains(dlq) || services.iter().any(|s| &s.topic == dlq))
+            {
+                return self.err(
+                    span,
+                    format!(
+                        "[consumers.{}] parks failed records on `{dlq}`, which it reads or a service publishes to; \
+                         expected a topic of its own for dead letters, e.g. dlq_topic = \"{}.DLT\"",
+                        c.name,
+                        c.topics.first().map_or("records", String::as_str)
+                    ),
+                );
+            }
+            // Every group fetches and tracks every partition of its topics.
+            group_partitions += c
+                .topics
+                .iter()
+                .filter_map(|t| topics.iter().find(|x| &x.name == t))
+                .map(|t| u64::from(t.partitions))
+                .sum::<u64>();
+            if group_partitions > MAX_GROUP_PARTITIONS {
+                return self.err(
+                    span,
+                    format!(
+                        "the consumer groups so far read {group_partitions} partitions in all (each group counts every \
+                         partition of its topics); expected at most {MAX_GROUP_PARTITIONS}"
                     ),
                 );
             }
@@ -236,6 +286,10 @@ impl Validator<'_> {
         };
         let nodes = scenario.node_names();
         for f in raw.faults {
+            if scenario.faults.len() as u64 >= MAX_FAULTS {
+                return self
+                    .err(f.span(), format!("this is fault number {}; expected at most {MAX_FAULTS}", MAX_FAULTS + 1));
+            }
             let fault = self.fault(f, &scenario, &nodes)?;
             scenario.faults.push(fault);
         }
@@ -869,6 +923,14 @@ impl Validator<'_> {
         };
         if let (Some(r), false) = (&oc.retries, dlq) {
             return self.err(r.span(), format!("[{section}] retries needs commit_strategy = \"retry-then-dlq\""));
+        }
+        if let Some(r) = &oc.retries
+            && *r.get_ref() > i32::MAX as u32
+        {
+            return self.err(
+                r.span(),
+                format!("[{section}] retries is {}; expected an integer from 0 to {}", r.get_ref(), i32::MAX),
+            );
         }
         let retries = oc.retries.as_ref().map_or(3, |r| *r.get_ref());
         let (min, max) = (broker.group_min_session_timeout_ms, broker.group_max_session_timeout_ms);
