@@ -8,6 +8,8 @@ use evsim_model::actor::Request;
 use evsim_model::db::Db;
 use evsim_model::history::{GroupId, Micros, Op};
 use evsim_model::scenario::{CouponDedup, ListenerKind, Scenario, ServiceKind};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// The DB a run starts with: stock, balances (drawn from the business stream), coupons.
 pub fn initial_db(scenario: &Scenario, seed: u64) -> Db {
@@ -60,42 +62,78 @@ pub struct Planned {
     pub request: Request,
 }
 
-/// The workload's requests, in time order, drawn from the workload stream exactly as the
-/// simulator draws them: each kind of request (orders, coupon requests, queue entries) keeps its
-/// own Poisson clock, and the earliest due draws next. Only requests before the quiet period.
+/// The workload's requests, in the order the simulator sends them, drawn from the workload stream
+/// exactly as it draws them: each kind of request (orders, coupon requests, queue entries) keeps
+/// its own Poisson clock, the earliest due draws next, and requests due at one microsecond keep
+/// the simulator's event order. Only requests drawn before the quiet period.
 pub fn plan_requests(scenario: &Scenario, seed: u64) -> Vec<Planned> {
     let seeds = Seeds::new(seed);
     let mut w = Workload::new(&scenario.workload, seeds.stream(Stream::Workload));
     let quiet_from = scenario.run.duration_ms * 1_000;
     let has = |k: ServiceKind| scenario.services.iter().any(|s| s.kind == k);
-    // The next due time of each clock, in the simulator's start order (orders, queue, coupons).
-    let mut orders = (scenario.workload.rate_per_sec > 0.0).then(|| w.next_order_at());
-    let mut queue = (scenario.workload.queue_rate_per_sec > 0.0 && has(ServiceKind::WaitingQueueApi))
-        .then(|| w.next_queue_entry_at());
-    let mut coupons =
-        (scenario.workload.coupon_rate_per_sec > 0.0 && has(ServiceKind::CouponApi)).then(|| w.next_coupon_at());
-    let mut out = Vec::new();
-    loop {
-        let next = [orders, queue, coupons].into_iter().flatten().min();
-        let Some(at) = next.filter(|&t| t < quiet_from) else { break };
-        if orders == Some(at) {
-            let (order, user, product, qty) = w.next_request();
-            out.push(Planned { at, request: Request::CreateOrder { order, user, product, qty } });
-            orders = Some(w.next_order_at());
-        } else if queue == Some(at) {
-            let (token, concert, user) = w.next_queue_entry();
-            out.push(Planned { at, request: Request::EnterQueue { token, concert, user } });
-            queue = Some(w.next_queue_entry_at());
-        } else {
-            let (request, coupon, user, duplicate) = w.next_coupon_request();
-            out.push(Planned { at, request: Request::IssueCoupon { request, coupon, user } });
-            if let Some(again) = duplicate {
-                // A double click: the same request again, 10 ms later.
-                out.push(Planned { at: at + 10_000, request: Request::IssueCoupon { request: again, coupon, user } });
-            }
-            coupons = Some(w.next_coupon_at());
+    // The simulator's workload events, replayed in its event queue's order: by time, and at one
+    // microsecond in scheduling order. Each clock's event draws the request and schedules the
+    // clock's next arrival; an order and a queue entry are sent by that event, a coupon request
+    // (and its double click, 10 ms later) by an event of its own scheduled then.
+    #[derive(Clone, Copy)]
+    enum Due {
+        Order,
+        Queue,
+        Coupon,
+        Send(Request),
+    }
+    #[derive(Default)]
+    struct Queue {
+        heap: BinaryHeap<Reverse<(Micros, u64)>>,
+        pending: BTreeMap<u64, Due>,
+        seq: u64,
+    }
+    impl Queue {
+        fn schedule(&mut self, at: Micros, due: Due) {
+            self.seq += 1;
+            self.heap.push(Reverse((at, self.seq)));
+            self.pending.insert(self.seq, due);
+        }
+        fn pop(&mut self) -> Option<(Micros, Due)> {
+            let Reverse((at, seq)) = self.heap.pop()?;
+            self.pending.remove(&seq).map(|due| (at, due))
         }
     }
-    out.sort_by_key(|p| p.at); // stable: duplicates land after what was due before them
+    let mut q = Queue::default();
+    if scenario.workload.rate_per_sec > 0.0 {
+        q.schedule(w.next_order_at(), Due::Order);
+    }
+    if scenario.workload.queue_rate_per_sec > 0.0 && has(ServiceKind::WaitingQueueApi) {
+        q.schedule(w.next_queue_entry_at(), Due::Queue);
+    }
+    if scenario.workload.coupon_rate_per_sec > 0.0 && has(ServiceKind::CouponApi) {
+        q.schedule(w.next_coupon_at(), Due::Coupon);
+    }
+    let mut out = Vec::new();
+    while let Some((at, due)) = q.pop() {
+        match due {
+            Due::Send(request) => out.push(Planned { at, request }),
+            _ if at >= quiet_from => {}
+            Due::Order => {
+                let (order, user, product, qty) = w.next_request();
+                out.push(Planned { at, request: Request::CreateOrder { order, user, product, qty } });
+                q.schedule(w.next_order_at(), Due::Order);
+            }
+            Due::Queue => {
+                let (token, concert, user) = w.next_queue_entry();
+                out.push(Planned { at, request: Request::EnterQueue { token, concert, user } });
+                q.schedule(w.next_queue_entry_at(), Due::Queue);
+            }
+            Due::Coupon => {
+                let (request, coupon, user, duplicate) = w.next_coupon_request();
+                q.schedule(at, Due::Send(Request::IssueCoupon { request, coupon, user }));
+                if let Some(again) = duplicate {
+                    // A double click: the same request again, 10 ms later.
+                    q.schedule(at + 10_000, Due::Send(Request::IssueCoupon { request: again, coupon, user }));
+                }
+                q.schedule(w.next_coupon_at(), Due::Coupon);
+            }
+        }
+    }
     out
 }
