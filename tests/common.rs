@@ -35,3 +35,11 @@ pub fn fault(kind: FaultKind, target: Option<&str>, at_ms: u64, for_ms: u64) -> 
         delay_ms: 0,
     }
 }
+
+/// A fresh directory for one test's files, unique to this process: `evsim-<name>-<pid>` in the
+/// system's temp dir. The test removes it when it is done.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("evsim-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}

@@ -172,8 +172,7 @@ fn cases() -> Vec<(&'static str, String, &'static str, &'static str)> {
 
 #[test]
 fn every_limit_is_an_exit_2_at_the_value() {
-    let dir = std::env::temp_dir().join(format!("evsim-limits-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("limits");
     for (i, (case, text, at, says)) in cases().into_iter().enumerate() {
         let path = dir.join(format!("case-{i}.toml"));
         std::fs::write(&path, &text).unwrap();
@@ -194,8 +193,7 @@ fn every_limit_is_an_exit_2_at_the_value() {
 
 #[test]
 fn invalid_utf8_names_the_line_and_column() {
-    let dir = std::env::temp_dir().join(format!("evsim-utf8-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("utf8");
     let path = dir.join("bad.toml");
     let mut bytes = b"# a scenario\nname = \"caf".to_vec();
     bytes.extend([0xff, b'"', b'\n']);

@@ -249,8 +249,7 @@ fn mutated_scenarios_exit_0_1_or_2_and_never_crash() {
     files.sort();
     assert!(files.len() >= 10, "found {} scenarios", files.len());
     let cases: u32 = std::env::var("EVSIM_MUTANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
-    let tmp = std::env::temp_dir().join(format!("evsim-mutants-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = common::scratch("mutants");
     let path = tmp.join("mutant.toml");
     let p = path.display().to_string();
     // A fixed seed: the same mutants on every run, so a failure in CI reproduces here.

@@ -160,9 +160,8 @@ pub struct Stats {
     /// `MAX_EVENTS_PER_RUN` events, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_budget_exhausted_at: Option<Micros>,
-    /// The bytes the history and the partition logs hold (estimated from their entries; during
-    /// the run, the poll and log records only): a run stops at `MAX_RUN_MEMORY_BYTES`, as at the
-    /// event budget.
+    /// The bytes the history and the partition logs held at the end (estimated from their
+    /// entries); a run stops at `MAX_RUN_MEMORY_BYTES`, as at the event budget.
     pub memory_bytes: u64,
 }
 
@@ -223,6 +222,8 @@ pub struct World {
     event_budget: u64,
     /// The most bytes its history and logs may hold (`MAX_RUN_MEMORY_BYTES`, or less if asked).
     memory_budget: u64,
+    /// The bytes of the records that polls handed out and logs hold (history entries apart).
+    pub(crate) record_bytes: u64,
 }
 
 /// What one history entry costs, beyond the records a poll hands out.
@@ -415,6 +416,7 @@ impl World {
             paused: 0,
             event_budget: evsim_model::scenario::MAX_EVENTS_PER_RUN,
             memory_budget: evsim_model::scenario::MAX_RUN_MEMORY_BYTES,
+            record_bytes: 0,
         }
     }
 
@@ -437,7 +439,7 @@ impl World {
     pub(crate) fn record(&mut self, process: NodeId, op: Op) {
         let now = self.q.now();
         if let Op::Poll { records, .. } = &op {
-            self.stats.memory_bytes += records.len() as u64 * RECORD_BYTES;
+            self.record_bytes += records.len() as u64 * RECORD_BYTES;
         }
         self.history.push(now, process, op);
     }
@@ -459,7 +461,7 @@ impl World {
     /// The bytes the history and the partition logs hold: every history entry (however it was
     /// recorded), the records of polls, and the records appended to logs.
     fn memory_bytes(&self) -> u64 {
-        self.history.entries.len() as u64 * ENTRY_BYTES + self.stats.memory_bytes
+        self.history.entries.len() as u64 * ENTRY_BYTES + self.record_bytes
     }
 
     /// Run to the end and hand back the history and the statistics.

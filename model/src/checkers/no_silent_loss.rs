@@ -105,13 +105,7 @@ mod tests {
     #[test]
     fn a_record_skipped_after_a_failure_vanished_and_the_story_shows_the_commit_past_it() {
         let mut b = HistoryBuilder::new();
-        let (_, ok) = b.produce(orders(0), 7, 0);
-        b.produce(orders(0), 8, 1);
-        b.consume(C0, CART, &[rec(orders(0), 0, 7, 7), rec(orders(0), 1, 8, 8)]);
-        let poll = b.poll(R0, RANKING, &[rec(orders(0), 0, 7, 7), rec(orders(0), 1, 8, 8)]);
-        let failed = b.processed(R0, RANKING, rec(orders(0), 0, 7, 7), false);
-        b.processed(R0, RANKING, rec(orders(0), 1, 8, 8), true);
-        let commit = b.op(R0, Op::Commit { group: RANKING, generation: 1, offsets: vec![(orders(0), 2)], error: None });
+        let (_, ok, poll, failed, commit) = b.skipped_after_a_failure();
         let v = check(&b.build());
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].entries, vec![ok, poll, failed, commit]);

@@ -125,13 +125,7 @@ fn cases() -> Vec<Case> {
     // attempt, the poll that handed it out and the commit that moved past it.
     case(Invariant::EventualProcessing, &|b| {
         let fact = b.order_committed(7, 1, 1, 9);
-        let (s, ok) = b.produce(orders(0), 7, 0);
-        b.produce(orders(0), 8, 1);
-        b.consume(C0, CART, &[rec(orders(0), 0, 7, 7), rec(orders(0), 1, 8, 8)]);
-        let poll = b.poll(R0, RANKING, &[rec(orders(0), 0, 7, 7), rec(orders(0), 1, 8, 8)]);
-        let failed = b.processed(R0, RANKING, rec(orders(0), 0, 7, 7), false);
-        b.processed(R0, RANKING, rec(orders(0), 1, 8, 8), true);
-        let commit = b.op(R0, Op::Commit { group: RANKING, generation: 1, offsets: vec![(orders(0), 2)], error: None });
+        let (s, ok, poll, failed, commit) = b.skipped_after_a_failure();
         let mut m = trouble(b);
         m.extend([fact, s, ok, poll, failed, commit]);
         m

@@ -153,6 +153,22 @@ impl HistoryBuilder {
         self.op(node, Op::LeftGroup { group, reason: LeaveReason::PollTimeout })
     }
 
+    /// Orders 7 and 8 on partition 0, consumed by cart; ranking's handler fails on order 7,
+    /// handles order 8 and commits past both. Returns (7's send, its acknowledgement, ranking's
+    /// poll, the failed attempt, the commit past it).
+    pub(crate) fn skipped_after_a_failure(&mut self) -> (usize, usize, usize, usize, usize) {
+        let (send, ok) = self.produce(orders(0), 7, 0);
+        self.produce(orders(0), 8, 1);
+        let both = [rec(orders(0), 0, 7, 7), rec(orders(0), 1, 8, 8)];
+        self.consume(C0, CART, &both);
+        let poll = self.poll(R0, RANKING, &both);
+        let failed = self.processed(R0, RANKING, both[0], false);
+        self.processed(R0, RANKING, both[1], true);
+        let commit =
+            self.op(R0, Op::Commit { group: RANKING, generation: 1, offsets: vec![(orders(0), 2)], error: None });
+        (send, ok, poll, failed, commit)
+    }
+
     pub(crate) fn build(mut self) -> History {
         self.h.header.quiet_from = self.time;
         self.h.header.end = self.time + 1_000;

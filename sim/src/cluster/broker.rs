@@ -259,7 +259,7 @@ impl World {
                     Ok(None) => {
                         let base = p.log_end();
                         p.log.extend_from_slice(&batch.records);
-                        self.stats.memory_bytes += u64::from(count) * std::mem::size_of::<Message>() as u64;
+                        self.record_bytes += u64::from(count) * std::mem::size_of::<Message>() as u64;
                         if let Some((producer_id, epoch)) = req.producer_id {
                             p.batches.push(BatchMeta {
                                 base_offset: base,
