@@ -73,4 +73,4 @@ fn runs_with_faults_are_byte_identical_and_pinned() {
 }
 
 /// order-failover-acks1, seed 1. A change here is a change of behaviour under faults: review it.
-const PINNED_FAILOVER_ACKS1_SEED_1: &str = "59d6b691f0b73c17";
+const PINNED_FAILOVER_ACKS1_SEED_1: &str = "ba2ea6d9731ea8b5";

@@ -152,7 +152,11 @@ fn a_lag_chart_shades_the_faults_and_says_where_lag_peaked() {
     let report = evsim_reports::scenario::report(&s, "f", &outcome);
     let lag = report.charts.iter().find(|c| c.id == "lag").unwrap();
     let Plot::Lines { bands, series, .. } = &lag.plot else { panic!() };
-    assert_eq!(bands.iter().filter(|b| b.kind == 0).count(), 2, "two faults shaded: {bands:?}");
+    assert_eq!(
+        bands.iter().filter(|b| b.kind == 0).count(),
+        3,
+        "three faults shaded (two lossy links, a crash): {bands:?}"
+    );
     assert!(series[0].points.iter().any(|p| p.1 > 0.0));
     assert!(lag.finding.contains("lag peaks at") && lag.finding.contains("back to 0"), "{}", lag.finding);
 }
