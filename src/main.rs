@@ -44,7 +44,7 @@ enum Command {
     Run(run::RunArgs),
     /// Search generated fault schedules for a counterexample and shrink it to the smallest story.
     Check(check::CheckArgs),
-    /// Run a scenario against a real Kafka broker (tansu, librdkafka's mock cluster, or yours)
+    /// Run a scenario against real Kafka (Apache Kafka started here, librdkafka's mock cluster, or yours)
     /// and compare it with the simulator.
     Real(real::RealArgs),
     /// Run the cartesian product of varied settings (any scenario key), N seeds each, and

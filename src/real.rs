@@ -12,8 +12,9 @@ use std::time::Instant;
 
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
 enum Broker {
-    /// Start a tansu broker process on loopback with fresh SQLite storage (needs `tansu`).
-    Tansu,
+    /// Apache Kafka 4.1.1 (from Maven Central, cached): a KRaft controller and the scenario's
+    /// brokers, started and stopped here, in network namespaces when run as root.
+    Kafka,
     /// librdkafka's mock cluster, in process: several brokers, fault controls, no install.
     Mock,
     /// A Kafka you run yourself, at --bootstrap (its topics must be new or empty).
@@ -22,30 +23,33 @@ enum Broker {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  evsim real scenarios/order-basic.toml                      # tansu, started and stopped here\n  evsim real scenarios/order-basic.toml --broker mock        # librdkafka's mock cluster\n  evsim real scenarios/order-basic.toml --broker external --bootstrap localhost:9092\n  evsim real scenarios/order-basic.toml --json\n\nThe same service code runs on tokio with rdkafka (bundled librdkafka) doing the I/O; the run \
+    after_help = "Examples:\n  evsim real scenarios/order-basic.toml                      # Apache Kafka, started and stopped here\n  evsim real scenarios/order-failover-acks1-real.toml        # three brokers, a broker killed for real\n  evsim real scenarios/order-basic.toml --broker mock        # librdkafka's mock cluster\n  evsim real scenarios/order-basic.toml --broker external --bootstrap localhost:9092\n  evsim real scenarios/order-basic.toml --json\n\nThe same service code runs on tokio with rdkafka (bundled librdkafka) doing the I/O; the run \
 takes the scenario's wall-clock time (it ends early once everything is consumed and committed). \
-Faults the target can perform are performed (broker restart, service and consumer crash, consumer \
-pause, broker cut off, DB and platform outages); the others are reported as skipped. Afterwards \
+On Apache Kafka every fault is performed or the run does not start: a broker killed (SIGKILL) \
+and restarted, partitions and packet loss as iptables rules in the broker's network namespace, \
+service and consumer crashes, consumer pauses, DB and platform outages. On the mock cluster, \
+faults it cannot perform are reported as skipped. Afterwards \
 the simulator runs the same scenario and seed, and every difference in key placement, final \
 domain state and verdicts is listed.\n\nExit codes: 0 every claimed invariant held; 1 a claimed \
 invariant was violated (or the run moved nothing); 2 bad input, or the broker cannot be started \
-or reached (tansu missing, port in use, nothing at --bootstrap)."
+or reached (no Java, Kafka's jars neither cached nor downloadable, a node that does not come up, \
+port in use, nothing at --bootstrap), or a fault the broker cannot perform.\n\n\
+Environment: EVSIM_KAFKA_HOME (where Kafka's jars are cached), EVSIM_KAFKA_NET=loopback \
+(no namespaces, no network faults), EVSIM_KEEP_KAFKA_LOGS=1 (keep the nodes' logs)."
 )]
 pub struct RealArgs {
     /// Scenario file (TOML), e.g. scenarios/order-basic.toml.
     scenario: PathBuf,
     /// Which broker to run against.
-    #[arg(long, value_enum, default_value = "tansu")]
+    #[arg(long, value_enum, default_value = "kafka")]
     broker: Broker,
     /// With --broker external: the bootstrap servers (host:port[,host:port...]).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_bootstrap)]
     bootstrap: Option<String>,
-    /// With --broker tansu: the loopback port to listen on (default: a free one).
+    /// With --broker kafka on loopback (EVSIM_KAFKA_NET=loopback, or not root): the first
+    /// broker's port (default: a free one).
     #[arg(long)]
     port: Option<u16>,
-    /// With --broker tansu: the tansu executable (default: $EVSIM_TANSU, PATH, ~/.cargo/bin).
-    #[arg(long, value_name = "PATH")]
-    tansu: Option<PathBuf>,
     /// The seed of the workload (default: the scenario's `run.seed`).
     #[arg(long)]
     seed: Option<u64>,
@@ -95,11 +99,11 @@ pub fn real(args: RealArgs) -> u8 {
     };
     let seed = args.seed.unwrap_or(scenario.run.seed);
     let kind = match args.broker {
-        Broker::Tansu => BrokerKind::Tansu,
+        Broker::Kafka => BrokerKind::Kafka,
         Broker::Mock => BrokerKind::Mock,
         Broker::External => BrokerKind::External,
     };
-    let options = BrokerOptions { kind, bootstrap: args.bootstrap.clone(), port: args.port, tansu: args.tansu.clone() };
+    let options = BrokerOptions { bootstrap: args.bootstrap.clone(), port: args.port, ..BrokerOptions::new(kind) };
     if !args.json {
         eprintln!(
             "running {} against {} for up to {:.1} s of wall-clock time...",

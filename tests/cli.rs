@@ -217,25 +217,6 @@ fn a_bad_fault_in_a_scenario_names_the_line_and_exits_2() {
 }
 
 #[test]
-fn real_without_tansu_exits_2_saying_how_to_install_it() {
-    let o = evsim(&["real", "scenarios/order-basic.toml", "--tansu", "/nonexistent/tansu"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let err = stderr(&o);
-    assert!(err.contains("tansu not found at /nonexistent/tansu"), "{err}");
-    assert!(err.contains("cargo install tansu --version 0.6.0"), "{err}");
-}
-
-#[test]
-fn real_on_a_port_in_use_exits_2() {
-    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    let port = taken.local_addr().unwrap().port().to_string();
-    // Any executable stands in for tansu: the port is checked before it is started.
-    let o = evsim(&["real", "scenarios/order-basic.toml", "--port", &port, "--tansu", env!("CARGO_BIN_EXE_evsim")]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains(&format!("port {port} on 127.0.0.1 is in use")), "{}", stderr(&o));
-}
-
-#[test]
 fn real_against_an_unreachable_broker_exits_2() {
     // A port that was free a moment ago: nothing listens there.
     let port = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();

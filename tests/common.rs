@@ -43,3 +43,30 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     dir
 }
+
+/// A scenario cut down to run in a few seconds of wall-clock time: `duration_ms` of workload at
+/// `rate` orders (or coupon requests, queue entries) per second, and a quiet period long enough
+/// for the groups to catch up. No infrastructure faults: those are added by the tests that want
+/// them.
+pub fn for_real(mut s: Scenario, duration_ms: u64, rate: f64) -> Scenario {
+    s.run.duration_ms = duration_ms;
+    s.run.quiet_period_ms = 20_000;
+    s.faults.clear();
+    s.swarm = None;
+    let w = &mut s.workload;
+    if w.rate_per_sec > 0.0 {
+        w.rate_per_sec = rate;
+    }
+    if w.coupon_rate_per_sec > 0.0 {
+        w.coupon_rate_per_sec = rate;
+    }
+    if w.queue_rate_per_sec > 0.0 {
+        w.queue_rate_per_sec = rate;
+    }
+    for c in &mut s.consumers {
+        // Groups form (and a member lost in the first join is expelled) in seconds, not 45 s.
+        c.consumer.session_timeout_ms = c.consumer.session_timeout_ms.min(10_000);
+        c.consumer.heartbeat_interval_ms = c.consumer.heartbeat_interval_ms.min(1_000);
+    }
+    s
+}

@@ -168,6 +168,8 @@ fn consumer_for(
                 OffsetReset::None => "error",
             },
         )
+        // The Java consumer's request.timeout.ms is librdkafka's socket.timeout.ms.
+        .set("socket.timeout.ms", k.request_timeout_ms.max(10).to_string())
         .set("session.timeout.ms", k.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", k.heartbeat_interval_ms.to_string())
         .set("max.poll.interval.ms", k.max_poll_interval_ms.max(k.session_timeout_ms).to_string())
@@ -181,6 +183,7 @@ fn consumer_for(
             },
         )
         .set("log_level", "3");
+    crate::set_debug(&mut c);
     crate::set_connection(&mut c, &k.connection);
     if let Some(id) = &k.group_instance_id {
         c.set("group.instance.id", format!("{id}-{instance}"));

@@ -115,3 +115,47 @@ pub fn compare(
     }
     out
 }
+
+/// The entries both drivers record (the real driver cannot see the cluster's inside: ISR
+/// changes, retransmissions, the controller's decisions).
+pub const SHARED_ENTRIES: [&str; 8] =
+    ["Send", "SendOk", "SendFailed", "Poll", "Commit", "OrderCommitted", "PaymentCommitted", "CouponIssued"];
+
+/// What kinds of shared entries a violation cites: the evidence two drivers must agree on.
+pub fn evidence(history: &History, violation: &evsim_model::checkers::Violation) -> BTreeSet<String> {
+    violation
+        .entries
+        .iter()
+        .filter_map(|&i| history.entries.get(i))
+        .filter_map(|e| {
+            let name = match serde_json::to_value(&e.op).ok()? {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Object(m) => m.keys().next()?.clone(),
+                _ => return None,
+            };
+            SHARED_ENTRIES.contains(&name.as_str()).then_some(name)
+        })
+        .collect()
+}
+
+/// Whether a real run's violations match the simulator's: for each invariant in `invariants`
+/// that both violate, the first violation on each side cites the same kinds of shared entries.
+/// `None` when they match; else what differs.
+pub fn evidence_differs(
+    sim: &History,
+    sim_verdicts: &[Verdict],
+    real: &History,
+    real_verdicts: &[Verdict],
+    invariants: &[Invariant],
+) -> Option<String> {
+    let first = |vs: &[Verdict], inv: Invariant| vs.iter().find(|v| v.invariant == inv)?.violations.first().cloned();
+    for &inv in invariants {
+        if let (Some(a), Some(b)) = (first(sim_verdicts, inv), first(real_verdicts, inv)) {
+            let (x, y) = (evidence(sim, &a), evidence(real, &b));
+            if x != y {
+                return Some(format!("{inv}: the simulator's violation cites {x:?}, the real one {y:?}"));
+            }
+        }
+    }
+    None
+}

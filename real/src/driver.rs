@@ -7,7 +7,7 @@
 
 use crate::consumer::{self, ConsumerHandle};
 use crate::faults::{self, RealFault};
-use crate::harness::{BrokerOptions, Harness};
+use crate::harness::{BrokerKind, BrokerOptions, Harness};
 use crate::producer::{produce, producer_for};
 use crate::{RealError, RealOutcome};
 use evsim_model::actor::{CacheOp, Command, Input, Request, Response, Service, Token};
@@ -443,6 +443,18 @@ pub fn run_real(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> Resu
 
 async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> Result<RealOutcome, RealError> {
     let wall_started = Instant::now();
+    let mut schedule = faults::Schedule::new(scenario, seed);
+    if options.kind == BrokerKind::Kafka {
+        let refused = schedule.refused_on_kafka(scenario, options.net);
+        if !refused.is_empty() {
+            return Err(RealError::Usage(format!(
+                "Apache Kafka cannot perform {} of the scenario's faults, so the run would not be the one \
+                 the scenario describes:\n  {}",
+                refused.len(),
+                refused.join("\n  ")
+            )));
+        }
+    }
     let mut harness = Harness::start(options, scenario).await?;
     let bootstrap = harness.bootstrap().to_string();
     let db = evsim_sim::setup::initial_db(scenario, seed);
@@ -541,7 +553,6 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
     };
     let end = ctx.instant(scenario.end_ms() * 1_000);
     let quiet_from = scenario.run.duration_ms * 1_000;
-    let mut schedule = faults::Schedule::new(scenario, seed);
     let mut broken: Option<String> = None;
     {
         let settle = async {
@@ -557,13 +568,14 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
                 }
             }
         };
-        let log = harness.log_path();
+        let kafka = harness.kafka();
         let watchdog = async {
-            let Some(log) = log else { return std::future::pending().await };
-            let mut seen = 0;
+            let Some(cluster) = kafka else { return std::future::pending().await };
+            // A node that exits by itself (not by a fault) breaks the run.
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                if let Some(why) = crate::harness::broker_failure(&log, &mut seen) {
+                let exited = cluster.borrow_mut().exited();
+                if let Some(why) = exited {
                     return why;
                 }
             }
@@ -602,13 +614,11 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
         Ok(Ok(read)) => read,
         _ => (Vec::new(), Some("the final lags could not be read within 60 s".to_string())),
     };
-    if let Some(log) = harness.log_path()
-        && let Some(why) = crate::harness::broker_failure(&log, &mut 0)
-    {
-        harness.stop();
+    let exited = harness.kafka().and_then(|c| c.borrow_mut().exited());
+    harness.stop();
+    if let Some(why) = exited {
         return Err(broker_broke(options, &why));
     }
-    harness.stop();
 
     let mut core = ctx.core.borrow_mut();
     let mut rec = lock(&rec);
@@ -652,9 +662,7 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
 /// The error of a run whose broker failed inside (exit 2: the environment, not the design).
 fn broker_broke(options: &BrokerOptions, why: &str) -> RealError {
     RealError::Environment(format!(
-        "{} failed inside during the run ({why}); a run whose broker broke cannot be judged. \
-         tansu 0.6.0 is known to fail so when an idempotent producer retries after a timeout \
-         (docs/real-kafka.md)",
+        "{} failed during the run ({why}); a run whose broker broke cannot be judged",
         options.kind.name()
     ))
 }

@@ -3,7 +3,7 @@
 
 use crate::consumer::{self, ConsumerHandle};
 use crate::driver::{Core, Ctx, restart_service};
-use crate::harness::Harness;
+use crate::harness::{BrokerKind, Harness, KafkaNet};
 use evsim_model::history::{GroupId, NodeId, Op};
 use evsim_model::scenario::{FaultKind, FaultSpec, Scenario};
 use evsim_sim::kernel::{Seeds, Stream};
@@ -61,6 +61,36 @@ impl Schedule {
             .collect();
         let active = vec![false; plan.len()];
         Self { plan, faults, active }
+    }
+
+    /// The faults Apache Kafka in `net` cannot perform, each with the reason: a run on it
+    /// performs every fault or does not start.
+    pub(crate) fn refused_on_kafka(&self, scenario: &Scenario, net: KafkaNet) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in &self.plan {
+            let why = match f.kind {
+                FaultKind::BrokerCrash => Self::broker_index(f.target.as_deref())
+                    .filter(|&b| b < scenario.brokers)
+                    .map_or_else(|| Some("the target is not one of the scenario's brokers".to_string()), |_| None),
+                k if k.is_network() => {
+                    if net == KafkaNet::Loopback {
+                        Some(
+                            "network faults need the Kafka nodes in network namespaces: run as root with ip and \
+                             iptables, without EVSIM_KAFKA_NET=loopback"
+                                .to_string(),
+                        )
+                    } else {
+                        crate::netns::fault_rules(f, scenario.brokers as usize, "", |_| std::net::Ipv4Addr::LOCALHOST)
+                            .err()
+                    }
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                out.push(format!("`{}`: {why}", f.describe()));
+            }
+        }
+        out
     }
 
     /// Perform the schedule: each fault starts and ends at its time.
@@ -166,6 +196,11 @@ impl Schedule {
                     None => Err(format!("no running consumer instance {}", target.unwrap_or("?"))),
                 }
             }
+            FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay
+                if harness.kind == BrokerKind::Kafka =>
+            {
+                harness.network_start(i, &f)
+            }
             FaultKind::NetworkPartition => match (Self::broker_index(target), &f.peer) {
                 (Some(b), None) => harness.isolate(b, true),
                 _ => Err("a real target can only cut a whole broker off (target a broker, no peer)".to_string()),
@@ -233,6 +268,18 @@ impl Schedule {
                 })
             }
             FaultKind::ConsumerPause => Some(Ok(())),
+            FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay
+                if harness.kind == BrokerKind::Kafka =>
+            {
+                // It fired if its filters dropped a packet (the kernel's own count).
+                Some(harness.network_end(i).map(|dropped| {
+                    let fault = &mut self.faults[i];
+                    fault.fired = dropped > 0;
+                    if let Some(how) = &mut fault.performed {
+                        how.push_str(&format!("; {dropped} packets dropped"));
+                    }
+                }))
+            }
             FaultKind::NetworkPartition => Self::broker_index(target).map(|b| harness.isolate(b, false).map(|_| ())),
             FaultKind::NetworkDelay => Self::broker_index(target).map(|b| harness.delay(b, Duration::ZERO).map(|_| ())),
             FaultKind::NetworkLoss => None,

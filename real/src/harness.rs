@@ -1,28 +1,31 @@
-//! The broker a real run talks to, behind one interface: a tansu process the harness starts and
-//! stops, librdkafka's in-process mock cluster, or an external Kafka the user runs.
+//! The broker a real run talks to, behind one interface: an Apache Kafka cluster the harness
+//! starts and stops ([`crate::kafka`]), librdkafka's in-process mock cluster, or an external
+//! Kafka the user runs.
 //!
-//! The harness owns the broker's life: it starts it on loopback, creates the scenario's topics
-//! (tansu does not auto-create them), waits until it answers metadata requests, performs the
-//! infrastructure faults the target can do, and stops it after the run.
+//! The harness owns the broker's life: it starts it, waits until every broker answers metadata
+//! requests, creates the scenario's topics (Kafka's automatic creation is off, as in the
+//! simulator), performs the infrastructure faults, and stops it after the run.
 
 use crate::RealError;
-use evsim_model::scenario::Scenario;
+use crate::kafka::KafkaCluster;
+pub use crate::kafka::KafkaNet;
+use evsim_model::scenario::{FaultSpec, Scenario};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Which broker a real run uses (`evsim real --broker`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BrokerKind {
-    /// A tansu process (a Kafka-compatible broker in Rust) with SQLite storage.
-    Tansu,
+    /// Apache Kafka (the pinned release), a KRaft controller and the scenario's brokers.
+    Kafka,
     /// librdkafka's mock cluster, in process.
     Mock,
     /// A Kafka the user runs, at `--bootstrap`.
@@ -32,7 +35,7 @@ pub enum BrokerKind {
 impl BrokerKind {
     pub fn name(self) -> &'static str {
         match self {
-            BrokerKind::Tansu => "tansu",
+            BrokerKind::Kafka => "kafka",
             BrokerKind::Mock => "mock",
             BrokerKind::External => "external",
         }
@@ -45,92 +48,33 @@ pub struct BrokerOptions {
     pub kind: BrokerKind,
     /// `external`: the bootstrap servers.
     pub bootstrap: Option<String>,
-    /// `tansu`: the loopback port to listen on (a free one when `None`).
+    /// `kafka` on loopback: the first broker's port (a free one when `None`).
     pub port: Option<u16>,
-    /// `tansu`: the executable (found on `PATH` or in `~/.cargo/bin` when `None`).
-    pub tansu: Option<PathBuf>,
+    /// `kafka`: network namespaces (packet-level network faults) or loopback.
+    pub net: KafkaNet,
 }
 
 impl BrokerOptions {
     pub fn new(kind: BrokerKind) -> Self {
-        Self { kind, bootstrap: None, port: None, tansu: None }
+        Self { kind, bootstrap: None, port: None, net: KafkaNet::detect() }
     }
 }
 
-/// The command that installs tansu, as errors and docs quote it.
-pub const TANSU_INSTALL: &str = "cargo install tansu --version 0.6.0 --locked --features dynostore,libsql";
-
-/// A tansu broker process.
-struct Tansu {
-    exe: PathBuf,
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Tansu {
-    /// The SQLite storage, relative to the process's working directory (the harness's own
-    /// directory): tansu 0.6 reads a `sqlite://` URL's path as relative.
-    fn storage_url(&self) -> &'static str {
-        "sqlite://tansu.db"
-    }
-
-    fn spawn(&mut self) -> Result<(), RealError> {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        // Appended to across restarts: the watchdog reads on from where it was.
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("tansu.log")).map_err(|e| {
-                RealError::Environment(format!("cannot write tansu's log in {}: {e}", self.dir.display()))
-            })?;
-        let child = Command::new(&self.exe)
-            .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", self.storage_url()])
-            .current_dir(&self.dir)
-            .args(["--cluster-id", "evsim"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| RealError::Environment(e.to_string()))?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| RealError::Environment(format!("cannot start {}: {e}", self.exe.display())))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// Whether the process has exited (and, if so, the tail of its log).
-    fn exited(&mut self) -> Option<String> {
-        let child = self.child.as_mut()?;
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let log = std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(8).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                Some(format!("tansu exited ({status}); its log ends:\n{}", tail.join("\n")))
-            }
-            _ => None,
+impl KafkaNet {
+    /// `EVSIM_KAFKA_NET` (`namespaces` or `loopback`) when set; else namespaces when evsim runs
+    /// as root with `ip` and `iptables`, loopback otherwise.
+    pub fn detect() -> Self {
+        match std::env::var("EVSIM_KAFKA_NET").as_deref() {
+            Ok("loopback") => KafkaNet::Loopback,
+            Ok("namespaces") => KafkaNet::Namespaces,
+            _ if crate::netns::requirements().is_ok() => KafkaNet::Namespaces,
+            _ => KafkaNet::Loopback,
         }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal(&self, sig: &str) -> Result<(), String> {
-        let child = self.child.as_ref().ok_or("tansu is not running")?;
-        let ok = Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success());
-        if matches!(ok, Ok(true)) { Ok(()) } else { Err(format!("kill {sig} failed")) }
     }
 }
 
 enum Inner {
-    Tansu(Tansu),
+    Kafka(Rc<RefCell<KafkaCluster>>),
     Mock(MockCluster<'static, DefaultProducerContext>),
     External,
 }
@@ -149,32 +93,15 @@ impl Harness {
     pub async fn start(options: &BrokerOptions, scenario: &Scenario) -> Result<Self, RealError> {
         let mut notes = Vec::new();
         let (bootstrap, inner) = match options.kind {
-            BrokerKind::Tansu => {
-                let exe = find_tansu(options.tansu.as_deref())?;
-                let port = match options.port {
-                    Some(p) => {
-                        std::net::TcpListener::bind(("127.0.0.1", p)).map_err(|e| {
-                            RealError::Environment(format!(
-                                "port {p} on 127.0.0.1 is in use ({e}); pass another --port, or none for a free one"
-                            ))
-                        })?;
-                        p
-                    }
-                    None => free_port()?,
-                };
-                let dir = std::env::temp_dir().join(format!("evsim-tansu-{}-{port}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| RealError::Environment(format!("cannot create {}: {e}", dir.display())))?;
-                let mut t = Tansu { exe, port, dir, child: None };
-                t.spawn()?;
-                if scenario.brokers > 1 || scenario.topics.iter().any(|t| t.replication_factor > 1) {
-                    notes.push(format!(
-                        "tansu is one broker: the scenario's {} brokers and replication are not reproduced",
-                        scenario.brokers
-                    ));
+            BrokerKind::Kafka => {
+                let port = if options.net == KafkaNet::Loopback { options.port } else { None };
+                let cluster = KafkaCluster::start(scenario, options.net, port)?;
+                if options.net == KafkaNet::Loopback {
+                    notes.push(
+                        "Kafka runs on loopback (not root, or EVSIM_KAFKA_NET=loopback): no network faults".to_string(),
+                    );
                 }
-                (format!("127.0.0.1:{port}"), Inner::Tansu(t))
+                (cluster.bootstrap(), Inner::Kafka(Rc::new(RefCell::new(cluster))))
             }
             BrokerKind::Mock => {
                 let cluster = MockCluster::new(scenario.brokers as i32)
@@ -191,7 +118,8 @@ impl Harness {
             }
         };
         let mut h = Harness { kind: options.kind, bootstrap, inner, notes };
-        h.wait_ready(Duration::from_secs(if options.kind == BrokerKind::Tansu { 30 } else { 10 }))?;
+        let limit = if options.kind == BrokerKind::Kafka { 90 } else { 10 };
+        h.wait_ready(Duration::from_secs(limit))?;
         h.create_topics(scenario).await?;
         Ok(h)
     }
@@ -200,10 +128,10 @@ impl Harness {
         &self.bootstrap
     }
 
-    /// The broker's log, when evsim started the broker (tansu).
-    pub fn log_path(&self) -> Option<PathBuf> {
+    /// The Apache Kafka cluster, when the harness started one (the watchdog's view of it).
+    pub(crate) fn kafka(&self) -> Option<Rc<RefCell<KafkaCluster>>> {
         match &self.inner {
-            Inner::Tansu(t) => Some(t.dir.join("tansu.log")),
+            Inner::Kafka(c) => Some(c.clone()),
             _ => None,
         }
     }
@@ -217,16 +145,26 @@ impl Harness {
             .create()
             .map_err(|e| RealError::Environment(format!("cannot create a Kafka client: {e}")))?;
         loop {
-            if let Inner::Tansu(t) = &mut self.inner
-                && let Some(why) = t.exited()
-            {
+            let exited = match &mut self.inner {
+                Inner::Kafka(c) => c.borrow_mut().exited(),
+                _ => None,
+            };
+            if let Some(why) = exited {
                 return Err(RealError::Environment(why));
             }
+            let want = match &self.inner {
+                Inner::Kafka(c) => c.borrow().brokers(),
+                _ => 1,
+            };
             match consumer.fetch_metadata(None, Duration::from_millis(1_000)) {
-                Ok(md) if !md.brokers().is_empty() => return Ok(()),
+                Ok(md) if md.brokers().len() >= want => return Ok(()),
                 _ if started.elapsed() > limit => {
+                    let logs = match &self.inner {
+                        Inner::Kafka(c) => format!("; the nodes' logs are in {}", c.borrow().log_dir().display()),
+                        _ => String::new(),
+                    };
                     return Err(RealError::Environment(format!(
-                        "no Kafka broker answered at {} within {} s",
+                        "no Kafka broker answered at {} within {} s{logs}",
                         self.bootstrap,
                         limit.as_secs()
                     )));
@@ -251,13 +189,23 @@ impl Harness {
             .set("log_level", "0")
             .create()
             .map_err(|e| RealError::Environment(format!("cannot create an admin client: {e}")))?;
-        let single = self.kind == BrokerKind::Tansu;
+        let (min_isr, unclean) = (
+            scenario.broker.min_insync_replicas.to_string(),
+            scenario.broker.unclean_leader_election_enable.to_string(),
+        );
         let topics: Vec<NewTopic> = scenario
             .topics
             .iter()
             .map(|t| {
-                let rf = if single { 1 } else { t.replication_factor as i32 };
-                NewTopic::new(&t.name, t.partitions as i32, TopicReplication::Fixed(rf))
+                let rf = t.replication_factor as i32;
+                let topic = NewTopic::new(&t.name, t.partitions as i32, TopicReplication::Fixed(rf));
+                if self.kind == BrokerKind::Kafka {
+                    // Explicit on the topic, so that the controller's elections and the leaders'
+                    // acks=all checks both read them from one place.
+                    topic.set("min.insync.replicas", &min_isr).set("unclean.leader.election.enable", &unclean)
+                } else {
+                    topic
+                }
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -312,12 +260,11 @@ impl Harness {
 
     /// Crash broker `broker` (an index, `broker-0` is 0). `Err` says why the target cannot.
     pub fn broker_down(&mut self, broker: u32) -> Result<String, String> {
+        if noop_faults() {
+            return Ok(NOOP.to_string());
+        }
         match &mut self.inner {
-            Inner::Tansu(t) if broker == 0 => {
-                t.kill();
-                Ok("killed the tansu process".to_string())
-            }
-            Inner::Tansu(_) => Err("tansu runs one broker (broker-0)".to_string()),
+            Inner::Kafka(c) => c.borrow_mut().kill(broker as usize),
             Inner::Mock(c) => c
                 .broker_down(broker as i32 + 1)
                 .map(|()| format!("mock broker {} down", broker + 1))
@@ -328,12 +275,11 @@ impl Harness {
 
     /// Restart broker `broker` after [`Harness::broker_down`].
     pub fn broker_up(&mut self, broker: u32) -> Result<String, String> {
+        if noop_faults() {
+            return Ok(NOOP.to_string());
+        }
         match &mut self.inner {
-            Inner::Tansu(t) if broker == 0 => {
-                t.spawn().map_err(|e| e.to_string())?;
-                Ok("restarted tansu on the same SQLite storage".to_string())
-            }
-            Inner::Tansu(_) => Err("tansu runs one broker (broker-0)".to_string()),
+            Inner::Kafka(c) => c.borrow_mut().restart(broker as usize),
             Inner::Mock(c) => c
                 .broker_up(broker as i32 + 1)
                 .map(|()| format!("mock broker {} up", broker + 1))
@@ -342,15 +288,10 @@ impl Harness {
         }
     }
 
-    /// Make broker `broker` unreachable without losing anything (a network partition around it):
-    /// tansu is stopped with SIGSTOP (its connections stay open and silent, as behind a cut
-    /// link); a mock broker goes down.
+    /// Make broker `broker` unreachable (mock cluster: the broker goes down; Apache Kafka cuts
+    /// it off with packet filters, [`Harness::network`]).
     pub fn isolate(&mut self, broker: u32, on: bool) -> Result<String, String> {
         match &mut self.inner {
-            Inner::Tansu(t) if broker == 0 => {
-                t.signal(if on { "-STOP" } else { "-CONT" })?;
-                Ok(if on { "stopped tansu (SIGSTOP)" } else { "resumed tansu (SIGCONT)" }.to_string())
-            }
             Inner::Mock(_) => {
                 if on {
                     self.broker_down(broker)
@@ -373,12 +314,33 @@ impl Harness {
         }
     }
 
+    /// Start fault `id`, a network fault, as packet filters in the target broker's namespace
+    /// (Apache Kafka in namespaces only).
+    pub fn network_start(&mut self, id: usize, fault: &FaultSpec) -> Result<String, String> {
+        if noop_faults() {
+            return Ok(NOOP.to_string());
+        }
+        match &mut self.inner {
+            Inner::Kafka(c) => c.borrow_mut().network_start(id, fault),
+            _ => Err("packet-level network faults need Apache Kafka in network namespaces".to_string()),
+        }
+    }
+
+    /// End network fault `id`: how many packets it dropped.
+    pub fn network_end(&mut self, id: usize) -> Result<u64, String> {
+        if noop_faults() {
+            return Ok(0);
+        }
+        match &mut self.inner {
+            Inner::Kafka(c) => c.borrow_mut().network_end(id),
+            _ => Err("no packet filters".to_string()),
+        }
+    }
+
     /// Stop the broker and remove what the harness created.
     pub fn stop(&mut self) {
-        if let Inner::Tansu(t) = &mut self.inner {
-            let _ = t.signal("-CONT");
-            t.kill();
-            let _ = std::fs::remove_dir_all(&t.dir);
+        if let Inner::Kafka(c) = &mut self.inner {
+            c.borrow_mut().stop();
         }
     }
 }
@@ -389,81 +351,11 @@ impl Drop for Harness {
     }
 }
 
-/// Whether the broker whose log is `log` failed inside (tansu's storage task panics on some
-/// inputs and then answers every request with an error): the panic's place and message.
-/// `seen` is how far the log was read before; only what was appended since is read.
-pub fn broker_failure(log: &Path, seen: &mut u64) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(log).ok()?;
-    let len = f.metadata().ok()?.len();
-    if len < *seen {
-        *seen = 0; // a new log
-    }
-    f.seek(SeekFrom::Start(*seen)).ok()?;
-    let mut bytes = Vec::new();
-    f.take(len - *seen).read_to_end(&mut bytes).ok()?;
-    // Only whole lines: the rest is read next time.
-    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    *seen += whole as u64;
-    let text = String::from_utf8_lossy(&bytes[..whole]);
-    let at = text.find("panicked at")?;
-    let lines: Vec<&str> = text[at..].lines().take(2).collect();
-    Some(lines.join(": "))
+/// `EVSIM_FAULTS_NOOP=1`: the harness reports its infrastructure faults (broker crashes, network
+/// faults) as performed and does nothing. A deliberately broken executor, for the test that
+/// proves the real one acts: with it, the failover comparison must fail.
+fn noop_faults() -> bool {
+    std::env::var_os("EVSIM_FAULTS_NOOP").is_some_and(|v| v == "1")
 }
 
-/// The tansu executable: `explicit`, else `$EVSIM_TANSU`, else `tansu` on `PATH`, else
-/// `~/.cargo/bin/tansu`.
-pub fn find_tansu(explicit: Option<&Path>) -> Result<PathBuf, RealError> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = explicit {
-        candidates.push(p.to_path_buf());
-    } else {
-        if let Some(p) = std::env::var_os("EVSIM_TANSU") {
-            candidates.push(PathBuf::from(p));
-        }
-        if let Some(path) = std::env::var_os("PATH") {
-            candidates.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
-        }
-        if let Some(home) = std::env::var_os("HOME") {
-            candidates.push(PathBuf::from(home).join(".cargo/bin/tansu"));
-        }
-    }
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        RealError::Environment(format!(
-            "tansu not found{}; install it with `{TANSU_INSTALL}` (about 10 minutes), or pass --tansu PATH",
-            explicit.map(|p| format!(" at {}", p.display())).unwrap_or_default()
-        ))
-    })
-}
-
-fn free_port() -> Result<u16, RealError> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .map_err(|e| RealError::Environment(format!("cannot find a free loopback port: {e}")))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| RealError::Environment(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_in_the_brokers_log_is_found_once_and_only_in_new_lines() {
-        let dir = std::env::temp_dir().join(format!("evsim-harness-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("tansu.log");
-        std::fs::write(&log, "ready in 37ms\n").unwrap();
-        let mut seen = 0;
-        assert_eq!(broker_failure(&log, &mut seen), None);
-        assert_eq!(seen, 14);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-        use std::io::Write;
-        write!(f, "\nthread 'w' panicked at src/lite.rs:503:13:\nmore or less than one row\nstack").unwrap();
-        let found = broker_failure(&log, &mut seen).unwrap();
-        assert_eq!(found, "panicked at src/lite.rs:503:13:: more or less than one row");
-        // A restart writes a new, shorter log: read from its start.
-        std::fs::write(&log, "ok\n").unwrap();
-        assert_eq!(broker_failure(&log, &mut seen), None);
-        assert_eq!(seen, 3);
-        std::fs::remove_dir_all(&dir).ok();
-    }
-}
+const NOOP: &str = "not performed (EVSIM_FAULTS_NOOP=1)";

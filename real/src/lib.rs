@@ -2,7 +2,8 @@
 //! (bundled librdkafka) doing the I/O against a real broker, recording the same history type and
 //! judged by the same checkers as a simulated run.
 //!
-//! - [`harness`]: the broker (a tansu process, librdkafka's mock cluster, or an external Kafka).
+//! - [`harness`]: the broker (Apache Kafka started by [`kafka`] in [`netns`] namespaces,
+//!   librdkafka's mock cluster, or an external Kafka).
 //! - `driver`: the services, the workload and the run.
 //! - `producer`: the services' `FutureProducer`s and their delivery reports.
 //! - `consumer`: the listener containers on `StreamConsumer`.
@@ -14,11 +15,13 @@ pub mod diff;
 mod driver;
 pub mod faults;
 pub mod harness;
+pub mod kafka;
+pub mod netns;
 mod producer;
 
 pub use driver::run_real;
 pub use faults::RealFault;
-pub use harness::{BrokerKind, BrokerOptions};
+pub use harness::{BrokerKind, BrokerOptions, KafkaNet};
 
 use evsim_model::checkers::Invariant;
 use evsim_model::history::History;
@@ -55,6 +58,14 @@ pub fn unsupported(scenario: &Scenario) -> Vec<String> {
         }
     }
     out
+}
+
+/// `EVSIM_RDKAFKA_DEBUG=contexts` (librdkafka's `debug`, e.g. `eos,msg,broker`): librdkafka's
+/// debug log on every client, through evsim's log (`EVSIM_LOG=rdkafka=debug` shows it).
+pub(crate) fn set_debug(c: &mut rdkafka::ClientConfig) {
+    if let Ok(contexts) = std::env::var("EVSIM_RDKAFKA_DEBUG") {
+        c.set("debug", contexts).set("log_level", "7");
+    }
 }
 
 /// The lowest `socket.connection.setup.timeout.ms` librdkafka accepts.

@@ -144,6 +144,11 @@ pub(crate) fn producer_for(bootstrap: &str, config: &ProducerConfig) -> Result<F
         .set("batch.size", config.batch_size.min(2_147_483_647).to_string())
         .set("max.in.flight.requests.per.connection", config.max_in_flight_requests_per_connection.to_string())
         .set("request.timeout.ms", config.request_timeout_ms.to_string())
+        // The Java client fails an in-flight request after request.timeout.ms; librdkafka's
+        // request.timeout.ms is only the broker's ack timeout, and its client-side one is
+        // socket.timeout.ms (60 s by default). Without this, a request to a broker whose
+        // machine died waits a minute, and the partition's leader is not looked up again.
+        .set("socket.timeout.ms", config.request_timeout_ms.max(10).to_string())
         .set("delivery.timeout.ms", config.delivery_timeout_ms.to_string())
         .set("retry.backoff.ms", config.retry_backoff_ms.to_string())
         .set(
@@ -154,6 +159,7 @@ pub(crate) fn producer_for(bootstrap: &str, config: &ProducerConfig) -> Result<F
             },
         )
         .set("log_level", "3");
+    crate::set_debug(&mut c);
     crate::set_connection(&mut c, &config.connection);
     c.create().map_err(|e| RealError::Environment(format!("cannot create a producer: {e}")))
 }
