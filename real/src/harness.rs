@@ -193,18 +193,41 @@ impl Harness {
             scenario.broker.min_insync_replicas.to_string(),
             scenario.broker.unclean_leader_election_enable.to_string(),
         );
-        let topics: Vec<NewTopic> = scenario
+        // On Apache Kafka, each partition's replicas as the simulator places them (round-robin
+        // over the brokers, partitions of every topic counted in scenario order; the first is
+        // the preferred leader), so that a fault aimed at a broker hits the partitions it leads
+        // in the simulator too. Kafka's own placement starts at a random broker.
+        let mut global = 0usize;
+        let assignments: Vec<Vec<Vec<i32>>> = scenario
             .topics
             .iter()
             .map(|t| {
-                let rf = t.replication_factor as i32;
-                let topic = NewTopic::new(&t.name, t.partitions as i32, TopicReplication::Fixed(rf));
+                (0..t.partitions)
+                    .map(|_| {
+                        let replicas = (0..t.replication_factor as usize)
+                            .map(|k| i32::from(evsim_sim::cluster::preferred_leader(global + k, scenario.brokers)))
+                            .collect();
+                        global += 1;
+                        replicas
+                    })
+                    .collect()
+            })
+            .collect();
+        let slices: Vec<Vec<&[i32]>> = assignments.iter().map(|t| t.iter().map(Vec::as_slice).collect()).collect();
+        let topics: Vec<NewTopic> = scenario
+            .topics
+            .iter()
+            .zip(&slices)
+            .map(|(t, assignment)| {
                 if self.kind == BrokerKind::Kafka {
-                    // Explicit on the topic, so that the controller's elections and the leaders'
-                    // acks=all checks both read them from one place.
-                    topic.set("min.insync.replicas", &min_isr).set("unclean.leader.election.enable", &unclean)
+                    // min.insync.replicas and unclean election explicit on the topic, so that
+                    // the controller's elections and the leaders' acks=all checks both read
+                    // them from one place.
+                    NewTopic::new(&t.name, t.partitions as i32, TopicReplication::Variable(assignment))
+                        .set("min.insync.replicas", &min_isr)
+                        .set("unclean.leader.election.enable", &unclean)
                 } else {
-                    topic
+                    NewTopic::new(&t.name, t.partitions as i32, TopicReplication::Fixed(t.replication_factor as i32))
                 }
             })
             .collect();
