@@ -30,6 +30,17 @@ fn evsim(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("evsim runs")
 }
 
+/// `evsim real scenarios/order-basic.toml --no-compare` started in the background.
+fn spawn_real_order_basic(out: fn() -> Stdio, err: fn() -> Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_evsim"))
+        .args(["real", "scenarios/order-basic.toml", "--no-compare"])
+        .current_dir(common::root())
+        .stdout(out())
+        .stderr(err())
+        .spawn()
+        .expect("evsim starts")
+}
+
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
@@ -115,13 +126,7 @@ fn order_basic_runs_on_apache_kafka_and_leaves_nothing_behind() {
 #[test]
 fn evsim_killed_with_sigkill_leaves_no_kafka_process_or_port() {
     let _one = one_at_a_time();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_evsim"))
-        .args(["real", "scenarios/order-basic.toml", "--no-compare"])
-        .current_dir(common::root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("evsim starts");
+    let mut child = spawn_real_order_basic(Stdio::null, Stdio::null);
     let pid = child.id();
     let started = Instant::now();
     let marker = format!("evsim-kafka-{pid}-");
@@ -163,13 +168,7 @@ fn evsim_killed_with_sigkill_leaves_no_kafka_process_or_port() {
 #[test]
 fn a_kafka_node_dying_during_the_run_exits_2() {
     let _one = one_at_a_time();
-    let child = Command::new(env!("CARGO_BIN_EXE_evsim"))
-        .args(["real", "scenarios/order-basic.toml", "--no-compare"])
-        .current_dir(common::root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("evsim starts");
+    let child = spawn_real_order_basic(Stdio::piped, Stdio::piped);
     let marker = format!("evsim-kafka-{}-", child.id());
     let controller = || kafka_processes(&marker).into_iter().find(|&p| listens(p, 9093));
     let started = Instant::now();
