@@ -14,13 +14,15 @@ use std::path::PathBuf;
 from every fault kind the scenario has targets for), together with a seed and a workload length per \
 case. Each case runs on after its last fault ends for as long as recovery may take (the longest \
 timeout recovery waits on, TCP's back-off and a reconnection, then the scenario's own quiet period), \
-so liveness and the eventual-* invariants are judged only once recovery was possible. A case whose \
+so liveness and the eventual-* invariants are judged only once recovery was possible. With --robust N \
+a case fails only if it fails on N consecutive seeds, so that the counterexample does not rest on one \
+exact timing (use it before replaying on Apache Kafka with `evsim real`). A case whose \
 violations are all listed in the scenario's [[check.expected]] (known counterexamples, each with the \
 Kafka behaviour behind it) is counted as expected and the search goes on. The first case that violates \
 a claimed invariant otherwise is shrunk: fewer faults, shorter and earlier faults, a shorter workload \
 (fewer records), as long as the same kind of failure remains. The shrunk case is written as a \
 scenario file that `evsim run` replays exactly.\n\nExamples:\n  evsim check \
-scenarios/order-acks1-search.toml --cases 64\n  evsim check scenarios/order-acks1-search.toml --seed 7 --out /tmp/ce.toml\n\n\
+scenarios/order-acks1-search.toml --cases 64\n  evsim check scenarios/order-acks1-search.toml --seed 7 --out /tmp/ce.toml\n  evsim check my-design.toml --robust 3 --out ce.toml; evsim real ce.toml\n\n\
 Exit codes: 0 no case violated a claimed invariant; 1 a counterexample was found; 2 bad input.")]
 pub struct CheckArgs {
     /// Scenario file (TOML) to search.
@@ -37,6 +39,13 @@ pub struct CheckArgs {
     /// Where to write the counterexample scenario (default: <scenario name>-counterexample.toml).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// A case counts as a counterexample only if it violates the same invariant on N
+    /// consecutive seeds (its own and the next N-1: other arrivals, jitter and loss draws of the
+    /// same fault schedule). Use 3 or more for a counterexample to replay with `evsim real`: one
+    /// that rests on one exact timing (a record acknowledged 0.2 ms before a partition) is left
+    /// out and counted as fragile.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    robust: u32,
     /// History entries to print in the story.
     #[arg(long, default_value_t = 16, value_name = "N")]
     story: usize,
@@ -82,6 +91,10 @@ struct CheckJson {
     /// Whether running the written file gave the same violation.
     #[serde(skip_serializing_if = "Option::is_none")]
     replayed: Option<bool>,
+    /// `--robust`: the consecutive seeds a case must fail on.
+    robust: u32,
+    /// Cases that failed on their own seed but not on every one of the `robust` seeds.
+    fragile: u32,
 }
 
 pub fn check(args: CheckArgs) -> u8 {
@@ -114,7 +127,7 @@ pub fn check(args: CheckArgs) -> u8 {
         delay_ms: 0,
     };
     let recovery = recovery(&scenario, &[longest]);
-    let result = match search(&scenario, args.cases, args.seed, args.shrink_iters, &|| bar.inc(1)) {
+    let result = match search(&scenario, args.cases, args.seed, args.shrink_iters, args.robust, &|| bar.inc(1)) {
         Ok(r) => r,
         Err(e) => {
             bar.finish_and_clear();
@@ -141,6 +154,8 @@ pub fn check(args: CheckArgs) -> u8 {
         story: Vec::new(),
         counterexample_file: None,
         replayed: None,
+        robust: args.robust,
+        fragile: 0,
     };
     let expected_json = |runs: &[u32]| -> Vec<ExpectedJson> {
         scenario
@@ -158,8 +173,9 @@ pub fn check(args: CheckArgs) -> u8 {
             .collect()
     };
     let code = match result {
-        SearchResult::Held { cases, expected } => {
+        SearchResult::Held { cases, expected, fragile } => {
             report.expected = expected_json(&expected);
+            report.fragile = fragile;
             if !args.json {
                 let seen: u32 = expected.iter().sum();
                 let how = if seen == 0 {
@@ -170,12 +186,14 @@ pub fn check(args: CheckArgs) -> u8 {
                 println!("scenario {} ({file}): {cases} generated cases ({runs} runs), {how}", scenario.name);
                 println!("fault kinds searched: {}", kinds.join(", "));
                 print_recovery(&report);
+                print_fragile(&report);
                 print_expected(&report);
             }
             EXIT_HELD
         }
-        SearchResult::Found { shrunk, invariant, outcome, expected } => {
+        SearchResult::Found { shrunk, invariant, outcome, expected, fragile } => {
             report.expected = expected_json(&expected);
+            report.fragile = fragile;
             let violation = outcome
                 .verdicts
                 .iter()
@@ -239,6 +257,15 @@ fn print_recovery(r: &CheckJson) {
     );
 }
 
+fn print_fragile(r: &CheckJson) {
+    if r.fragile > 0 {
+        println!(
+            "fragile: {} case(s) violated a claim on their own seed but not on all {} consecutive seeds (--robust)",
+            r.fragile, r.robust
+        );
+    }
+}
+
 fn print_expected(r: &CheckJson) {
     for e in r.expected.iter().filter(|e| e.runs > 0) {
         let mut when = e.faults.join(", ");
@@ -252,7 +279,11 @@ fn print_expected(r: &CheckJson) {
 fn print_found(r: &CheckJson, file: &str) {
     println!("scenario {} ({file}): counterexample found after {} runs", r.scenario, r.runs);
     print_recovery(r);
+    print_fragile(r);
     print_expected(r);
+    if r.robust > 1 {
+        println!("it fails on {} consecutive seeds from its own", r.robust);
+    }
     println!("{} violated: {}", r.invariant.unwrap_or("?"), r.message.as_deref().unwrap_or(""));
     println!(
         "\nshrunk to {} fault(s), a {} ms workload, seed {}:",

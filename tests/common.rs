@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+use evsim_model::history::{History, Op};
 use evsim_model::scenario::{Direction, FaultKind, FaultSpec, Scenario};
 use std::path::PathBuf;
 
@@ -69,4 +70,24 @@ pub fn for_real(mut s: Scenario, duration_ms: u64, rate: f64) -> Scenario {
         c.consumer.heartbeat_interval_ms = c.consumer.heartbeat_interval_ms.min(1_000);
     }
     s
+}
+
+/// The longest wait, in µs, between a record's send and its acknowledgement.
+pub fn longest_ack_wait(h: &History) -> u64 {
+    let mut sent = std::collections::BTreeMap::new();
+    let mut longest = 0;
+    for e in &h.entries {
+        match &e.op {
+            Op::Send { value, .. } => {
+                sent.entry(*value).or_insert(e.time);
+            }
+            Op::SendOk { value, .. } => {
+                if let Some(&t) = sent.get(value) {
+                    longest = longest.max(e.time - t);
+                }
+            }
+            _ => {}
+        }
+    }
+    longest
 }

@@ -284,6 +284,7 @@ fn swarm_faults_are_drawn_from_the_seed_and_replay_exactly() {
         max_faults: 3,
         max_for_ms: 4_000,
         max_loss_rate: 0.2,
+        targets: Vec::new(),
     });
     let a = run_scenario(&s, 11);
     let b = run_scenario(&s, 11);
@@ -292,6 +293,45 @@ fn swarm_faults_are_drawn_from_the_seed_and_replay_exactly() {
     let plans: std::collections::BTreeSet<Vec<String>> =
         (1..=8).map(|seed| run_scenario(&s, seed).stats.faults.into_iter().map(|f| f.fault).collect()).collect();
     assert!(plans.len() >= 6, "seeds drew the same fault plans: {plans:?}");
+    // `targets` keeps every drawn fault to the nodes it lists.
+    s.swarm.as_mut().unwrap().targets = vec!["broker-1".to_string()];
+    let mut drawn = 0;
+    for seed in 1..=8 {
+        let o = run_scenario(&s, seed);
+        drawn += o.stats.faults.len();
+        for f in &o.stats.faults {
+            assert!(f.fault.contains("broker-1") && !f.fault.contains("broker-0"), "seed {seed}: {}", f.fault);
+        }
+    }
+    assert!(drawn >= 4, "{drawn} faults drawn over 8 seeds");
+}
+
+/// `--robust 3`: the counterexample found fails on its own seed and the next two (other
+/// timings of the same schedule), and cases that failed on one seed only are counted as fragile.
+#[test]
+fn a_robust_search_keeps_counterexamples_that_fail_on_consecutive_seeds() {
+    use evsim_sim::search::{Case, SearchResult, search};
+    let mut base = common::scenario("order-acks1-search");
+    base.broker.log_flush_interval_ms = 1;
+    base.swarm = Some(SwarmSpec {
+        kinds: vec![FaultKind::BrokerCrash, FaultKind::NetworkLoss],
+        max_faults: 4,
+        max_for_ms: 10_000,
+        max_loss_rate: 0.3,
+        targets: vec!["broker-0".into(), "broker-1".into(), "broker-2".into()],
+    });
+    let result = search(&base, 200, 1, 128, 3, &|| {}).expect("a search space");
+    let SearchResult::Found { shrunk, invariant, fragile, .. } = result else {
+        panic!("200 generated cases of acks=1 with broker crashes and lossy links found nothing robust");
+    };
+    for i in 0..3 {
+        let seed = shrunk.seed.wrapping_add(i) & (i64::MAX as u64);
+        let case = Case { seed, ..shrunk.clone() };
+        let o = run_scenario(&case.scenario(&base), seed);
+        assert!(violations(&o, invariant) > 0, "the shrunk case holds {invariant} on seed {seed}");
+    }
+    eprintln!("{fragile} fragile case(s)");
+    assert!(fragile > 0, "no case failed on its own seed alone: the robust filter did nothing here");
 }
 
 #[test]
@@ -303,7 +343,7 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
     base.run.duration_ms = 4_000; // a shorter workload keeps the debug-build test quick
     base.run.quiet_period_ms = 15_000;
     let runs = std::cell::Cell::new(0);
-    let result = search(&base, 64, 1, 512, &|| runs.set(runs.get() + 1)).expect("a search space");
+    let result = search(&base, 64, 1, 512, 1, &|| runs.set(runs.get() + 1)).expect("a search space");
     let SearchResult::Found { shrunk, invariant, outcome, .. } = result else {
         panic!("64 generated cases of acks=1 with broker crashes found nothing");
     };
@@ -336,10 +376,15 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
 
     // A search space with nothing to hit is bad input, not a pass.
     let mut empty = base.clone();
-    empty.swarm =
-        Some(SwarmSpec { kinds: vec![FaultKind::PlatformOutage], max_faults: 1, max_for_ms: 10, max_loss_rate: 0.1 });
+    empty.swarm = Some(SwarmSpec {
+        kinds: vec![FaultKind::PlatformOutage],
+        max_faults: 1,
+        max_for_ms: 10,
+        max_loss_rate: 0.1,
+        targets: Vec::new(),
+    });
     empty.consumers.clear();
-    let e = search(&empty, 4, 1, 4, &|| {}).unwrap_err();
+    let e = search(&empty, 4, 1, 4, 1, &|| {}).unwrap_err();
     assert!(e.contains("platform-outage"), "{e}");
 }
 
@@ -453,4 +498,34 @@ fn a_consumer_cut_off_from_the_cluster_is_expelled_and_rejoins_after_the_partiti
     // Its partitions went to the others meanwhile: nothing is left unprocessed.
     assert_eq!(violations(&o, Invariant::EventualProcessing), 0);
     assert_eq!(violations(&o, Invariant::LostWrite), 0);
+}
+
+/// A paused broker (SIGSTOP; its machine stays up): past broker.session.timeout.ms the
+/// controller fences it and its leaderships move; when it continues, its next heartbeat
+/// unfences it. Its machine never died, so acks=all loses nothing and nothing crashed.
+#[test]
+fn a_paused_broker_is_fenced_its_leaderships_move_and_nothing_is_lost() {
+    let mut s = common::scenario("order-failover-acks-all");
+    s.faults = vec![fault(FaultKind::BrokerPause, Some("broker-0"), 3_000, 10_000)];
+    for seed in 1..=3 {
+        let o = run_scenario(&s, seed);
+        assert_not_vacuous(&o);
+        let fenced = |h: &History| count(h, |op| matches!(op, Op::BrokerFenced { .. }));
+        assert_eq!(fenced(&o.history), 1, "seed {seed}: broker-0 should be fenced once");
+        assert_eq!(count(&o.history, |op| matches!(op, Op::BrokerUnfenced { .. })), 1, "seed {seed}");
+        assert!(count(&o.history, |op| matches!(op, Op::LeaderElected { leader: Some(_), .. })) >= 1);
+        assert_eq!(count(&o.history, |op| matches!(op, Op::Crashed)), 0);
+        assert!(o.passed(), "seed {seed}: {:?}", o.verdicts.iter().find(|v| !v.violations.is_empty()));
+        // A run that is the same as one without the pause proves nothing: records waited.
+        assert!(common::longest_ack_wait(&o.history) > 1_000_000, "seed {seed}: no send waited for the paused broker");
+    }
+    // Shorter than broker.session.timeout.ms (3 s): nobody is fenced, what was sent to it waits
+    // in its sockets and is answered when it continues.
+    s.faults = vec![fault(FaultKind::BrokerPause, Some("broker-0"), 3_000, 1_500)];
+    let o = run_scenario(&s, 1);
+    assert_not_vacuous(&o);
+    assert_eq!(count(&o.history, |op| matches!(op, Op::BrokerFenced { .. })), 0);
+    assert!(o.passed(), "{:?}", o.verdicts.iter().find(|v| !v.violations.is_empty()));
+    let wait = common::longest_ack_wait(&o.history);
+    assert!((1_000_000..3_000_000).contains(&wait), "the longest send waited {wait} µs for a 1.5 s pause");
 }

@@ -83,8 +83,13 @@ fn every_fault_kind_drawn_at_random_runs_to_the_end_on_every_workflow() {
         }
         s.run.duration_ms = s.run.duration_ms.min(4_000);
         s.run.quiet_period_ms = 8_000;
-        s.swarm =
-            Some(SwarmSpec { kinds: FaultKind::ALL.to_vec(), max_faults: 6, max_for_ms: 3_000, max_loss_rate: 0.5 });
+        s.swarm = Some(SwarmSpec {
+            kinds: FaultKind::ALL.to_vec(),
+            max_faults: 6,
+            max_for_ms: 3_000,
+            max_loss_rate: 0.5,
+            targets: Vec::new(),
+        });
         for seed in 1..=8 {
             let o = run_scenario(&s, seed);
             assert!(!o.stats.faults.is_empty(), "{name} seed {seed}: no fault drawn");

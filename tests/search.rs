@@ -32,8 +32,8 @@ fn holds_over_every_fault_kind(s: &Scenario) -> Vec<u32> {
     }
     let mut seen = vec![0; s.check.expected.len()];
     for seed in 1..=3 {
-        match search(s, CASES, seed, 64, &|| {}).expect("a search space") {
-            SearchResult::Held { cases, expected } => {
+        match search(s, CASES, seed, 64, 1, &|| {}).expect("a search space") {
+            SearchResult::Held { cases, expected, .. } => {
                 assert_eq!(cases, CASES);
                 for (total, n) in seen.iter_mut().zip(expected) {
                     *total += n;
@@ -84,7 +84,7 @@ fn the_retrying_listener_holds_under_every_fault_kind() {
 
 /// Search a flawed design with seed 1: the counterexample it must find, shrunk.
 fn found(s: &Scenario) -> (evsim_sim::search::Case, Invariant, Box<RunOutcome>) {
-    match search(s, CASES, 1, 256, &|| {}).expect("a search space") {
+    match search(s, CASES, 1, 256, 1, &|| {}).expect("a search space") {
         SearchResult::Found { shrunk, invariant, outcome, .. } => (shrunk, invariant, outcome),
         SearchResult::Held { .. } => panic!("{}: {CASES} cases found nothing", s.name),
     }

@@ -69,7 +69,7 @@ impl Schedule {
         let mut out = Vec::new();
         for f in &self.plan {
             let why = match f.kind {
-                FaultKind::BrokerCrash => Self::broker_index(f.target.as_deref())
+                FaultKind::BrokerCrash | FaultKind::BrokerPause => Self::broker_index(f.target.as_deref())
                     .filter(|&b| b < scenario.brokers)
                     .map_or_else(|| Some("the target is not one of the scenario's brokers".to_string()), |_| None),
                 k if k.is_network() => {
@@ -152,6 +152,10 @@ impl Schedule {
                 Some(b) => harness.broker_down(b),
                 None => Err("no broker target".to_string()),
             },
+            FaultKind::BrokerPause => match Self::broker_index(target) {
+                Some(b) => harness.broker_pause(b, true),
+                None => Err("no broker target".to_string()),
+            },
             FaultKind::ServiceCrash => {
                 let mut core = ctx.core.borrow_mut();
                 match core.services.iter().position(|s| s.node == node) {
@@ -189,8 +193,8 @@ impl Schedule {
                     Some(c) => {
                         let until = f.for_ms.map_or(ctx.scenario.end_ms(), |d| f.at_ms + d);
                         c.pause(ctx.instant(until * 1_000));
-                        Ok("the container stops polling (librdkafka's heartbeat thread keeps running, so only \
-                            max.poll.interval.ms expels it)"
+                        Ok("the container stops where it is, mid-batch too (librdkafka's heartbeat thread keeps \
+                            running, so only max.poll.interval.ms expels it)"
                             .to_string())
                     }
                     None => Err(format!("no running consumer instance {}", target.unwrap_or("?"))),
@@ -248,6 +252,7 @@ impl Schedule {
         let node = Self::node(ctx, target).unwrap_or(NodeId(0));
         let result = match f.kind {
             FaultKind::BrokerCrash => Self::broker_index(target).map(|b| harness.broker_up(b).map(|_| ())),
+            FaultKind::BrokerPause => Self::broker_index(target).map(|b| harness.broker_pause(b, false).map(|_| ())),
             FaultKind::ServiceCrash => {
                 let s = ctx.core.borrow().services.iter().position(|s| s.node == node);
                 s.map(|s| restart_service(ctx, s as u16))

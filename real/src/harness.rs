@@ -311,6 +311,21 @@ impl Harness {
         }
     }
 
+    /// Stop (`on`) or continue broker `broker`'s process (Apache Kafka only: the mock cluster's
+    /// brokers are threads of this process).
+    pub fn broker_pause(&mut self, broker: u32, on: bool) -> Result<String, String> {
+        if noop_faults() {
+            return Ok(NOOP.to_string());
+        }
+        match &mut self.inner {
+            Inner::Kafka(c) => c.borrow_mut().pause(broker as usize, on),
+            Inner::Mock(_) => {
+                Err("the mock cluster's brokers cannot be paused (they are threads of evsim)".to_string())
+            }
+            Inner::External => Err("an external broker is not evsim's to pause".to_string()),
+        }
+    }
+
     /// Make broker `broker` unreachable (mock cluster: the broker goes down; Apache Kafka cuts
     /// it off with packet filters, [`Harness::network`]).
     pub fn isolate(&mut self, broker: u32, on: bool) -> Result<String, String> {

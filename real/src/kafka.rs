@@ -476,6 +476,19 @@ impl KafkaCluster {
         Ok(format!("broker-{b}'s machine died: {how}its JVM was killed (SIGKILL)"))
     }
 
+    /// Stop (SIGSTOP) or continue (SIGCONT) broker `b`'s JVM: its machine's kernel goes on
+    /// accepting connections and acknowledging bytes while the broker answers nothing.
+    pub(crate) fn pause(&mut self, b: usize, on: bool) -> Result<String, String> {
+        let node = self.brokers.get(b).ok_or_else(|| format!("no broker-{b}"))?;
+        if on {
+            node.signal(libc::SIGSTOP)?;
+            Ok(format!("broker-{b}'s JVM was stopped (SIGSTOP); its kernel still takes in what is sent to it"))
+        } else {
+            node.signal(libc::SIGCONT)?;
+            Ok(format!("broker-{b}'s JVM was continued (SIGCONT)"))
+        }
+    }
+
     /// Start broker `b` again on its storage (and its network, if its machine died).
     pub(crate) fn restart(&mut self, b: usize) -> Result<String, String> {
         if b >= self.brokers.len() {

@@ -44,7 +44,9 @@ pub fn fault_targets(s: &Scenario, kind: FaultKind) -> Vec<Option<String>> {
         (0..n).map(move |i| Some(format!("{name}-{i}")))
     }
     match kind {
-        FaultKind::BrokerCrash => (0..s.brokers).map(|b| Some(format!("broker-{b}"))).collect(),
+        FaultKind::BrokerCrash | FaultKind::BrokerPause => {
+            (0..s.brokers).map(|b| Some(format!("broker-{b}"))).collect()
+        }
         FaultKind::ServiceCrash => s.services.iter().flat_map(|x| instances(&x.name, x.instances)).collect(),
         FaultKind::ConsumerCrash | FaultKind::ConsumerPause => {
             s.consumers.iter().flat_map(|x| instances(&x.name, x.instances)).collect()
@@ -59,6 +61,16 @@ pub fn fault_targets(s: &Scenario, kind: FaultKind) -> Vec<Option<String>> {
     }
 }
 
+/// The targets `swarm` may hit with a fault of `kind` in `s`: [`fault_targets`], within the
+/// swarm's `targets` if it lists any (the database, no one's target, stays).
+pub fn swarm_targets(s: &Scenario, swarm: &SwarmSpec, kind: FaultKind) -> Vec<Option<String>> {
+    let mut t = fault_targets(s, kind);
+    if !swarm.targets.is_empty() {
+        t.retain(|n| n.as_ref().is_none_or(|n| swarm.targets.contains(n)));
+    }
+    t
+}
+
 /// Draw `[swarm]` faults for one run from the faults stream: how many (1..=max_faults), and for
 /// each its kind, target, start (within the workload's duration), length and loss rate.
 /// Crashes and pauses of one target do not overlap (a second crash of a dead process could not
@@ -68,7 +80,7 @@ pub fn draw_swarm(scenario: &Scenario, swarm: &SwarmSpec, rng: &mut SimRng) -> V
     let mut out: Vec<FaultSpec> = Vec::new();
     for _ in 0..n {
         let kind = swarm.kinds[rng.below(swarm.kinds.len() as u64) as usize];
-        let candidates = fault_targets(scenario, kind);
+        let candidates = swarm_targets(scenario, swarm, kind);
         if candidates.is_empty() {
             continue;
         }
@@ -90,7 +102,11 @@ pub fn draw_swarm(scenario: &Scenario, swarm: &SwarmSpec, rng: &mut SimRng) -> V
         };
         let process = matches!(
             kind,
-            FaultKind::BrokerCrash | FaultKind::ServiceCrash | FaultKind::ConsumerCrash | FaultKind::ConsumerPause
+            FaultKind::BrokerCrash
+                | FaultKind::BrokerPause
+                | FaultKind::ServiceCrash
+                | FaultKind::ConsumerCrash
+                | FaultKind::ConsumerPause
         );
         let overlaps = out.iter().any(|o| {
             o.target == fault.target
@@ -152,6 +168,15 @@ impl World {
                     self.crash_broker(b);
                 }
                 alive
+            }
+            FaultKind::BrokerPause => {
+                // The process stops; what reaches it waits in its sockets (World::dispatch).
+                let b = self.broker_at(recorder);
+                let until = f.for_ms.map_or(Micros::MAX, |d| now + d * 1_000);
+                let state = &mut self.brokers[b as usize];
+                state.paused_until = state.paused_until.max(until);
+                self.paused += 1;
+                state.alive
             }
             FaultKind::ServiceCrash => {
                 let s = self.service_at(recorder);
@@ -229,7 +254,7 @@ impl World {
                     self.restart_consumer(c);
                 }
             }
-            FaultKind::ConsumerPause => {
+            FaultKind::ConsumerPause | FaultKind::BrokerPause => {
                 self.paused -= 1;
             }
             FaultKind::NetworkPartition | FaultKind::NetworkLoss | FaultKind::NetworkDelay => {

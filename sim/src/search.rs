@@ -99,11 +99,13 @@ pub fn recovery(s: &Scenario, faults: &[FaultSpec]) -> Recovery {
 #[derive(Debug)]
 pub enum SearchResult {
     /// Every case held, or violated only what the scenario's `[[check.expected]]` lists.
-    /// `expected[i]`: the runs whose violations expected entry `i` covered.
-    Held { cases: u32, expected: Vec<u32> },
-    /// A case violated a claimed invariant that no expected entry covers: the failing case
-    /// shrunk.
-    Found { shrunk: Case, invariant: Invariant, outcome: Box<RunOutcome>, expected: Vec<u32> },
+    /// `expected[i]`: the runs whose violations expected entry `i` covered. `fragile`: cases
+    /// (generated or tried while shrinking) that violated a claim on their own seed but not on
+    /// every one of the `robust` seeds.
+    Held { cases: u32, expected: Vec<u32>, fragile: u32 },
+    /// A case violated a claimed invariant that no expected entry covers (on each of the
+    /// `robust` seeds): the failing case shrunk.
+    Found { shrunk: Case, invariant: Invariant, outcome: Box<RunOutcome>, expected: Vec<u32>, fragile: u32 },
 }
 
 /// The fault kinds and limits a search draws from: the scenario's `[swarm]`, or, without one,
@@ -113,7 +115,7 @@ pub fn search_space(s: &Scenario) -> SwarmSpec {
         return sw.clone();
     }
     let kinds = FaultKind::ALL.into_iter().filter(|&k| !crate::faults::fault_targets(s, k).is_empty()).collect();
-    SwarmSpec { kinds, max_faults: 4, max_for_ms: 10_000, max_loss_rate: 0.3 }
+    SwarmSpec { kinds, max_faults: 4, max_for_ms: 10_000, max_loss_rate: 0.3, targets: Vec::new() }
 }
 
 /// The proptest strategy for cases of `base` within `space`.
@@ -123,7 +125,7 @@ fn case_strategy(base: &Scenario, space: &SwarmSpec) -> impl Strategy<Value = Ca
     let per_kind: Vec<(FaultKind, Vec<Option<String>>)> = space
         .kinds
         .iter()
-        .map(|&k| (k, crate::faults::fault_targets(base, k)))
+        .map(|&k| (k, crate::faults::swarm_targets(base, space, k)))
         .filter(|(_, t)| !t.is_empty())
         .collect();
     let max_for = space.max_for_ms.max(1);
@@ -215,18 +217,38 @@ pub fn condition_holds(c: Condition, s: &Scenario, o: &RunOutcome) -> bool {
     }
 }
 
+/// Whether `case`, which violated `inv` on its own seed, violates it on the `robust - 1` seeds
+/// after its own as well (other arrivals, jitter and loss draws: other timings of the same
+/// schedule).
+fn violates_on_every_seed(base: &Scenario, case: &Case, inv: Invariant, robust: u32, progress: &dyn Fn()) -> bool {
+    (1..u64::from(robust)).all(|i| {
+        // Seeds stay below 2^63, as the cases' own (a TOML integer holds them).
+        let seed = case.seed.wrapping_add(i) & (i64::MAX as u64);
+        let other = Case { seed, ..case.clone() };
+        let o = run_scenario(&other.scenario(base), seed);
+        progress();
+        judge(base, &case.faults, &o) == Judged::Violated(inv)
+    })
+}
+
 /// Search `cases` generated cases of `base`, with proptest's RNG seeded from `seed`; shrink the
-/// first failure with at most `shrink_iters` steps. `progress` is called after every case run
-/// (generated or shrinking).
+/// first failure with at most `shrink_iters` steps. A case fails only if it violates the same
+/// claimed invariant on `robust` consecutive seeds (its own and the next; 1: its own only), so
+/// that with `robust` > 1 a counterexample that rests on one exact timing, which a real
+/// cluster would rarely repeat, is left out and counted as fragile. `progress` is called
+/// after every case run (generated or shrinking).
 pub fn search(
     base: &Scenario,
     cases: u32,
     seed: u64,
     shrink_iters: u32,
+    robust: u32,
     progress: &dyn Fn(),
 ) -> Result<SearchResult, String> {
+    let robust = robust.max(1);
+    let fragile = std::cell::Cell::new(0u32);
     let space = search_space(base);
-    if !space.kinds.iter().any(|&k| !crate::faults::fault_targets(base, k).is_empty()) {
+    if !space.kinds.iter().any(|&k| !crate::faults::swarm_targets(base, &space, k).is_empty()) {
         let kinds: Vec<&str> = space.kinds.iter().map(|k| k.name()).collect();
         return Err(format!("none of the fault kinds to search ({}) has a target in this scenario", kinds.join(", ")));
     }
@@ -261,7 +283,13 @@ pub fn search(
                 .get_or_insert_with(|| format!("the case with seed {} stopped early: {why}", case.seed));
         }
         match judge(base, &case.faults, &o) {
-            Judged::Violated(inv) => Err(TestCaseError::fail(inv.name())),
+            Judged::Violated(inv) if violates_on_every_seed(base, &case, inv, robust, progress) => {
+                Err(TestCaseError::fail(inv.name()))
+            }
+            Judged::Violated(_) => {
+                fragile.set(fragile.get() + 1);
+                Ok(())
+            }
             Judged::Expected(entries) => {
                 let mut counts = expected.borrow_mut();
                 for i in entries {
@@ -276,14 +304,14 @@ pub fn search(
     match result {
         Ok(()) => match stopped.into_inner() {
             Some(why) => Err(why),
-            None => Ok(SearchResult::Held { cases, expected }),
+            None => Ok(SearchResult::Held { cases, expected, fragile: fragile.get() }),
         },
         Err(TestError::Fail(_, shrunk)) => {
             let outcome = run_scenario(&shrunk.scenario(base), shrunk.seed);
             let Judged::Violated(invariant) = judge(base, &shrunk.faults, &outcome) else {
                 unreachable!("the shrunk case fails: proptest kept it because it did")
             };
-            Ok(SearchResult::Found { shrunk, invariant, outcome: Box::new(outcome), expected })
+            Ok(SearchResult::Found { shrunk, invariant, outcome: Box::new(outcome), expected, fragile: fragile.get() })
         }
         Err(TestError::Abort(why)) => Err(format!("the search stopped: {why}")),
     }

@@ -576,6 +576,15 @@ impl World {
         }
     }
 
+    /// The broker whose process handles `ev`: the broker an event is addressed to, or the
+    /// coordinator of the group a coordinator timer belongs to.
+    fn paused_broker_of(&self, ev: &Ev) -> Option<u16> {
+        match ev {
+            Ev::SessionCheck { group, .. } | Ev::JoinDeadline { group, .. } => self.groups[*group as usize].host,
+            _ => Self::broker_of(ev),
+        }
+    }
+
     /// Consumer process `c` dies: its memory and timers are gone, nothing it would have sent is
     /// sent, and what was on its way to it is lost. The group finds out through the session
     /// timeout.
@@ -747,11 +756,14 @@ impl World {
             {
                 return;
             }
-            // A paused process does nothing until the pause ends: its events wait for it.
-            if self.paused > 0
-                && let Some(c) = Self::consumer_of(&ev)
-            {
-                let until = self.consumers[c as usize].paused_until;
+            // A paused process does nothing until the pause ends: its events wait for it (a
+            // paused broker's kernel still takes in what is sent to it).
+            if self.paused > 0 {
+                let until = match (Self::consumer_of(&ev), self.paused_broker_of(&ev)) {
+                    (Some(c), _) => self.consumers[c as usize].paused_until,
+                    (None, Some(b)) => self.brokers[b as usize].paused_until,
+                    (None, None) => 0,
+                };
                 if until > self.now() {
                     self.q.schedule_at(until, ev);
                     return;

@@ -35,10 +35,16 @@ pub enum FaultKind {
     DbUnavailable,
     /// `platform-outage`: the external system a consumer group calls is down for `for_ms`.
     PlatformOutage,
+    // Last: a kind's place in this list is its number in the history hash.
+    /// `broker-pause`: the broker process stops for `for_ms` (SIGSTOP, a long GC pause): its
+    /// machine's TCP stack still accepts connections and acknowledges bytes, but the broker
+    /// answers nothing, heartbeats to nobody and replicates nothing; afterwards it handles what
+    /// queued up, as the controller's decisions of meanwhile (it was fenced) say.
+    BrokerPause,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::BrokerCrash,
         FaultKind::ServiceCrash,
         FaultKind::ConsumerCrash,
@@ -48,11 +54,13 @@ impl FaultKind {
         FaultKind::NetworkDelay,
         FaultKind::DbUnavailable,
         FaultKind::PlatformOutage,
+        FaultKind::BrokerPause,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::BrokerCrash => "broker-crash",
+            FaultKind::BrokerPause => "broker-pause",
             FaultKind::ServiceCrash => "service-crash",
             FaultKind::ConsumerCrash => "consumer-crash",
             FaultKind::ConsumerPause => "consumer-pause",
@@ -71,7 +79,7 @@ impl FaultKind {
     /// What `target` names for this kind.
     pub fn target_form(self) -> &'static str {
         match self {
-            FaultKind::BrokerCrash => "a broker such as \"broker-0\"",
+            FaultKind::BrokerCrash | FaultKind::BrokerPause => "a broker such as \"broker-0\"",
             FaultKind::ServiceCrash => "a service instance such as \"order-service-0\"",
             FaultKind::ConsumerCrash | FaultKind::ConsumerPause => {
                 "a consumer instance such as \"order-event-consumer-0\""
@@ -173,6 +181,11 @@ pub struct SwarmSpec {
     pub max_for_ms: u64,
     /// Highest loss rate a `network-loss` fault draws.
     pub max_loss_rate: f64,
+    /// The targets faults may hit (names as `target` takes them); empty: every target a kind
+    /// can hit. `["broker-0", "broker-1", "broker-2"]` keeps a search to what Apache Kafka's
+    /// harness can perform (network faults of clients are not).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 /// `[check]`: what `evsim check` is to know about the design before it searches.

@@ -79,6 +79,8 @@ pub(super) struct RawSwarm {
     pub max_for_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_loss_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub targets: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]

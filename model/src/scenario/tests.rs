@@ -198,6 +198,13 @@ fn a_swarm_table_names_the_kinds_to_draw() {
     let sw = s.swarm.expect("swarm");
     assert_eq!(sw.kinds, vec![FaultKind::ConsumerPause, FaultKind::NetworkLoss]);
     assert_eq!(sw.max_faults, 2);
+    assert!(sw.targets.is_empty());
+    let s = parse(&format!("{BASIC}\n[swarm]\nkinds = [\"network-loss\"]\ntargets = [\"broker-0\"]\n")).unwrap();
+    assert_eq!(s.swarm.expect("swarm").targets, ["broker-0"]);
+    let src = format!("{BASIC}\n[swarm]\nkinds = [\"network-loss\"]\ntargets = [\"broker-9\"]\n");
+    let e = parse(&src).unwrap_err();
+    assert!(e.message.contains("swarm target \"broker-9\" is not in this scenario"), "{e}");
+    assert_eq!(e.line, line_of(&src, "\"broker-9\""));
     let src = format!("{BASIC}\n[swarm]\nkinds = [\"gremlins\"]\n");
     let e = parse(&src).unwrap_err();
     assert!(e.message.contains("unknown fault kind \"gremlins\""), "{e}");

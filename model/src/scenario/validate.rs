@@ -294,7 +294,7 @@ impl Validator<'_> {
             scenario.faults.push(fault);
         }
         if let Some(sw) = raw.swarm {
-            scenario.swarm = Some(self.swarm(sw.into_inner())?);
+            scenario.swarm = Some(self.swarm(sw.into_inner(), &scenario, &nodes)?);
         }
         if let Some(check) = raw.check {
             for e in check.expected {
@@ -402,7 +402,9 @@ impl Validator<'_> {
             (Some(t), _) => {
                 let name = t.get_ref();
                 let ok = match kind {
-                    FaultKind::BrokerCrash => name.starts_with("broker-") && nodes.contains(name),
+                    FaultKind::BrokerCrash | FaultKind::BrokerPause => {
+                        name.starts_with("broker-") && nodes.contains(name)
+                    }
                     FaultKind::ServiceCrash => {
                         scenario.services.iter().any(|s| (0..s.instances).any(|i| *name == format!("{}-{i}", s.name)))
                     }
@@ -546,7 +548,7 @@ impl Validator<'_> {
         Ok(invariants)
     }
 
-    fn swarm(&self, sw: RawSwarm) -> Result<SwarmSpec, ScenarioError> {
+    fn swarm(&self, sw: RawSwarm, scenario: &Scenario, nodes: &[String]) -> Result<SwarmSpec, ScenarioError> {
         let kinds = self.fault_kinds(sw.kinds.get_ref())?;
         if kinds.is_empty() {
             return self.err(
@@ -573,7 +575,30 @@ impl Validator<'_> {
                 );
             }
         };
-        Ok(SwarmSpec { kinds, max_faults, max_for_ms, max_loss_rate })
+        let mut targets: Vec<String> = Vec::new();
+        if let Some(t) = &sw.targets {
+            for name in t.get_ref() {
+                let known = (nodes[1..].contains(name.get_ref()) && name.get_ref() != super::CONTROLLER)
+                    || scenario.consumers.iter().any(|c| c.name == *name.get_ref());
+                if !known {
+                    return self.err(
+                        name.span(),
+                        format!(
+                            "swarm target \"{}\" is not in this scenario; expected a broker, service or consumer \
+                             instance (such as \"broker-0\") or a consumer table",
+                            name.get_ref()
+                        ),
+                    );
+                }
+                if !targets.contains(name.get_ref()) {
+                    targets.push(name.get_ref().clone());
+                }
+            }
+            if targets.is_empty() {
+                return self.err(t.span(), "`targets` is empty; expected the nodes faults may hit, e.g. [\"broker-0\"], or no `targets` for all");
+            }
+        }
+        Ok(SwarmSpec { kinds, max_faults, max_for_ms, max_loss_rate, targets })
     }
 
     fn network(&self, n: RawNetwork) -> Result<NetworkSpec, ScenarioError> {

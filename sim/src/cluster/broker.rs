@@ -201,6 +201,8 @@ pub struct BrokerState {
     pub(crate) incarnation: u32,
     /// What a crash cut off each replica's log: (partition, recovered log end, records lost).
     pub(crate) recovered: Vec<(usize, u64, u64)>,
+    /// Until when the process is stopped (`broker-pause`); 0 when it runs.
+    pub(crate) paused_until: Micros,
 }
 
 impl BrokerState {
@@ -218,6 +220,7 @@ impl BrokerState {
             next_fetch: 0,
             incarnation: 0,
             recovered: Vec::new(),
+            paused_until: 0,
         }
     }
 
@@ -230,6 +233,7 @@ impl BrokerState {
         self.delayed.clear();
         self.fetchers.iter_mut().for_each(|f| *f = None);
         self.incarnation += 1;
+        self.paused_until = 0; // a stopped process dies as well, and starts again running
     }
 }
 

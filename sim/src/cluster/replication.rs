@@ -187,10 +187,11 @@ impl World {
         let lag = self.scenario.broker.replica_lag_time_max_ms * 1_000;
         let mut shrunk = Vec::new();
         let reaches: Vec<bool> = (0..self.brokers.len() as u16).map(|b| self.reaches_controller(b)).collect();
+        let paused: Vec<bool> = self.brokers.iter().map(|b| b.paused_until > now).collect();
         for (g, p) in self.partitions.iter_mut().enumerate() {
             let Some(leader) = p.leader else { continue };
-            if !reaches[leader as usize] {
-                continue; // its AlterPartition cannot reach the controller
+            if !reaches[leader as usize] || paused[leader as usize] {
+                continue; // its AlterPartition cannot reach the controller, or it is stopped
             }
             let before = p.isr.len();
             let (replicas, caught_up) = (&p.replicas, &p.caught_up);
