@@ -133,8 +133,9 @@ impl ConsumerHandle {
         self.stop().await;
     }
 
-    /// Stop polling for `d` (a long pause: librdkafka leaves the group after
-    /// `max.poll.interval.ms`).
+    /// Stop the container until `until`, where it is (between polls or mid-batch; a long GC
+    /// pause): librdkafka's heartbeat thread goes on, so it leaves the group only after
+    /// `max.poll.interval.ms`.
     pub(crate) fn pause(&self, until: tokio::time::Instant) {
         self.control.paused_until.set(Some(until));
     }
@@ -431,6 +432,17 @@ fn handled_up_to(ctx: &Ctx, group: GroupId, record: &Polled) {
     *h = (*h).max(record.offset + 1);
 }
 
+/// A pause the run set (`consumer-pause`) stops the container where it is, between polls or
+/// within a batch, until it ends or the consumer is stopped.
+async fn sit_out_pause(control: &Control) {
+    if let Some(until) = control.paused_until.take() {
+        tokio::select! {
+            _ = control.wake.notified() => {}
+            _ = tokio::time::sleep_until(until) => {}
+        }
+    }
+}
+
 /// The listener container: poll a batch, handle its records, commit per the strategy.
 async fn container(
     ctx: Ctx,
@@ -455,12 +467,7 @@ async fn container(
     let mut listener = AnyListener::new(spec.kind);
     let mut failures: BTreeMap<(Tp, u64), u32> = BTreeMap::new();
     'poll: loop {
-        if let Some(until) = control.paused_until.take() {
-            tokio::select! {
-                _ = control.wake.notified() => {}
-                _ = tokio::time::sleep_until(until) => {}
-            }
-        }
+        sit_out_pause(&control).await;
         if control.stop.get() {
             break;
         }
@@ -505,6 +512,9 @@ async fn container(
                 core.rng.jitter(spec.processing_time_us, spec.processing_jitter_us)
             };
             tokio::time::sleep(Duration::from_micros(d)).await;
+            // A pause (a long GC pause) stops the process mid-batch as well: the record is
+            // handled when it ends, whatever the group did meanwhile.
+            sit_out_pause(&control).await;
             if control.stop.get() {
                 break 'poll; // the process ends mid-batch
             }
