@@ -17,6 +17,19 @@ pub fn scenario(name: &str) -> Scenario {
     Scenario::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The names of the files in `scenarios/`, sorted.
+pub fn scenario_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("scenarios"))
+        .expect("scenarios/")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// A short version of a scenario, for tests that run many seeds in a debug build.
 pub fn shortened(mut s: Scenario, duration_ms: u64) -> Scenario {
     s.run.duration_ms = duration_ms;

@@ -25,14 +25,7 @@ macro_rules! snapshots {
         /// Every scenario file has its snapshot test (a new file needs a line above).
         #[test]
         fn every_scenario_file_has_a_snapshot() {
-            let mut files: Vec<String> = std::fs::read_dir(common::root().join("scenarios"))
-                .expect("scenarios/")
-                .filter_map(|e| {
-                    let p = e.ok()?.path();
-                    (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_string))?
-                })
-                .collect();
-            files.sort();
+            let files = common::scenario_names();
             let mut listed = vec![$($name.to_string()),*];
             listed.sort();
             assert_eq!(files, listed);

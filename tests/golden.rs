@@ -1,0 +1,233 @@
+//! The golden file: what today's build does with every file in `scenarios/`, seeds 1 to 20,
+//! pinned before the workflows move out of Rust code into the workflow language (issue 15). For
+//! each run it keeps the claimed invariants' verdicts and a *normalised* history: per entry its
+//! time, process, kind, key, event and offset, in names rather than numeric ids, without the
+//! domain's own payload (stock levels, amounts), which the verdicts judge. A workflow written
+//! in the language must give the same lines as the Rust service it replaces; the history's own
+//! encoding (and so `History::hash`) may change, this file may not.
+//!
+//! `tests/golden/runs.tsv` holds, per run, the number of normalised lines, their FNV-1a 64 hash
+//! and the verdicts. To see where a build departs from it, write the normalised histories of
+//! both builds and diff them: `EVSIM_GOLDEN_DUMP=/tmp/new cargo test --test golden` (the old
+//! build in a `git worktree`, with another directory). The file is never regenerated to make
+//! the test pass: a changed line is a changed behaviour, and the change that makes it says why
+//! in its own commit.
+
+mod common;
+
+use evsim_model::history::{Entry, EventId, EventKind, History, NodeId, Op, Polled, Tp};
+use evsim_model::stable_hash::Fnv1a;
+use std::fmt::Write as _;
+
+const SEEDS: std::ops::RangeInclusive<u64> = 1..=20;
+
+/// An event's name as the workflows declare it, and its subject.
+fn event(e: EventId) -> String {
+    let kind = match e.kind() {
+        EventKind::OrderCreated => "order-created",
+        EventKind::PaymentCompleted => "payment-completed",
+        EventKind::CouponIssueRequest => "coupon-issue-request",
+        EventKind::WaitingToken => "waiting-token",
+    };
+    format!("{kind}/{}", e.subject())
+}
+
+/// One entry, normalised: `None` for the entries that only state the domain's setup and final
+/// values (initial stock, balances, coupon quantities, a rate limit's settings), which the
+/// verdicts judge and a workflow may record another way.
+fn line(h: &History, e: &Entry) -> Option<String> {
+    let n = |id: &NodeId| h.node_name(*id).to_string();
+    let tp = |tp: &Tp| format!("{}-{}", h.topic_name(tp.topic), tp.partition);
+    let g = |g: &evsim_model::history::GroupId| h.group_name(*g).to_string();
+    let rec = |r: &Polled| format!("{}@{} key={:?} {}", tp(&r.tp), r.offset, r.key, event(r.value));
+    let nodes = |ns: &[NodeId]| ns.iter().map(n).collect::<Vec<_>>().join(",");
+    let tps = |ps: &[Tp]| ps.iter().map(tp).collect::<Vec<_>>().join(",");
+    let body = match &e.op {
+        Op::StockInitialised { .. }
+        | Op::StockFinal { .. }
+        | Op::BalanceInitialised { .. }
+        | Op::CouponInitialised { .. }
+        | Op::QueueRateLimit { .. } => return None,
+        // The domain: requests, the transactions' decisions, effects, the outbox.
+        Op::OrderRequested { order: id, .. }
+        | Op::PaymentRequested { order: id, .. }
+        | Op::CouponRequested { request: id, .. }
+        | Op::QueueEntered { token: id, .. } => format!("request {id}"),
+        Op::CouponRequestRefused { request, .. } => format!("refused {request}"),
+        Op::OrderCommitted { order, .. } => format!("commit {}", event(EventId::order_created(*order))),
+        Op::PaymentCommitted { order, .. } => format!("commit {}", event(EventId::payment_completed(*order))),
+        Op::OrderRejected { order, .. } => format!("rollback {}", event(EventId::order_created(*order))),
+        Op::PaymentRejected { order, .. } => format!("rollback {}", event(EventId::payment_completed(*order))),
+        Op::OrderCancelled { order, .. } => format!("compensate {order}"),
+        Op::CouponIssued { request, .. } => format!("issued {}", event(EventId::coupon_issue_request(*request))),
+        Op::CouponNotIssued { request, .. } => {
+            format!("not-issued {}", event(EventId::coupon_issue_request(*request)))
+        }
+        Op::RankingIncremented { cause, .. }
+        | Op::CartDeleted { cause, .. }
+        | Op::PlatformSent { cause }
+        | Op::PointsAdded { cause, .. }
+        | Op::CouponUsed { cause, .. }
+        | Op::EmailSent { cause, .. } => format!("effect {}", event(*cause)),
+        Op::TokenActivated { group, token, .. } => {
+            format!("effect {} {}", g(group), event(EventId::waiting_token(*token)))
+        }
+        Op::OutboxInserted { event: ev } => format!("outbox-insert {}", event(*ev)),
+        Op::OutboxMarked { event: ev } => format!("outbox-mark {}", event(*ev)),
+        Op::OutboxPending { event: ev } => format!("outbox-pending {}", event(*ev)),
+        // Kafka: the producer, the consumer, the group, the cluster and the network.
+        Op::Send { tp: p, key, value } => format!("send {} key={key:?} {}", tp(p), event(*value)),
+        Op::SendOk { tp: p, key, value, offset } => {
+            format!("send-ok {} key={key:?} {} offset={offset:?}", tp(p), event(*value))
+        }
+        Op::SendFailed { tp: p, key, value, error } => {
+            format!("send-failed {} key={key:?} {} {error:?}", tp(p), event(*value))
+        }
+        Op::Poll { group, records } => {
+            format!("poll {} [{}]", g(group), records.iter().map(rec).collect::<Vec<_>>().join("; "))
+        }
+        Op::Processed { group, record, ok } => format!("processed {} {} ok={ok}", g(group), rec(record)),
+        Op::DuplicateSkipped { group, record } => format!("duplicate-skipped {} {}", g(group), rec(record)),
+        Op::DeadLettered { group, record, to, offset } => {
+            format!("dead-lettered {} {} to {} offset={offset:?}", g(group), rec(record), tp(to))
+        }
+        Op::Commit { group, generation, offsets, error } => format!(
+            "commit-offsets {} gen={generation} [{}] {error:?}",
+            g(group),
+            offsets.iter().map(|(p, o)| format!("{}={o}", tp(p))).collect::<Vec<_>>().join(",")
+        ),
+        Op::Assigned { group, generation, partitions } => {
+            format!("assigned {} gen={generation} [{}]", g(group), tps(partitions))
+        }
+        Op::Revoked { group, partitions } => format!("revoked {} [{}]", g(group), tps(partitions)),
+        Op::LeftGroup { group, reason } => format!("left {} {reason:?}", g(group)),
+        Op::MemberRemoved { group, member, reason } => format!("member-removed {} {} {reason:?}", g(group), n(member)),
+        Op::RebalanceStarted { group } => format!("rebalance {}", g(group)),
+        Op::GenerationStarted { group, generation, members } => {
+            format!("generation {} {generation} [{}]", g(group), nodes(members))
+        }
+        Op::Coordinator { group, coordinator } => {
+            format!("coordinator {} {}", g(group), coordinator.as_ref().map_or("none".into(), n))
+        }
+        Op::OffsetReset { group, tp: p, from, to } => format!("offset-reset {} {} {from}->{to}", g(group), tp(p)),
+        Op::FinalLag { group, tp: p, lag } => format!("final-lag {} {} {lag}", g(group), tp(p)),
+        Op::Crashed => "crashed".into(),
+        Op::FaultStarted { fault, kind } => format!("fault-started {fault} {kind:?}"),
+        Op::FaultEnded { fault, kind } => format!("fault-ended {fault} {kind:?}"),
+        Op::LeaderElected { tp: p, leader, epoch, log_end, unclean } => format!(
+            "leader {} {} epoch={epoch} log-end={log_end} unclean={unclean}",
+            tp(p),
+            leader.as_ref().map_or("none".into(), n)
+        ),
+        Op::LogRecovered { tp: p, log_end, lost } => format!("log-recovered {} {log_end} lost={lost}", tp(p)),
+        Op::IsrChanged { tp: p, isr } => format!("isr {} [{}]", tp(p), nodes(isr)),
+        Op::Retransmitted { peer, retransmissions, late_us, queued } => {
+            format!("retransmitted {} {retransmissions} {late_us} {queued}", n(peer))
+        }
+        Op::Discarded { peer, retransmissions, late_us, queued } => {
+            format!("discarded {} {retransmissions} {late_us} {queued}", n(peer))
+        }
+        Op::Disconnected { peer, reason, in_flight, coordinator } => {
+            format!("disconnected {} {reason:?} {in_flight} {coordinator}", n(peer))
+        }
+        Op::Connected { peer, syns, after_us, coordinator } => {
+            format!("connected {} {syns} {after_us} {coordinator}", n(peer))
+        }
+        Op::BrokerFenced { broker } => format!("fenced {}", n(broker)),
+        Op::BrokerUnfenced { broker } => format!("unfenced {}", n(broker)),
+    };
+    Some(format!("{} {} {body}", e.time, h.node_name(e.process)))
+}
+
+/// One run's line of the golden file: scenario, seed, normalised lines, their hash, verdicts.
+fn run(name: &str, seed: u64, dump: Option<&std::path::Path>) -> String {
+    let s = common::scenario(name);
+    let outcome = evsim_sim::run_scenario(&s, seed);
+    let mut hash = Fnv1a::new();
+    let mut count = 0u64;
+    let mut text = String::new();
+    for e in &outcome.history.entries {
+        if let Some(l) = line(&outcome.history, e) {
+            hash.update(l.as_bytes());
+            hash.update(b"\n");
+            count += 1;
+            if dump.is_some() {
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+    }
+    if let Some(dir) = dump {
+        let path = dir.join(format!("{name}-{seed}.txt"));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+    let mut verdicts = String::new();
+    for v in outcome.verdicts.iter().filter(|v| v.claimed) {
+        let _ = write!(verdicts, "{}={} ", v.invariant, v.violations.len());
+    }
+    if let Some(why) = &outcome.vacuous {
+        let _ = write!(verdicts, "vacuous({why})");
+    }
+    format!("{name}\t{seed}\t{count}\t{:016x}\t{}", hash.finish(), verdicts.trim_end())
+}
+
+/// Every scenario file and seeds 1 to 20 behave as the golden file says. The runs are shared out
+/// over two threads (the simulator is deterministic: threads change nothing but the wall time).
+#[test]
+fn every_scenario_and_seed_matches_the_golden_file() {
+    let dump = std::env::var_os("EVSIM_GOLDEN_DUMP").map(std::path::PathBuf::from);
+    if let Some(d) = &dump {
+        std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+    }
+    let cases: Vec<(String, u64)> =
+        common::scenario_names().into_iter().flat_map(|n| SEEDS.map(move |seed| (n.clone(), seed))).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut lines: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((name, seed)) = cases.get(i) else { break };
+                        out.push((i, run(name, *seed, dump.as_deref())));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a worker")).collect()
+    });
+    lines.sort();
+    let actual: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+    let path = common::root().join("tests/golden/runs.tsv");
+    if std::env::var_os("EVSIM_GOLDEN_WRITE").is_some() {
+        std::fs::write(&path, &actual).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let differing: Vec<String> = expected
+        .lines()
+        .zip(actual.lines())
+        .filter(|(e, a)| e != a)
+        .map(|(e, a)| format!("golden: {e}\nnow:    {a}"))
+        .collect();
+    assert!(
+        differing.is_empty() && expected.lines().count() == actual.lines().count(),
+        "{} of {} runs depart from tests/golden/runs.tsv ({} lines there, {} now); diff the normalised \
+         histories with EVSIM_GOLDEN_DUMP (see the top of tests/golden.rs):\n{}",
+        differing.len(),
+        cases.len(),
+        expected.lines().count(),
+        actual.lines().count(),
+        differing.join("\n")
+    );
+}
+
+/// The normalisation keeps what tells runs apart: two seeds of one scenario differ.
+#[test]
+fn the_normalised_history_tells_seeds_apart() {
+    let a = run("order-basic", 1, None);
+    let b = run("order-basic", 2, None);
+    assert_ne!(a.split('\t').nth(3), b.split('\t').nth(3), "{a}\n{b}");
+}
