@@ -19,3 +19,4 @@ pub mod queue;
 pub mod registry;
 pub mod scenario;
 pub mod stable_hash;
+pub mod workflow;
