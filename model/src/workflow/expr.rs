@@ -113,13 +113,33 @@ impl fmt::Display for EvalError {
 
 /// What an expression can name: the compiler asks it once per path and per enum literal.
 pub trait Scope {
-    /// The slot and type of `path` (`["product", "stock"]`), or why it names nothing here (the
-    /// message says what could be named instead).
-    fn resolve(&self, path: &[&str]) -> Result<(u16, Type), String>;
+    /// What `path` (`["product", "stock"]`) names, or why it names nothing here (the message
+    /// says what could be named instead).
+    fn resolve(&self, path: &[&str]) -> Result<Resolved, String>;
     /// The index of `name` among the values of enum type `ty`, if it is one of them.
     fn enum_value(&self, ty: u16, name: &str) -> Option<u16>;
     /// The values of enum type `ty`, for error messages.
     fn enum_values(&self, ty: u16) -> Vec<String>;
+}
+
+/// What a name stands for: a slot of the frame, or a constant known before the run (a
+/// workflow parameter).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolved {
+    Slot(u16, Type),
+    Const(Value),
+}
+
+impl Value {
+    /// The value's type (an enum value's enum is not known from the value alone).
+    pub fn type_of(&self, enum_ty: u16) -> Type {
+        match self {
+            Value::Int(_) => Type::Int,
+            Value::Bool(_) => Type::Bool,
+            Value::Str(_) => Type::Str,
+            Value::Enum(_) => Type::Enum(enum_ty),
+        }
+    }
 }
 
 /// A binary operator.
@@ -577,8 +597,13 @@ fn check(ast: &Ast, scope: &dyn Scope) -> Result<(Expr, Type), ExprError> {
         Ast::Str(s, _) => (Expr::Const(Value::Str(Arc::from(s.as_str()))), Type::Str),
         Ast::Path(path, at) => {
             let parts: Vec<&str> = path.iter().map(String::as_str).collect();
-            let (slot, t) = scope.resolve(&parts).map_err(|m| ExprError::new(*at, m))?;
-            (Expr::Slot(slot), t)
+            match scope.resolve(&parts).map_err(|m| ExprError::new(*at, m))? {
+                Resolved::Slot(slot, t) => (Expr::Slot(slot), t),
+                Resolved::Const(v) => {
+                    let t = v.type_of(0);
+                    (Expr::Const(v), t)
+                }
+            }
         }
         Ast::Neg(e, _) => (Expr::Neg(Box::new(want(e, Type::Int)?)), Type::Int),
         Ast::Not(e, _) => (Expr::Not(Box::new(want(e, Type::Bool)?)), Type::Bool),
@@ -710,13 +735,14 @@ mod tests {
     const STATUS: [&str; 3] = ["PENDING", "PAID", "CANCELLED"];
 
     impl Scope for Toy {
-        fn resolve(&self, path: &[&str]) -> Result<(u16, Type), String> {
+        fn resolve(&self, path: &[&str]) -> Result<Resolved, String> {
             match path {
-                ["product", "stock"] => Ok((0, Type::Int)),
-                ["request", "qty"] => Ok((1, Type::Int)),
-                ["order", "status"] => Ok((2, Type::Enum(0))),
-                ["request", "note"] => Ok((3, Type::Str)),
-                ["ok"] => Ok((4, Type::Bool)),
+                ["product", "stock"] => Ok(Resolved::Slot(0, Type::Int)),
+                ["request", "qty"] => Ok(Resolved::Slot(1, Type::Int)),
+                ["order", "status"] => Ok(Resolved::Slot(2, Type::Enum(0))),
+                ["request", "note"] => Ok(Resolved::Slot(3, Type::Str)),
+                ["ok"] => Ok(Resolved::Slot(4, Type::Bool)),
+                ["params", "ten"] => Ok(Resolved::Const(Value::Int(10))),
                 _ => {
                     Err(format!("a name this step can see (product.stock, request.qty, ...), not `{}`", path.join(".")))
                 }
@@ -751,6 +777,8 @@ mod tests {
         assert_eq!(eval("-7 % 2"), Ok(Value::Int(-1)));
         assert_eq!(eval("1_000 + min(request.qty, 2) - max(1, abs(-4))"), Ok(Value::Int(998)));
         assert_eq!(eval("-9223372036854775808 < 0"), Ok(Value::Bool(true)));
+        assert_eq!(compile("params.ten * 2", &Toy, None).map(|(_, t)| t), Ok(Type::Int));
+        assert_eq!(eval("params.ten * 2"), Ok(Value::Int(20)));
     }
 
     #[test]

@@ -2,10 +2,214 @@
 //! described as data in the scenario format, compiled once before a run into a compact form
 //! the sans-IO services execute. This module grows in steps; docs/workflow-language.md says
 //! which constructs exist today.
+//!
+//! [`compile`] reads a workflow file and resolves every name in it: tables, fields, cache
+//! structures, events, requests, listeners; each expression is type-checked against what its
+//! step can see. What comes out, a [`Workflow`], refers to everything by index and evaluates
+//! expressions against frames of slots, so executing it needs no name lookups.
 
+pub mod compile;
+#[cfg(test)]
+mod compile_tests;
+pub mod exec;
 pub mod expr;
 
+pub use compile::{Param, compile};
+
+use expr::{Expr, Type, Value};
 use std::ops::Range;
+
+/// A compiled workflow: every name resolved to an index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workflow {
+    pub name: String,
+    pub description: String,
+    /// The parameters and the values they have in this compilation, in name order.
+    pub params: Vec<(String, Value)>,
+    /// The values of each enum type, by [`Type::Enum`] index.
+    pub enums: Vec<Vec<String>>,
+    pub tables: Vec<Table>,
+    pub caches: Vec<Cache>,
+    pub events: Vec<EventDecl>,
+    pub requests: Vec<RequestDecl>,
+    pub listeners: Vec<ListenerDecl>,
+    pub invariants: Vec<InvariantDecl>,
+}
+
+/// A DB table: rows keyed by an integer id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    pub name: String,
+    /// Fields in declaration order: name and type.
+    pub fields: Vec<(String, Type)>,
+    /// The rows the run starts with: ids `0..count`, each field's initial value (constants).
+    pub initial_rows: u64,
+    pub initial_values: Vec<Value>,
+    /// Unique constraints: each a list of field indices whose values no two rows share.
+    pub unique: Vec<Vec<u16>>,
+}
+
+/// What kind of Redis structure a cache name holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CacheKind {
+    /// A Redis set per key (`SADD key member`, answering whether it was added).
+    Set,
+    /// A sorted set (`ZINCRBY name by member`).
+    SortedSet,
+    /// An integer counter per key (`INCRBY`).
+    Counter,
+    /// Plain keys (`SET`, `DEL`).
+    Keys,
+}
+
+/// A Redis structure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cache {
+    pub name: String,
+    pub kind: CacheKind,
+}
+
+/// A business event: name, topic, key field, carried fields. Its identity is its name and its
+/// subject (the value of its `subject` field).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventDecl {
+    pub name: String,
+    pub topic: String,
+    pub fields: Vec<(String, Type)>,
+    /// The field whose value is the record key (serialised as its decimal string, as Kafka's
+    /// `StringSerializer` would write `Long.toString()`); `None`: records without a key.
+    pub key: Option<u16>,
+    /// The field that names what the event announces (an order id): with the event's name,
+    /// its identity. Integer, below 2^56.
+    pub subject: u16,
+}
+
+/// How a request field's value is drawn.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Draw {
+    /// `lo + below(hi - lo + 1)`: every integer of `lo..=hi` equally likely.
+    Uniform { lo: i64, hi: i64 },
+    /// `0..n` with weight `1 / (k + 1)^s` for `k` (a Zipf law: 0 is the hottest).
+    Zipf { n: u64, s: f64 },
+    /// A constant.
+    Const(Value),
+}
+
+/// A request type of the workload and the handler that serves it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestDecl {
+    pub name: String,
+    /// The service (a `[services.*]` kind) that handles it.
+    pub service: String,
+    /// Poisson arrivals at this rate; requests get sequential ids from 1 (`request.id`).
+    pub rate_per_sec: f64,
+    /// The fields drawn for each request, in the file's order (the order of the draws).
+    pub fields: Vec<(String, Draw)>,
+    pub handler: Handler,
+}
+
+/// A handler's body: a `@Transactional` part, then what runs after the commit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Handler {
+    /// The steps of the transaction (all their writes or none).
+    pub transaction: Vec<Step>,
+    /// Steps outside the transaction, after it committed (cache commands, external calls).
+    pub after: Vec<Step>,
+    /// The frame's size: slots for the input's fields, rows read and cache answers.
+    pub frame: u16,
+}
+
+/// What a failed `require` does.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Otherwise {
+    /// A business rejection: roll back and answer the client "rejected"; a listener
+    /// acknowledges the record (nothing to retry).
+    Reject,
+    /// An unchecked exception: roll back; a listener's error handler retries the record.
+    Throw,
+}
+
+/// `SELECT ... FOR UPDATE`, `FOR SHARE`, or a plain read.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Lock {
+    None,
+    ForShare,
+    ForUpdate,
+}
+
+/// One step of a handler.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Read row `id` of `table` into the frame from slot `into` (one slot per field); a missing
+    /// row fails the step as `otherwise` says.
+    Read { table: u16, id: Expr, lock: Lock, into: u16, missing: Otherwise },
+    /// Go on only if `cond` holds.
+    Require { cond: Expr, otherwise: Otherwise, message: String },
+    /// Write fields of the row read at `from` (all values computed from the row as read).
+    Update { table: u16, from: u16, set: Vec<(u16, Expr)> },
+    /// Insert row `id` with every field's value.
+    Insert { table: u16, id: Expr, values: Vec<Expr> },
+    /// Publish `event` with every field's value, by the service's publishing strategy.
+    Publish { event: u16, values: Vec<Expr> },
+    /// A Redis command on `cache`; SADD's answer (1 or 0) goes to slot `answer`.
+    Cache { cache: u16, command: CacheCommand, answer: Option<u16> },
+    /// Call a named external system.
+    Call { system: String },
+}
+
+/// A Redis command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CacheCommand {
+    Sadd { key: Expr, member: Expr },
+    Srem { key: Expr, member: Expr },
+    Zincrby { member: Expr, by: Expr },
+    Incrby { key: Expr, by: Expr },
+    Set { key: Expr, value: Expr },
+    Del { key: Expr },
+}
+
+/// A record listener (`@KafkaListener`) of one event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerDecl {
+    pub name: String,
+    pub event: u16,
+    pub handler: Handler,
+}
+
+/// An invariant the workflow claims.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InvariantDecl {
+    /// `cond` holds for every row of `table`, after every commit.
+    Always { name: String, table: u16, cond: Expr },
+    /// `cond` holds for every row of `table` at the end of the quiet period.
+    Eventually { name: String, table: u16, cond: Expr },
+}
+
+impl InvariantDecl {
+    pub fn name(&self) -> &str {
+        match self {
+            InvariantDecl::Always { name, .. } | InvariantDecl::Eventually { name, .. } => name,
+        }
+    }
+}
+
+impl Workflow {
+    pub fn table(&self, name: &str) -> Option<u16> {
+        self.tables.iter().position(|t| t.name == name).map(|i| i as u16)
+    }
+
+    pub fn event(&self, name: &str) -> Option<u16> {
+        self.events.iter().position(|e| e.name == name).map(|i| i as u16)
+    }
+
+    pub fn request(&self, name: &str) -> Option<&RequestDecl> {
+        self.requests.iter().find(|r| r.name == name)
+    }
+
+    pub fn listener(&self, name: &str) -> Option<&ListenerDecl> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
 
 /// The byte offset in the file of character `offset` of an expression held by the TOML string
 /// at `span` (the span includes the quotes). Exact for a one-line string without escapes (basic

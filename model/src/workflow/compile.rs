@@ -1,0 +1,1112 @@
+//! From a workflow file's text to a [`Workflow`]: serde reads the TOML (unknown keys are
+//! errors), then every name is resolved and every expression checked, each error at the file,
+//! line and column of what is wrong, with what was expected there.
+
+use super::expr::{self, Resolved, Scope, Type, Value};
+use super::{
+    Cache, CacheCommand, CacheKind, Draw, EventDecl, Handler, InvariantDecl, ListenerDecl, Lock, Otherwise,
+    RequestDecl, Step, Table, Workflow,
+};
+use crate::scenario::ScenarioError;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+use toml::Spanned;
+
+/// Bounds on what a workflow may declare (docs/workflow-language.md, "Limits").
+pub const MAX_TABLES: usize = 64;
+pub const MAX_FIELDS: usize = 64;
+pub const MAX_EVENTS: usize = 200;
+pub const MAX_REQUESTS: usize = 64;
+pub const MAX_LISTENERS: usize = 256;
+pub const MAX_CACHES: usize = 64;
+pub const MAX_STEPS: usize = 64;
+pub const MAX_INVARIANTS: usize = 64;
+/// Values of a Zipf distribution (the workload keeps a table of their weights).
+pub const MAX_ZIPF_VALUES: u64 = 10_000_000;
+/// Initial rows over every table.
+pub const MAX_INITIAL_ROWS: u64 = 10_000_000;
+
+/// A map in the file's order (a request's fields are drawn in the order written).
+struct Ordered<T>(Vec<(Spanned<String>, T)>);
+
+impl<T> Default for Ordered<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Ordered<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<Spanned<String>, T>()? {
+                    out.push((k, v));
+                }
+                // The toml crate hands a table's keys over sorted; their spans give back the
+                // order they were written in.
+                out.sort_by_key(|(k, _)| k.span().start);
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+/// An expression in the file: a string, or a plain TOML integer, boolean or float.
+#[derive(Clone, Debug)]
+struct Text {
+    text: String,
+    /// Whether the file wrote a string (so character offsets map into it).
+    quoted: bool,
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an expression (a string such as \"product.stock - request.qty\") or a number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text { text: v.to_string(), quoted: true })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text { text: v.to_string(), quoted: false })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text { text: v.to_string(), quoted: false })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text { text: format!("{v:?}"), quoted: false })
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text { text: v.to_string(), quoted: false })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+type RawExpr = Spanned<Text>;
+
+/// A field's type: `"int"`, `"string"`, `"bool"`, or an enum's values.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawType {
+    Name(String),
+    Enum(Vec<String>),
+}
+
+/// A parameter's default value.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawParam {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    workflow: RawHead,
+    #[serde(default)]
+    params: BTreeMap<String, Spanned<RawParam>>,
+    #[serde(default)]
+    tables: BTreeMap<Spanned<String>, Spanned<RawTable>>,
+    #[serde(default)]
+    cache: BTreeMap<Spanned<String>, Spanned<RawCache>>,
+    #[serde(default)]
+    events: BTreeMap<Spanned<String>, Spanned<RawEvent>>,
+    #[serde(default)]
+    requests: BTreeMap<Spanned<String>, Spanned<RawRequest>>,
+    #[serde(default)]
+    listeners: BTreeMap<Spanned<String>, Spanned<RawListener>>,
+    #[serde(default)]
+    invariants: BTreeMap<Spanned<String>, Spanned<RawInvariant>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHead {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    fields: Spanned<Ordered<Spanned<RawType>>>,
+    #[serde(default)]
+    rows: Option<Spanned<RawRows>>,
+    #[serde(default)]
+    unique: Vec<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRows {
+    count: RawExpr,
+    #[serde(default)]
+    values: BTreeMap<Spanned<String>, RawExpr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    topic: Spanned<String>,
+    fields: Spanned<Ordered<Spanned<RawType>>>,
+    #[serde(default)]
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    subject: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    service: Spanned<String>,
+    rate_per_sec: RawExpr,
+    #[serde(default)]
+    fields: Ordered<RawExpr>,
+    #[serde(default)]
+    transaction: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    event: Spanned<String>,
+    #[serde(default)]
+    transaction: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInvariant {
+    #[serde(default)]
+    always: Option<RawExpr>,
+    #[serde(default)]
+    eventually: Option<RawExpr>,
+}
+
+/// One step as written: exactly one verb, with the options that verb takes.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    read: Option<Spanned<String>>,
+    id: Option<RawExpr>,
+    lock: Option<Spanned<String>>,
+    require: Option<RawExpr>,
+    otherwise: Option<Spanned<String>>,
+    update: Option<Spanned<String>>,
+    set: Option<BTreeMap<Spanned<String>, RawExpr>>,
+    insert: Option<Spanned<String>>,
+    values: Option<BTreeMap<Spanned<String>, RawExpr>>,
+    publish: Option<Spanned<String>>,
+    sadd: Option<Spanned<String>>,
+    srem: Option<Spanned<String>>,
+    zincrby: Option<Spanned<String>>,
+    incrby: Option<Spanned<String>>,
+    del: Option<Spanned<String>>,
+    key: Option<RawExpr>,
+    member: Option<RawExpr>,
+    by: Option<RawExpr>,
+    #[serde(rename = "as")]
+    answer: Option<Spanned<String>>,
+    call: Option<Spanned<String>>,
+}
+
+/// A parameter's value: what a scenario binds, or the workflow's default.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+/// Compile the workflow in `source` (read from `file`), with `bindings` overriding its
+/// parameters' defaults (a binding of an undeclared parameter is an error of the binding's
+/// caller: it is reported against `file` without a position).
+pub fn compile(file: &str, source: &str, bindings: &[(String, Param)]) -> Result<Workflow, ScenarioError> {
+    let raw: Raw = toml::from_str(source).map_err(|e| {
+        let msg = e.message().to_string();
+        ScenarioError::at(file, source, e.span(), msg)
+    })?;
+    let c = Compiler { file, source };
+    c.workflow(raw, bindings)
+}
+
+struct Compiler<'a> {
+    file: &'a str,
+    source: &'a str,
+}
+
+/// The names a step can see and the slots they live in.
+struct Frame<'w> {
+    params: &'w BTreeMap<String, Param>,
+    tables: &'w [Table],
+    enums: &'w [Vec<String>],
+    /// `request` or `event`, and its fields.
+    input: (&'static str, Vec<(String, Type)>),
+    /// Rows read so far: table index and first slot.
+    reads: Vec<(u16, u16)>,
+    /// SADD answers bound with `as`.
+    answers: Vec<(String, u16)>,
+    next: u16,
+}
+
+fn param_value(p: &Param) -> Result<Value, String> {
+    match p {
+        Param::Int(i) => Ok(Value::Int(*i)),
+        Param::Bool(b) => Ok(Value::Bool(*b)),
+        Param::Str(s) => Ok(Value::Str(s.as_str().into())),
+        Param::Float(_) => Err("an integer, boolean or string parameter (a float one can only be a rate)".into()),
+    }
+}
+
+fn resolve_param(params: &BTreeMap<String, Param>, path: &[&str]) -> Option<Result<Resolved, String>> {
+    let ["params", name] = path else { return None };
+    Some(match params.get(*name) {
+        Some(p) => param_value(p).map(Resolved::Const),
+        None => Err(format!(
+            "a declared parameter ({}), not `{name}`",
+            params.keys().map(|k| format!("params.{k}")).collect::<Vec<_>>().join(", ")
+        )),
+    })
+}
+
+impl Scope for Frame<'_> {
+    fn resolve(&self, path: &[&str]) -> Result<Resolved, String> {
+        if let Some(r) = resolve_param(self.params, path) {
+            return r;
+        }
+        if let [head, field] = path {
+            if *head == self.input.0 {
+                if self.input.0 == "request" && *field == "id" {
+                    return Ok(Resolved::Slot(0, Type::Int));
+                }
+                let base = u16::from(self.input.0 == "request");
+                return match self.input.1.iter().position(|(n, _)| n == field) {
+                    Some(i) => Ok(Resolved::Slot(base + i as u16, self.input.1[i].1)),
+                    None => Err(format!("a field of the {} ({}), not `{field}`", self.input.0, self.input_names())),
+                };
+            }
+            if let Some(t) = self.tables.iter().position(|t| t.name == *head) {
+                let Some(&(_, base)) = self.reads.iter().rev().find(|(ti, _)| *ti as usize == t) else {
+                    return Err(format!("a row this step can see: `{head}` is not read before it (add a `read` step)"));
+                };
+                return row_field(&self.tables[t], field, base);
+            }
+        }
+        if let [name] = path
+            && let Some((_, slot)) = self.answers.iter().find(|(n, _)| n == name)
+        {
+            return Ok(Resolved::Slot(*slot, Type::Bool));
+        }
+        let mut seen: Vec<String> = vec![format!("{}.<field>", self.input.0)];
+        seen.extend(self.reads.iter().map(|(t, _)| format!("{}.<field>", self.tables[*t as usize].name)));
+        seen.extend(self.answers.iter().map(|(n, _)| n.clone()));
+        seen.push("params.<name>".into());
+        Err(format!("a name this step can see ({}), not `{}`", seen.join(", "), path.join(".")))
+    }
+
+    fn enum_value(&self, ty: u16, name: &str) -> Option<u16> {
+        enum_value(self.enums, ty, name)
+    }
+
+    fn enum_values(&self, ty: u16) -> Vec<String> {
+        self.enums.get(ty as usize).cloned().unwrap_or_default()
+    }
+}
+
+impl Frame<'_> {
+    fn input_names(&self) -> String {
+        let mut names: Vec<&str> = Vec::new();
+        if self.input.0 == "request" {
+            names.push("id");
+        }
+        names.extend(self.input.1.iter().map(|(n, _)| n.as_str()));
+        names.join(", ")
+    }
+}
+
+/// Only parameters: what initial rows, rates and distributions may use.
+struct ParamsOnly<'w> {
+    params: &'w BTreeMap<String, Param>,
+}
+
+impl Scope for ParamsOnly<'_> {
+    fn resolve(&self, path: &[&str]) -> Result<Resolved, String> {
+        resolve_param(self.params, path).unwrap_or_else(|| {
+            Err(format!("a constant: numbers and params.<name> only here, not `{}`", path.join(".")))
+        })
+    }
+    fn enum_value(&self, _: u16, _: &str) -> Option<u16> {
+        None
+    }
+    fn enum_values(&self, _: u16) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// An invariant's row: `table.field` of any one table.
+struct RowOf<'w> {
+    params: &'w BTreeMap<String, Param>,
+    tables: &'w [Table],
+    enums: &'w [Vec<String>],
+    table: Cell<Option<u16>>,
+}
+
+impl Scope for RowOf<'_> {
+    fn resolve(&self, path: &[&str]) -> Result<Resolved, String> {
+        if let Some(r) = resolve_param(self.params, path) {
+            return r;
+        }
+        let [head, field] = path else {
+            return Err(format!("a table's field (table.field) or params.<name>, not `{}`", path.join(".")));
+        };
+        let Some(t) = self.tables.iter().position(|t| t.name == *head) else {
+            return Err(format!(
+                "a table ({}), not `{head}`",
+                self.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        };
+        match self.table.get() {
+            Some(u) if u as usize != t => {
+                return Err(format!(
+                    "fields of one table per invariant (it already names {})",
+                    self.tables[u as usize].name
+                ));
+            }
+            _ => self.table.set(Some(t as u16)),
+        }
+        row_field(&self.tables[t], field, 0)
+    }
+    fn enum_value(&self, ty: u16, name: &str) -> Option<u16> {
+        enum_value(self.enums, ty, name)
+    }
+    fn enum_values(&self, ty: u16) -> Vec<String> {
+        self.enums.get(ty as usize).cloned().unwrap_or_default()
+    }
+}
+
+/// Field `field` of a row of `table` whose first field is at slot `base`.
+fn row_field(table: &Table, field: &str, base: u16) -> Result<Resolved, String> {
+    match table.fields.iter().position(|(n, _)| n == field) {
+        Some(i) => Ok(Resolved::Slot(base + i as u16, table.fields[i].1)),
+        None => Err(format!("a field of table {} ({}), not `{field}`", table.name, names(&table.fields))),
+    }
+}
+
+fn enum_value(enums: &[Vec<String>], ty: u16, name: &str) -> Option<u16> {
+    enums.get(ty as usize)?.iter().position(|v| v == name).map(|i| i as u16)
+}
+
+/// The names of `fields`, for error messages.
+fn names(fields: &[(String, Type)]) -> String {
+    fields.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// A name that expressions can use: a letter or `_`, then letters, digits and `_`.
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+const RESERVED: [&str; 8] = ["params", "request", "event", "and", "or", "not", "true", "false"];
+
+impl Compiler<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::at(self.file, self.source, Some(span), message)
+    }
+
+    fn at_name(&self, name: &Spanned<String>, what: &str) -> Result<(), ScenarioError> {
+        // A field is named after a `.` (`event.request`), where no word is reserved.
+        let reserved = !what.ends_with("field") && RESERVED.contains(&name.get_ref().as_str());
+        if !is_identifier(name.get_ref()) || reserved {
+            return Err(self.err(
+                name.span(),
+                format!(
+                    "a {what} name usable in expressions (a letter or `_`, then letters, digits, `_`; not one of {}), not `{}`",
+                    RESERVED.join(", "),
+                    name.get_ref()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn bound(&self, span: Range<usize>, n: usize, max: usize, what: &str) -> Result<(), ScenarioError> {
+        if n > max {
+            return Err(
+                self.err(span, format!("at most {max} {what} (docs/workflow-language.md, \"Limits\"), found {n}"))
+            );
+        }
+        Ok(())
+    }
+
+    /// Compile expression `raw` against `scope`.
+    fn expr(&self, raw: &RawExpr, scope: &dyn Scope, want: Option<Type>) -> Result<expr::Expr, ScenarioError> {
+        let t = raw.get_ref();
+        expr::compile(&t.text, scope, want).map(|(e, _)| e).map_err(|e| {
+            let pos = if t.quoted {
+                super::expr_position(self.source, raw.span(), &t.text, e.offset)
+            } else {
+                raw.span().start
+            };
+            self.err(pos..pos, format!("expected {} (in `{}`)", e.message, t.text))
+        })
+    }
+
+    /// A constant: evaluated before the run, from numbers and parameters.
+    fn constant(&self, raw: &RawExpr, params: &BTreeMap<String, Param>, want: Type) -> Result<Value, ScenarioError> {
+        let e = self.expr(raw, &ParamsOnly { params }, Some(want))?;
+        e.eval(&[]).map_err(|x| self.err(raw.span(), format!("a constant that can be computed: {x}")))
+    }
+
+    fn field_type(&self, t: &Spanned<RawType>, enums: &mut Vec<Vec<String>>) -> Result<Type, ScenarioError> {
+        match t.get_ref() {
+            RawType::Name(n) => match n.as_str() {
+                "int" => Ok(Type::Int),
+                "string" => Ok(Type::Str),
+                "bool" => Ok(Type::Bool),
+                _ => Err(self.err(
+                    t.span(),
+                    format!("a type: \"int\", \"string\", \"bool\" or an enum's values ([\"PENDING\", \"PAID\"]), not \"{n}\""),
+                )),
+            },
+            RawType::Enum(values) => {
+                let mut seen = std::collections::BTreeSet::new();
+                if values.is_empty() || values.len() > 256 || !values.iter().all(|v| seen.insert(v)) {
+                    return Err(self.err(t.span(), "an enum of 1 to 256 distinct values"));
+                }
+                enums.push(values.clone());
+                Ok(Type::Enum((enums.len() - 1) as u16))
+            }
+        }
+    }
+
+    fn fields(
+        &self,
+        raw: &Spanned<Ordered<Spanned<RawType>>>,
+        enums: &mut Vec<Vec<String>>,
+        what: &str,
+    ) -> Result<Vec<(String, Type)>, ScenarioError> {
+        self.bound(raw.span(), raw.get_ref().0.len(), MAX_FIELDS, "fields")?;
+        let mut out: Vec<(String, Type)> = Vec::new();
+        for (name, t) in &raw.get_ref().0 {
+            self.at_name(name, what)?;
+            out.push((name.get_ref().clone(), self.field_type(t, enums)?));
+        }
+        Ok(out)
+    }
+
+    fn workflow(&self, raw: Raw, bindings: &[(String, Param)]) -> Result<Workflow, ScenarioError> {
+        // Parameters: defaults, then the bindings.
+        let mut params: BTreeMap<String, Param> = BTreeMap::new();
+        for (name, p) in &raw.params {
+            let v = match p.get_ref() {
+                RawParam::Int(i) => Param::Int(*i),
+                RawParam::Float(f) => Param::Float(*f),
+                RawParam::Bool(b) => Param::Bool(*b),
+                RawParam::Str(s) => Param::Str(s.clone()),
+            };
+            if !is_identifier(name) {
+                return Err(self.err(p.span(), format!("a parameter name of letters, digits and `_`, not `{name}`")));
+            }
+            params.insert(name.clone(), v);
+        }
+        for (name, v) in bindings {
+            let Some(slot) = params.get_mut(name) else {
+                return Err(ScenarioError::at(
+                    self.file,
+                    self.source,
+                    None,
+                    format!(
+                        "a binding of a declared parameter ({}), not `{name}`",
+                        params.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            };
+            *slot = v.clone();
+        }
+
+        let mut enums = Vec::new();
+        let mut tables = Vec::new();
+        let mut rows_total = 0u64;
+        self.bound(0..0, raw.tables.len(), MAX_TABLES, "tables")?;
+        for (name, t) in &raw.tables {
+            self.at_name(name, "table")?;
+            let fields = self.fields(&t.get_ref().fields, &mut enums, "field")?;
+            let mut unique = Vec::new();
+            for u in &t.get_ref().unique {
+                let mut cols = Vec::new();
+                for f in u.get_ref() {
+                    cols.push(self.field_of(&fields, &format!("table {}", name.get_ref()), f)? as u16);
+                }
+                if cols.is_empty() {
+                    return Err(self.err(u.span(), "a unique constraint over one or more fields"));
+                }
+                unique.push(cols);
+            }
+            let mut initial_values: Vec<Value> = fields
+                .iter()
+                .map(|(_, t)| match t {
+                    Type::Int => Value::Int(0),
+                    Type::Bool => Value::Bool(false),
+                    Type::Str => Value::Str("".into()),
+                    Type::Enum(_) => Value::Enum(0),
+                })
+                .collect();
+            let mut initial_rows = 0;
+            if let Some(rows) = &t.get_ref().rows {
+                let n = self.constant(&rows.get_ref().count, &params, Type::Int)?.as_int();
+                if n < 0 {
+                    return Err(self.err(rows.get_ref().count.span(), format!("a row count of 0 or more, found {n}")));
+                }
+                initial_rows = n as u64;
+                rows_total = rows_total.saturating_add(initial_rows);
+                if rows_total > MAX_INITIAL_ROWS {
+                    return Err(self.err(
+                        rows.get_ref().count.span(),
+                        format!("at most {MAX_INITIAL_ROWS} initial rows over every table (docs/workflow-language.md, \"Limits\"), found {rows_total}"),
+                    ));
+                }
+                for (f, v) in &rows.get_ref().values {
+                    let i = self.field_of(&fields, &format!("table {}", name.get_ref()), f)?;
+                    initial_values[i] = self.constant(v, &params, fields[i].1)?;
+                }
+            }
+            tables.push(Table { name: name.get_ref().clone(), fields, initial_rows, initial_values, unique });
+        }
+
+        let mut caches = Vec::new();
+        self.bound(0..0, raw.cache.len(), MAX_CACHES, "cache structures")?;
+        for (name, c) in &raw.cache {
+            self.at_name(name, "cache")?;
+            let kind = match c.get_ref().kind.get_ref().as_str() {
+                "set" => CacheKind::Set,
+                "sorted-set" => CacheKind::SortedSet,
+                "counter" => CacheKind::Counter,
+                "keys" => CacheKind::Keys,
+                other => {
+                    return Err(self.err(
+                        c.get_ref().kind.span(),
+                        format!("a cache type: \"set\", \"sorted-set\", \"counter\" or \"keys\", not \"{other}\""),
+                    ));
+                }
+            };
+            caches.push(Cache { name: name.get_ref().clone(), kind });
+        }
+
+        let mut events = Vec::new();
+        self.bound(0..0, raw.events.len(), MAX_EVENTS, "events")?;
+        for (name, e) in &raw.events {
+            let e = e.get_ref();
+            let fields = self.fields(&e.fields, &mut enums, "field")?;
+            let owner = format!("event {}", name.get_ref());
+            let key = match &e.key {
+                None => None,
+                Some(k) => {
+                    let i = self.field_of(&fields, &owner, k)?;
+                    if !matches!(fields[i].1, Type::Int | Type::Str) {
+                        return Err(self.err(k.span(), "a key field of type int or string"));
+                    }
+                    Some(i as u16)
+                }
+            };
+            let subject = match (&e.subject, key) {
+                (Some(s), _) => self.field_of(&fields, &owner, s)? as u16,
+                (None, Some(k)) => k,
+                (None, None) => {
+                    return Err(
+                        self.err(e.fields.span(), "a `subject` field (or a `key`) naming what the event announces")
+                    );
+                }
+            };
+            if fields[subject as usize].1 != Type::Int {
+                return Err(
+                    self.err(e.subject.as_ref().map_or(e.fields.span(), |s| s.span()), "a subject field of type int")
+                );
+            }
+            if e.topic.get_ref().is_empty() {
+                return Err(self.err(e.topic.span(), "a topic name"));
+            }
+            events.push(EventDecl {
+                name: name.get_ref().clone(),
+                topic: e.topic.get_ref().clone(),
+                fields,
+                key,
+                subject,
+            });
+        }
+
+        let mut wf = Workflow {
+            name: raw.workflow.name.clone(),
+            description: raw.workflow.description.clone(),
+            params: Vec::new(),
+            enums,
+            tables,
+            caches,
+            events,
+            requests: Vec::new(),
+            listeners: Vec::new(),
+            invariants: Vec::new(),
+        };
+
+        self.bound(0..0, raw.requests.len(), MAX_REQUESTS, "requests")?;
+        for (name, r) in &raw.requests {
+            let r = r.get_ref();
+            let rate = self.rate(&r.rate_per_sec, &params)?;
+            let mut fields = Vec::new();
+            for (f, d) in &r.fields.0 {
+                self.at_name(f, "request field")?;
+                if f.get_ref() == "id" {
+                    return Err(
+                        self.err(f.span(), "a field other than `id` (request.id is the request's sequential id)")
+                    );
+                }
+                fields.push((f.get_ref().clone(), self.draw(d, &params)?));
+            }
+            let input = fields.iter().map(|(n, _)| (n.clone(), Type::Int)).collect();
+            let handler = self.handler(&wf, &params, ("request", input), &r.transaction, &r.steps)?;
+            wf.requests.push(RequestDecl {
+                name: name.get_ref().clone(),
+                service: r.service.get_ref().clone(),
+                rate_per_sec: rate,
+                fields,
+                handler,
+            });
+        }
+
+        self.bound(0..0, raw.listeners.len(), MAX_LISTENERS, "listeners")?;
+        for (name, l) in &raw.listeners {
+            let l = l.get_ref();
+            let event = self.event_of(&wf, &l.event)?;
+            let input = wf.events[event as usize].fields.clone();
+            let handler = self.handler(&wf, &params, ("event", input), &l.transaction, &l.steps)?;
+            wf.listeners.push(ListenerDecl { name: name.get_ref().clone(), event, handler });
+        }
+
+        self.bound(0..0, raw.invariants.len(), MAX_INVARIANTS, "invariants")?;
+        for (name, inv) in &raw.invariants {
+            let i = inv.get_ref();
+            let (cond, always) = match (&i.always, &i.eventually) {
+                (Some(c), None) => (c, true),
+                (None, Some(c)) => (c, false),
+                _ => return Err(self.err(inv.span(), "exactly one of `always` or `eventually`")),
+            };
+            let scope = RowOf { params: &params, tables: &wf.tables, enums: &wf.enums, table: Cell::new(None) };
+            let e = self.expr(cond, &scope, Some(Type::Bool))?;
+            let Some(table) = scope.table.get() else {
+                return Err(self.err(cond.span(), "a condition over a table's rows (table.field)"));
+            };
+            let name = name.get_ref().clone();
+            wf.invariants.push(if always {
+                InvariantDecl::Always { name, table, cond: e }
+            } else {
+                InvariantDecl::Eventually { name, table, cond: e }
+            });
+        }
+        wf.params = params
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Param::Int(i) => Value::Int(i),
+                    Param::Bool(b) => Value::Bool(b),
+                    Param::Str(s) => Value::Str(s.as_str().into()),
+                    // Floats are rates and exponents, already folded into what uses them.
+                    Param::Float(f) => Value::Str(format!("{f:?}").into()),
+                };
+                (k, v)
+            })
+            .collect();
+        Ok(wf)
+    }
+
+    /// A rate: a positive number, or a parameter that holds one.
+    fn rate(&self, raw: &RawExpr, params: &BTreeMap<String, Param>) -> Result<f64, ScenarioError> {
+        let t = &raw.get_ref().text;
+        let v = if let Ok(f) = t.parse::<f64>() {
+            Some(f)
+        } else if let Some(p) = t.strip_prefix("params.").and_then(|n| params.get(n.trim())) {
+            match p {
+                Param::Float(f) => Some(*f),
+                Param::Int(i) => Some(*i as f64),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        match v {
+            Some(r) if r.is_finite() && r > 0.0 && r <= crate::scenario::MAX_RATE_PER_SEC => Ok(r),
+            _ => Err(self.err(
+                raw.span(),
+                format!(
+                    "a rate per second above 0 and at most {} (a number or params.<name>), not `{t}`",
+                    crate::scenario::MAX_RATE_PER_SEC
+                ),
+            )),
+        }
+    }
+
+    /// A request field's distribution: `uniform(lo, hi)`, `zipf(n, s)` or a constant.
+    fn draw(&self, raw: &RawExpr, params: &BTreeMap<String, Param>) -> Result<Draw, ScenarioError> {
+        let t = raw.get_ref().text.trim();
+        let call = |name: &str| t.strip_prefix(name).map(str::trim_start).and_then(|r| r.strip_prefix('('));
+        let args = |rest: &str| -> Result<Vec<String>, ScenarioError> {
+            let inner = rest.strip_suffix(')').ok_or_else(|| self.err(raw.span(), "`)` closing the distribution"))?;
+            Ok(inner.split(',').map(|a| a.trim().to_string()).collect())
+        };
+        let int_arg = |a: &str| -> Result<i64, ScenarioError> {
+            let sub = Spanned::new(raw.span(), Text { text: a.to_string(), quoted: false });
+            Ok(self.constant(&sub, params, Type::Int)?.as_int())
+        };
+        if let Some(rest) = call("uniform") {
+            let a = args(rest)?;
+            if a.len() != 2 {
+                return Err(self.err(raw.span(), "uniform(lo, hi): two integer arguments"));
+            }
+            let (lo, hi) = (int_arg(&a[0])?, int_arg(&a[1])?);
+            if lo > hi || lo < 0 {
+                return Err(self.err(raw.span(), format!("uniform(lo, hi) with 0 <= lo <= hi, found {lo} and {hi}")));
+            }
+            return Ok(Draw::Uniform { lo, hi });
+        }
+        if let Some(rest) = call("zipf") {
+            let a = args(rest)?;
+            let n = a.first().map(|x| int_arg(x)).transpose()?.unwrap_or(0);
+            let s = match a.get(1) {
+                None => 1.0,
+                Some(x) => x
+                    .parse::<f64>()
+                    .ok()
+                    .or_else(|| match x.strip_prefix("params.").and_then(|p| params.get(p)) {
+                        Some(Param::Float(f)) => Some(*f),
+                        Some(Param::Int(i)) => Some(*i as f64),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        self.err(raw.span(), format!("a Zipf exponent (a number or params.<name>), not `{x}`"))
+                    })?,
+            };
+            if a.len() > 2 || n <= 0 || n as u64 > MAX_ZIPF_VALUES || !(s.is_finite() && (0.0..=10.0).contains(&s)) {
+                return Err(self.err(
+                    raw.span(),
+                    format!("zipf(n, s): from 1 to {MAX_ZIPF_VALUES} values, an exponent s from 0 to 10"),
+                ));
+            }
+            return Ok(Draw::Zipf { n: n as u64, s });
+        }
+        match self.constant(raw, params, Type::Int) {
+            Ok(v) => Ok(Draw::Const(v)),
+            Err(e) => {
+                Err(ScenarioError { message: format!("uniform(lo, hi), zipf(n, s) or a constant: {}", e.message), ..e })
+            }
+        }
+    }
+
+    fn lock(&self, l: &Option<Spanned<String>>) -> Result<Lock, ScenarioError> {
+        match l {
+            None => Ok(Lock::None),
+            Some(s) => {
+                match s.get_ref().as_str() {
+                    "none" => Ok(Lock::None),
+                    "for-share" => Ok(Lock::ForShare),
+                    "for-update" => Ok(Lock::ForUpdate),
+                    other => Err(self
+                        .err(s.span(), format!("a lock: \"none\", \"for-share\" or \"for-update\", not \"{other}\""))),
+                }
+            }
+        }
+    }
+
+    fn otherwise(&self, o: &Option<Spanned<String>>) -> Result<Otherwise, ScenarioError> {
+        match o {
+            None => Ok(Otherwise::Reject),
+            Some(s) => match s.get_ref().as_str() {
+                "reject" => Ok(Otherwise::Reject),
+                "throw" => Ok(Otherwise::Throw),
+                other => Err(self.err(s.span(), format!("\"reject\" or \"throw\", not \"{other}\""))),
+            },
+        }
+    }
+
+    fn event_of(&self, wf: &Workflow, name: &Spanned<String>) -> Result<u16, ScenarioError> {
+        wf.event(name.get_ref()).ok_or_else(|| {
+            let declared: Vec<&str> = wf.events.iter().map(|e| e.name.as_str()).collect();
+            self.err(name.span(), format!("a declared event ({}), not `{}`", declared.join(", "), name.get_ref()))
+        })
+    }
+
+    /// The index of field `f` among `fields` (of `owner`, for the message).
+    fn field_of(&self, fields: &[(String, Type)], owner: &str, f: &Spanned<String>) -> Result<usize, ScenarioError> {
+        fields
+            .iter()
+            .position(|(n, _)| n == f.get_ref())
+            .ok_or_else(|| self.err(f.span(), format!("a field of {owner} ({}), not `{}`", names(fields), f.get_ref())))
+    }
+
+    fn table_of(&self, wf: &Workflow, name: &Spanned<String>) -> Result<u16, ScenarioError> {
+        wf.table(name.get_ref()).ok_or_else(|| {
+            self.err(
+                name.span(),
+                format!(
+                    "a declared table ({}), not `{}`",
+                    wf.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+                    name.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn cache_of(&self, wf: &Workflow, name: &Spanned<String>, kinds: &[CacheKind]) -> Result<u16, ScenarioError> {
+        let Some(i) = wf.caches.iter().position(|c| &c.name == name.get_ref()) else {
+            return Err(self.err(
+                name.span(),
+                format!(
+                    "a declared cache structure ({}), not `{}`",
+                    wf.caches.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                    name.get_ref()
+                ),
+            ));
+        };
+        if !kinds.contains(&wf.caches[i].kind) {
+            return Err(self.err(name.span(), format!("a cache structure of type {kinds:?} for this command")));
+        }
+        Ok(i as u16)
+    }
+
+    fn handler(
+        &self,
+        wf: &Workflow,
+        params: &BTreeMap<String, Param>,
+        input: (&'static str, Vec<(String, Type)>),
+        transaction: &[Spanned<RawStep>],
+        steps: &[Spanned<RawStep>],
+    ) -> Result<Handler, ScenarioError> {
+        let next = input.1.len() as u16 + u16::from(input.0 == "request");
+        let mut frame =
+            Frame { params, tables: &wf.tables, enums: &wf.enums, input, reads: Vec::new(), answers: Vec::new(), next };
+        let mut h = Handler { transaction: Vec::new(), after: Vec::new(), frame: 0 };
+        for (list, in_txn) in [(transaction, true), (steps, false)] {
+            if let Some(s) = list.get(MAX_STEPS) {
+                self.bound(s.span(), list.len(), MAX_STEPS, "steps per list")?;
+            }
+            for s in list {
+                let step = self.step(wf, &mut frame, s, in_txn)?;
+                if in_txn { h.transaction.push(step) } else { h.after.push(step) }
+            }
+        }
+        h.frame = frame.next;
+        Ok(h)
+    }
+
+    fn step(&self, wf: &Workflow, f: &mut Frame, s: &Spanned<RawStep>, in_txn: bool) -> Result<Step, ScenarioError> {
+        let r = s.get_ref();
+        let verbs: [(&str, bool); 11] = [
+            ("read", r.read.is_some()),
+            ("require", r.require.is_some()),
+            ("update", r.update.is_some()),
+            ("insert", r.insert.is_some()),
+            ("publish", r.publish.is_some()),
+            ("sadd", r.sadd.is_some()),
+            ("srem", r.srem.is_some()),
+            ("zincrby", r.zincrby.is_some()),
+            ("incrby", r.incrby.is_some()),
+            ("del", r.del.is_some()),
+            ("call", r.call.is_some()),
+        ];
+        let named: Vec<&str> = verbs.iter().filter(|(_, on)| *on).map(|(v, _)| *v).collect();
+        if named.len() != 1 {
+            return Err(self.err(
+                s.span(),
+                format!(
+                    "exactly one verb per step ({}), found {}",
+                    verbs.iter().map(|(v, _)| *v).collect::<Vec<_>>().join(", "),
+                    if named.is_empty() { "none".to_string() } else { named.join(" and ") }
+                ),
+            ));
+        }
+        let verb = named[0];
+        // Which options each verb takes; any other is an error at the step.
+        let options: [(&str, bool, &[&str]); 9] = [
+            ("id", r.id.is_some(), &["read", "insert"]),
+            ("lock", r.lock.is_some(), &["read"]),
+            ("otherwise", r.otherwise.is_some(), &["read", "require"]),
+            ("set", r.set.is_some(), &["update"]),
+            ("values", r.values.is_some(), &["insert", "publish"]),
+            ("key", r.key.is_some(), &["sadd", "srem", "incrby", "del"]),
+            ("member", r.member.is_some(), &["sadd", "srem", "zincrby"]),
+            ("by", r.by.is_some(), &["zincrby", "incrby"]),
+            ("as", r.answer.is_some(), &["sadd"]),
+        ];
+        for (opt, on, verbs) in options {
+            if on && !verbs.contains(&verb) {
+                return Err(self.err(s.span(), format!("`{opt}` only with {}, not with `{verb}`", verbs.join(" or "))));
+            }
+        }
+        let need = |o: &Option<RawExpr>, name: &str| -> Result<RawExpr, ScenarioError> {
+            o.clone().ok_or_else(|| self.err(s.span(), format!("`{name}` for `{verb}`")))
+        };
+        let in_transaction_only = ["read", "update", "insert"];
+        if !in_txn && in_transaction_only.contains(&verb) {
+            return Err(self.err(
+                s.span(),
+                format!("`{verb}` inside the `transaction` list (a DB write or locking read needs a transaction)"),
+            ));
+        }
+        Ok(match verb {
+            "read" => {
+                let table = self.table_of(wf, r.read.as_ref().expect("read"))?;
+                let id = self.expr(&need(&r.id, "id")?, f, Some(Type::Int))?;
+                let into = f.next;
+                f.next = f.next.saturating_add(wf.tables[table as usize].fields.len() as u16);
+                f.reads.push((table, into));
+                Step::Read { table, id, lock: self.lock(&r.lock)?, into, missing: self.otherwise(&r.otherwise)? }
+            }
+            "require" => {
+                let raw = r.require.as_ref().expect("require");
+                let cond = self.expr(raw, f, Some(Type::Bool))?;
+                Step::Require { cond, otherwise: self.otherwise(&r.otherwise)?, message: raw.get_ref().text.clone() }
+            }
+            "update" => {
+                let name = r.update.as_ref().expect("update");
+                let table = self.table_of(wf, name)?;
+                let Some(&(_, from)) = f.reads.iter().rev().find(|(t, _)| *t == table) else {
+                    return Err(self.err(name.span(), format!("a `read` of {} before it is updated", name.get_ref())));
+                };
+                let set = r.set.as_ref().ok_or_else(|| self.err(s.span(), "`set` for `update`"))?;
+                let mut out = Vec::new();
+                for (field, v) in set {
+                    let fields = &wf.tables[table as usize].fields;
+                    let i = self.field_of(fields, &format!("table {}", name.get_ref()), field)?;
+                    out.push((i as u16, self.expr(v, f, Some(fields[i].1))?));
+                }
+                Step::Update { table, from, set: out }
+            }
+            "insert" => {
+                let name = r.insert.as_ref().expect("insert");
+                let table = self.table_of(wf, name)?;
+                let id = self.expr(&need(&r.id, "id")?, f, Some(Type::Int))?;
+                let given = r.values.as_ref().ok_or_else(|| self.err(s.span(), "`values` for `insert`"))?;
+                let values = self.all_values(
+                    &wf.tables[table as usize].fields,
+                    given,
+                    f,
+                    s,
+                    &format!("table {}", name.get_ref()),
+                )?;
+                Step::Insert { table, id, values }
+            }
+            "publish" => {
+                let name = r.publish.as_ref().expect("publish");
+                let event = self.event_of(wf, name)?;
+                let given = r.values.as_ref().ok_or_else(|| self.err(s.span(), "`values` for `publish`"))?;
+                let values = self.all_values(
+                    &wf.events[event as usize].fields,
+                    given,
+                    f,
+                    s,
+                    &format!("event {}", name.get_ref()),
+                )?;
+                Step::Publish { event, values }
+            }
+            "sadd" | "srem" => {
+                let name = r.sadd.as_ref().or(r.srem.as_ref()).expect("sadd or srem");
+                let cache = self.cache_of(wf, name, &[CacheKind::Set])?;
+                let key = self.expr(&need(&r.key, "key")?, f, None)?;
+                let member = self.expr(&need(&r.member, "member")?, f, None)?;
+                let answer = match &r.answer {
+                    None => None,
+                    Some(a) => {
+                        self.at_name(a, "answer")?;
+                        let slot = f.next;
+                        f.next = f.next.saturating_add(1);
+                        f.answers.push((a.get_ref().clone(), slot));
+                        Some(slot)
+                    }
+                };
+                let command = if verb == "sadd" {
+                    CacheCommand::Sadd { key, member }
+                } else {
+                    CacheCommand::Srem { key, member }
+                };
+                Step::Cache { cache, command, answer }
+            }
+            "zincrby" => {
+                let cache = self.cache_of(wf, r.zincrby.as_ref().expect("zincrby"), &[CacheKind::SortedSet])?;
+                let member = self.expr(&need(&r.member, "member")?, f, None)?;
+                let by = self.expr(&need(&r.by, "by")?, f, Some(Type::Int))?;
+                Step::Cache { cache, command: CacheCommand::Zincrby { member, by }, answer: None }
+            }
+            "incrby" => {
+                let cache = self.cache_of(wf, r.incrby.as_ref().expect("incrby"), &[CacheKind::Counter])?;
+                let key = self.expr(&need(&r.key, "key")?, f, None)?;
+                let by = self.expr(&need(&r.by, "by")?, f, Some(Type::Int))?;
+                Step::Cache { cache, command: CacheCommand::Incrby { key, by }, answer: None }
+            }
+            "del" => {
+                let cache = self.cache_of(
+                    wf,
+                    r.del.as_ref().expect("del"),
+                    &[CacheKind::Keys, CacheKind::Counter, CacheKind::Set],
+                )?;
+                let key = self.expr(&need(&r.key, "key")?, f, None)?;
+                Step::Cache { cache, command: CacheCommand::Del { key }, answer: None }
+            }
+            _ => Step::Call { system: r.call.as_ref().expect("call").get_ref().clone() },
+        })
+    }
+
+    /// Every field's value for an insert or a publish, in field order: each field given once.
+    fn all_values(
+        &self,
+        fields: &[(String, Type)],
+        given: &BTreeMap<Spanned<String>, RawExpr>,
+        f: &Frame,
+        s: &Spanned<RawStep>,
+        what: &str,
+    ) -> Result<Vec<expr::Expr>, ScenarioError> {
+        for name in given.keys() {
+            if !fields.iter().any(|(n, _)| n == name.get_ref()) {
+                return Err(self.err(name.span(), format!("a field of {what}, not `{}`", name.get_ref())));
+            }
+        }
+        let mut out = Vec::new();
+        for (name, t) in fields {
+            let Some((_, v)) = given.iter().find(|(k, _)| k.get_ref() == name) else {
+                return Err(self.err(s.span(), format!("a value for every field of {what}: `{name}` is missing")));
+            };
+            out.push(self.expr(v, f, Some(*t))?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,192 @@
+//! The workflow compiler: the bundled order workflow compiles to what the Rust order service
+//! does, and each kind of bad input is an error at the file, line and column of its cause.
+
+use super::expr::{Type, Value};
+use super::*;
+use crate::scenario::line_col;
+
+const ORDER: &str = include_str!("../../../scenarios/workflows/order.toml");
+
+fn order() -> Workflow {
+    compile("order.toml", ORDER, &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_order_workflow_compiles_to_seed_001s_order_service() {
+    let wf = order();
+    assert_eq!(wf.name, "order");
+    let product = &wf.tables[wf.table("product").expect("product") as usize];
+    assert_eq!(product.fields, vec![("stock".to_string(), Type::Int)]);
+    assert_eq!((product.initial_rows, product.initial_values.clone()), (50, vec![Value::Int(300)]));
+    let orders = &wf.tables[wf.table("orders").expect("orders") as usize];
+    assert_eq!(orders.fields.len(), 4);
+    assert_eq!(wf.enums[0], vec!["PENDING", "PAID", "CANCELLED"]);
+
+    let ev = &wf.events[wf.event("order-created").expect("event") as usize];
+    assert_eq!((ev.topic.as_str(), ev.key, ev.subject), ("order-created", Some(0), 0));
+
+    let r = wf.request("create-order").expect("create-order");
+    assert_eq!(r.service, "order-service");
+    assert_eq!(r.rate_per_sec, 1000.0);
+    // The file's order is the order of the draws: user, product, qty, as OrderService's workload.
+    assert_eq!(
+        r.fields,
+        vec![
+            ("user".to_string(), Draw::Uniform { lo: 0, hi: 4999 }),
+            ("product".to_string(), Draw::Zipf { n: 50, s: 1.0 }),
+            ("qty".to_string(), Draw::Uniform { lo: 1, hi: 3 }),
+        ]
+    );
+    let t = &r.handler.transaction;
+    assert!(matches!(t[0], Step::Read { lock: Lock::ForUpdate, into: 4, missing: Otherwise::Reject, .. }));
+    assert!(matches!(t[1], Step::Require { otherwise: Otherwise::Reject, .. }));
+    assert!(matches!(&t[2], Step::Update { from: 4, set, .. } if set.len() == 1));
+    assert!(matches!(&t[3], Step::Insert { values, .. } if values.len() == 4));
+    assert!(matches!(&t[4], Step::Publish { event: 0, values } if values.len() == 4));
+    // request.id, user, product, qty, then the product row's stock.
+    assert_eq!(r.handler.frame, 5);
+
+    let l = wf.listener("order-event-consumer").expect("listener");
+    assert_eq!(l.handler.after.len(), 2);
+    assert!(matches!(wf.invariants[0], InvariantDecl::Always { ref name, .. } if name == "no-oversell"));
+}
+
+#[test]
+fn a_guard_evaluates_against_its_frame() {
+    let wf = order();
+    let r = wf.request("create-order").expect("create-order");
+    let Step::Require { cond, .. } = &r.handler.transaction[1] else { panic!("a require") };
+    // id 7, user 1, product 2, qty 3; stock 3 then 2.
+    let frame = |stock| vec![Value::Int(7), Value::Int(1), Value::Int(2), Value::Int(3), Value::Int(stock)];
+    assert_eq!(cond.eval(&frame(3)), Ok(Value::Bool(true)));
+    assert_eq!(cond.eval(&frame(2)), Ok(Value::Bool(false)));
+    let Step::Update { set, .. } = &r.handler.transaction[2] else { panic!("an update") };
+    assert_eq!(set[0].1.eval(&frame(3)), Ok(Value::Int(0)));
+}
+
+#[test]
+fn a_scenario_binds_parameters() {
+    let wf =
+        compile("order.toml", ORDER, &[("products".into(), Param::Int(7)), ("rate_per_sec".into(), Param::Float(5.0))])
+            .expect("bound");
+    assert_eq!(wf.tables[wf.table("product").expect("product") as usize].initial_rows, 7);
+    assert_eq!(wf.request("create-order").expect("r").rate_per_sec, 5.0);
+    assert!(matches!(wf.request("create-order").expect("r").fields[1].1, Draw::Zipf { n: 7, .. }));
+    let e = compile("order.toml", ORDER, &[("prodcuts".into(), Param::Int(7))]).expect_err("unknown");
+    assert!(e.message.contains("products") && e.message.contains("prodcuts"), "{e}");
+    let e = compile("order.toml", ORDER, &[("products".into(), Param::Int(20_000_000))]).expect_err("too many rows");
+    assert!(e.message.contains("at most 10000000 initial rows"), "{e}");
+    assert_eq!((e.line, e.column), line_col(ORDER, ORDER.find("\"params.products\", values").expect("count")));
+}
+
+/// Replace `from` with `to` in the order workflow: the error must be at the first character of
+/// `at` (searched in the changed text, after `to`'s start when `at` is in it) and say `says`.
+fn bad(from: &str, to: &str, at: &str, says: &str) {
+    assert!(ORDER.contains(from), "the workflow has no `{from}`");
+    let text = ORDER.replacen(from, to, 1);
+    let e = compile("order.toml", &text, &[]).expect_err(to);
+    let start = text.find(to).unwrap_or(0);
+    let pos = text[start..].find(at).map(|i| start + i).or_else(|| text.find(at)).expect("the place");
+    assert_eq!((e.line, e.column), line_col(&text, pos), "{to}: {e}");
+    assert!(e.message.contains(says), "{to}: `{}` does not say `{says}`", e.message);
+    assert!(e.to_string().starts_with("order.toml:"), "{e}");
+}
+
+#[test]
+fn an_unknown_name_is_an_error_at_its_place() {
+    bad(
+        "product.stock >= request.qty",
+        "product.stok >= request.qty",
+        "product.stok",
+        "a field of table product (stock)",
+    );
+    bad(
+        "by = \"event.qty\"",
+        "by = \"event.amount\"",
+        "event.amount",
+        "a field of the event (order_id, user, product, qty)",
+    );
+    bad("read = \"product\"", "read = \"products\"", "\"products\"", "a declared table (orders, product)");
+    bad(
+        "event = \"order-created\"",
+        "event = \"order-creatd\"",
+        "\"order-creatd\"",
+        "a declared event (order-created)",
+    );
+    bad("{ publish = \"order-created\"", "{ publish = \"order-cancelled\"", "\"order-cancelled\"", "a declared event");
+    bad("{ zincrby = \"ranking\"", "{ zincrby = \"rank\"", "\"rank\"", "a declared cache structure (cart, ranking)");
+    bad("params.users - 1", "params.user - 1", "\"uniform(0", "a declared parameter");
+    bad(
+        "always = \"product.stock >= 0\"",
+        "always = \"product.stock >= orders.qty\"",
+        "orders.qty",
+        "one table per invariant",
+    );
+    bad("key = \"order_id\"", "key = \"order\"", "\"order\"", "a field of event order-created");
+}
+
+#[test]
+fn a_type_error_is_an_error_at_its_operator() {
+    bad("product.stock >= request.qty", "product.stock >= 'ten'", ">=", "both sides of `>=` of one type");
+    bad("status = \"'PENDING'\"", "status = \"'PENDNG'\"", "'PENDNG'", "one of PENDING, PAID, CANCELLED");
+    bad(
+        "require = \"product.stock >= request.qty\"",
+        "require = \"product.stock - request.qty\"",
+        "product.stock -",
+        "a boolean here",
+    );
+    bad("fields = { stock = \"int\" }", "fields = { stock = \"integer\" }", "\"integer\"", "a type: \"int\"");
+    bad("type = \"sorted-set\"", "type = \"zset\"", "\"zset\"", "a cache type");
+}
+
+#[test]
+fn a_step_is_one_verb_with_its_own_options() {
+    bad(
+        "{ del = \"cart\", key = \"event.user\" }",
+        "{ del = \"cart\", zincrby = \"ranking\" }",
+        "{ del",
+        "exactly one verb per step",
+    );
+    bad(
+        "{ del = \"cart\", key = \"event.user\" }",
+        "{ del = \"cart\", key = \"event.user\", by = \"1\" }",
+        "{ del",
+        "`by` only with",
+    );
+    bad("lock = \"for-update\"", "lok = \"for-update\"", "lok", "unknown field `lok`");
+    bad("lock = \"for-update\"", "lock = \"exclusive\"", "\"exclusive\"", "a lock");
+    bad("otherwise = \"reject\"", "otherwise = \"rollback\"", "\"rollback\"", "\"reject\" or \"throw\"");
+    bad(
+        "{ del = \"cart\", key = \"event.user\" }",
+        "{ read = \"product\", id = \"event.product\" }",
+        "{ read",
+        "inside the `transaction` list",
+    );
+    bad(
+        "qty = \"request.qty\", status",
+        "status",
+        "{ insert",
+        "a value for every field of table orders: `qty` is missing",
+    );
+    bad(
+        "{ read = \"product\", id = \"request.product\", lock = \"for-update\" },",
+        "",
+        "product.stock >= request.qty",
+        "is not read before it",
+    );
+}
+
+#[test]
+fn requests_need_rates_and_distributions() {
+    bad("rate_per_sec = \"params.rate_per_sec\"", "rate_per_sec = 0", "0\n", "a rate per second above 0");
+    bad("uniform(1, params.quantity_max)", "uniform(3, 1)", "\"uniform(3, 1)", "0 <= lo <= hi");
+    bad("zipf(params.products, params.zipf_exponent)", "zipf(params.products, hot)", "\"zipf", "a Zipf exponent");
+    bad("zipf(params.products, params.zipf_exponent)", "zipf(20_000_000)", "\"zipf", "from 1 to 10000000 values");
+    bad("uniform(1, params.quantity_max)", "normal(1, 2)", "normal(1", "uniform(lo, hi), zipf(n, s) or a constant");
+}
+
+#[test]
+fn names_used_in_expressions_are_identifiers() {
+    bad("[tables.orders]", "[tables.order-rows]", "order-rows", "a table name usable in expressions");
+    bad("[cache.cart]", "[cache.params]", "params", "a cache name usable in expressions");
+}

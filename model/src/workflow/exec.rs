@@ -1,0 +1,573 @@
+//! Executing a compiled workflow's steps against its state: the DB's tables and the cache.
+//!
+//! Sans-IO, like the rest of `model/`: the driver that owns the state (the simulator, or the
+//! real backend, whose DB and cache are in-process too) calls [`State::transaction`] when a
+//! transaction commits and [`State::steps`] for the steps outside one; what they publish and
+//! call comes back as data for the driver to carry out. Nothing here reads a clock or draws a
+//! random number.
+//!
+//! A transaction is atomic: its writes are staged and applied together at the end, or not at
+//! all. Rows are read as the transaction has written them so far. Redis is not transactional:
+//! a cache command inside a `transaction` list takes effect at once and stays when the
+//! transaction rolls back, as it does under Spring's `@Transactional` without Redis
+//! transaction support.
+
+use super::expr::{EvalError, Expr, Value};
+use super::{CacheCommand, CacheKind, InvariantDecl, Otherwise, Step, Workflow};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One table's rows and its unique indexes.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Rows {
+    rows: BTreeMap<i64, Box<[Value]>>,
+    /// Per unique constraint, the values its fields hold in some row.
+    unique: Vec<BTreeSet<Vec<Value>>>,
+}
+
+/// One cache structure's contents.
+#[derive(Clone, Debug, PartialEq)]
+enum CacheData {
+    Set(BTreeMap<Value, BTreeSet<Value>>),
+    Sorted(BTreeMap<Value, i64>),
+    Counter(BTreeMap<Value, i64>),
+    Keys(BTreeSet<Value>),
+}
+
+/// The DB's tables and the cache of a workflow's run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    tables: Vec<Rows>,
+    caches: Vec<CacheData>,
+}
+
+/// A committed write: the row before (none for an insert) and after.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub table: u16,
+    pub id: i64,
+    pub before: Option<Box<[Value]>>,
+    pub after: Box<[Value]>,
+}
+
+/// Why steps stopped early.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stop {
+    /// A `require` or a missing row with `otherwise = "reject"`: a business rejection.
+    Rejected { step: u16, message: String },
+    /// A `require` with `otherwise = "throw"`, a duplicate key or a unique constraint: an
+    /// exception (rollback; a listener's error handler retries).
+    Thrown { step: u16, message: String },
+    /// An expression's arithmetic failed: the workflow is wrong, and the run stops with exit 2.
+    Error { step: u16, error: EvalError },
+}
+
+/// What a list of steps did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// `None`: every step ran (and a transaction committed).
+    pub stop: Option<Stop>,
+    /// Committed writes, in the order they were made (empty when a transaction rolled back).
+    pub writes: Vec<Write>,
+    /// Events to publish, in step order, with every field's value (a rolled-back transaction
+    /// publishes nothing; what the publishing strategy does with them is the service's affair).
+    pub published: Vec<(u16, Box<[Value]>)>,
+    /// External systems called, in step order.
+    pub calls: Vec<String>,
+    /// Cache commands that took effect (they stay when a transaction rolls back).
+    pub cache_commands: u32,
+}
+
+impl State {
+    /// The state a run starts with: each table's initial rows, empty cache structures.
+    pub fn new(wf: &Workflow) -> Self {
+        let tables = wf
+            .tables
+            .iter()
+            .map(|t| {
+                let mut r = Rows { rows: BTreeMap::new(), unique: vec![BTreeSet::new(); t.unique.len()] };
+                let row: Box<[Value]> = t.initial_values.clone().into_boxed_slice();
+                for id in 0..t.initial_rows as i64 {
+                    for (u, cols) in t.unique.iter().enumerate() {
+                        r.unique[u].insert(cols.iter().map(|&c| row[c as usize].clone()).collect());
+                    }
+                    r.rows.insert(id, row.clone());
+                }
+                r
+            })
+            .collect();
+        let caches = wf
+            .caches
+            .iter()
+            .map(|c| match c.kind {
+                CacheKind::Set => CacheData::Set(BTreeMap::new()),
+                CacheKind::SortedSet => CacheData::Sorted(BTreeMap::new()),
+                CacheKind::Counter => CacheData::Counter(BTreeMap::new()),
+                CacheKind::Keys => CacheData::Keys(BTreeSet::new()),
+            })
+            .collect();
+        Self { tables, caches }
+    }
+
+    /// Row `id` of `table`, as committed.
+    pub fn row(&self, table: u16, id: i64) -> Option<&[Value]> {
+        self.tables.get(table as usize)?.rows.get(&id).map(|r| &r[..])
+    }
+
+    /// The rows of `table` in id order.
+    pub fn rows(&self, table: u16) -> impl Iterator<Item = (i64, &[Value])> + '_ {
+        self.tables.get(table as usize).into_iter().flat_map(|t| t.rows.iter().map(|(id, r)| (*id, &r[..])))
+    }
+
+    /// A sorted set's score of `member` (0 if absent), a counter's value, for tests and reports.
+    pub fn score(&self, cache: u16, member: &Value) -> i64 {
+        match self.caches.get(cache as usize) {
+            Some(CacheData::Sorted(m) | CacheData::Counter(m)) => m.get(member).copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Whether key `key` of a `keys` structure exists, or a set at `key` holds anything.
+    pub fn has_key(&self, cache: u16, key: &Value) -> bool {
+        match self.caches.get(cache as usize) {
+            Some(CacheData::Keys(k)) => k.contains(key),
+            Some(CacheData::Set(s)) => s.get(key).is_some_and(|m| !m.is_empty()),
+            _ => false,
+        }
+    }
+
+    /// Run `steps` as one transaction against `frame` (the input's values in its first slots,
+    /// sized by the handler): all its writes, or none.
+    pub fn transaction(&mut self, wf: &Workflow, steps: &[Step], frame: &mut [Value]) -> Outcome {
+        let mut out = Outcome::default();
+        let mut txn = Txn::default();
+        for (i, step) in steps.iter().enumerate() {
+            let i = i as u16;
+            let res = match step {
+                Step::Read { table, id, into, missing, .. } => {
+                    self.read(*table, id, *into, *missing, frame, &mut txn, i)
+                }
+                Step::Update { table, from, set } => self.update(*table, *from, set, frame, &mut txn, i),
+                Step::Insert { table, id, values } => self.insert(wf, *table, id, values, frame, &mut txn, i),
+                other => self.common(other, frame, &mut out, i),
+            };
+            if let Err(stop) = res {
+                return out.rolled_back(stop);
+            }
+        }
+        // Commit: unique constraints over the rows as written, then every write at once.
+        for &(t, id) in &txn.order {
+            let (before, after) = &txn.staged[&(t, id)];
+            for (u, cols) in wf.tables[t as usize].unique.iter().enumerate() {
+                let key = project(after, cols);
+                let own = before.as_ref().map(|b| project(b, cols));
+                let taken_by_another = self.tables[t as usize].unique[u].contains(&key) && own.as_ref() != Some(&key);
+                let taken_here = txn
+                    .order
+                    .iter()
+                    .any(|&(t2, id2)| t2 == t && id2 != id && project(&txn.staged[&(t2, id2)].1, cols) == key);
+                if taken_by_another || taken_here {
+                    let table = &wf.tables[t as usize];
+                    let names: Vec<&str> = cols.iter().map(|&c| table.fields[c as usize].0.as_str()).collect();
+                    let message = format!(
+                        "duplicate entry for the unique constraint on {}({}) (DataIntegrityViolationException)",
+                        table.name,
+                        names.join(", ")
+                    );
+                    return out.rolled_back(Stop::Thrown { step: steps.len() as u16, message });
+                }
+            }
+        }
+        for (t, id) in txn.order {
+            let (before, after) = txn.staged.remove(&(t, id)).expect("a staged row");
+            let rows = &mut self.tables[t as usize];
+            for (u, cols) in wf.tables[t as usize].unique.iter().enumerate() {
+                if let Some(b) = &before {
+                    rows.unique[u].remove(&project(b, cols));
+                }
+                rows.unique[u].insert(project(&after, cols));
+            }
+            rows.rows.insert(id, after.clone());
+            out.writes.push(Write { table: t, id, before, after });
+        }
+        out
+    }
+
+    /// Run `steps` outside a transaction (after one committed, or in a handler without one):
+    /// cache commands, guards, publications and calls, in order, until one stops them.
+    pub fn steps(&mut self, steps: &[Step], frame: &mut [Value]) -> Outcome {
+        let mut out = Outcome::default();
+        for (i, step) in steps.iter().enumerate() {
+            if let Err(stop) = self.common(step, frame, &mut out, i as u16) {
+                out.stop = Some(stop);
+                return out;
+            }
+        }
+        out
+    }
+
+    /// The invariants of kind `always` that a committed write breaks: (invariant, table, row id).
+    pub fn check_always(&self, wf: &Workflow, writes: &[Write]) -> Result<Vec<(u16, u16, i64)>, EvalError> {
+        let mut broken = Vec::new();
+        for (n, inv) in wf.invariants.iter().enumerate() {
+            let InvariantDecl::Always { table, cond, .. } = inv else { continue };
+            for w in writes.iter().filter(|w| w.table == *table) {
+                if !cond.eval(&w.after)?.as_bool() {
+                    broken.push((n as u16, *table, w.id));
+                }
+            }
+        }
+        Ok(broken)
+    }
+
+    /// The rows that break an invariant of kind `eventually`, at the end of a run (and, for
+    /// `always`, any row that broke it from the start: initial rows are not written).
+    pub fn check_end(&self, wf: &Workflow) -> Result<Vec<(u16, u16, i64)>, EvalError> {
+        let mut broken = Vec::new();
+        for (n, inv) in wf.invariants.iter().enumerate() {
+            let (InvariantDecl::Always { table, cond, .. } | InvariantDecl::Eventually { table, cond, .. }) = inv;
+            for (id, row) in self.rows(*table) {
+                if !cond.eval(row)?.as_bool() {
+                    broken.push((n as u16, *table, id));
+                }
+            }
+        }
+        Ok(broken)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &self,
+        table: u16,
+        id: &Expr,
+        into: u16,
+        missing: Otherwise,
+        frame: &mut [Value],
+        txn: &mut Txn,
+        step: u16,
+    ) -> Result<(), Stop> {
+        let id = eval(id, frame, step)?.as_int();
+        let row = txn.staged.get(&(table, id)).map(|(_, r)| &r[..]).or_else(|| self.row(table, id));
+        let Some(row) = row else {
+            let message = format!("row {id} not found");
+            return Err(match missing {
+                Otherwise::Reject => Stop::Rejected { step, message },
+                Otherwise::Throw => Stop::Thrown { step, message },
+            });
+        };
+        let into = into as usize;
+        frame[into..into + row.len()].clone_from_slice(row);
+        txn.read_ids.insert(into as u16, id);
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        table: u16,
+        from: u16,
+        set: &[(u16, Expr)],
+        frame: &mut [Value],
+        txn: &mut Txn,
+        step: u16,
+    ) -> Result<(), Stop> {
+        let Some(&id) = txn.read_ids.get(&from) else {
+            // The compiler puts a read before every update; keep going wrong loudly, not silently.
+            return Err(Stop::Thrown { step, message: "an update of a row that was not read".into() });
+        };
+        let base = from as usize;
+        // Every value from the row as read, then written together (SQL's `SET`).
+        let values = set.iter().map(|(f, e)| Ok((*f, eval(e, frame, step)?))).collect::<Result<Vec<_>, Stop>>()?;
+        let before = match txn.staged.get(&(table, id)) {
+            Some((b, _)) => b.clone(),
+            None => self.row(table, id).map(Box::from),
+        };
+        let mut after: Box<[Value]> = match txn.staged.get(&(table, id)) {
+            Some((_, a)) => a.clone(),
+            None => match self.row(table, id) {
+                Some(r) => Box::from(r),
+                // Read in this transaction, so staged or committed: never here.
+                None => return Err(Stop::Thrown { step, message: format!("row {id} vanished") }),
+            },
+        };
+        for (f, v) in values {
+            frame[base + f as usize] = v.clone();
+            after[f as usize] = v;
+        }
+        if !txn.staged.contains_key(&(table, id)) {
+            txn.order.push((table, id));
+        }
+        txn.staged.insert((table, id), (before, after));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &self,
+        wf: &Workflow,
+        table: u16,
+        id: &Expr,
+        values: &[Expr],
+        frame: &mut [Value],
+        txn: &mut Txn,
+        step: u16,
+    ) -> Result<(), Stop> {
+        let id = eval(id, frame, step)?.as_int();
+        if txn.staged.contains_key(&(table, id)) || self.row(table, id).is_some() {
+            let message = format!(
+                "duplicate entry {id} for the primary key of {} (DuplicateKeyException)",
+                wf.tables[table as usize].name
+            );
+            return Err(Stop::Thrown { step, message });
+        }
+        let row = values.iter().map(|e| eval(e, frame, step)).collect::<Result<Vec<_>, Stop>>()?;
+        txn.order.push((table, id));
+        txn.staged.insert((table, id), (None, row.into_boxed_slice()));
+        Ok(())
+    }
+
+    /// The steps that run the same inside and outside a transaction.
+    fn common(&mut self, step: &Step, frame: &mut [Value], out: &mut Outcome, i: u16) -> Result<(), Stop> {
+        match step {
+            Step::Require { cond, otherwise, message } => {
+                if !eval(cond, frame, i)?.as_bool() {
+                    let message = format!("required {message}");
+                    return Err(match otherwise {
+                        Otherwise::Reject => Stop::Rejected { step: i, message },
+                        Otherwise::Throw => Stop::Thrown { step: i, message },
+                    });
+                }
+            }
+            Step::Publish { event, values } => {
+                let v = values.iter().map(|e| eval(e, frame, i)).collect::<Result<Vec<_>, Stop>>()?;
+                out.published.push((*event, v.into_boxed_slice()));
+            }
+            Step::Call { system } => out.calls.push(system.clone()),
+            Step::Cache { cache, command, answer } => {
+                let added = self.cache(*cache, command, frame, i)?;
+                if let Some(slot) = answer {
+                    frame[*slot as usize] = Value::Bool(added);
+                }
+                out.cache_commands += 1;
+            }
+            Step::Read { .. } | Step::Update { .. } | Step::Insert { .. } => {
+                // The compiler keeps these inside transactions.
+                return Err(Stop::Thrown { step: i, message: "a DB step outside a transaction".into() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply a Redis command; SADD's answer (whether the member was added).
+    fn cache(&mut self, cache: u16, command: &CacheCommand, frame: &[Value], step: u16) -> Result<bool, Stop> {
+        let data = &mut self.caches[cache as usize];
+        Ok(match (command, data) {
+            (CacheCommand::Sadd { key, member }, CacheData::Set(m)) => {
+                m.entry(eval(key, frame, step)?).or_default().insert(eval(member, frame, step)?)
+            }
+            (CacheCommand::Srem { key, member }, CacheData::Set(m)) => {
+                let k = eval(key, frame, step)?;
+                let v = eval(member, frame, step)?;
+                m.get_mut(&k).is_some_and(|s| s.remove(&v))
+            }
+            (CacheCommand::Zincrby { member, by }, CacheData::Sorted(m)) => {
+                let (k, by) = (eval(member, frame, step)?, eval(by, frame, step)?.as_int());
+                let score = m.entry(k).or_insert(0);
+                *score = score.checked_add(by).ok_or(Stop::Error { step, error: EvalError::Overflow })?;
+                true
+            }
+            (CacheCommand::Incrby { key, by }, CacheData::Counter(m)) => {
+                let (k, by) = (eval(key, frame, step)?, eval(by, frame, step)?.as_int());
+                let n = m.entry(k).or_insert(0);
+                *n = n.checked_add(by).ok_or(Stop::Error { step, error: EvalError::Overflow })?;
+                true
+            }
+            (CacheCommand::Del { key }, data) => {
+                let k = eval(key, frame, step)?;
+                match data {
+                    CacheData::Keys(s) => s.remove(&k),
+                    CacheData::Set(m) => m.remove(&k).is_some(),
+                    CacheData::Counter(m) | CacheData::Sorted(m) => m.remove(&k).is_some(),
+                }
+            }
+            // The compiler checks each command's structure type.
+            _ => false,
+        })
+    }
+}
+
+/// A row a transaction wrote: before it (none: inserted), and as written.
+type Staged = (Option<Box<[Value]>>, Box<[Value]>);
+
+/// A transaction under way: staged rows and which row each read loaded.
+#[derive(Default)]
+struct Txn {
+    /// (table, id) -> the row before the transaction (none: inserted) and as written.
+    staged: BTreeMap<(u16, i64), Staged>,
+    /// The order rows were first written in.
+    order: Vec<(u16, i64)>,
+    /// The first slot of each read -> the id of the row it loaded.
+    read_ids: BTreeMap<u16, i64>,
+}
+
+impl Outcome {
+    /// A rolled-back transaction: no writes, nothing published or called; cache commands stay.
+    fn rolled_back(mut self, stop: Stop) -> Self {
+        self.stop = Some(stop);
+        self.writes.clear();
+        self.published.clear();
+        self.calls.clear();
+        self
+    }
+}
+
+#[inline]
+fn eval(e: &Expr, frame: &[Value], step: u16) -> Result<Value, Stop> {
+    e.eval(frame).map_err(|error| Stop::Error { step, error })
+}
+
+fn project(row: &[Value], cols: &[u16]) -> Vec<Value> {
+    cols.iter().map(|&c| row[c as usize].clone()).collect()
+}
+
+/// A frame for `handler` with `input` in its first slots and the rest zero.
+pub fn frame(handler: &super::Handler, input: impl IntoIterator<Item = Value>) -> Vec<Value> {
+    let mut f: Vec<Value> = input.into_iter().collect();
+    f.resize(handler.frame as usize, Value::Int(0));
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::compile;
+
+    const ORDER: &str = include_str!("../../../scenarios/workflows/order.toml");
+
+    fn order() -> Workflow {
+        compile("order.toml", ORDER, &[("stock_per_product".into(), compile::Param::Int(5))]).expect("compiles")
+    }
+
+    /// A create-order request: id, user, product, qty.
+    fn create(wf: &Workflow, id: i64, product: i64, qty: i64) -> Vec<Value> {
+        let h = &wf.request("create-order").expect("create-order").handler;
+        frame(h, [id, 9, product, qty].map(Value::Int))
+    }
+
+    #[test]
+    fn an_order_commits_all_its_writes_or_none() {
+        let wf = order();
+        let mut st = State::new(&wf);
+        let (product, orders) = (wf.table("product").expect("t"), wf.table("orders").expect("t"));
+        let steps = &wf.request("create-order").expect("r").handler.transaction;
+        let out = st.transaction(&wf, steps, &mut create(&wf, 1, 2, 4));
+        assert_eq!(out.stop, None);
+        assert_eq!(st.row(product, 2), Some(&[Value::Int(1)][..]));
+        assert_eq!(st.row(orders, 1).map(|r| r[3].clone()), Some(Value::Enum(0)), "PENDING");
+        assert_eq!(out.writes.len(), 2);
+        assert_eq!(out.writes[0].before.as_deref(), Some(&[Value::Int(5)][..]));
+        assert_eq!(out.published, vec![(0, vec![Value::Int(1), Value::Int(9), Value::Int(2), Value::Int(4)].into())]);
+
+        // Not enough stock left: rejected, nothing written, nothing published.
+        let before = st.clone();
+        let out = st.transaction(&wf, steps, &mut create(&wf, 2, 2, 2));
+        assert!(matches!(out.stop, Some(Stop::Rejected { step: 1, .. })), "{:?}", out.stop);
+        assert!(out.writes.is_empty() && out.published.is_empty());
+        assert_eq!(st, before);
+
+        // An unknown product: the read finds no row.
+        let out = st.transaction(&wf, steps, &mut create(&wf, 3, 99, 1));
+        assert!(matches!(out.stop, Some(Stop::Rejected { step: 0, .. })), "{:?}", out.stop);
+
+        // The same order id again: the primary key refuses it, and the stock deduction with it.
+        let out = st.transaction(&wf, steps, &mut create(&wf, 1, 3, 1));
+        assert!(
+            matches!(&out.stop, Some(Stop::Thrown { step: 3, message }) if message.contains("DuplicateKeyException"))
+        );
+        assert_eq!(st.row(product, 3), Some(&[Value::Int(5)][..]));
+        assert_eq!(st.check_end(&wf), Ok(vec![]));
+    }
+
+    #[test]
+    fn the_listener_updates_the_ranking_and_deletes_the_cart() {
+        let wf = order();
+        let mut st = State::new(&wf);
+        let l = wf.listener("order-event-consumer").expect("listener");
+        let mut f = frame(&l.handler, [1, 9, 2, 4].map(Value::Int));
+        let out = st.steps(&l.handler.after, &mut f);
+        assert_eq!((out.stop, out.cache_commands), (None, 2));
+        let ranking = wf.caches.iter().position(|c| c.name == "ranking").expect("ranking") as u16;
+        assert_eq!(st.score(ranking, &Value::Int(2)), 4);
+        st.steps(&l.handler.after, &mut f);
+        assert_eq!(st.score(ranking, &Value::Int(2)), 8, "ZINCRBY is not idempotent");
+    }
+
+    #[test]
+    fn an_always_invariant_catches_the_write_that_breaks_it() {
+        // The order workflow without its guard oversells.
+        let text = ORDER.replace("{ require = \"product.stock >= request.qty\", otherwise = \"reject\" },", "");
+        let wf =
+            compile("order.toml", &text, &[("stock_per_product".into(), compile::Param::Int(5))]).expect("compiles");
+        let mut st = State::new(&wf);
+        let steps = &wf.request("create-order").expect("r").handler.transaction;
+        let out = st.transaction(&wf, steps, &mut create(&wf, 1, 2, 3));
+        assert_eq!(st.check_always(&wf, &out.writes), Ok(vec![]));
+        let out = st.transaction(&wf, steps, &mut create(&wf, 2, 2, 3));
+        assert_eq!(out.stop, None);
+        assert_eq!(st.check_always(&wf, &out.writes), Ok(vec![(0, wf.table("product").expect("t"), 2)]));
+        assert_eq!(st.check_end(&wf).map(|v| v.len()), Ok(1));
+    }
+
+    #[test]
+    fn a_unique_constraint_rejects_the_second_row_and_a_cache_command_outlives_a_rollback() {
+        let text = r#"
+[workflow]
+name = "coupons"
+
+[tables.user_coupon]
+fields = { coupon = "int", user = "int" }
+unique = [["coupon", "user"]]
+
+[cache.requested]
+type = "set"
+
+[events.issued]
+topic = "issued"
+key = "request"
+fields = { request = "int" }
+
+[requests.issue]
+service = "coupon-api"
+rate_per_sec = 10
+fields = { coupon = 1, user = "uniform(0, 9)" }
+transaction = [
+  { sadd = "requested", key = "request.coupon", member = "request.user", as = "added" },
+  { insert = "user_coupon", id = "request.id", values = { coupon = "request.coupon", user = "request.user" } },
+]
+"#;
+        let wf = compile("coupons.toml", text, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let mut st = State::new(&wf);
+        let h = &wf.request("issue").expect("issue").handler;
+        let first = st.transaction(&wf, &h.transaction, &mut frame(h, [1, 1, 7].map(Value::Int)));
+        assert_eq!((first.stop, first.writes.len()), (None, 1));
+        let second = st.transaction(&wf, &h.transaction, &mut frame(h, [2, 1, 7].map(Value::Int)));
+        assert!(
+            matches!(&second.stop, Some(Stop::Thrown { message, .. }) if message.contains("user_coupon(coupon, user)")),
+            "{:?}",
+            second.stop
+        );
+        assert_eq!(st.rows(0).count(), 1);
+        // The SADD of the rolled-back transaction stayed: Redis is not part of it.
+        assert_eq!(second.cache_commands, 1);
+        assert!(st.has_key(0, &Value::Int(1)));
+    }
+
+    #[test]
+    fn overflow_stops_the_steps_with_an_error() {
+        let text = ORDER.replace("product.stock - request.qty", "product.stock * 9223372036854775807");
+        let wf = compile("order.toml", &text, &[]).expect("compiles");
+        let mut st = State::new(&wf);
+        let steps = &wf.request("create-order").expect("r").handler.transaction;
+        let out = st.transaction(&wf, steps, &mut create(&wf, 1, 2, 1));
+        assert_eq!(out.stop, Some(Stop::Error { step: 2, error: EvalError::Overflow }));
+        assert!(out.writes.is_empty());
+    }
+}
