@@ -7,6 +7,7 @@ mod real;
 mod report;
 mod run;
 mod sweep;
+mod workflow;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,7 +29,7 @@ queues) against a simulated Kafka cluster, deterministically: one seed is one ex
 run. Every run's history is judged by invariants (no oversell, per-key order, eventual \
 processing, lost writes, duplicates, ...), so a design claim can be settled with evidence.",
     after_help = "Exit codes: 0 every claimed invariant held; 1 a claimed invariant was violated \
-(or a run moved no records, or a planned fault never fired); 2 bad input or environment.\n\nStart with:\n  evsim run scenarios/order-basic.toml\n  evsim run scenarios/order-basic.toml --seeds 100\n  evsim run scenarios/order-basic.toml --seed 7 --json\n  evsim run scenarios/order-failover-acks1.toml      # faults from the scenario's schedule\n  evsim check scenarios/order-acks1-search.toml      # search fault schedules, shrink a failure\n  evsim sweep scenarios/coupon-seed003.toml --vary workload.coupons=1,10,100 --seeds 20\n  evsim report scenarios/order-failover-acks1.toml --out out/failover   # HTML, Markdown, charts"
+(or a run moved no records, or a planned fault never fired); 2 bad input or environment.\n\nStart with:\n  evsim run scenarios/order-basic.toml\n  evsim run scenarios/order-basic.toml --seeds 100\n  evsim run scenarios/order-basic.toml --seed 7 --json\n  evsim run scenarios/order-failover-acks1.toml      # faults from the scenario's schedule\n  evsim check scenarios/order-acks1-search.toml      # search fault schedules, shrink a failure\n  evsim sweep scenarios/coupon-seed003.toml --vary workload.coupons=1,10,100 --seeds 20\n  evsim report scenarios/order-failover-acks1.toml --out out/failover   # HTML, Markdown, charts\n  evsim workflow scenarios/workflows/order.toml      # compile a workflow file (the workflow language)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,6 +55,9 @@ enum Command {
     Report(report::ReportArgs),
     /// Measure simulated records per second end to end (produce, deliver, process, commit).
     Bench(bench::BenchArgs),
+    /// Compile a workflow file (the workflow language) and show what it declares, or where it
+    /// is wrong.
+    Workflow(workflow::WorkflowArgs),
 }
 
 /// Whether the command was asked for `--json`: errors (exit 2) are then also printed on stdout,
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         Command::Real(args) => real::real(args),
         Command::Sweep(args) => sweep::sweep(args),
         Command::Report(args) => report::report(args),
+        Command::Workflow(args) => workflow::workflow(args),
     };
     json_error(code);
     ExitCode::from(code)
@@ -143,22 +148,27 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), u8> {
     }
 }
 
-/// Read and parse a scenario file; on failure print the error and return the exit code.
-pub fn load_scenario(path: &std::path::Path) -> Result<evsim_model::scenario::Scenario, u8> {
+/// Read a text file (`what` names it in errors): its name and text, or the exit code after
+/// printing where the first byte that is not UTF-8 stands.
+pub fn read_text(path: &std::path::Path, what: &str) -> Result<(String, String), u8> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| bad_input(format!("cannot read scenario {name}: {e}")))?;
-    let source = match String::from_utf8(bytes) {
-        Ok(s) => s,
+    let bytes = std::fs::read(path).map_err(|e| bad_input(format!("cannot read {what} {name}: {e}")))?;
+    match String::from_utf8(bytes) {
+        Ok(s) => Ok((name, s)),
         Err(e) => {
-            // Name where the first byte that is not UTF-8 stands.
             let valid = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
             let (line, column) = evsim_model::scenario::line_col(&text, valid);
-            return Err(bad_input(format!(
+            Err(bad_input(format!(
                 "{name}:{line}:{column}: this byte is not UTF-8 (byte {valid} of the file); expected a UTF-8 text file"
-            )));
+            )))
         }
-    };
+    }
+}
+
+/// Read and parse a scenario file; on failure print the error and return the exit code.
+pub fn load_scenario(path: &std::path::Path) -> Result<evsim_model::scenario::Scenario, u8> {
+    let (name, source) = read_text(path, "scenario")?;
     evsim_model::scenario::Scenario::parse(&name, &source).map_err(bad_input)
 }
 

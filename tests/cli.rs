@@ -232,3 +232,37 @@ fn real_external_without_bootstrap_exits_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--broker external needs --bootstrap"), "{}", stderr(&o));
 }
+
+#[test]
+fn workflow_compiles_a_workflow_file_or_names_the_place_it_is_wrong() {
+    let o = evsim(&["workflow", "scenarios/workflows/order.toml", "--set", "products=7", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
+    assert_eq!(v["workflow"], "order");
+    assert_eq!(v["tables"][0]["name"], "orders");
+    assert_eq!(v["tables"][1]["initial_rows"], 7);
+    assert_eq!(v["requests"][0]["fields"][1], serde_json::json!(["product", "zipf(7, 1)"]));
+    assert_eq!(v["invariants"][0], "no-oversell");
+
+    let o = evsim(&["workflow", "scenarios/workflows/order.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("request create-order to order-service at 1000/s"), "{}", stdout(&o));
+
+    let dir = common::scratch("workflow-cli");
+    let bad = dir.join("bad.toml");
+    let text = std::fs::read_to_string(common::root().join("scenarios/workflows/order.toml")).expect("read");
+    std::fs::write(&bad, text.replace("product.stock >= request.qty", "product.stok >= request.qty")).expect("write");
+    let o = evsim(&["workflow", bad.to_str().expect("utf-8"), "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let line = text.lines().position(|l| l.contains("product.stock >= request.qty")).expect("the guard") + 1;
+    assert!(stderr(&o).contains(&format!("bad.toml:{line}:")), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the JSON error");
+    assert_eq!(v["exit_code"], 2);
+    let o = evsim(&["workflow", "scenarios/workflows/order.toml", "--set", "products"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("NAME=VALUE"), "{}", stderr(&o));
+    let o = evsim(&["workflow", "scenarios/workflows/order.toml", "--set", "products=lots"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("an integer"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -282,6 +282,15 @@ struct Frame<'w> {
     next: u16,
 }
 
+fn kind(p: &Param) -> &'static str {
+    match p {
+        Param::Int(_) => "an integer",
+        Param::Float(_) => "a number",
+        Param::Bool(_) => "true or false",
+        Param::Str(_) => "a string",
+    }
+}
+
 fn param_value(p: &Param) -> Result<Value, String> {
     match p {
         Param::Int(i) => Ok(Value::Int(*i)),
@@ -555,7 +564,28 @@ impl Compiler<'_> {
                     ),
                 ));
             };
-            *slot = v.clone();
+            let same_kind = matches!(
+                (&*slot, v),
+                (Param::Int(_), Param::Int(_))
+                    | (Param::Float(_), Param::Float(_) | Param::Int(_))
+                    | (Param::Bool(_), Param::Bool(_))
+                    | (Param::Str(_), Param::Str(_))
+            );
+            if !same_kind {
+                return Err(ScenarioError::at(
+                    self.file,
+                    self.source,
+                    None,
+                    format!(
+                        "a value of the type of params.{name}'s default ({}) for its binding, not {v:?}",
+                        kind(slot)
+                    ),
+                ));
+            }
+            *slot = match (&*slot, v) {
+                (Param::Float(_), Param::Int(i)) => Param::Float(*i as f64),
+                _ => v.clone(),
+            };
         }
 
         let mut enums = Vec::new();
