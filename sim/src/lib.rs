@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod faults;
 pub mod kernel;
 pub(crate) mod net;
+pub mod requests;
 pub mod run;
 pub mod search;
 pub mod setup;

@@ -3,6 +3,7 @@
 //! producer.
 
 use crate::kernel::SimRng;
+use crate::requests::{zipf_cdf, zipf_draw};
 use crate::world::{Ev, World};
 use evsim_model::actor::{CacheOp, Command, Input, Request, Response, Service, Token};
 use evsim_model::db::{Txn, TxnOutcome};
@@ -43,19 +44,7 @@ impl Workload {
     pub fn new(spec: &WorkloadSpec, rng: SimRng) -> Self {
         let zipf_cdf = match spec.product_distribution {
             ProductDistribution::Uniform => Vec::new(),
-            ProductDistribution::Zipf(s) => {
-                let mut acc = 0.0;
-                let mut cdf: Vec<f64> = (1..=spec.products)
-                    .map(|k| {
-                        acc += 1.0 / libm::pow(f64::from(k), s); // libm: identical on every platform
-                        acc
-                    })
-                    .collect();
-                for w in &mut cdf {
-                    *w /= acc;
-                }
-                cdf
-            }
+            ProductDistribution::Zipf(s) => zipf_cdf(u64::from(spec.products), s),
         };
         Self {
             rng,
@@ -99,8 +88,7 @@ impl Workload {
         if self.zipf_cdf.is_empty() {
             return self.rng.below(self.products) as u32;
         }
-        let u = self.rng.unit_f64();
-        self.zipf_cdf.partition_point(|&c| c < u).min(self.zipf_cdf.len() - 1) as u32
+        zipf_draw(&mut self.rng, &self.zipf_cdf) as u32
     }
 
     /// When the next waiting-queue entry arrives.
