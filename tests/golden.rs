@@ -15,21 +15,15 @@
 
 mod common;
 
-use evsim_model::history::{Entry, EventId, EventKind, History, NodeId, Op, Polled, Tp};
+use evsim_model::history::{Entry, EventId, History, NodeId, Op, Polled, Tp};
 use evsim_model::stable_hash::Fnv1a;
 use std::fmt::Write as _;
 
 const SEEDS: std::ops::RangeInclusive<u64> = 1..=20;
 
-/// An event's name as the workflows declare it, and its subject.
-fn event(e: EventId) -> String {
-    let kind = match e.kind() {
-        EventKind::OrderCreated => "order-created",
-        EventKind::PaymentCompleted => "payment-completed",
-        EventKind::CouponIssueRequest => "coupon-issue-request",
-        EventKind::WaitingToken => "waiting-token",
-    };
-    format!("{kind}/{}", e.subject())
+/// An event's name as the history's header declares it, and its subject.
+fn event(h: &History, e: EventId) -> String {
+    format!("{}/{}", h.event_name(e.kind()), e.subject())
 }
 
 /// One entry, normalised: `None` for the entries that only state the domain's setup and final
@@ -39,7 +33,7 @@ fn line(h: &History, e: &Entry) -> Option<String> {
     let n = |id: &NodeId| h.node_name(*id).to_string();
     let tp = |tp: &Tp| format!("{}-{}", h.topic_name(tp.topic), tp.partition);
     let g = |g: &evsim_model::history::GroupId| h.group_name(*g).to_string();
-    let rec = |r: &Polled| format!("{}@{} key={:?} {}", tp(&r.tp), r.offset, r.key, event(r.value));
+    let rec = |r: &Polled| format!("{}@{} key={:?} {}", tp(&r.tp), r.offset, r.key, event(h, r.value));
     let nodes = |ns: &[NodeId]| ns.iter().map(n).collect::<Vec<_>>().join(",");
     let tps = |ps: &[Tp]| ps.iter().map(tp).collect::<Vec<_>>().join(",");
     let body = match &e.op {
@@ -54,34 +48,34 @@ fn line(h: &History, e: &Entry) -> Option<String> {
         | Op::CouponRequested { request: id, .. }
         | Op::QueueEntered { token: id, .. } => format!("request {id}"),
         Op::CouponRequestRefused { request, .. } => format!("refused {request}"),
-        Op::OrderCommitted { order, .. } => format!("commit {}", event(EventId::order_created(*order))),
-        Op::PaymentCommitted { order, .. } => format!("commit {}", event(EventId::payment_completed(*order))),
-        Op::OrderRejected { order, .. } => format!("rollback {}", event(EventId::order_created(*order))),
-        Op::PaymentRejected { order, .. } => format!("rollback {}", event(EventId::payment_completed(*order))),
+        Op::OrderCommitted { order, .. } => format!("commit {}", event(h, EventId::order_created(*order))),
+        Op::PaymentCommitted { order, .. } => format!("commit {}", event(h, EventId::payment_completed(*order))),
+        Op::OrderRejected { order, .. } => format!("rollback {}", event(h, EventId::order_created(*order))),
+        Op::PaymentRejected { order, .. } => format!("rollback {}", event(h, EventId::payment_completed(*order))),
         Op::OrderCancelled { order, .. } => format!("compensate {order}"),
-        Op::CouponIssued { request, .. } => format!("issued {}", event(EventId::coupon_issue_request(*request))),
+        Op::CouponIssued { request, .. } => format!("issued {}", event(h, EventId::coupon_issue_request(*request))),
         Op::CouponNotIssued { request, .. } => {
-            format!("not-issued {}", event(EventId::coupon_issue_request(*request)))
+            format!("not-issued {}", event(h, EventId::coupon_issue_request(*request)))
         }
         Op::RankingIncremented { cause, .. }
         | Op::CartDeleted { cause, .. }
         | Op::PlatformSent { cause }
         | Op::PointsAdded { cause, .. }
         | Op::CouponUsed { cause, .. }
-        | Op::EmailSent { cause, .. } => format!("effect {}", event(*cause)),
+        | Op::EmailSent { cause, .. } => format!("effect {}", event(h, *cause)),
         Op::TokenActivated { group, token, .. } => {
-            format!("effect {} {}", g(group), event(EventId::waiting_token(*token)))
+            format!("effect {} {}", g(group), event(h, EventId::waiting_token(*token)))
         }
-        Op::OutboxInserted { event: ev } => format!("outbox-insert {}", event(*ev)),
-        Op::OutboxMarked { event: ev } => format!("outbox-mark {}", event(*ev)),
-        Op::OutboxPending { event: ev } => format!("outbox-pending {}", event(*ev)),
+        Op::OutboxInserted { event: ev } => format!("outbox-insert {}", event(h, *ev)),
+        Op::OutboxMarked { event: ev } => format!("outbox-mark {}", event(h, *ev)),
+        Op::OutboxPending { event: ev } => format!("outbox-pending {}", event(h, *ev)),
         // Kafka: the producer, the consumer, the group, the cluster and the network.
-        Op::Send { tp: p, key, value } => format!("send {} key={key:?} {}", tp(p), event(*value)),
+        Op::Send { tp: p, key, value } => format!("send {} key={key:?} {}", tp(p), event(h, *value)),
         Op::SendOk { tp: p, key, value, offset } => {
-            format!("send-ok {} key={key:?} {} offset={offset:?}", tp(p), event(*value))
+            format!("send-ok {} key={key:?} {} offset={offset:?}", tp(p), event(h, *value))
         }
         Op::SendFailed { tp: p, key, value, error } => {
-            format!("send-failed {} key={key:?} {} {error:?}", tp(p), event(*value))
+            format!("send-failed {} key={key:?} {} {error:?}", tp(p), event(h, *value))
         }
         Op::Poll { group, records } => {
             format!("poll {} [{}]", g(group), records.iter().map(rec).collect::<Vec<_>>().join("; "))

@@ -1,14 +1,13 @@
 //! One-line renderings of history entries, for counterexamples and stories.
 
-use crate::history::{EventId, EventKind, History, Op, Polled, Tp};
+use crate::history::{EventId, History, Op, Polled, Tp};
 use std::fmt::Write;
 
-pub(crate) fn event(e: EventId) -> String {
-    match e.kind() {
-        EventKind::OrderCreated => format!("order-created(order {})", e.subject()),
-        EventKind::PaymentCompleted => format!("payment-completed(order {})", e.subject()),
-        EventKind::CouponIssueRequest => format!("coupon-issue-request(request {})", e.subject()),
-        EventKind::WaitingToken => format!("waiting-token(token {})", e.subject()),
+/// `order-created(order 7)`.
+pub(crate) fn event(h: &History, e: EventId) -> String {
+    match h.header.events.get(e.kind().0 as usize) {
+        Some(info) => format!("{}({} {})", info.name, info.subject, e.subject()),
+        None => format!("event-{}({})", e.kind().0, e.subject()),
     }
 }
 
@@ -21,7 +20,7 @@ fn key(k: Option<u64>) -> String {
 }
 
 fn polled(h: &History, r: &Polled) -> String {
-    format!("{}@{} key={} {}", tp(h, r.tp), r.offset, key(r.key), event(r.value))
+    format!("{}@{} key={} {}", tp(h, r.tp), r.offset, key(r.key), event(h, r.value))
 }
 
 /// `"[  12] t=1.234567s order-service-0: send order-created-1 key=7 order-created(order 7)"`.
@@ -51,19 +50,19 @@ pub fn describe_op(h: &History, op: &Op) -> String {
             format!("order {order} rolled back: {qty} x product {product} but stock {stock}")
         }
         Op::RankingIncremented { product, by, cause } => {
-            format!("ranking of product {product} +{by} (because of {})", event(*cause))
+            format!("ranking of product {product} +{by} (because of {})", event(h, *cause))
         }
-        Op::CartDeleted { user, cause } => format!("cart of user {user} deleted (because of {})", event(*cause)),
-        Op::Send { tp: t, key: k, value } => format!("send {} key={} {}", tp(h, *t), key(*k), event(*value)),
+        Op::CartDeleted { user, cause } => format!("cart of user {user} deleted (because of {})", event(h, *cause)),
+        Op::Send { tp: t, key: k, value } => format!("send {} key={} {}", tp(h, *t), key(*k), event(h, *value)),
         Op::SendOk { tp: t, key: k, value, offset } => format!(
             "send ok {}@{} key={} {}",
             tp(h, *t),
             offset.map_or_else(|| "?".to_string(), |o| o.to_string()),
             key(*k),
-            event(*value)
+            event(h, *value)
         ),
         Op::SendFailed { tp: t, key: k, value, error } => {
-            format!("send FAILED {:?} {} key={} {}", error, tp(h, *t), key(*k), event(*value))
+            format!("send FAILED {:?} {} key={} {}", error, tp(h, *t), key(*k), event(h, *value))
         }
         Op::Poll { group, records } if records.len() <= 6 => {
             let list: Vec<String> = records.iter().map(|r| polled(h, r)).collect();
@@ -130,7 +129,7 @@ pub fn describe_op(h: &History, op: &Op) -> String {
         Op::OrderCancelled { order, product, qty, stock_after } => {
             format!("order {order} CANCELLED; product {product} stock +{qty} -> {stock_after} (compensation)")
         }
-        Op::PlatformSent { cause } => format!("data platform received {}", event(*cause)),
+        Op::PlatformSent { cause } => format!("data platform received {}", event(h, *cause)),
         Op::CouponInitialised { coupon, quantity } => format!("coupon {coupon} limited to {quantity}"),
         Op::CouponRequested { request, coupon, user } => {
             format!("request {request}: user {user} asks for coupon {coupon}")
@@ -145,17 +144,17 @@ pub fn describe_op(h: &History, op: &Op) -> String {
             "request {request}: coupon {coupon} not issued to user {user} ({})",
             if *sold_out { "sold out" } else { "unique constraint: already issued" }
         ),
-        Op::OutboxInserted { event: ev } => format!("outbox row INIT for {}", event(*ev)),
-        Op::OutboxMarked { event: ev } => format!("outbox row PUBLISHED for {}", event(*ev)),
-        Op::OutboxPending { event: ev } => format!("at the end, the outbox row of {} is still INIT", event(*ev)),
+        Op::OutboxInserted { event: ev } => format!("outbox row INIT for {}", event(h, *ev)),
+        Op::OutboxMarked { event: ev } => format!("outbox row PUBLISHED for {}", event(h, *ev)),
+        Op::OutboxPending { event: ev } => format!("at the end, the outbox row of {} is still INIT", event(h, *ev)),
         Op::FinalLag { group, tp: t, lag } => {
             format!("at the end, group {} is {lag} record(s) behind on {}", h.group_name(*group), tp(h, *t))
         }
         Op::PointsAdded { user, points, cause } => {
-            format!("user {user} +{points} points (because of {})", event(*cause))
+            format!("user {user} +{points} points (because of {})", event(h, *cause))
         }
-        Op::CouponUsed { user, cause } => format!("user {user}'s coupon marked used (because of {})", event(*cause)),
-        Op::EmailSent { user, cause } => format!("e-mail sent to user {user} (because of {})", event(*cause)),
+        Op::CouponUsed { user, cause } => format!("user {user}'s coupon marked used (because of {})", event(h, *cause)),
+        Op::EmailSent { user, cause } => format!("e-mail sent to user {user} (because of {})", event(h, *cause)),
         Op::QueueRateLimit { group, tokens, interval_us } => {
             format!("{} activates at most {tokens} token(s) per {} ms", h.group_name(*group), interval_us / 1_000)
         }

@@ -1,7 +1,33 @@
 //! Business events and the records that carry them.
 
-use crate::history::EventId;
+use crate::history::{EventId, EventInfo, EventKind};
 use serde::{Deserialize, Serialize};
+
+/// The compiled-in services' event kinds, in the order [`builtin_events`] declares them.
+pub const ORDER_CREATED: EventKind = EventKind(0);
+pub const PAYMENT_COMPLETED: EventKind = EventKind(1);
+pub const COUPON_ISSUE_REQUEST: EventKind = EventKind(2);
+pub const WAITING_TOKEN: EventKind = EventKind(3);
+
+/// The history header's declaration of the compiled-in services' event kinds.
+pub fn builtin_events() -> Vec<EventInfo> {
+    let e = |name: &str, subject: &str, announces_fact, depends_on| EventInfo {
+        name: name.to_string(),
+        subject: subject.to_string(),
+        announces_fact,
+        depends_on,
+    };
+    vec![
+        // `OrderCreatedEvent` (seed 001), subject = order id.
+        e("order-created", "order", true, None),
+        // `PaymentCompletedEvent` (seed 001): its effects depend on its order's.
+        e("payment-completed", "order", true, Some(ORDER_CREATED)),
+        // A first-come-first-served coupon request (seeds 002, 003): no transaction behind it.
+        e("coupon-issue-request", "request", false, None),
+        // A waiting-queue entry token (seed 002).
+        e("waiting-token", "token", false, None),
+    ]
+}
 
 /// A business event as it travels in a record's value.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

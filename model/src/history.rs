@@ -35,38 +35,29 @@ pub struct Tp {
     pub partition: u32,
 }
 
-/// What kind of business event a record carries.
+/// What kind of business event a record carries: an index into the history header's
+/// [`Header::events`], where its name, its subject and its dependencies are declared.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum EventKind {
-    /// `order-created` (seed 001), subject = order id.
-    OrderCreated,
-    /// `payment-completed` (seed 001), subject = order id.
-    PaymentCompleted,
-    /// `coupon-issue-request` (seeds 002, 003), subject = request id.
-    CouponIssueRequest,
-    /// `waiting-token` (seed 002), subject = token id.
-    WaitingToken,
-}
+#[serde(transparent)]
+pub struct EventKind(pub u8);
 
-impl EventKind {
-    /// Whether events of this kind announce a committed DB fact (an order, a payment), as
-    /// opposed to carrying a request that no transaction stands behind (a coupon request).
-    pub fn announces_a_fact(self) -> bool {
-        match self {
-            EventKind::OrderCreated | EventKind::PaymentCompleted => true,
-            EventKind::CouponIssueRequest | EventKind::WaitingToken => false,
-        }
-    }
-}
+/// The most event kinds one run declares (an [`EventId`] keeps the kind in its top byte).
+pub const MAX_EVENT_KINDS: usize = 256;
 
-impl EventId {
-    /// The earlier event whose effects this one's effects depend on: a payment's on its order's.
-    pub fn depends_on(self) -> Option<EventId> {
-        match self.kind() {
-            EventKind::PaymentCompleted => Some(EventId::order_created(self.subject())),
-            EventKind::OrderCreated | EventKind::CouponIssueRequest | EventKind::WaitingToken => None,
-        }
-    }
+/// An event kind as the header declares it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInfo {
+    /// Its name (`order-created`).
+    pub name: String,
+    /// What its subject identifies (`order`): `order-created(order 7)` in stories.
+    pub subject: String,
+    /// Whether it announces a committed DB fact (an order, a payment), as opposed to carrying a
+    /// request that no transaction stands behind (a coupon request): what `no-phantom-event`
+    /// judges.
+    pub announces_fact: bool,
+    /// The event kind, with the same subject, whose effects this one's effects depend on (a
+    /// payment's on its order's): what `causal-order` judges.
+    pub depends_on: Option<EventKind>,
 }
 
 /// The identity of a business event, and so of a record's value: one business fact gives one
@@ -85,16 +76,11 @@ const SUBJECT_MASK: u64 = (1 << SUBJECT_BITS) - 1;
 impl EventId {
     pub fn new(kind: EventKind, subject: u64) -> Self {
         debug_assert!(subject <= SUBJECT_MASK, "event subjects are below 2^56");
-        Self(((kind as u64) << SUBJECT_BITS) | (subject & SUBJECT_MASK))
+        Self((u64::from(kind.0) << SUBJECT_BITS) | (subject & SUBJECT_MASK))
     }
 
     pub fn kind(self) -> EventKind {
-        match self.0 >> SUBJECT_BITS {
-            0 => EventKind::OrderCreated,
-            1 => EventKind::PaymentCompleted,
-            2 => EventKind::CouponIssueRequest,
-            _ => EventKind::WaitingToken,
-        }
+        EventKind((self.0 >> SUBJECT_BITS) as u8)
     }
 
     pub fn subject(self) -> u64 {
@@ -102,19 +88,19 @@ impl EventId {
     }
 
     pub fn order_created(order: u64) -> Self {
-        Self::new(EventKind::OrderCreated, order)
+        Self::new(crate::event::ORDER_CREATED, order)
     }
 
     pub fn payment_completed(order: u64) -> Self {
-        Self::new(EventKind::PaymentCompleted, order)
+        Self::new(crate::event::PAYMENT_COMPLETED, order)
     }
 
     pub fn coupon_issue_request(request: u64) -> Self {
-        Self::new(EventKind::CouponIssueRequest, request)
+        Self::new(crate::event::COUPON_ISSUE_REQUEST, request)
     }
 
     pub fn waiting_token(token: u64) -> Self {
-        Self::new(EventKind::WaitingToken, token)
+        Self::new(crate::event::WAITING_TOKEN, token)
     }
 }
 
@@ -459,6 +445,8 @@ pub struct Header {
     pub nodes: Vec<String>,
     pub topics: Vec<TopicInfo>,
     pub groups: Vec<GroupInfo>,
+    /// `EventKind` -> the event kind's declaration.
+    pub events: Vec<EventInfo>,
     /// When the workload stopped sending requests (and faults stop, once there are faults).
     pub quiet_from: Micros,
     /// When the run ended.
@@ -492,6 +480,31 @@ impl History {
 
     pub fn group_name(&self, id: GroupId) -> &str {
         self.header.groups.get(id.0 as usize).map(|g| g.name.as_str()).unwrap_or("?")
+    }
+
+    /// An event kind's name (`order-created`), or `event-<n>` for a kind the header does not
+    /// declare.
+    pub fn event_name(&self, kind: EventKind) -> std::borrow::Cow<'_, str> {
+        match self.header.events.get(kind.0 as usize) {
+            Some(e) => std::borrow::Cow::Borrowed(e.name.as_str()),
+            None => std::borrow::Cow::Owned(format!("event-{}", kind.0)),
+        }
+    }
+
+    /// An event in short: `order-created#7`.
+    pub fn event_label(&self, e: EventId) -> String {
+        format!("{}#{}", self.event_name(e.kind()), e.subject())
+    }
+
+    /// Whether events of `kind` announce a committed DB fact.
+    pub fn announces_fact(&self, kind: EventKind) -> bool {
+        self.header.events.get(kind.0 as usize).is_some_and(|e| e.announces_fact)
+    }
+
+    /// The earlier event whose effects `e`'s effects depend on (a payment's on its order's).
+    pub fn depends_on(&self, e: EventId) -> Option<EventId> {
+        let dep = self.header.events.get(e.kind().0 as usize)?.depends_on?;
+        Some(EventId::new(dep, e.subject()))
     }
 
     /// Groups that subscribe to `topic`.

@@ -421,6 +421,7 @@ fn header(scenario: &Scenario, seed: u64) -> Header {
         nodes: scenario.node_names(),
         topics,
         groups,
+        events: evsim_model::event::builtin_events(),
         quiet_from: scenario.run.duration_ms * 1_000,
         end: scenario.end_ms() * 1_000,
     }

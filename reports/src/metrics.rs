@@ -318,6 +318,7 @@ mod tests {
             nodes: vec!["workload".into(), "broker-0".into(), "svc-0".into(), "consumer-0".into()],
             topics: vec![TopicInfo { name: "t".into(), partitions: 1 }],
             groups: vec![GroupInfo { name: "g".into(), topics: vec![TopicId(0)], effect_once: true }],
+            events: evsim_model::event::builtin_events(),
             quiet_from: 1_000_000,
             end: 2_000_000,
         })

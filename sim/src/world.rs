@@ -336,6 +336,7 @@ impl World {
             nodes,
             topics,
             groups: groups_info,
+            events: evsim_model::event::builtin_events(),
             quiet_from: scenario.run.duration_ms * 1_000,
             end: scenario.end_ms() * 1_000,
         };

@@ -19,7 +19,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     }
     let mut found: Vec<(usize, usize, GroupId, EventId, EventId)> = Vec::new();
     for (&(group, ev), &at) in &first {
-        let Some(dep) = ev.depends_on() else { continue };
+        let Some(dep) = h.depends_on(ev) else { continue };
         // The dependency applied later by the same group: out of causal order.
         if let Some(&dep_at) = first.get(&(group, dep))
             && dep_at > at
@@ -37,8 +37,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 format!(
                     "group {} applied {} before {}, which it depends on",
                     h.group_name(group),
-                    event(ev),
-                    event(dep)
+                    event(h, ev),
+                    event(h, dep)
                 ),
                 vec![at, dep_at],
             )

@@ -45,9 +45,8 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             let offsets: Vec<String> = run.iter().map(|r| r.3.to_string()).collect();
             Violation::new(
                 format!(
-                    "{:?}#{} (key {}) stands at {} offsets of {}-{}: {}",
-                    v.kind(),
-                    v.subject(),
+                    "{} (key {}) stands at {} offsets of {}-{}: {}",
+                    h.event_label(v),
                     key.map_or_else(|| "null".to_string(), |k| k.to_string()),
                     run.len(),
                     h.topic_name(tp.topic),

@@ -60,10 +60,9 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 .collect();
             Violation::new(
                 format!(
-                    "group {} applied {:?}#{} {} times: {}{}",
+                    "group {} applied {} {} times: {}{}",
                     h.group_name(group),
-                    ev.kind(),
-                    ev.subject(),
+                    h.event_label(ev),
                     run.len(),
                     places.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
                     if places.len() > 4 { format!(", ... ({} more)", places.len() - 4) } else { String::new() }

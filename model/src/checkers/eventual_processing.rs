@@ -11,10 +11,6 @@ use super::{MAX_REPORTED, Violation, note_unlisted};
 use crate::history::{EventId, GroupId, History, NodeId, Op, TopicId, Tp};
 use std::collections::{BTreeMap, BTreeSet};
 
-fn event(e: EventId) -> String {
-    format!("{:?}#{}", e.kind(), e.subject())
-}
-
 /// A poll that handed out a record: (entry, tp, offset, consumer).
 type PollSite = (usize, Tp, u64, NodeId);
 /// A successful commit: (entry, offsets).
@@ -139,7 +135,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             total += 1;
             if out.len() < MAX_REPORTED {
                 out.push(Violation::new(
-                    format!("the fact of entry {i} committed but its event {} was never published", event(ev)),
+                    format!("the fact of entry {i} committed but its event {} was never published", h.event_label(ev)),
                     vec![i],
                 ));
             }
@@ -193,7 +189,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                         "group {} never processed {} (fact at entry {i}): sent {} time(s) to {}, \
                          {} acked, {} failed{how}",
                         h.group_name(g),
-                        event(ev),
+                        h.event_label(ev),
                         ev_sends.len(),
                         names.join(", "),
                         acked,

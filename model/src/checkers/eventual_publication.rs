@@ -40,7 +40,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 format!("{} send attempt(s) and report(s), none acknowledged, and no consumer read it", tried.len())
             };
             out.push(Violation::new(
-                format!("{} committed (entry {i}) but was never published: {how}", event(ev)),
+                format!("{} committed (entry {i}) but was never published: {how}", event(h, ev)),
                 entries,
             ));
         }

@@ -27,7 +27,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         let (tp, offset, ..) = run[0];
         let mut entries: Vec<usize> = run.iter().map(|r| r.3).collect();
         entries.sort_unstable();
-        let values: Vec<String> = run.iter().map(|r| format!("{:?}#{}", r.2.kind(), r.2.subject())).collect();
+        let values: Vec<String> = run.iter().map(|r| h.event_label(r.2)).collect();
         let message = format!(
             "{}-{}@{offset} holds {} different values: {} (the log was truncated and rewritten under its readers)",
             h.topic_name(tp.topic),

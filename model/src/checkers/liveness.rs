@@ -18,7 +18,7 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 tp.partition
             ),
             Op::OutboxPending { event: ev } => {
-                format!("the outbox row of {} is still INIT at the end of the run", event(ev))
+                format!("the outbox row of {} is still INIT at the end of the run", event(h, ev))
             }
             _ => continue,
         };

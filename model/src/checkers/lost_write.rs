@@ -138,10 +138,9 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             let tp_name = format!("{}-{}", h.topic_name(tp.topic), tp.partition);
             Violation::new(
                 format!(
-                    "{:?}#{} acknowledged at {tp_name}@{o} (entry {i}) was never read, \
+                    "{} acknowledged at {tp_name}@{o} (entry {i}) was never read, \
                      yet {} of group {} read {tp_name} from @{} to @{} over it",
-                    v.kind(),
-                    v.subject(),
+                    h.event_label(v),
                     h.node_name(run.node),
                     h.group_name(run.group),
                     run.lo,

@@ -26,11 +26,11 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
     let mut phantoms: BTreeMap<EventId, usize> = BTreeMap::new();
     for (i, e) in h.entries.iter().enumerate() {
         match &e.op {
-            Op::SendOk { value, .. } if value.kind().announces_a_fact() && !committed.contains(value) => {
+            Op::SendOk { value, .. } if h.announces_fact(value.kind()) && !committed.contains(value) => {
                 phantoms.entry(*value).or_insert(i);
             }
             Op::Poll { records, .. } => {
-                for r in records.iter().filter(|r| r.value.kind().announces_a_fact() && !committed.contains(&r.value)) {
+                for r in records.iter().filter(|r| h.announces_fact(r.value.kind()) && !committed.contains(&r.value)) {
                     phantoms.entry(r.value).or_insert(i);
                 }
             }
@@ -45,11 +45,11 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
         .take(MAX_REPORTED)
         .map(|(i, ev)| match rolled_back.get(&ev) {
             Some(&rb) => Violation::new(
-                format!("{} was published (entry {i}) but its transaction rolled back (entry {rb})", event(ev)),
+                format!("{} was published (entry {i}) but its transaction rolled back (entry {rb})", event(h, ev)),
                 vec![rb, i],
             ),
             None => Violation::new(
-                format!("{} was published (entry {i}) but its transaction never committed", event(ev)),
+                format!("{} was published (entry {i}) but its transaction never committed", event(h, ev)),
                 vec![i],
             ),
         })

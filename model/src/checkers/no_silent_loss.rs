@@ -54,11 +54,10 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
                 entries.extend(trail.get_or_insert_with(|| GroupTrail::of(h)).explain(value, g));
                 out.push(Violation::new(
                     format!(
-                        "group {} neither processed nor dead-lettered {:?}#{} of {} (in the log from entry {first}): \
+                        "group {} neither processed nor dead-lettered {} of {} (in the log from entry {first}): \
                          it vanished",
                         h.group_name(g),
-                        value.kind(),
-                        value.subject(),
+                        h.event_label(value),
                         h.topic_name(topic)
                     ),
                     entries,

@@ -50,11 +50,10 @@ pub(crate) fn check(h: &History) -> Vec<Violation> {
             match high {
                 Some((h_off, h_send, h_ok)) if offset <= h_off => {
                     let message = format!(
-                        "{} sent {:?}#{} (key {key}) after an earlier send of the key, but it landed at {}-{}@{offset}, \
+                        "{} sent {} (key {key}) after an earlier send of the key, but it landed at {}-{}@{offset}, \
                          at or before the earlier one's offset {h_off}",
                         h.node_name(*node),
-                        value.kind(),
-                        value.subject(),
+                        h.event_label(value),
                         h.topic_name(tp.topic),
                         tp.partition,
                     );

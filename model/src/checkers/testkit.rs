@@ -73,6 +73,7 @@ impl HistoryBuilder {
                 .iter()
                 .map(|(name, topics)| GroupInfo { name: name.to_string(), topics: topics.to_vec(), effect_once: true })
                 .collect(),
+            events: crate::event::builtin_events(),
             quiet_from: 0,
             end: 0,
         };

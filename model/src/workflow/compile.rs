@@ -21,6 +21,8 @@ use toml::Spanned;
 pub const MAX_TABLES: usize = 64;
 pub const MAX_FIELDS: usize = 64;
 pub const MAX_EVENTS: usize = 200;
+// Each declared event is an `EventKind` of the history, which has room for 256.
+const _: () = assert!(MAX_EVENTS <= crate::history::MAX_EVENT_KINDS);
 pub const MAX_REQUESTS: usize = 64;
 pub const MAX_LISTENERS: usize = 256;
 pub const MAX_CACHES: usize = 64;
