@@ -11,7 +11,7 @@ use crate::scenario::ScenarioError;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -739,13 +739,16 @@ impl Compiler<'_> {
         }
 
         self.bound(0..0, raw.listeners.len(), MAX_LISTENERS, "listeners")?;
+        let mut listened = Vec::new();
         for (name, l) in &raw.listeners {
             let l = l.get_ref();
             let event = self.event_of(&wf, &l.event)?;
             let input = wf.events[event as usize].fields.clone();
             let handler = self.handler(&wf, &params, ("event", input), &l.transaction, &l.steps)?;
             wf.listeners.push(ListenerDecl { name: name.get_ref().clone(), event, handler });
+            listened.push(l.event.span());
         }
+        self.reachable_listeners(&wf, &listened)?;
 
         self.bound(0..0, raw.invariants.len(), MAX_INVARIANTS, "invariants")?;
         for (name, inv) in &raw.invariants {
@@ -936,6 +939,51 @@ impl Compiler<'_> {
         Ok(i as u16)
     }
 
+    /// Every listener can run: its event is published by a request's handler, or by a
+    /// listener that can run itself. Events come from nowhere else (the workload is the
+    /// requests), so a listener of an event nothing publishes is dead code, and an error at its
+    /// `event` (`spans`, one per listener).
+    fn reachable_listeners(&self, wf: &Workflow, spans: &[Range<usize>]) -> Result<(), ScenarioError> {
+        fn published(h: &Handler, out: &mut BTreeSet<u16>) {
+            for s in h.transaction.iter().chain(&h.after) {
+                if let Step::Publish { event, .. } = s {
+                    out.insert(*event);
+                }
+            }
+        }
+        let mut events = BTreeSet::new();
+        for r in &wf.requests {
+            published(&r.handler, &mut events);
+        }
+        let mut live = vec![false; wf.listeners.len()];
+        loop {
+            let before = events.len();
+            for (i, l) in wf.listeners.iter().enumerate() {
+                if !live[i] && events.contains(&l.event) {
+                    live[i] = true;
+                    published(&l.handler, &mut events);
+                }
+            }
+            if events.len() == before {
+                break;
+            }
+        }
+        match live.iter().position(|&on| !on) {
+            None => Ok(()),
+            Some(i) => {
+                let l = &wf.listeners[i];
+                Err(self.err(
+                    spans[i].clone(),
+                    format!(
+                        "an event that a request or a listener that runs publishes: nothing publishes `{}`, so \
+                         listener `{}` can never run",
+                        wf.events[l.event as usize].name, l.name
+                    ),
+                ))
+            }
+        }
+    }
+
     fn handler(
         &self,
         wf: &Workflow,
@@ -1027,6 +1075,22 @@ impl Compiler<'_> {
             "require" => {
                 let raw = r.require.as_ref().expect("require");
                 let cond = self.expr(raw, f, Some(Type::Bool))?;
+                // A guard that reads nothing the run gives it has one answer: when that is
+                // false, the steps after it cannot be reached and the handler never completes.
+                if !cond.uses_frame() {
+                    match cond.eval(&[]) {
+                        Ok(v) if v.as_bool() => {}
+                        Ok(_) => {
+                            return Err(self.err(
+                                raw.span(),
+                                "a condition that can hold: this one reads no field, row or answer and is \
+                                 false with the parameters bound, so no step after it can be reached and the \
+                                 handler never completes",
+                            ));
+                        }
+                        Err(e) => return Err(self.err(raw.span(), format!("a condition that can be evaluated: {e}"))),
+                    }
+                }
                 Step::Require { cond, otherwise: self.otherwise(&r.otherwise)?, message: raw.get_ref().text.clone() }
             }
             "update" => {

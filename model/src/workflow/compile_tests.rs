@@ -192,3 +192,60 @@ fn names_used_in_expressions_are_identifiers() {
     bad("[tables.orders]", "[tables.order-rows]", "order-rows", "a table name usable in expressions");
     bad("[cache.cart]", "[cache.params]", "params", "a cache name usable in expressions");
 }
+
+#[test]
+fn a_step_that_cannot_be_reached_is_an_error() {
+    // A guard with one answer, false: nothing after it runs, the order never commits.
+    bad(
+        "require = \"product.stock >= request.qty\"",
+        "require = \"params.users < 0\"",
+        "\"params.users < 0\"",
+        "a condition that can hold",
+    );
+    bad(
+        "require = \"product.stock >= request.qty\"",
+        "require = \"params.users / 0 > 1\"",
+        "\"params.users / 0",
+        "a condition that can be evaluated: division by zero",
+    );
+    // A guard that always holds is harmless.
+    let text = ORDER.replacen("product.stock >= request.qty", "params.users > 0", 1);
+    compile("order.toml", &text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    // A listener of an event nothing publishes.
+    let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n";
+    bad(
+        publish,
+        "",
+        "\"order-created\"\nsteps",
+        "nothing publishes `order-created`, so listener `order-event-consumer` can never run",
+    );
+}
+
+#[test]
+fn a_listener_runs_when_a_listener_that_runs_publishes_its_event() {
+    // order-created -> order-event-consumer publishes ranked -> audit-ranking, which comes first
+    // (in the file and by name): it can run because of a listener that comes after it.
+    let chain = ORDER
+        .replacen(
+            "  { del = \"cart\", key = \"event.user\" },\n]",
+            "  { del = \"cart\", key = \"event.user\" },\n  { publish = \"ranked\", values = { product = \"event.product\" } },\n]",
+            1,
+        )
+        .replacen(
+            "[listeners.order-event-consumer]",
+            "[listeners.audit-ranking]\nevent = \"ranked\"\nsteps = [{ del = \"cart\", key = \"event.product\" }]\n\n\
+             [listeners.order-event-consumer]",
+            1,
+        )
+        .replacen(
+            "[events.order-created]",
+            "[events.ranked]\ntopic = \"ranked\"\nkey = \"product\"\nfields = { product = \"int\" }\n\n[events.order-created]",
+            1,
+        );
+    let wf = compile("order.toml", &chain, &[]).unwrap_or_else(|e| panic!("{e}\n{chain}"));
+    assert_eq!(wf.listeners.len(), 2);
+    // Without the order's publication, neither listener can run: the first by name is named.
+    let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n";
+    let e = compile("order.toml", &chain.replacen(publish, "", 1), &[]).expect_err("dead listeners");
+    assert!(e.message.contains("listener `audit-ranking` can never run"), "{e}");
+}

@@ -715,6 +715,17 @@ impl Expr {
         Ok(self.eval(frame)?.as_int())
     }
 
+    /// Whether the expression reads the frame (a request's or event's field, a row, an
+    /// answer); one that does not has the same value every time it runs.
+    pub fn uses_frame(&self) -> bool {
+        match self {
+            Expr::Const(_) => false,
+            Expr::Slot(_) => true,
+            Expr::Neg(e) | Expr::Not(e) | Expr::Abs(e) => e.uses_frame(),
+            Expr::Bin(_, a, b) | Expr::Min(a, b) | Expr::Max(a, b) => a.uses_frame() || b.uses_frame(),
+        }
+    }
+
     /// The value, if the expression needs no frame (a constant after compilation).
     pub fn constant(&self) -> Option<&Value> {
         match self {
