@@ -129,6 +129,14 @@ fn line(h: &History, e: &Entry) -> Option<String> {
         }
         Op::BrokerFenced { broker } => format!("fenced {}", n(broker)),
         Op::BrokerUnfenced { broker } => format!("unfenced {}", n(broker)),
+        // A workflow's entries normalise to the lines of the compiled-in services' entries they
+        // replace: a request, a transaction's decision named by its event, an effect.
+        Op::Requested { id, .. } => format!("request {id}"),
+        Op::TxnCommitted { event: Some(ev), .. } => format!("commit {}", event(h, *ev)),
+        Op::TxnRolledBack { event: Some(ev), .. } => format!("rollback {}", event(h, *ev)),
+        Op::TxnCommitted { handler, id, event: None } => format!("commit {}/{id}", h.handler_name(*handler)),
+        Op::TxnRolledBack { handler, id, event: None } => format!("rollback {}/{id}", h.handler_name(*handler)),
+        Op::Effect { cause, .. } => format!("effect {}", event(h, *cause)),
     };
     Some(format!("{} {} {body}", e.time, h.node_name(e.process)))
 }

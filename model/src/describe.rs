@@ -222,6 +222,24 @@ pub fn describe_op(h: &History, op: &Op) -> String {
         Op::BrokerFenced { broker } => {
             format!("controller fenced {}: no heartbeat within broker.session.timeout.ms", h.node_name(*broker))
         }
+        Op::Requested { handler, id } => format!("request {} #{id}", h.handler_name(*handler)),
+        Op::TxnCommitted { handler, id, event: ev } => format!(
+            "{} #{id}: transaction committed{}",
+            h.handler_name(*handler),
+            ev.map_or(String::new(), |ev| format!(", publishes {}", event(h, ev)))
+        ),
+        Op::TxnRolledBack { handler, id, event: ev } => format!(
+            "{} #{id}: transaction rolled back{}",
+            h.handler_name(*handler),
+            ev.map_or(String::new(), |ev| format!(", {} not published", event(h, ev)))
+        ),
+        Op::Effect { group, cause, handler, step } => format!(
+            "{} of group {}: step {} took effect (because of {})",
+            h.handler_name(*handler),
+            h.group_name(*group),
+            step + 1,
+            event(h, *cause)
+        ),
         Op::BrokerUnfenced { broker } => {
             format!("controller unfenced {}: heartbeats arrive again", h.node_name(*broker))
         }

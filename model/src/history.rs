@@ -376,6 +376,22 @@ pub enum Op {
     /// `retransmissions` times): it never got through, and neither did the `queued` messages
     /// behind it (a lost request, or a lost answer the client gave up waiting for).
     Discarded { peer: NodeId, retransmissions: u32, late_us: Micros, queued: u32 },
+
+    // --- workflows (issue 15): what a workflow file's handlers do, in the terms of its own
+    // declarations; `handler` indexes the header's `handlers` ---------------------------------
+    /// The workload sent request `id` (sequential per request type) to the handler of its type.
+    Requested { handler: u16, id: u64 },
+    /// The handler's transaction for input `id` committed; `event` is the event it publishes,
+    /// if it publishes one.
+    TxnCommitted { handler: u16, id: u64, event: Option<EventId> },
+    /// The handler's transaction for input `id` rolled back (a rejection or an exception);
+    /// `event` is the event it would have published, when that event's subject depends on the
+    /// input alone.
+    TxnRolledBack { handler: u16, id: u64, event: Option<EventId> },
+    /// A listener of `group` took effect because of `cause`: step `step` of its handler (a
+    /// committed write, a cache command or an external call). One effect per (group, event,
+    /// step) is what effect-once counts.
+    Effect { group: GroupId, cause: EventId, handler: u16, step: u16 },
 }
 
 impl Op {
@@ -384,6 +400,7 @@ impl Op {
         match self {
             Op::OrderCommitted { order, .. } => Some(EventId::order_created(*order)),
             Op::PaymentCommitted { order, .. } => Some(EventId::payment_completed(*order)),
+            Op::TxnCommitted { event, .. } => *event,
             _ => None,
         }
     }
@@ -393,6 +410,7 @@ impl Op {
         match self {
             Op::OrderRejected { order, .. } => Some(EventId::order_created(*order)),
             Op::PaymentRejected { order, .. } => Some(EventId::payment_completed(*order)),
+            Op::TxnRolledBack { event, .. } => *event,
             _ => None,
         }
     }
@@ -405,7 +423,8 @@ impl Op {
             | Op::PlatformSent { cause }
             | Op::PointsAdded { cause, .. }
             | Op::CouponUsed { cause, .. }
-            | Op::EmailSent { cause, .. } => Some(*cause),
+            | Op::EmailSent { cause, .. }
+            | Op::Effect { cause, .. } => Some(*cause),
             _ => None,
         }
     }
@@ -447,6 +466,9 @@ pub struct Header {
     pub groups: Vec<GroupInfo>,
     /// `EventKind` -> the event kind's declaration.
     pub events: Vec<EventInfo>,
+    /// A workflow's handlers, by the `handler` of its entries: its request types' names, then
+    /// its listeners' (empty for the compiled-in services).
+    pub handlers: Vec<String>,
     /// When the workload stopped sending requests (and faults stop, once there are faults).
     pub quiet_from: Micros,
     /// When the run ended.
@@ -494,6 +516,14 @@ impl History {
     /// An event in short: `order-created#7`.
     pub fn event_label(&self, e: EventId) -> String {
         format!("{}#{}", self.event_name(e.kind()), e.subject())
+    }
+
+    /// A workflow handler's name (`create-order`), or `handler-<n>`.
+    pub fn handler_name(&self, handler: u16) -> std::borrow::Cow<'_, str> {
+        match self.header.handlers.get(handler as usize) {
+            Some(h) => std::borrow::Cow::Borrowed(h.as_str()),
+            None => std::borrow::Cow::Owned(format!("handler-{handler}")),
+        }
     }
 
     /// Whether events of `kind` announce a committed DB fact.

@@ -422,6 +422,7 @@ fn header(scenario: &Scenario, seed: u64) -> Header {
         topics,
         groups,
         events: evsim_model::event::builtin_events(),
+        handlers: Vec::new(),
         quiet_from: scenario.run.duration_ms * 1_000,
         end: scenario.end_ms() * 1_000,
     }

@@ -353,6 +353,7 @@ mod tests {
             topics: vec![TopicInfo { name: "order-created".into(), partitions: 2 }],
             groups: vec![GroupInfo { name: "g".into(), topics: vec![TopicId(0)], effect_once: true }],
             events: evsim_model::event::builtin_events(),
+            handlers: Vec::new(),
             quiet_from: 10,
             end: 20,
         });

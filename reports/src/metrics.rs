@@ -319,6 +319,7 @@ mod tests {
             topics: vec![TopicInfo { name: "t".into(), partitions: 1 }],
             groups: vec![GroupInfo { name: "g".into(), topics: vec![TopicId(0)], effect_once: true }],
             events: evsim_model::event::builtin_events(),
+            handlers: Vec::new(),
             quiet_from: 1_000_000,
             end: 2_000_000,
         })

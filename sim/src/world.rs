@@ -337,6 +337,7 @@ impl World {
             topics,
             groups: groups_info,
             events: evsim_model::event::builtin_events(),
+            handlers: Vec::new(),
             quiet_from: scenario.run.duration_ms * 1_000,
             end: scenario.end_ms() * 1_000,
         };

@@ -30,6 +30,8 @@ mod queue;
 mod stories;
 #[cfg(test)]
 pub(crate) mod testkit;
+#[cfg(test)]
+mod workflow_entries;
 
 /// One counterexample: what went wrong, and the entries (indices into `History::entries`, in
 /// history order) that show it.

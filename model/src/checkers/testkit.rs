@@ -74,6 +74,7 @@ impl HistoryBuilder {
                 .map(|(name, topics)| GroupInfo { name: name.to_string(), topics: topics.to_vec(), effect_once: true })
                 .collect(),
             events: crate::event::builtin_events(),
+            handlers: Vec::new(),
             quiet_from: 0,
             end: 0,
         };
