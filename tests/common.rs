@@ -104,3 +104,33 @@ pub fn longest_ack_wait(h: &History) -> u64 {
     }
     longest
 }
+
+/// `scenarios/workflows/order.toml`, seed 001's order creation in the workflow language.
+#[allow(dead_code)]
+pub fn order_workflow_text() -> String {
+    let path = root().join("scenarios/workflows/order.toml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// order-basic with its order service and listener run from the workflow file `text` (the
+/// order workflow, or a variant of it), bound to the scenario's workload settings.
+#[allow(dead_code)]
+pub fn order_basic_as_workflow(text: &str) -> Scenario {
+    use evsim_model::workflow::{Param, compile};
+    let mut s = scenario("order-basic");
+    let w = &s.workload;
+    let exponent = match w.product_distribution {
+        evsim_model::scenario::ProductDistribution::Zipf(x) => x,
+        evsim_model::scenario::ProductDistribution::Uniform => panic!("order-basic draws products by Zipf"),
+    };
+    let bindings = [
+        ("products".to_string(), Param::Int(i64::from(w.products))),
+        ("stock_per_product".to_string(), Param::Int(w.stock_per_product)),
+        ("users".to_string(), Param::Int(i64::from(w.users))),
+        ("quantity_max".to_string(), Param::Int(i64::from(w.quantity_max))),
+        ("rate_per_sec".to_string(), Param::Float(w.rate_per_sec)),
+        ("zipf_exponent".to_string(), Param::Float(exponent)),
+    ];
+    s.workflow = Some(std::sync::Arc::new(compile("order.toml", text, &bindings).unwrap_or_else(|e| panic!("{e}"))));
+    s
+}

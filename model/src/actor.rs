@@ -23,6 +23,8 @@ pub enum Request {
     IssueCoupon { request: u64, coupon: u32, user: u64 },
     /// `POST /concerts/{id}/queue` (seed 002).
     EnterQueue { token: u64, concert: u32, user: u64 },
+    /// Request `id` of a workflow's request type `handler`; the driver keeps its fields.
+    Workflow { handler: u16, id: u64 },
 }
 
 /// The service's answer to a request.
@@ -58,6 +60,13 @@ pub enum Input {
     /// The answer to a [`Command::ScanOutbox`]: the events of the due rows.
     OutboxDue {
         token: Token,
+        events: Vec<Message>,
+    },
+    /// A workflow transaction ([`crate::db::Txn::Workflow`]) has finished: whether it
+    /// committed, and the events it publishes.
+    WorkflowDone {
+        token: Token,
+        committed: bool,
         events: Vec<Message>,
     },
 }
@@ -98,6 +107,9 @@ pub enum Command {
     CacheCall { token: Token, op: CacheOp },
     /// Call an external system now (it may be down: the driver then fails the handler).
     External { call: ExternalCall, cause: Option<crate::history::EventId> },
+    /// A workflow listener: run handler `handler`'s steps on the record's event; the driver
+    /// acknowledges the record when they complete.
+    Steps { handler: u16 },
 }
 
 /// A call to a system outside the architecture.

@@ -55,7 +55,11 @@ impl Service for CouponApi {
                     out.push(Command::Respond { token, response: Response::Rejected });
                 }
             }
-            Input::TxnDone { .. } | Input::Delivered { .. } | Input::Timer { .. } | Input::OutboxDue { .. } => {}
+            Input::TxnDone { .. }
+            | Input::Delivered { .. }
+            | Input::Timer { .. }
+            | Input::OutboxDue { .. }
+            | Input::WorkflowDone { .. } => {}
         }
     }
 }

@@ -71,6 +71,9 @@ pub enum Txn {
     /// The coupon issuer: count the coupon's issued rows under its lock; insert the user's
     /// coupon if some are left (and, with the unique constraint, if the user has none).
     IssueCoupon { request: u64, coupon: u32, user: u64 },
+    /// A workflow handler's transaction for input `id`: the driver runs it with the workflow
+    /// executor (`crate::workflow::exec`), which owns the workflow's tables.
+    Workflow { handler: u16, id: u64 },
 }
 
 /// Why a transaction rolled back.
@@ -213,6 +216,7 @@ impl Db {
             Txn::Pay { order, user, amount } => self.pay(order, user, amount, facts),
             Txn::CompensateOrder { order } => self.compensate(order, facts),
             Txn::IssueCoupon { request, coupon, user } => self.issue_coupon(request, coupon, user, facts),
+            Txn::Workflow { .. } => unreachable!("a workflow's transaction runs in the workflow executor, not here"),
             Txn::MarkOutboxPublished { event } => {
                 if let Some(row) = self.outbox.get_mut(&event)
                     && !row.2

@@ -240,6 +240,10 @@ pub fn describe_op(h: &History, op: &Op) -> String {
             step + 1,
             event(h, *cause)
         ),
+        Op::InvariantBroken { invariant, row } => match h.header.invariants.get(*invariant as usize) {
+            Some(i) => format!("{} row {row} breaks {} ({})", i.table, i.name, i.condition),
+            None => format!("row {row} breaks invariant {invariant}"),
+        },
         Op::BrokerUnfenced { broker } => {
             format!("controller unfenced {}: heartbeats arrive again", h.node_name(*broker))
         }

@@ -40,6 +40,9 @@ pub enum Event {
     CouponIssueRequest { request: u64, coupon: u32, user: u64 },
     /// A waiting-queue entry token (seed 002), key = concertId.
     WaitingToken { token: u64, concert: u32, user: u64 },
+    /// An event a workflow file declares: its identity only; the driver keeps its fields'
+    /// values by this id.
+    Declared { id: EventId },
 }
 
 impl Event {
@@ -50,6 +53,7 @@ impl Event {
             Event::PaymentCompleted { order, .. } => EventId::payment_completed(order),
             Event::CouponIssueRequest { request, .. } => EventId::coupon_issue_request(request),
             Event::WaitingToken { token, .. } => EventId::waiting_token(token),
+            Event::Declared { id } => id,
         }
     }
 }

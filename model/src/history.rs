@@ -392,6 +392,10 @@ pub enum Op {
     /// committed write, a cache command or an external call). One effect per (group, event,
     /// step) is what effect-once counts.
     Effect { group: GroupId, cause: EventId, handler: u16, step: u16 },
+    /// Row `row` breaks the workflow's declared invariant `invariant` (an index into the
+    /// header's `invariants`): an `always` one right after the commit that wrote it, an
+    /// `eventually` one at the end of the run.
+    InvariantBroken { invariant: u16, row: i64 },
 }
 
 impl Op {
@@ -455,6 +459,16 @@ pub struct GroupInfo {
     pub effect_once: bool,
 }
 
+/// A workflow's declared invariant as the header names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantInfo {
+    pub name: String,
+    /// The table whose rows it judges.
+    pub table: String,
+    /// Its condition, as written.
+    pub condition: String,
+}
+
 /// Names and the shape of the run, so that entries can stay numeric.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
@@ -469,6 +483,10 @@ pub struct Header {
     /// A workflow's handlers, by the `handler` of its entries: its request types' names, then
     /// its listeners' (empty for the compiled-in services).
     pub handlers: Vec<String>,
+    /// A workflow's declared invariants, by the `invariant` of `InvariantBroken` entries. An
+    /// invariant declared here is judged from those entries, under its name (a declared
+    /// `no-oversell` replaces the compiled-in checker of that name).
+    pub invariants: Vec<InvariantInfo>,
     /// When the workload stopped sending requests (and faults stop, once there are faults).
     pub quiet_from: Micros,
     /// When the run ended.

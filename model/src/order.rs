@@ -60,7 +60,7 @@ impl Service for OrderService {
             }
             Input::Timer { token } => self.publisher.on_timer(token, out),
             Input::OutboxDue { events, .. } => self.publisher.republish(events, out),
-            Input::CacheDone { .. } => {}
+            Input::CacheDone { .. } | Input::WorkflowDone { .. } => {}
             Input::Delivered { token, result } => {
                 let txn = self.pending.get(&token).map(|req| Self::parts(req).1);
                 if self.publisher.delivered(token, &result, txn, out) {
@@ -86,9 +86,10 @@ impl Listener for OrderEventConsumer {
                 out.push(Command::Ack);
             }
             // Not this listener's business: acknowledge and move on.
-            Event::PaymentCompleted { .. } | Event::CouponIssueRequest { .. } | Event::WaitingToken { .. } => {
-                out.push(Command::Ack)
-            }
+            Event::PaymentCompleted { .. }
+            | Event::CouponIssueRequest { .. }
+            | Event::WaitingToken { .. }
+            | Event::Declared { .. } => out.push(Command::Ack),
         }
     }
 }

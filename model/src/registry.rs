@@ -18,6 +18,8 @@ pub enum AnyService {
     Payment(PaymentService),
     CouponApi(CouponApi),
     WaitingQueue(WaitingQueueApi),
+    /// A workflow file's service (issue 15).
+    Workflow(crate::workflow::service::WorkflowService),
 }
 
 impl AnyService {
@@ -32,6 +34,11 @@ impl AnyService {
             ServiceKind::WaitingQueueApi => AnyService::WaitingQueue(WaitingQueueApi::new(topic)),
         }
     }
+
+    /// The instance of a `[services.*]` table that runs a workflow's requests instead.
+    pub fn workflow(spec: &ServiceSpec, topic: TopicId) -> Self {
+        AnyService::Workflow(crate::workflow::service::WorkflowService::new(topic, publishing(spec)))
+    }
 }
 
 impl Service for AnyService {
@@ -41,6 +48,7 @@ impl Service for AnyService {
             AnyService::Payment(s) => s.on_input(now, input, out),
             AnyService::CouponApi(s) => s.on_input(now, input, out),
             AnyService::WaitingQueue(s) => s.on_input(now, input, out),
+            AnyService::Workflow(s) => s.on_input(now, input, out),
         }
     }
 }
@@ -64,6 +72,8 @@ pub enum AnyListener {
     OutboxMarker(OutboxMarker),
     FanOut(FanOutConsumer),
     TokenActivator(TokenActivator),
+    /// A workflow file's listener (issue 15).
+    Workflow(crate::workflow::service::WorkflowListener),
 }
 
 impl AnyListener {
@@ -90,6 +100,7 @@ impl Listener for AnyListener {
             AnyListener::OutboxMarker(l) => l.on_record(now, record, message, out),
             AnyListener::FanOut(l) => l.on_record(now, record, message, out),
             AnyListener::TokenActivator(l) => l.on_record(now, record, message, out),
+            AnyListener::Workflow(l) => l.on_record(now, record, message, out),
         }
     }
 }

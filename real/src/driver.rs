@@ -229,6 +229,7 @@ pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
                 }
                 Command::Timer { token, after_us } => actions.push(Action::Timer { token, after_us }),
                 Command::Ack | Command::External { .. } => {}
+                Command::Steps { .. } => unreachable!("run_real refuses workflows; only listeners run steps"),
             }
         }
     }
@@ -349,6 +350,7 @@ fn request(ctx: &Ctx, request: Request) {
             (ServiceKind::WaitingQueueApi, token, Op::QueueEntered { token, concert, user })
         }
         Request::Pay { .. } => unreachable!("payments are not planned"),
+        Request::Workflow { .. } => unreachable!("run_real refuses workflows"),
     };
     let Some(s) = ({
         let mut core = ctx.core.borrow_mut();
@@ -423,6 +425,7 @@ fn header(scenario: &Scenario, seed: u64) -> Header {
         groups,
         events: evsim_model::event::builtin_events(),
         handlers: Vec::new(),
+        invariants: Vec::new(),
         quiet_from: scenario.run.duration_ms * 1_000,
         end: scenario.end_ms() * 1_000,
     }
@@ -430,6 +433,11 @@ fn header(scenario: &Scenario, seed: u64) -> Header {
 
 /// Run `scenario` with `seed` against the broker `options` names.
 pub fn run_real(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> Result<RealOutcome, RealError> {
+    if scenario.workflow.is_some() {
+        return Err(RealError::Usage(
+            "a workflow file runs in the simulator only so far (docs/workflow-language.md)".to_string(),
+        ));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

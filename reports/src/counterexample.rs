@@ -354,6 +354,7 @@ mod tests {
             groups: vec![GroupInfo { name: "g".into(), topics: vec![TopicId(0)], effect_once: true }],
             events: evsim_model::event::builtin_events(),
             handlers: Vec::new(),
+            invariants: Vec::new(),
             quiet_from: 10,
             end: 20,
         });

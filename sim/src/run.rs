@@ -76,6 +76,11 @@ pub fn run_scenario_observed(
             at as f64 / 1e6,
         )
     });
+    let stopped = stopped.or_else(|| {
+        stats.workflow_error.as_ref().map(|e| {
+            format!("the workflow is wrong: an expression failed ({e}); no verdict is given rather than a wrong one")
+        })
+    });
     let history_hash = history.hash();
     let verdicts = Invariant::ALL
         .into_iter()

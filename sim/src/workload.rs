@@ -150,17 +150,23 @@ pub struct ServiceInstance {
 }
 
 impl ServiceInstance {
-    pub fn new(node: NodeId, index: u16, spec: &ServiceSpec, topic: TopicId, producer: u16) -> Self {
-        Self { node, spec: index, kind: spec.kind, producer, service: AnyService::new(spec, topic), alive: true }
+    /// An instance of `spec`; `workflow`: it runs a workflow's requests instead of its kind's
+    /// compiled-in service.
+    pub fn new(node: NodeId, index: u16, spec: &ServiceSpec, topic: TopicId, producer: u16, workflow: bool) -> Self {
+        let service = if workflow { AnyService::workflow(spec, topic) } else { AnyService::new(spec, topic) };
+        Self { node, spec: index, kind: spec.kind, producer, service, alive: true }
     }
 }
 
 impl World {
     pub(crate) fn workload_start(&mut self) {
-        if self.scenario.workload.rate_per_sec > 0.0 {
+        // With a workflow, its requests replace the order workload (when no order service is
+        // left to take it).
+        if self.scenario.workload.rate_per_sec > 0.0 && (self.wf.is_none() || !self.order_services.is_empty()) {
             let at = self.workload.next_order_at();
             self.q.schedule_at(at, Ev::NextOrder);
         }
+        self.workflow_start();
         if self.scenario.workload.queue_rate_per_sec > 0.0 && !self.queue_services.is_empty() {
             let at = self.workload.next_queue_entry_at();
             self.q.schedule_at(at, Ev::NextQueueEntry);
@@ -276,6 +282,9 @@ impl World {
     }
 
     pub(crate) fn txn_commit(&mut self, service: u16, token: Token, txn: Txn) {
+        if let Txn::Workflow { handler, id } = txn {
+            return self.workflow_txn(service, token, handler, id);
+        }
         let node = self.services[service as usize].node;
         let outcome = if !self.db_down.is_empty() {
             self.outage_hit(FaultKind::DbUnavailable, None);
@@ -330,6 +339,7 @@ impl World {
                     }
                 }
                 Command::External { .. } => unreachable!("services make no external calls yet"),
+                Command::Steps { .. } => unreachable!("only listeners run a workflow's steps this way"),
                 Command::Cache { op, cause } => {
                     let node = self.services[service as usize].node;
                     self.cache.apply(op, cause, &mut self.facts);

@@ -37,6 +37,8 @@ pub(crate) enum Ev {
     ResumePoll { consumer: u16 },
     /// The next coupon request of the workload.
     NextCoupon,
+    /// The next request of a workflow's request type `handler`.
+    NextRequest { handler: u16 },
     /// A client asks for a coupon.
     CouponRequest { request: u64, coupon: u32, user: u64 },
     /// A client pays for an order it created.
@@ -163,6 +165,10 @@ pub struct Stats {
     /// The bytes the history and the partition logs held at the end (estimated from their
     /// entries); a run stops at `MAX_RUN_MEMORY_BYTES`, as at the event budget.
     pub memory_bytes: u64,
+    /// The first expression of the workflow that failed (overflow, division by zero), if any:
+    /// the run gives no verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_error: Option<String>,
 }
 
 /// One run.
@@ -188,6 +194,8 @@ pub struct World {
     pub(crate) services: Vec<ServiceInstance>,
     /// The instances of order services: where the order workload sends its requests.
     pub(crate) order_services: Vec<u16>,
+    /// A workflow file's part of the run, if the scenario runs one.
+    pub(crate) wf: Option<Box<crate::workflow::WorkflowRun>>,
     /// The instances of payment services: where clients send payments for their orders.
     pub(crate) payment_services: Vec<u16>,
     /// The instances of coupon APIs: where clients send coupon requests.
@@ -282,7 +290,8 @@ impl World {
                     scenario.brokers,
                     u32::from(producer) + 1,
                 ));
-                services.push(ServiceInstance::new(node, index as u16, spec, topic, producer));
+                let workflow = crate::workflow::runs_requests(scenario, &spec.name);
+                services.push(ServiceInstance::new(node, index as u16, spec, topic, producer, workflow));
                 producer_owner.push(ProducerOwner::Service(services.len() as u16 - 1));
             }
         }
@@ -310,7 +319,8 @@ impl World {
             for i in 0..spec.instances {
                 let node = NodeId(next_node);
                 next_node += 1;
-                let mut consumer = Consumer::new(node, gid, subscribed.clone(), spec.clone());
+                let listener = crate::workflow::listener_of(scenario, &spec.name);
+                let mut consumer = Consumer::new(node, gid, subscribed.clone(), spec.clone(), listener);
                 consumer.instance_id = spec.consumer.group_instance_id.as_ref().map(|id| format!("{id}-{i}"));
                 if let Some(dlq) = &spec.dlq_topic {
                     // The recoverer's KafkaTemplate, with the Java producer's defaults.
@@ -336,8 +346,12 @@ impl World {
             nodes,
             topics,
             groups: groups_info,
-            events: evsim_model::event::builtin_events(),
-            handlers: Vec::new(),
+            events: match &scenario.workflow {
+                Some(wf) => crate::workflow::events(wf),
+                None => evsim_model::event::builtin_events(),
+            },
+            handlers: scenario.workflow.as_deref().map(crate::workflow::handlers).unwrap_or_default(),
+            invariants: scenario.workflow.as_deref().map(crate::workflow::invariants).unwrap_or_default(),
             quiet_from: scenario.run.duration_ms * 1_000,
             end: scenario.end_ms() * 1_000,
         };
@@ -368,6 +382,15 @@ impl World {
             faults_plan.extend(crate::faults::draw_swarm(scenario, swarm, &mut faults_rng));
         }
         let db = crate::setup::initial_db(scenario, seed);
+        let wf = scenario.workflow.as_ref().map(|wf| {
+            let mut run = crate::workflow::WorkflowRun::new(wf.clone(), seeds.stream(Stream::Workload));
+            for (h, r) in wf.requests.iter().enumerate() {
+                run.handlers_of[h] = (0..services.len() as u16)
+                    .filter(|&i| scenario.services[services[i as usize].spec as usize].name == r.service)
+                    .collect();
+            }
+            Box::new(run)
+        });
         Self {
             q: EventQueue::with_capacity(4_096),
             net,
@@ -385,8 +408,12 @@ impl World {
             consumers,
             groups,
             order_services: (0..services.len() as u16)
-                .filter(|&i| services[i as usize].kind == ServiceKind::OrderService)
+                .filter(|&i| {
+                    services[i as usize].kind == ServiceKind::OrderService
+                        && !matches!(services[i as usize].service, evsim_model::registry::AnyService::Workflow(_))
+                })
                 .collect(),
+            wf,
             payment_services: (0..services.len() as u16)
                 .filter(|&i| services[i as usize].kind == ServiceKind::PaymentService)
                 .collect(),
@@ -606,7 +633,8 @@ impl World {
     /// Consumer process `c` starts again: a new member with empty memory, which joins its group.
     pub(crate) fn restart_consumer(&mut self, c: u16) {
         let old = &self.consumers[c as usize];
-        let mut fresh = Consumer::new(old.node, old.group, old.topics.clone(), old.spec.clone());
+        let listener = crate::workflow::listener_of(&self.scenario, &old.spec.name);
+        let mut fresh = Consumer::new(old.node, old.group, old.topics.clone(), old.spec.clone(), listener);
         fresh.dlq = old.dlq;
         fresh.instance_id = old.instance_id.clone();
         self.consumers[c as usize] = fresh;
@@ -723,7 +751,8 @@ impl World {
         let old = &self.services[s as usize];
         let spec = &self.scenario.services[old.spec as usize];
         let topic = TopicId(self.scenario.topics.iter().position(|t| t.name == spec.topic).expect("validated") as u16);
-        let fresh = ServiceInstance::new(old.node, old.spec, spec, topic, old.producer);
+        let workflow = crate::workflow::runs_requests(&self.scenario, &spec.name);
+        let fresh = ServiceInstance::new(old.node, old.spec, spec, topic, old.producer, workflow);
         let outbox = spec.publish == PublishStrategy::Outbox;
         let scan = spec.outbox_scan_ms * 1_000;
         self.services[s as usize] = fresh;
@@ -775,6 +804,7 @@ impl World {
         match ev {
             Ev::Net(msg) => self.deliver(msg),
             Ev::NextOrder => self.next_order(),
+            Ev::NextRequest { handler } => self.next_request(handler),
             Ev::NextCoupon => self.next_coupon(),
             Ev::NextQueueEntry => self.next_queue_entry(),
             Ev::ResumePoll { consumer } => self.resume_poll(consumer),
@@ -838,6 +868,12 @@ impl World {
         let end = self.end;
         for (product, stock) in self.db.stock.clone().into_iter().enumerate() {
             self.history.push(end, NodeId(0), Op::StockFinal { product: product as u32, stock });
+        }
+        if let Some(run) = self.wf.as_mut() {
+            for op in run.broken_rows(true) {
+                self.history.push(end, NodeId(0), op);
+            }
+            self.stats.workflow_error = run.error.clone();
         }
         for (event, (_, _, published)) in &self.db.outbox {
             if !published {

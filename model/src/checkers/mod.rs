@@ -183,8 +183,12 @@ impl Invariant {
         Self::ALL.into_iter().find(|i| i.name() == name)
     }
 
-    /// Judge `history`; an empty list means the invariant held.
+    /// Judge `history`; an empty list means the invariant held. An invariant the history's
+    /// workflow declares under this name is judged from its `InvariantBroken` entries.
     pub fn check(self, history: &History) -> Vec<Violation> {
+        if let Some(declared) = history.header.invariants.iter().position(|i| i.name == self.name()) {
+            return declared_invariant(history, declared as u16);
+        }
         match self {
             Invariant::NoOversell => no_oversell::check(history),
             Invariant::PerKeyOrder => per_key_order::check(history),
@@ -209,6 +213,31 @@ impl Invariant {
             Invariant::NoSilentLoss => no_silent_loss::check(history),
         }
     }
+}
+
+/// A workflow's declared invariant: each row that broke it, at the entry that shows it (the
+/// commit's entries just before it tell which transaction wrote the row).
+fn declared_invariant(h: &History, invariant: u16) -> Vec<Violation> {
+    let info = &h.header.invariants[invariant as usize];
+    let mut out = Vec::new();
+    let mut total = 0;
+    for (i, e) in h.entries.iter().enumerate() {
+        if let crate::history::Op::InvariantBroken { invariant: n, row } = e.op
+            && n == invariant
+        {
+            total += 1;
+            if out.len() < MAX_REPORTED {
+                let message = format!("{} row {row} breaks `{}` (entry {i})", info.table, info.condition);
+                // With the commit that wrote the row, when it is the entry just before.
+                let commit =
+                    i.checked_sub(1).filter(|&c| matches!(h.entries[c].op, crate::history::Op::TxnCommitted { .. }));
+                let entries = commit.into_iter().chain([i]).collect();
+                out.push(Violation::new(message, entries));
+            }
+        }
+    }
+    note_unlisted(&mut out, total, &info.name);
+    out
 }
 
 impl std::fmt::Display for Invariant {

@@ -75,6 +75,7 @@ impl HistoryBuilder {
                 .collect(),
             events: crate::event::builtin_events(),
             handlers: Vec::new(),
+            invariants: Vec::new(),
             quiet_from: 0,
             end: 0,
         };

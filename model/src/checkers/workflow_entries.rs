@@ -67,3 +67,38 @@ fn stories_name_the_declared_handlers() {
     h.header.handlers.clear();
     assert_eq!(crate::describe::describe_op(&h, &h.entries[0].op), "request handler-0 #7");
 }
+
+#[test]
+fn a_declared_invariant_is_judged_from_its_entries_under_its_name() {
+    use crate::checkers::Invariant;
+    use crate::history::InvariantInfo;
+    let declare = |h: &mut crate::history::History| {
+        h.header.invariants = vec![InvariantInfo {
+            name: "no-oversell".into(),
+            table: "product".into(),
+            condition: "product.stock >= 0".into(),
+        }];
+    };
+    let mut b = HistoryBuilder::new();
+    let c = committed(&mut b, 3);
+    let broken = b.op(SERVICE, Op::InvariantBroken { invariant: 0, row: 2 });
+    let mut h = b.build();
+    declare(&mut h);
+    let v = Invariant::NoOversell.check(&h);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].entries, vec![c, broken]);
+    assert!(v[0].message.contains("product row 2 breaks `product.stock >= 0`"), "{}", v[0].message);
+    assert_eq!(
+        crate::describe::describe_op(&h, &h.entries[broken].op),
+        "product row 2 breaks no-oversell (product.stock >= 0)"
+    );
+
+    // Declared and never broken: it holds, whatever the compiled-in checker would say.
+    let mut b = HistoryBuilder::new();
+    b.stock_initialised(0, 1);
+    b.order_committed(1, 0, 5, -4);
+    let mut h = b.build();
+    assert_eq!(Invariant::NoOversell.check(&h).len(), 1, "undeclared: the compiled-in checker judges");
+    declare(&mut h);
+    assert_eq!(Invariant::NoOversell.check(&h), vec![]);
+}

@@ -388,6 +388,11 @@ pub struct Scenario {
     pub swarm: Option<SwarmSpec>,
     /// What `evsim check` knows about the design (`[check]`).
     pub check: CheckSpec,
+    /// A workflow file whose requests and listeners run instead of the compiled-in services
+    /// and listeners of the same table names (issue 15: the language beside the Rust services).
+    /// Set by the caller; not yet a key of the scenario file.
+    #[serde(skip)]
+    pub workflow: Option<std::sync::Arc<crate::workflow::Workflow>>,
 }
 
 impl Scenario {

@@ -283,6 +283,7 @@ impl Validator<'_> {
             faults: Vec::new(),
             swarm: None,
             check: CheckSpec::default(),
+            workflow: None,
         };
         let nodes = scenario.node_names();
         for f in raw.faults {

@@ -764,10 +764,11 @@ impl Compiler<'_> {
                 return Err(self.err(cond.span(), "a condition over a table's rows (table.field)"));
             };
             let name = name.get_ref().clone();
+            let text = cond.get_ref().text.clone();
             wf.invariants.push(if always {
-                InvariantDecl::Always { name, table, cond: e }
+                InvariantDecl::Always { name, table, cond: e, text }
             } else {
-                InvariantDecl::Eventually { name, table, cond: e }
+                InvariantDecl::Eventually { name, table, cond: e, text }
             });
         }
         wf.params = params

@@ -73,8 +73,9 @@ pub struct Outcome {
     pub published: Vec<(u16, Box<[Value]>)>,
     /// External systems called, in step order.
     pub calls: Vec<String>,
-    /// Cache commands that took effect (they stay when a transaction rolls back).
-    pub cache_commands: u32,
+    /// The steps that took effect outside the DB, in order: cache commands (which stay when a
+    /// transaction rolls back) and external calls. A listener's effects, by step.
+    pub effects: Vec<u16>,
 }
 
 impl State {
@@ -340,13 +341,16 @@ impl State {
                 let v = values.iter().map(|e| eval(e, frame, i)).collect::<Result<Vec<_>, Stop>>()?;
                 out.published.push((*event, v.into_boxed_slice()));
             }
-            Step::Call { system } => out.calls.push(system.clone()),
+            Step::Call { system } => {
+                out.calls.push(system.clone());
+                out.effects.push(i);
+            }
             Step::Cache { cache, command, answer } => {
                 let added = self.cache(*cache, command, frame, i)?;
                 if let Some(slot) = answer {
                     frame[*slot as usize] = Value::Bool(added);
                 }
-                out.cache_commands += 1;
+                out.effects.push(i);
             }
             Step::Read { .. } | Step::Update { .. } | Step::Insert { .. } => {
                 // The compiler keeps these inside transactions.
@@ -493,7 +497,7 @@ mod tests {
         let l = wf.listener("order-event-consumer").expect("listener");
         let mut f = frame(&l.handler, [1, 9, 2, 4].map(Value::Int));
         let out = st.steps(&l.handler.after, &mut f);
-        assert_eq!((out.stop, out.cache_commands), (None, 2));
+        assert_eq!((out.stop, out.effects), (None, vec![0, 1]));
         let ranking = wf.caches.iter().position(|c| c.name == "ranking").expect("ranking") as u16;
         assert_eq!(st.score(ranking, &Value::Int(2)), 4);
         st.steps(&l.handler.after, &mut f);
@@ -556,7 +560,7 @@ transaction = [
         );
         assert_eq!(st.rows(0).count(), 1);
         // The SADD of the rolled-back transaction stayed: Redis is not part of it.
-        assert_eq!(second.cache_commands, 1);
+        assert_eq!(second.effects.len(), 1);
         assert!(st.has_key(0, &Value::Int(1)));
     }
 

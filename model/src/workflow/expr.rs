@@ -726,6 +726,16 @@ impl Expr {
         }
     }
 
+    /// Whether the expression reads only the frame's first `n` slots (a handler's input).
+    pub fn reads_only_below(&self, n: u16) -> bool {
+        match self {
+            Expr::Const(_) => true,
+            Expr::Slot(s) => *s < n,
+            Expr::Neg(e) | Expr::Not(e) | Expr::Abs(e) => e.reads_only_below(n),
+            Expr::Bin(_, a, b) | Expr::Min(a, b) | Expr::Max(a, b) => a.reads_only_below(n) && b.reads_only_below(n),
+        }
+    }
+
     /// The value, if the expression needs no frame (a constant after compilation).
     pub fn constant(&self) -> Option<&Value> {
         match self {

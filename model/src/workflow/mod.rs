@@ -13,6 +13,7 @@ pub mod compile;
 mod compile_tests;
 pub mod exec;
 pub mod expr;
+pub mod service;
 
 pub use compile::{Param, compile};
 
@@ -179,10 +180,10 @@ pub struct ListenerDecl {
 /// An invariant the workflow claims.
 #[derive(Clone, Debug, PartialEq)]
 pub enum InvariantDecl {
-    /// `cond` holds for every row of `table`, after every commit.
-    Always { name: String, table: u16, cond: Expr },
-    /// `cond` holds for every row of `table` at the end of the quiet period.
-    Eventually { name: String, table: u16, cond: Expr },
+    /// `cond` (written `text`) holds for every row of `table`, after every commit.
+    Always { name: String, table: u16, cond: Expr, text: String },
+    /// `cond` (written `text`) holds for every row of `table` at the end of the quiet period.
+    Eventually { name: String, table: u16, cond: Expr, text: String },
 }
 
 impl InvariantDecl {

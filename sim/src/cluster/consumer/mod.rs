@@ -196,8 +196,19 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn new(node: NodeId, group: GroupId, topics: Vec<TopicId>, spec: ConsumerSpec) -> Self {
-        let listener = AnyListener::new(spec.kind);
+    /// A consumer instance of `spec`'s group; `workflow_listener`: the workflow handler its
+    /// listener runs instead of the compiled-in one, if any.
+    pub fn new(
+        node: NodeId,
+        group: GroupId,
+        topics: Vec<TopicId>,
+        spec: ConsumerSpec,
+        workflow_listener: Option<u16>,
+    ) -> Self {
+        let listener = match workflow_listener {
+            Some(handler) => AnyListener::Workflow(evsim_model::workflow::service::WorkflowListener { handler }),
+            None => AnyListener::new(spec.kind),
+        };
         Self {
             alive: true,
             paused_until: 0,

@@ -325,6 +325,7 @@ impl World {
         cons.listener.on_record(now, &record, &message, &mut commands);
         let (node, group) = (cons.node, cons.group);
         let mut ok = false;
+        let mut thrown = false;
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Cache { op, cause } => {
@@ -345,10 +346,23 @@ impl World {
                     let effect = call.effect(cause, group);
                     self.history.push(now, node, effect);
                 }
+                // A workflow listener: its steps, then the acknowledgement, or its error
+                // handler's turn when it threw.
+                Command::Steps { handler } => {
+                    if self.workflow_steps(node, group, handler, record) {
+                        ok = true;
+                        self.consumers[c as usize].ack(record);
+                    } else {
+                        thrown = true;
+                    }
+                }
                 other => unreachable!("a listener emitted {other:?}"),
             }
         }
         self.consumers[c as usize].commands = commands;
+        if thrown {
+            return self.handler_failed(c, record, more);
+        }
         if ok {
             self.stats.records_consumed += 1;
         }

@@ -1,0 +1,121 @@
+//! A workflow's service and listeners as sans-IO actors (issue 15): the same protocol as the
+//! compiled-in services (`crate::actor`), so that both drivers run them unchanged. The
+//! workflow's state (tables, cache) and the requests' and events' field values stay with the
+//! driver, which runs the executor (`super::exec`) when a transaction commits or a listener's
+//! steps run; the actors decide what happens around that: transactions, publishing strategy,
+//! answers, acknowledgements.
+//!
+//! Publishing strategies: the after-commit ones (`after-commit`, `after-commit-async`) publish
+//! what the committed transaction returned. `in-transaction` and `outbox` need the event before
+//! the commit (a preview of the transaction, docs/workflow-language.md) and are not built yet:
+//! a driver refuses them for a workflow.
+
+use crate::actor::{Command, Input, Listener, Request, Response, Service, Token};
+use crate::db::Txn;
+use crate::event::Message;
+use crate::history::{Micros, Polled, TopicId};
+use crate::publish::{Publisher, Publishing};
+use crate::scenario::PublishStrategy;
+use std::collections::BTreeSet;
+
+/// Whether a workflow's service can publish with `strategy` today.
+pub fn strategy_supported(strategy: PublishStrategy) -> bool {
+    matches!(strategy, PublishStrategy::AfterCommit | PublishStrategy::AfterCommitAsync)
+}
+
+/// A `[services.*]` instance that handles a workflow's requests: each request is one
+/// transaction of its handler; a committed one publishes its event by the strategy, and the
+/// client is answered without waiting for any delivery report.
+#[derive(Debug)]
+pub struct WorkflowService {
+    publisher: Publisher,
+    /// Requests under way, by token (= request id). Memory: lost on a crash.
+    pending: BTreeSet<Token>,
+}
+
+impl WorkflowService {
+    pub fn new(topic: TopicId, publishing: Publishing) -> Self {
+        Self { publisher: Publisher::new(topic, publishing), pending: BTreeSet::new() }
+    }
+}
+
+impl Service for WorkflowService {
+    fn on_input(&mut self, _now: Micros, input: Input, out: &mut Vec<Command>) {
+        match input {
+            Input::Request(Request::Workflow { handler, id }) => {
+                self.pending.insert(id);
+                out.push(Command::Transact { token: id, txn: Txn::Workflow { handler, id } });
+            }
+            Input::WorkflowDone { token, committed, events } => {
+                if !self.pending.remove(&token) {
+                    return;
+                }
+                if committed {
+                    for event in events {
+                        self.publisher.committed(token, event, out);
+                    }
+                    out.push(Command::Respond { token, response: Response::Ok });
+                } else {
+                    out.push(Command::Respond { token, response: Response::Rejected });
+                }
+            }
+            Input::Timer { token } => self.publisher.on_timer(token, out),
+            // Delivery reports change nothing for after-commit publishing (a failed send is
+            // logged and dropped, as seed 001's service does).
+            Input::Delivered { .. }
+            | Input::Request(_)
+            | Input::TxnDone { .. }
+            | Input::CacheDone { .. }
+            | Input::OutboxDue { .. } => {}
+        }
+    }
+}
+
+/// A workflow's `[listeners.*]` handler, as a `@KafkaListener`: the driver runs its steps on
+/// the record's event and acknowledges the record when they complete.
+#[derive(Debug)]
+pub struct WorkflowListener {
+    pub handler: u16,
+}
+
+impl Listener for WorkflowListener {
+    fn on_record(&mut self, _now: Micros, _record: &Polled, _message: &Message, out: &mut Vec<Command>) {
+        out.push(Command::Steps { handler: self.handler });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::history::EventId;
+
+    #[test]
+    fn a_committed_request_publishes_after_the_commit_and_a_rejected_one_nothing() {
+        let mut s = WorkflowService::new(TopicId(0), Publishing::new(PublishStrategy::AfterCommit));
+        let mut out = Vec::new();
+        s.on_input(0, Input::Request(Request::Workflow { handler: 0, id: 7 }), &mut out);
+        assert_eq!(out, vec![Command::Transact { token: 7, txn: Txn::Workflow { handler: 0, id: 7 } }]);
+        out.clear();
+        let event = Message { key: Some(7), value: Event::Declared { id: EventId::order_created(7) } };
+        s.on_input(1, Input::WorkflowDone { token: 7, committed: true, events: vec![event] }, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                Command::Produce { token: 7, topic: TopicId(0), message: event },
+                Command::Respond { token: 7, response: Response::Ok }
+            ]
+        );
+        out.clear();
+        s.on_input(2, Input::Request(Request::Workflow { handler: 0, id: 8 }), &mut out);
+        out.clear();
+        s.on_input(3, Input::WorkflowDone { token: 8, committed: false, events: vec![] }, &mut out);
+        assert_eq!(out, vec![Command::Respond { token: 8, response: Response::Rejected }]);
+        // A crash forgot the request: a late answer is ignored.
+        out.clear();
+        s.on_input(4, Input::WorkflowDone { token: 9, committed: true, events: vec![event] }, &mut out);
+        assert!(out.is_empty());
+        assert!(strategy_supported(PublishStrategy::AfterCommitAsync));
+        assert!(!strategy_supported(PublishStrategy::Outbox) && !strategy_supported(PublishStrategy::InTransaction));
+    }
+}

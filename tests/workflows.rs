@@ -1,0 +1,47 @@
+//! Workflow files run by the simulator (issue 15): seed 001's order creation written in the
+//! language, as it is and with its flaw put back, judged by the invariants it declares.
+
+mod common;
+
+use evsim_model::checkers::Invariant;
+use evsim_model::history::Op;
+
+fn no_oversell(o: &evsim_sim::RunOutcome) -> &[evsim_model::checkers::Violation] {
+    &o.verdicts.iter().find(|v| v.invariant == Invariant::NoOversell).expect("a verdict").violations
+}
+
+/// Without the guard on the stock (seed 001's `if (product.getStock() < quantity) throw`), the
+/// hot products sell below zero: the declared `no-oversell` fires at the commit that wrote the
+/// row. With it, the same requests hold.
+#[test]
+fn the_order_workflow_without_its_stock_guard_oversells() {
+    let text = common::order_workflow_text();
+    let guard = "  { require = \"product.stock >= request.qty\", otherwise = \"reject\" },\n";
+    assert!(text.contains(guard));
+    let flawed = common::order_basic_as_workflow(&text.replacen(guard, "", 1));
+    let o = evsim_sim::run_scenario(&flawed, 1);
+    let v = no_oversell(&o);
+    assert!(!v.is_empty(), "no oversell without the guard");
+    assert!(v[0].message.contains("breaks `product.stock >= 0`"), "{}", v[0].message);
+    let commit = v[0].entries[0];
+    assert!(matches!(o.history.entries[commit].op, Op::TxnCommitted { .. }), "{:?}", o.history.entries[commit]);
+    assert!(!o.passed());
+
+    let fixed = evsim_sim::run_scenario(&common::order_basic_as_workflow(&text), 1);
+    assert_eq!(no_oversell(&fixed), &[] as &[evsim_model::checkers::Violation]);
+    assert!(fixed.passed(), "{:?}", fixed.vacuous);
+}
+
+/// An expression that overflows stops the run's verdicts: the workflow is wrong, and no
+/// verdict is given rather than a wrong one.
+#[test]
+fn an_expression_that_overflows_gives_no_verdict() {
+    let text = common::order_workflow_text();
+    let update = "set = { stock = \"product.stock - request.qty\" }";
+    assert!(text.contains(update));
+    let wrong = text.replacen(update, "set = { stock = \"product.stock - request.qty * 9223372036854775807\" }", 1);
+    let o = evsim_sim::run_scenario(&common::order_basic_as_workflow(&wrong), 1);
+    let why = o.stopped.as_deref().expect("stopped");
+    assert!(why.contains("create-order, step 3") && why.contains("overflow"), "{why}");
+    assert!(!o.passed());
+}
