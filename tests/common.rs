@@ -116,12 +116,21 @@ pub fn order_workflow_text() -> String {
 /// order workflow, or a variant of it), bound to the scenario's workload settings.
 #[allow(dead_code)]
 pub fn order_basic_as_workflow(text: &str) -> Scenario {
+    with_order_workflow(scenario("order-basic"), text)
+}
+
+/// Scenario `s` with its `order-service` and `order-event-consumer` tables run from the
+/// workflow file `text`, bound to its workload settings (a uniform product distribution draws
+/// `uniform(0, products - 1)`, as the compiled-in workload does).
+#[allow(dead_code)]
+pub fn with_order_workflow(mut s: Scenario, text: &str) -> Scenario {
     use evsim_model::workflow::{Param, compile};
-    let mut s = scenario("order-basic");
     let w = &s.workload;
-    let exponent = match w.product_distribution {
-        evsim_model::scenario::ProductDistribution::Zipf(x) => x,
-        evsim_model::scenario::ProductDistribution::Uniform => panic!("order-basic draws products by Zipf"),
+    let (text, exponent) = match w.product_distribution {
+        evsim_model::scenario::ProductDistribution::Zipf(x) => (text.to_string(), x),
+        evsim_model::scenario::ProductDistribution::Uniform => {
+            (text.replacen("zipf(params.products, params.zipf_exponent)", "uniform(0, params.products - 1)", 1), 1.0)
+        }
     };
     let bindings = [
         ("products".to_string(), Param::Int(i64::from(w.products))),
@@ -131,6 +140,6 @@ pub fn order_basic_as_workflow(text: &str) -> Scenario {
         ("rate_per_sec".to_string(), Param::Float(w.rate_per_sec)),
         ("zipf_exponent".to_string(), Param::Float(exponent)),
     ];
-    s.workflow = Some(std::sync::Arc::new(compile("order.toml", text, &bindings).unwrap_or_else(|e| panic!("{e}"))));
+    s.workflow = Some(std::sync::Arc::new(compile("order.toml", &text, &bindings).unwrap_or_else(|e| panic!("{e}"))));
     s
 }

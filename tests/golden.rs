@@ -241,16 +241,32 @@ fn the_normalised_history_tells_seeds_apart() {
     assert_ne!(a.split('\t').nth(3), b.split('\t').nth(3), "{a}\n{b}");
 }
 
-/// order-basic with its order service and listener written in the language
-/// (`scenarios/workflows/order.toml`, bound to the scenario's workload settings) instead of the
-/// compiled-in `OrderService` and `OrderEventConsumer`: the same requests, decisions, records,
-/// polls, commits and effects, line for line, for seeds 1 to 20. (The verdicts match too; the
-/// workflow form's `no-oversell` is not yet judged from its own invariant: see
-/// docs/workflow-language.md.) With EVSIM_GOLDEN_DUMP, its normalised histories are written as
-/// `order-basic-workflow-<seed>.txt` beside the others.
+/// The scenarios whose order service and listener the order workflow can stand in for: an
+/// `order-service` publishing after the commit and an `order-event-consumer` group, and no
+/// other service or listener.
+const ORDER_WORKFLOW_SCENARIOS: [&str; 10] = [
+    "order-basic",
+    "order-acks1-search",
+    "order-after-commit-async",
+    "order-after-commit-crash",
+    "order-failover-acks-all",
+    "order-failover-acks1",
+    "order-listener-errors",
+    "order-listener-errors-retry",
+    "order-slow-consumer",
+    "order-slow-consumer-fixed",
+];
+
+/// Those scenarios with their order service and listener written in the language
+/// (`scenarios/workflows/order.toml`, bound to each scenario's workload settings) instead of
+/// the compiled-in `OrderService` and `OrderEventConsumer`: the same requests, decisions,
+/// records, polls, commits, faults and effects, line for line, and the same verdicts, for
+/// seeds 1 to 20, crashes, failovers and listener errors included. With EVSIM_GOLDEN_DUMP, the
+/// normalised histories are written as `<scenario>-workflow-<seed>.txt` beside the others.
 #[test]
-fn order_basic_written_in_the_language_matches_the_golden_file() {
-    let s = common::order_basic_as_workflow(&common::order_workflow_text());
+fn the_order_scenarios_written_in_the_language_match_the_golden_file() {
+    let text = common::order_workflow_text();
+    let s = common::order_basic_as_workflow(&text);
     // The workflow ran, not the Rust service: its entries are the generic ones.
     let o = evsim_sim::run_scenario(&s, 1);
     let count = |f: fn(&Op) -> bool| o.history.entries.iter().filter(|e| f(&e.op)).count();
@@ -270,22 +286,42 @@ fn order_basic_written_in_the_language_matches_the_golden_file() {
 
     let golden = std::fs::read_to_string(common::root().join("tests/golden/runs.tsv")).expect("the golden file");
     let dump = std::env::var_os("EVSIM_GOLDEN_DUMP").map(std::path::PathBuf::from);
-    let mut differing = Vec::new();
-    for seed in SEEDS {
-        let expected = golden
-            .lines()
-            .find(|l| l.starts_with(&format!("order-basic\t{seed}\t")))
-            .unwrap_or_else(|| panic!("no golden line for order-basic seed {seed}"));
-        let file = dump.as_ref().map(|d| d.join(format!("order-basic-workflow-{seed}.txt")));
-        let actual = run_line("order-basic", &s, seed, file.as_deref());
-        if actual != expected {
-            differing.push(format!("golden: {expected}\nnow:    {actual}"));
-        }
-    }
+    let cases: Vec<(usize, u64)> =
+        (0..ORDER_WORKFLOW_SCENARIOS.len()).flat_map(|n| SEEDS.map(move |seed| (n, seed))).collect();
+    let scenarios: Vec<_> =
+        ORDER_WORKFLOW_SCENARIOS.iter().map(|&n| common::with_order_workflow(common::scenario(n), &text)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut differing: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(n, seed)) = cases.get(i) else { break };
+                        let name = ORDER_WORKFLOW_SCENARIOS[n];
+                        let expected = golden
+                            .lines()
+                            .find(|l| l.starts_with(&format!("{name}\t{seed}\t")))
+                            .unwrap_or_else(|| panic!("no golden line for {name} seed {seed}"));
+                        let file = dump.as_ref().map(|d| d.join(format!("{name}-workflow-{seed}.txt")));
+                        let actual = run_line(name, &scenarios[n], seed, file.as_deref());
+                        if actual != expected {
+                            out.push((i, format!("golden: {expected}\nnow:    {actual}")));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a worker")).collect()
+    });
+    differing.sort();
     assert!(
         differing.is_empty(),
-        "{} of 20 seeds depart from the golden file:\n{}",
+        "{} of {} runs depart from the golden file:\n{}",
         differing.len(),
-        differing.join("\n")
+        cases.len(),
+        differing.into_iter().map(|(_, d)| d).collect::<Vec<_>>().join("\n")
     );
 }
