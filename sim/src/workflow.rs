@@ -60,6 +60,14 @@ pub(crate) fn events(wf: &Workflow) -> Vec<EventInfo> {
         .collect()
 }
 
+/// Handler `handler` of `wf`: its request types', then its listeners'.
+fn handler_of(wf: &Workflow, handler: u16) -> &Handler {
+    match (handler as usize).checked_sub(wf.requests.len()) {
+        None => &wf.requests[handler as usize].handler,
+        Some(l) => &wf.listeners[l].handler,
+    }
+}
+
 /// The header's declaration of a workflow's invariants.
 pub(crate) fn invariants(wf: &Workflow) -> Vec<evsim_model::history::InvariantInfo> {
     wf.invariants
@@ -103,14 +111,6 @@ impl WorkflowRun {
             values: BTreeMap::new(),
             error: None,
             wf,
-        }
-    }
-
-    fn handler(&self, handler: u16) -> &Handler {
-        let r = self.wf.requests.len();
-        match (handler as usize).checked_sub(r) {
-            None => &self.wf.requests[handler as usize].handler,
-            Some(l) => &self.wf.listeners[l].handler,
         }
     }
 
@@ -228,8 +228,8 @@ impl World {
         let Some(values) = run.inputs.remove(&(handler, id)) else { return };
         let inputs = 1 + values.len() as u16;
         let wf = run.wf.clone();
-        let h = run.handler(handler).clone();
-        let mut frame = exec::frame(&h, std::iter::once(Value::Int(id as i64)).chain(values));
+        let h = handler_of(&wf, handler);
+        let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
         let mut events = Vec::new();
         let mut broken = Vec::new();
         let name = &wf.requests[handler as usize].name;
@@ -256,7 +256,7 @@ impl World {
             Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }
         } else {
             self.stats.orders_rejected += 1;
-            Op::TxnRolledBack { handler, id, event: run.would_publish(&h, &frame, inputs) }
+            Op::TxnRolledBack { handler, id, event: run.would_publish(h, &frame, inputs) }
         };
         self.record(node, op);
         for op in broken {
@@ -270,13 +270,13 @@ impl World {
     /// completed, or a guard rejected it) or the handler threw.
     pub(crate) fn workflow_steps(&mut self, node: NodeId, group: GroupId, handler: u16, record: Polled) -> bool {
         let run = self.wf.as_mut().expect("a workflow run");
-        let Some(values) = run.values.get(&record.value).cloned() else {
+        let wf = run.wf.clone();
+        let h = handler_of(&wf, handler);
+        let Some(values) = run.values.get(&record.value) else {
             // Not an event of the workflow: nothing to do.
             return true;
         };
-        let wf = run.wf.clone();
-        let h = run.handler(handler).clone();
-        let mut frame = exec::frame(&h, values.iter().cloned());
+        let mut frame = exec::frame(h, values.iter().cloned());
         let mut effects = Vec::new();
         let mut stop = None;
         let mut broken = Vec::new();

@@ -434,7 +434,8 @@ fn project(row: &[Value], cols: &[u16]) -> Vec<Value> {
 
 /// A frame for `handler` with `input` in its first slots and the rest zero.
 pub fn frame(handler: &super::Handler, input: impl IntoIterator<Item = Value>) -> Vec<Value> {
-    let mut f: Vec<Value> = input.into_iter().collect();
+    let mut f = Vec::with_capacity(handler.frame as usize);
+    f.extend(input);
     f.resize(handler.frame as usize, Value::Int(0));
     f
 }
