@@ -45,3 +45,15 @@ fn an_expression_that_overflows_gives_no_verdict() {
     assert!(why.contains("create-order, step 3") && why.contains("overflow"), "{why}");
     assert!(!o.passed());
 }
+
+/// An event whose subject is negative cannot be told apart from another: no verdict.
+#[test]
+fn a_negative_event_subject_gives_no_verdict() {
+    let text = common::order_workflow_text();
+    let publish = "{ publish = \"order-created\", values = { order_id = \"request.id\"";
+    assert!(text.contains(publish));
+    let wrong = text.replacen(publish, "{ publish = \"order-created\", values = { order_id = \"0 - request.id\"", 1);
+    let o = evsim_sim::run_scenario(&common::order_basic_as_workflow(&wrong), 1);
+    let why = o.stopped.as_deref().expect("stopped");
+    assert!(why.contains("event order-created published with subject -"), "{why}");
+}

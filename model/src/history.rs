@@ -72,6 +72,8 @@ pub struct EventId(u64);
 
 const SUBJECT_BITS: u32 = 56;
 const SUBJECT_MASK: u64 = (1 << SUBJECT_BITS) - 1;
+/// The largest event subject an [`EventId`] holds.
+pub const MAX_SUBJECT: u64 = SUBJECT_MASK;
 
 impl EventId {
     pub fn new(kind: EventKind, subject: u64) -> Self {

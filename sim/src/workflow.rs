@@ -114,11 +114,24 @@ impl WorkflowRun {
         }
     }
 
-    /// A published event's id, its record, and its values kept for the listeners.
+    /// A published event's id, its record, and its values kept for the listeners. A subject
+    /// outside `0..=MAX_SUBJECT` or a negative key cannot be told apart from another event's:
+    /// the workflow is wrong for this run (its verdicts are withheld).
     fn message(&mut self, event: u16, values: Box<[Value]>) -> Message {
         let decl = &self.wf.events[event as usize];
-        let subject = values[decl.subject as usize].as_int() as u64;
-        let key = decl.key.map(|k| values[k as usize].as_int() as u64);
+        let subject = values[decl.subject as usize].as_int();
+        let key = decl.key.map(|k| values[k as usize].as_int());
+        if !(0..=evsim_model::history::MAX_SUBJECT as i64).contains(&subject) || key.is_some_and(|k| k < 0) {
+            self.error.get_or_insert_with(|| {
+                format!(
+                    "event {} published with subject {subject} and key {key:?}: subjects are from 0 to 2^56 - 1 \
+                     and keys are not negative",
+                    decl.name
+                )
+            });
+        }
+        let subject = subject.clamp(0, evsim_model::history::MAX_SUBJECT as i64) as u64;
+        let key = key.map(|k| k.max(0) as u64);
         let id = EventId::new(EventKind(event as u8), subject);
         self.values.insert(id, values);
         Message { key, value: Event::Declared { id } }
@@ -172,7 +185,8 @@ impl WorkflowRun {
                 return None;
             }
             let v = subject.eval(frame).ok()?.as_int();
-            Some(EventId::new(EventKind(*event as u8), v as u64))
+            let v = u64::try_from(v).ok().filter(|&v| v <= evsim_model::history::MAX_SUBJECT)?;
+            Some(EventId::new(EventKind(*event as u8), v))
         })
     }
 }
