@@ -180,6 +180,30 @@ fn run_line(name: &str, s: &evsim_model::scenario::Scenario, seed: u64, dump: Op
     format!("{name}\t{seed}\t{count}\t{:016x}\t{}", hash.finish(), verdicts.trim_end())
 }
 
+/// `f` of each case, in the cases' order, computed on two threads (the simulator is
+/// deterministic: threads change nothing but the wall time).
+fn on_two_threads<C: Sync, R: Send>(cases: &[C], f: impl Fn(&C) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(c) = cases.get(i) else { break };
+                        out.push((i, f(c)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a worker")).collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Every scenario file and seeds 1 to 20 behave as the golden file says. The runs are shared out
 /// over two threads (the simulator is deterministic: threads change nothing but the wall time).
 #[test]
@@ -190,25 +214,8 @@ fn every_scenario_and_seed_matches_the_golden_file() {
     }
     let cases: Vec<(String, u64)> =
         common::scenario_names().into_iter().flat_map(|n| SEEDS.map(move |seed| (n.clone(), seed))).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut lines: Vec<(usize, String)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((name, seed)) = cases.get(i) else { break };
-                        out.push((i, run(name, *seed, dump.as_deref())));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("a worker")).collect()
-    });
-    lines.sort();
-    let actual: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+    let lines = on_two_threads(&cases, |(name, seed)| run(name, *seed, dump.as_deref()));
+    let actual: String = lines.into_iter().map(|l| l + "\n").collect();
     let path = common::root().join("tests/golden/runs.tsv");
     if std::env::var_os("EVSIM_GOLDEN_WRITE").is_some() {
         std::fs::write(&path, &actual).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
@@ -290,38 +297,24 @@ fn the_order_scenarios_written_in_the_language_match_the_golden_file() {
         (0..ORDER_WORKFLOW_SCENARIOS.len()).flat_map(|n| SEEDS.map(move |seed| (n, seed))).collect();
     let scenarios: Vec<_> =
         ORDER_WORKFLOW_SCENARIOS.iter().map(|&n| common::with_order_workflow(common::scenario(n), &text)).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut differing: Vec<(usize, String)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(n, seed)) = cases.get(i) else { break };
-                        let name = ORDER_WORKFLOW_SCENARIOS[n];
-                        let expected = golden
-                            .lines()
-                            .find(|l| l.starts_with(&format!("{name}\t{seed}\t")))
-                            .unwrap_or_else(|| panic!("no golden line for {name} seed {seed}"));
-                        let file = dump.as_ref().map(|d| d.join(format!("{name}-workflow-{seed}.txt")));
-                        let actual = run_line(name, &scenarios[n], seed, file.as_deref());
-                        if actual != expected {
-                            out.push((i, format!("golden: {expected}\nnow:    {actual}")));
-                        }
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("a worker")).collect()
-    });
-    differing.sort();
+    let differing: Vec<String> = on_two_threads(&cases, |&(n, seed)| {
+        let name = ORDER_WORKFLOW_SCENARIOS[n];
+        let expected = golden
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}\t{seed}\t")))
+            .unwrap_or_else(|| panic!("no golden line for {name} seed {seed}"));
+        let file = dump.as_ref().map(|d| d.join(format!("{name}-workflow-{seed}.txt")));
+        let actual = run_line(name, &scenarios[n], seed, file.as_deref());
+        (actual != expected).then(|| format!("golden: {expected}\nnow:    {actual}"))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     assert!(
         differing.is_empty(),
         "{} of {} runs depart from the golden file:\n{}",
         differing.len(),
         cases.len(),
-        differing.into_iter().map(|(_, d)| d).collect::<Vec<_>>().join("\n")
+        differing.join("\n")
     );
 }
