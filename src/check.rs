@@ -215,13 +215,25 @@ pub fn check(args: CheckArgs) -> u8 {
                 args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-counterexample.toml", scenario.name)));
             let written = std::fs::read_to_string(&args.scenario)
                 .map_err(|e| e.to_string())
-                .and_then(|text| counterexample_toml(&text, &file, &scenario, &shrunk, invariant))
+                .and_then(|text| {
+                    // The workflow file by an absolute path: the counterexample may be written elsewhere.
+                    let workflow = match &scenario.workflow_file {
+                        Some(f) => Some(
+                            std::path::absolute(f)
+                                .map_err(|e| format!("cannot resolve the workflow file {f}: {e}"))?
+                                .display()
+                                .to_string(),
+                        ),
+                        None => None,
+                    };
+                    counterexample_toml(&text, &file, &scenario, &shrunk, invariant, workflow.as_deref())
+                })
                 .and_then(|toml| std::fs::write(&out, &toml).map(|()| toml).map_err(|e| e.to_string()));
             match written {
                 Ok(toml) => {
                     report.counterexample_file = Some(out.display().to_string());
                     // Replay the file as a user would: parse it and run its seed.
-                    let replay = evsim_model::scenario::Scenario::parse(&out.display().to_string(), &toml)
+                    let replay = evsim_sim::files::parse_scenario(&out.display().to_string(), &toml)
                         .map(|s| {
                             let o = run_scenario(&s, s.run.seed);
                             o.history_hash == outcome.history_hash

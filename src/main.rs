@@ -169,7 +169,7 @@ pub fn read_text(path: &std::path::Path, what: &str) -> Result<(String, String),
 /// Read and parse a scenario file; on failure print the error and return the exit code.
 pub fn load_scenario(path: &std::path::Path) -> Result<evsim_model::scenario::Scenario, u8> {
     let (name, source) = read_text(path, "scenario")?;
-    evsim_model::scenario::Scenario::parse(&name, &source).map_err(bad_input)
+    evsim_sim::files::parse_scenario(&name, &source).map_err(bad_input)
 }
 
 #[global_allocator]

@@ -129,6 +129,9 @@ struct InvariantJson {
 pub(crate) struct RunJson {
     scenario: String,
     file: String,
+    /// The workflow file the scenario runs (`[workflow] file`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workflow: Option<String>,
     runs: u64,
     seeds: Vec<u64>,
     passed: bool,
@@ -277,6 +280,7 @@ pub(crate) fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[
     RunJson {
         scenario: scenario.name.clone(),
         file: file.display().to_string(),
+        workflow: scenario.workflow_file.clone(),
         runs: results.len() as u64,
         seeds: results.iter().map(|r| r.seed).collect(),
         passed,
@@ -297,10 +301,15 @@ pub(crate) fn print_table(r: &RunJson) {
         format!("seeds {}..={}", r.seeds[0], r.seeds[r.seeds.len() - 1])
     };
     println!("scenario {} ({}), {} run(s), {seeds}", r.scenario, r.file, r.runs);
+    if let Some(w) = &r.workflow {
+        println!("workflow {w}");
+    }
     println!("records produced {}, consumed {}", r.records_produced, r.records_consumed);
     if let Some(s) = &r.stats {
+        // A workflow's requests are its own request types, not orders.
+        let requests = if r.workflow.is_some() { "requests" } else { "orders requested" };
         println!(
-            "orders requested {}, committed {}, rejected {}; offset commits ok {}, failed {}; rebalances {}; events {}",
+            "{requests} {}, committed {}, rejected {}; offset commits ok {}, failed {}; rebalances {}; events {}",
             s.requests, s.orders_committed, s.orders_rejected, s.commits_ok, s.commits_failed, s.rebalances, s.events
         );
         if s.payments_committed + s.payments_rejected > 0 {

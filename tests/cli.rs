@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn evsim(args: &[&str]) -> Output {
@@ -142,8 +143,7 @@ fn every_shipped_scenario_parses() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            evsim_model::scenario::Scenario::parse(&path.display().to_string(), &text)
-                .unwrap_or_else(|e| panic!("{e}"));
+            evsim_sim::files::parse_scenario(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
             n += 1;
         }
     }
@@ -265,4 +265,81 @@ fn workflow_compiles_a_workflow_file_or_names_the_place_it_is_wrong() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("an integer"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A scenario directory with `s.toml` (order-workflow, edited by `scenario`) and
+/// `workflows/order.toml` (the order workflow, edited by `workflow`).
+fn workflow_dir(name: &str, scenario: &dyn Fn(String) -> String, workflow: &dyn Fn(String) -> String) -> PathBuf {
+    let dir = common::scratch(&format!("cli-workflow-{name}"));
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    let text = std::fs::read_to_string(common::root().join("scenarios/order-workflow.toml")).unwrap();
+    std::fs::write(dir.join("s.toml"), scenario(text)).unwrap();
+    std::fs::write(dir.join("workflows/order.toml"), workflow(common::order_workflow_text())).unwrap();
+    dir
+}
+
+#[test]
+fn a_scenario_runs_the_workflow_file_it_names_and_its_verdicts_are_the_workflow_s() {
+    let o = evsim(&["run", "scenarios/order-workflow.toml", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["workflow"], "scenarios/workflows/order.toml");
+    assert!(v["records_consumed"].as_u64().unwrap() > 4_000, "{v}");
+    let o = evsim(&["run", "scenarios/order-workflow.toml"]);
+    assert!(stdout(&o).contains("workflow scenarios/workflows/order.toml"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("requests 10071, committed 4816"), "{}", stdout(&o));
+    // The same scenario with the stock guard left out of the workflow file oversells: exit 1.
+    let dir = workflow_dir("no-guard", &|s| s, &|w| {
+        w.lines().filter(|l| !l.contains("require = \"product.stock")).collect::<Vec<_>>().join("\n")
+    });
+    let o = evsim(&["run", dir.join("s.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("breaks `product.stock >= 0`"), "{}", stdout(&o));
+    // `evsim check` shrinks it and writes a counterexample elsewhere that names the workflow
+    // file by its absolute path, and replays from there.
+    let out = dir.join("elsewhere");
+    std::fs::create_dir_all(&out).unwrap();
+    let ce = out.join("ce.toml");
+    let o = evsim(&["check", dir.join("s.toml").to_str().unwrap(), "--out", ce.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!((v["invariant"].as_str(), v["replayed"].as_bool()), (Some("no-oversell"), Some(true)), "{v}");
+    let text = std::fs::read_to_string(&ce).unwrap();
+    let workflow = std::path::absolute(dir.join("workflows/order.toml")).unwrap();
+    assert!(text.contains(&format!("file = \"{}\"", workflow.display())), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_missing_workflow_file_or_a_bad_parameter_exits_2_at_the_scenario_s_line() {
+    let dir = workflow_dir("missing", &|s| s.replace("workflows/order.toml", "workflows/ordr.toml"), &|w| w);
+    let path = dir.join("s.toml");
+    let o = evsim(&["run", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{}:41:8: cannot read the workflow file", path.display())), "{}", stderr(&o));
+    let dir = workflow_dir("param", &|s| s.replace("users = 5000", "users = 5000.5"), &|w| w);
+    let path = dir.join("s.toml");
+    let o = evsim(&["run", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{}:44:", path.display())), "{}", stderr(&o));
+    assert!(stderr(&o).contains("expected an integer for params.users"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_sweep_varies_a_workflow_parameter() {
+    let o = evsim(&[
+        "sweep",
+        "scenarios/order-workflow.toml",
+        "--vary",
+        "workflow.params.stock_per_product=20,300",
+        "--seeds",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let records: Vec<u64> =
+        v["settings"].as_array().unwrap().iter().map(|s| s["records_produced"].as_u64().unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    assert!(records[0] < records[1] / 5, "less stock, fewer orders committed: {records:?}");
 }

@@ -14,7 +14,7 @@ pub fn root() -> PathBuf {
 pub fn scenario(name: &str) -> Scenario {
     let path = root().join("scenarios").join(format!("{name}.toml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    Scenario::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
+    evsim_sim::files::parse_scenario(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The names of the files in `scenarios/`, sorted.

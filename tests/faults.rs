@@ -359,7 +359,7 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
     // (The file's own quiet period, shortened as above; the case sets the workload length.)
     assert!(text.contains("quiet_period_ms = 30_000"));
     let file_base = text.replace("quiet_period_ms = 30_000", "quiet_period_ms = 15_000");
-    let toml = counterexample_toml(&file_base, "order-acks1-search.toml", &base, &shrunk, invariant).unwrap();
+    let toml = counterexample_toml(&file_base, "order-acks1-search.toml", &base, &shrunk, invariant, None).unwrap();
     let replay = Scenario::parse("counterexample.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     assert_eq!(replay.faults, shrunk.faults);
     let again = run_scenario(&replay, replay.run.seed);
@@ -370,7 +370,7 @@ fn a_generated_search_finds_a_lost_acknowledged_record_and_shrinks_it_to_a_repla
     let end = start + file_base[start..].find("\n\n").unwrap();
     let keys: Vec<&str> = file_base[start + 6..end].lines().collect();
     let inline = format!("{}run = {{ {} }}{}", &file_base[..start], keys.join(", "), &file_base[end..]);
-    let toml = counterexample_toml(&inline, "inline.toml", &base, &shrunk, invariant).unwrap();
+    let toml = counterexample_toml(&inline, "inline.toml", &base, &shrunk, invariant, None).unwrap();
     let replay = Scenario::parse("counterexample.toml", &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     assert_eq!(run_scenario(&replay, replay.run.seed).history_hash, outcome.history_hash, "{toml}");
 

@@ -318,3 +318,18 @@ fn the_order_scenarios_written_in_the_language_match_the_golden_file() {
         differing.join("\n")
     );
 }
+
+/// `scenarios/order-workflow.toml` (order-basic with its order service and listener named by
+/// `[workflow]` instead of `kind`) has order-basic's golden lines, seed by seed: the scenario key
+/// runs the same design as the compiled-in services (the test above holds both files' runs to
+/// their lines).
+#[test]
+fn the_order_workflow_scenario_file_has_order_basic_s_golden_lines() {
+    let golden = std::fs::read_to_string(common::root().join("tests/golden/runs.tsv")).expect("the golden file");
+    let lines = |name: &str| -> Vec<String> {
+        golden.lines().filter_map(|l| l.strip_prefix(&format!("{name}\t")).map(str::to_string)).collect::<Vec<_>>()
+    };
+    let (basic, workflow) = (lines("order-basic"), lines("order-workflow"));
+    assert_eq!(basic.len(), SEEDS.count());
+    assert_eq!(workflow, basic);
+}

@@ -252,6 +252,14 @@ fn mutated_scenarios_exit_0_1_or_2_and_never_crash() {
     let tmp = common::scratch("mutants");
     let path = tmp.join("mutant.toml");
     let p = path.display().to_string();
+    // The workflow files beside the mutant, where a scenario's `[workflow] file` finds them.
+    let workflows = tmp.join("workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    for e in std::fs::read_dir(dir.join("workflows")).unwrap() {
+        let from = e.unwrap().path();
+        std::fs::copy(&from, workflows.join(from.file_name().unwrap())).unwrap();
+    }
+    let workflow_dir = workflows.display().to_string();
     // A fixed seed: the same mutants on every run, so a failure in CI reproduces here.
     let config = Config {
         cases,
@@ -279,8 +287,13 @@ fn mutated_scenarios_exit_0_1_or_2_and_never_crash() {
             .map_err(|e| TestCaseError::fail(format!("{what}: stdout is not one JSON object ({e}): {}", ran.stdout)))?;
         if code == 2 {
             prop_assert!(v["error"].is_string() && v["exit_code"] == 2, "{what}: {v}");
+            // A mutated parameter can make the workflow file wrong where it uses it.
+            let in_workflow = ran.stderr.match_indices(&workflow_dir).any(|(i, _)| {
+                let file = ran.stderr[i..].split(':').next().unwrap_or("");
+                names_a_position(&ran.stderr, file)
+            });
             prop_assert!(
-                names_a_position(&ran.stderr, &p) || ran.stderr.contains("budget of"),
+                names_a_position(&ran.stderr, &p) || in_workflow || ran.stderr.contains("budget of"),
                 "{what}: exit 2 without a position or the budget: {}",
                 ran.stderr
             );

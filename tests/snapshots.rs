@@ -50,6 +50,7 @@ snapshots! {
     order_publish_in_transaction => "order-publish-in-transaction",
     order_slow_consumer_fixed => "order-slow-consumer-fixed",
     order_slow_consumer => "order-slow-consumer",
+    order_workflow => "order-workflow",
     payment_basic => "payment-basic",
     payment_compensation_rollback => "payment-compensation-rollback",
     waiting_queue_global => "waiting-queue-global",

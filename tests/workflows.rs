@@ -59,3 +59,49 @@ fn a_negative_event_subject_gives_no_verdict() {
     let why = stopped("order_id = \"request.id\"", "order_id = \"0 - request.id\"");
     assert!(why.contains("event order-created published with subject -"), "{why}");
 }
+
+/// Two events on one topic: the order listener acts on `order-created` records only, and a
+/// record of the other event passes through it without effect (its fields are not an order's).
+#[test]
+fn a_listener_acts_on_its_own_event_only() {
+    let text = common::order_workflow_text()
+        + r#"
+[events.order-noted]
+topic = "order-created"
+key = "note_id"
+fields = { note_id = "int", user = "int" }
+
+[requests.note-order]
+service = "order-service"
+rate_per_sec = 200
+fields = { user = "uniform(0, params.users - 1)" }
+transaction = [
+  { publish = "order-noted", values = { note_id = "request.id", user = "request.user" } },
+]
+"#;
+    let o = evsim_sim::run_scenario(&common::order_basic_as_workflow(&text), 1);
+    let violated: Vec<_> = o
+        .verdicts
+        .iter()
+        .filter(|v| !v.violations.is_empty())
+        .map(|v| (v.invariant, &v.violations[0].message))
+        .collect();
+    assert!(o.passed(), "{:?} {:?} {violated:?}", o.stopped, o.vacuous);
+    let header = &o.history;
+    let (mut orders, mut notes_read, mut effects) = (0, 0, 0);
+    for e in &o.history.entries {
+        match &e.op {
+            Op::TxnCommitted { event: Some(ev), .. } if header.event_name(ev.kind()) == "order-created" => orders += 1,
+            Op::Processed { record, ok: true, .. } if header.event_name(record.value.kind()) == "order-noted" => {
+                notes_read += 1
+            }
+            Op::Effect { cause, .. } => {
+                assert_eq!(header.event_name(cause.kind()), "order-created", "an effect of another event");
+                effects += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(notes_read > 1_000, "the listener read the notes: {notes_read}");
+    assert_eq!(effects, 2 * orders, "ZINCRBY and DEL for each order, nothing for a note");
+}

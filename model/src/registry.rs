@@ -32,6 +32,7 @@ impl AnyService {
             }
             ServiceKind::CouponApi => AnyService::CouponApi(CouponApi::new(topic, spec.dedup)),
             ServiceKind::WaitingQueueApi => AnyService::WaitingQueue(WaitingQueueApi::new(topic)),
+            ServiceKind::Workflow => Self::workflow(spec, topic),
         }
     }
 
@@ -87,6 +88,9 @@ impl AnyListener {
             ListenerKind::CouponUseConsumer => AnyListener::FanOut(FanOutConsumer(FanOut::CouponUse)),
             ListenerKind::EmailConsumer => AnyListener::FanOut(FanOutConsumer(FanOut::Email)),
             ListenerKind::TokenActivator => AnyListener::TokenActivator(TokenActivator),
+            // Validation gives this kind only to a group the workflow has a listener for, and the
+            // drivers build those from the workflow's handler (`AnyListener::Workflow`).
+            ListenerKind::Workflow => unreachable!("a workflow listener's group is built with its handler"),
         }
     }
 }

@@ -79,6 +79,8 @@ enum Effect {
     Email,
     CouponOutcome,
     TokenActivated,
+    /// A workflow listener's step (handler, step).
+    Workflow(u16, u16),
 }
 
 /// The effect an entry applies and the event it answers, if it is one. `counts_twice`: whether
@@ -95,6 +97,7 @@ fn effect(op: &Op) -> Option<(Effect, EventId, bool)> {
         Op::CouponIssued { request, .. } => (Effect::CouponOutcome, EventId::coupon_issue_request(*request), true),
         Op::CouponNotIssued { request, .. } => (Effect::CouponOutcome, EventId::coupon_issue_request(*request), false),
         Op::TokenActivated { token, .. } => (Effect::TokenActivated, EventId::waiting_token(*token), true),
+        Op::Effect { cause, handler, step, .. } => (Effect::Workflow(*handler, *step), *cause, true),
         _ => return None,
     })
 }
@@ -110,14 +113,22 @@ fn request(op: &Op) -> Option<EventId> {
     })
 }
 
-/// Request-to-effect latencies of a run, in microseconds, in the order the effects happened.
+/// Request-to-effect latencies of a run, in microseconds, in the order the effects happened. A
+/// workflow's request is tied to its event when its transaction commits with it.
 pub fn latencies(h: &History) -> Vec<Micros> {
     let mut asked: BTreeMap<EventId, Micros> = BTreeMap::new();
+    let mut workflow_requests: BTreeMap<(u16, u64), Micros> = BTreeMap::new();
     let mut seen: BTreeSet<(Effect, EventId)> = BTreeSet::new();
     let mut out = Vec::new();
     for e in &h.entries {
         if let Some(ev) = request(&e.op) {
             asked.entry(ev).or_insert(e.time);
+        } else if let Op::Requested { handler, id } = e.op {
+            workflow_requests.entry((handler, id)).or_insert(e.time);
+        } else if let Op::TxnCommitted { handler, id, event: Some(ev) } = e.op {
+            if let Some(at) = workflow_requests.remove(&(handler, id)) {
+                asked.entry(ev).or_insert(at);
+            }
         } else if let Some((kind, ev, _)) = effect(&e.op)
             && seen.insert((kind, ev))
             && let Some(&at) = asked.get(&ev)
@@ -386,6 +397,23 @@ mod tests {
         assert_eq!(m.duplicate_effects, 1);
         assert_eq!(m.log_duplicates, 1);
         assert_eq!(m.reordered_sends, 1, "b was sent after a but landed before it");
+    }
+
+    /// A workflow's request is tied to its event at the commit, and a listener step's effect
+    /// applied twice is a duplicate; a rolled-back request has no latency.
+    #[test]
+    fn workflow_requests_and_effects_are_measured_as_the_compiled_in_ones() {
+        let mut h = history();
+        let ev = EventId::order_created(5);
+        h.push(1_000, NodeId(0), Op::Requested { handler: 0, id: 5 });
+        h.push(1_000, NodeId(0), Op::Requested { handler: 0, id: 6 });
+        h.push(3_000, SVC, Op::TxnCommitted { handler: 0, id: 5, event: Some(ev) });
+        h.push(3_000, SVC, Op::TxnRolledBack { handler: 0, id: 6, event: Some(EventId::order_created(6)) });
+        h.push(21_000, CONSUMER, Op::Effect { group: GroupId(0), cause: ev, handler: 1, step: 0 });
+        h.push(22_000, CONSUMER, Op::Effect { group: GroupId(0), cause: ev, handler: 1, step: 1 });
+        h.push(40_000, CONSUMER, Op::Effect { group: GroupId(0), cause: ev, handler: 1, step: 0 });
+        assert_eq!(latencies(&h), vec![20_000, 21_000]);
+        assert_eq!(measure(&h).duplicate_effects, 1);
     }
 
     #[test]

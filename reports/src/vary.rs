@@ -278,7 +278,7 @@ impl Base {
         }
         let text =
             toml::to_string(&doc).map_err(|e| VaryError(format!("{}: cannot write the setting: {e}", self.file)))?;
-        Scenario::parse(&self.file, &text).map_err(|e| {
+        evsim_sim::files::parse_scenario(&self.file, &text).map_err(|e| {
             VaryError(format!(
                 "{} with {what}: {} (a --vary or --set value the scenario does not accept)",
                 self.file, e.message

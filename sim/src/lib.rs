@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod faults;
+pub mod files;
 pub mod kernel;
 pub(crate) mod net;
 pub mod requests;

@@ -319,18 +319,26 @@ pub fn search(
 
 /// The counterexample as a scenario file: the original text's settings with the case's seed,
 /// run length and fault schedule (the original's comments, key order and dotted keys are kept;
-/// a header says where the file came from).
+/// a header says where the file came from). `workflow_file`: where the workflow file the
+/// scenario names is, for a counterexample written elsewhere than the scenario (an absolute
+/// path, so that the file replays from anywhere).
 pub fn counterexample_toml(
     original: &str,
     file: &str,
     base: &Scenario,
     case: &Case,
     invariant: Invariant,
+    workflow_file: Option<&str>,
 ) -> Result<String, String> {
     use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
     // The original text, edited in place: comments, order and Kafka's dotted keys stay as written.
     let mut doc: DocumentMut = original.parse().map_err(|e| format!("cannot re-read {file}: {e}"))?;
     doc.remove("swarm");
+    if let Some(path) = workflow_file {
+        let workflow =
+            doc.get_mut("workflow").and_then(Item::as_table_like_mut).ok_or("the scenario has no [workflow] table")?;
+        workflow.insert("file", value(path));
+    }
     let seed = i64::try_from(case.seed).map_err(|_| format!("seed {} does not fit a TOML integer", case.seed))?;
     // `[run]` or an inline `run = { ... }`.
     let run = doc.get_mut("run").and_then(Item::as_table_like_mut).ok_or("the scenario has no [run] table")?;

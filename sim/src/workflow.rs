@@ -286,9 +286,12 @@ impl World {
         let run = self.wf.as_mut().expect("a workflow run");
         let wf = run.wf.clone();
         let h = handler_of(&wf, handler);
-        let Some(values) = run.values.get(&record.value) else {
-            // Not an event of the workflow: nothing to do.
-            return true;
+        let listens_to = wf.listeners[handler as usize - wf.requests.len()].event;
+        let values = match run.values.get(&record.value) {
+            // Another event on the same topic (or not the workflow's): the listener's method
+            // takes only its own event, so the record passes without effect.
+            Some(values) if record.value.kind().0 as u16 == listens_to => values,
+            _ => return true,
         };
         let mut frame = exec::frame(h, values.iter().cloned());
         let mut effects = Vec::new();

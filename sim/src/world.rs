@@ -126,7 +126,9 @@ pub(crate) fn disconnected(peer: NodeId, reason: DisconnectReason, in_flight: u3
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     pub requests: u64,
+    /// Orders committed, or with a workflow, its requests' committed transactions.
     pub orders_committed: u64,
+    /// Orders rejected, or with a workflow, its requests' rolled-back transactions.
     pub orders_rejected: u64,
     pub payments_committed: u64,
     pub payments_rejected: u64,

@@ -213,6 +213,31 @@ pub struct WorkloadSpec {
     pub concerts: u32,
 }
 
+impl WorkloadSpec {
+    /// No compiled-in requests: a scenario without `[workload]` (its requests come from its
+    /// workflow file).
+    pub fn none() -> Self {
+        Self {
+            rate_per_sec: 0.0,
+            products: 0,
+            stock_per_product: 0,
+            users: 0,
+            quantity_max: 1,
+            product_distribution: ProductDistribution::Uniform,
+            pay_after_ms: 100,
+            price: 0,
+            balance: 0,
+            insufficient_balance_rate: 0.0,
+            coupon_rate_per_sec: 0.0,
+            coupons: 0,
+            coupon_quantity: 0,
+            duplicate_request_rate: 0.0,
+            queue_rate_per_sec: 0.0,
+            concerts: 0,
+        }
+    }
+}
+
 /// The simulated database (MySQL in the seeds).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DatabaseSpec {
@@ -231,6 +256,8 @@ pub enum ServiceKind {
     CouponApi,
     /// `waiting-queue-api`: the concert waiting queue's entry API (seed 002).
     WaitingQueueApi,
+    /// No `kind`: the table runs the `[workflow]` file's requests whose `service` names it.
+    Workflow,
 }
 
 /// How the coupon API keeps a user from getting one coupon twice (`dedup = "..."`).
@@ -308,6 +335,8 @@ pub enum ListenerKind {
     EmailConsumer,
     /// `token-activator`: the waiting queue's activator (seed 002).
     TokenActivator,
+    /// No `kind`: the group runs the `[workflow]` file's listener of the table's name.
+    Workflow,
 }
 
 /// A service (`[services.<name>]`): its instances and their producer.
@@ -389,15 +418,42 @@ pub struct Scenario {
     /// What `evsim check` knows about the design (`[check]`).
     pub check: CheckSpec,
     /// A workflow file whose requests and listeners run instead of the compiled-in services
-    /// and listeners of the same table names (issue 15: the language beside the Rust services).
-    /// Set by the caller; not yet a key of the scenario file.
+    /// and listeners of the same table names (`[workflow]`, compiled with its parameters bound;
+    /// tests also set it on a parsed scenario).
     #[serde(skip)]
     pub workflow: Option<std::sync::Arc<crate::workflow::Workflow>>,
+    /// The workflow file as it was read (the name the loader gave it), when `[workflow]` names one.
+    pub workflow_file: Option<String>,
+}
+
+/// Reads the workflow file a scenario's `[workflow] file` names, given the path as written:
+/// the name to show in errors and the file's text, or why it cannot be read. The model does no
+/// I/O; the caller's loader does (the CLI resolves the path against the scenario's directory,
+/// [`beside`]).
+pub type Loader<'a> = &'a dyn Fn(&str) -> Result<(String, String), String>;
+
+/// Where a file a scenario names lives: `written` (as the scenario spells it) resolved against
+/// the directory of the scenario file `scenario_file`, unless it is absolute.
+pub fn beside(scenario_file: &str, written: &str) -> std::path::PathBuf {
+    let written = std::path::Path::new(written);
+    if written.is_absolute() {
+        return written.to_path_buf();
+    }
+    std::path::Path::new(scenario_file).parent().map_or_else(|| written.to_path_buf(), |dir| dir.join(written))
 }
 
 impl Scenario {
-    /// Parse and validate scenario text. `file` is only used in error messages.
+    /// Parse and validate scenario text. `file` is only used in error messages. A scenario
+    /// whose `[workflow]` names a file needs [`Scenario::parse_with`] and a loader.
     pub fn parse(file: &str, source: &str) -> Result<Self, ScenarioError> {
+        Self::parse_with(file, source, &|_| {
+            Err("this caller reads no workflow files (evsim's commands do: run the scenario with evsim)".into())
+        })
+    }
+
+    /// Parse and validate scenario text, reading the workflow file its `[workflow]` names
+    /// with `load`.
+    pub fn parse_with(file: &str, source: &str, load: Loader<'_>) -> Result<Self, ScenarioError> {
         let raw: raw::Raw = toml::from_str(source).map_err(|e| {
             let mut msg = e.message().trim_end().to_string();
             if msg.starts_with("unknown field") {
@@ -405,7 +461,7 @@ impl Scenario {
             }
             ScenarioError::at(file, source, e.span(), msg)
         })?;
-        validate::Validator { file, source }.scenario(raw)
+        validate::Validator { file, source, load }.scenario(raw)
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicSpec> {

@@ -17,7 +17,10 @@ pub(super) struct Raw {
     #[serde(default)]
     pub network: RawNetwork,
     pub topics: BTreeMap<String, Spanned<Props>>,
-    pub workload: RawWorkload,
+    #[serde(default)]
+    pub workflow: Option<Spanned<RawWorkflowRef>>,
+    #[serde(default)]
+    pub workload: Option<Spanned<RawWorkload>>,
     #[serde(default)]
     pub database: RawDatabase,
     #[serde(default)]
@@ -30,6 +33,15 @@ pub(super) struct Raw {
     pub swarm: Option<Spanned<RawSwarm>>,
     #[serde(default)]
     pub check: Option<RawCheck>,
+}
+
+/// `[workflow]`: the workflow file the scenario runs, and its parameters' values.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkflowRef {
+    pub file: Spanned<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -191,7 +203,8 @@ fn default_db_latency_us() -> Spanned<u64> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawService {
-    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
     #[serde(default = "one_spanned")]
     pub instances: Spanned<u32>,
     pub topic: Spanned<String>,
@@ -214,7 +227,8 @@ pub(super) struct RawService {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConsumer {
-    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
     #[serde(default = "one_spanned")]
     pub instances: Spanned<u32>,
     pub topics: Spanned<Vec<Spanned<String>>>,

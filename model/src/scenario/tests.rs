@@ -396,3 +396,149 @@ fn connection_settings_keep_the_java_defaults_and_raise_a_max_below_its_base() {
     let c = parse(&src).unwrap().services[0].producer.connection;
     assert_eq!((c.setup_timeout_ms, c.setup_timeout_max_ms), (40_000, 40_000));
 }
+
+/// `[workflow]`: a scenario that names a workflow file, read here from memory.
+mod workflow_key {
+    use super::*;
+
+    const SCENARIO: &str = include_str!("../../../scenarios/order-workflow.toml");
+    const ORDER: &str = include_str!("../../../scenarios/workflows/order.toml");
+
+    fn parse_with(src: &str, workflow: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_with("s.toml", src, &|written| match written {
+            "workflows/order.toml" => Ok(("workflows/order.toml".to_string(), workflow.to_string())),
+            other => Err(format!("no such file: {other}")),
+        })
+    }
+
+    /// `SCENARIO` with `from` replaced by `to` (which must occur), parsed with `workflow`.
+    fn err(from: &str, to: &str, workflow: &str) -> (ScenarioError, String) {
+        assert!(SCENARIO.contains(from), "fixture lacks {from:?}");
+        let src = SCENARIO.replacen(from, to, 1);
+        (parse_with(&src, workflow).expect_err("refused"), src)
+    }
+
+    #[test]
+    fn the_tables_a_workflow_names_need_no_kind_and_its_params_are_bound() {
+        let s = parse_with(SCENARIO, ORDER).expect("order-workflow parses");
+        assert_eq!(s.services[0].kind, ServiceKind::Workflow);
+        assert_eq!(s.consumers[0].kind, ListenerKind::Workflow);
+        assert_eq!(s.workload, WorkloadSpec::none());
+        assert_eq!(s.workflow_file.as_deref(), Some("workflows/order.toml"));
+        let wf = s.workflow.as_ref().expect("compiled");
+        let param = |n: &str| wf.params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(param("stock_per_product"), Some(crate::workflow::expr::Value::Int(300)));
+        // A binding replaces the default, and an integer binds a float parameter.
+        let s = parse_with(&SCENARIO.replace("stock_per_product = 300", "stock_per_product = 7"), ORDER).unwrap();
+        let wf = s.workflow.as_ref().unwrap();
+        assert!(wf.params.contains(&("stock_per_product".to_string(), crate::workflow::expr::Value::Int(7))));
+        assert_eq!(wf.requests[0].rate_per_sec, 1000.0);
+        // Without a loader, a scenario with a workflow is refused at its file key.
+        let e = Scenario::parse("s.toml", SCENARIO).unwrap_err();
+        assert_eq!(e.line, line_of(SCENARIO, "file = "), "{e}");
+    }
+
+    #[test]
+    fn a_missing_workflow_file_is_an_error_at_its_key() {
+        let (e, src) = err("file = \"workflows/order.toml\"", "file = \"workflows/ordr.toml\"", ORDER);
+        assert_eq!((e.line, e.column), (line_of(&src, "file = "), 8), "{e}");
+        assert!(e.message.contains("cannot read the workflow file \"workflows/ordr.toml\" (no such file"), "{e}");
+        let (e, _) = err("file = \"workflows/order.toml\"", "file = \" \"", ORDER);
+        assert!(e.message.contains("`file` is empty"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_binding_is_an_error_at_the_scenario_s_params() {
+        let (e, src) = err("users = 5000", "user = 5000", ORDER);
+        assert_eq!(e.file, "s.toml");
+        assert_eq!(e.line, line_of(&src, "params = {"), "{e}");
+        assert!(e.message.contains("not `user`") && e.message.contains("users"), "{e}");
+        let (e, _) = err("users = 5000", "users = \"many\"", ORDER);
+        assert!(e.message.contains("an integer for params.users") && e.message.contains("not a string"), "{e}");
+        let (e, _) = err("users = 5000", "users = [1]", ORDER);
+        assert!(e.message.contains("params.users is an array"), "{e}");
+        // A workflow file's own mistake is reported in that file.
+        let (e, _) =
+            err("quantity_max = 3", "quantity_max = 3", &ORDER.replace("[tables.product]", "[tables.product]\nx = 1"));
+        assert_eq!(e.file, "workflows/order.toml", "{e}");
+        assert!(e.line > 0, "{e}");
+    }
+
+    #[test]
+    fn kind_is_refused_where_the_workflow_runs_and_required_elsewhere() {
+        let (e, src) = err(
+            "[services.order-service]     # runs",
+            "[services.order-service]\nkind = \"order-service\"  # runs",
+            ORDER,
+        );
+        assert_eq!(e.line, line_of(&src, "kind = \"order-service\""), "{e}");
+        assert!(e.message.contains("runs the workflow's `create-order` requests"), "{e}");
+        let (e, src) = err(
+            "[consumers.order-event-consumer]   # runs",
+            "[consumers.order-event-consumer]\nkind = \"order-event-consumer\"  # runs",
+            ORDER,
+        );
+        assert_eq!(e.line, line_of(&src, "kind = \"order-event-consumer\""), "{e}");
+        // A table no request names needs its kind.
+        let (e, src) = err(
+            "[services.order-service]     # runs",
+            "[services.other]\ninstances = 1\ntopic = \"order-created\"\n\n[services.order-service]  # runs",
+            ORDER,
+        );
+        assert_eq!(e.line, line_of(&src, "[services.other]"), "{e}");
+        assert!(e.message.contains("[services.other] has no `kind`"), "{e}");
+    }
+
+    #[test]
+    fn every_request_and_listener_needs_its_table_and_every_event_its_topic() {
+        let wf = ORDER.replace("service = \"order-service\"", "service = \"orders-api\"");
+        let (e, src) = err("instances = 2", "instances = 2", &wf);
+        assert_eq!(e.line, line_of(&src, "file = "), "{e}");
+        assert!(e.message.contains("expected a [services.orders-api] table"), "{e}");
+        let src = SCENARIO.replace("[consumers.order-event-consumer", "[consumers.ranking").replacen(
+            "[consumers.ranking]   # runs",
+            "[consumers.ranking]\nkind = \"order-event-consumer\"  # runs",
+            1,
+        );
+        let e = parse_with(&src, ORDER).unwrap_err();
+        assert_eq!(e.line, line_of(&src, "file = "), "{e}");
+        assert!(e.message.contains("expected a [consumers.order-event-consumer] table"), "{e}");
+        // The event's topic is the service's.
+        let wf = ORDER.replace("topic = \"order-created\"", "topic = \"orders\"");
+        let (e, src) = err("[topics.order-created]", "[topics.orders]\npartitions = 1\n\n[topics.order-created]", &wf);
+        assert_eq!(e.line, line_of(&src, "topic = \"order-created\""), "{e}");
+        assert!(e.message.contains("whose topic is `orders`; expected topic = \"orders\""), "{e}");
+        // A listener takes its own event's topic only.
+        let src2 = SCENARIO
+            .replacen("[topics.order-created]", "[topics.other]\npartitions = 1\n\n[topics.order-created]", 1)
+            .replacen("topics = [\"order-created\"]", "topics = [\"order-created\", \"other\"]", 1);
+        let e = parse_with(&src2, ORDER).unwrap_err();
+        assert_eq!(e.line, line_of(&src2, "topics = [\"order-created\", \"other\"]"), "{e}");
+        assert!(e.message.contains("subscribes to `other` too"), "{e}");
+    }
+
+    #[test]
+    fn publishing_strategies_a_workflow_lacks_and_unknown_invariant_names_are_refused() {
+        let (e, src) = err("publish = \"after-commit\"", "publish = \"outbox\"", ORDER);
+        assert_eq!(e.line, line_of(&src, "publish = \"outbox\""), "{e}");
+        assert!(e.message.contains("expected publish = \"after-commit\" or \"after-commit-async\""), "{e}");
+        let wf = ORDER.replace("[invariants.no-oversell]", "[invariants.stock-never-negative]");
+        let (e, src) = err("instances = 2", "instances = 2", &wf);
+        assert_eq!(e.line, line_of(&src, "file = "), "{e}");
+        assert!(e.message.contains("invariant `stock-never-negative`"), "{e}");
+    }
+
+    #[test]
+    fn requests_come_from_a_workload_or_a_workflow_and_count_towards_one_cap() {
+        let without = BASIC.split("[workload]").next().unwrap().to_string()
+            + "[services.order-service]\nkind = \"order-service\"\ntopic = \"order-created\"\n";
+        let e = parse(&without).unwrap_err();
+        assert!(e.message.contains("the scenario has no requests"), "{e}");
+        let (e, src) = err("rate_per_sec = 1000", "rate_per_sec = 1000000", ORDER);
+        assert_eq!(e.line, line_of(&src, "file = "), "{e}");
+        assert!(
+            e.message.contains("the workflow's `create-order` requests") && e.message.contains("at most 5000000"),
+            "{e}"
+        );
+    }
+}

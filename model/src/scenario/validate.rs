@@ -7,6 +7,14 @@ use toml::Spanned;
 pub(super) struct Validator<'a> {
     pub file: &'a str,
     pub source: &'a str,
+    pub load: Loader<'a>,
+}
+
+/// What a service or consumer table may refer to: the declared topics, and the workflow.
+#[derive(Clone, Copy)]
+struct Declared<'a> {
+    topics: &'a [TopicSpec],
+    workflow: Option<&'a crate::workflow::Workflow>,
 }
 
 /// Upper bounds of evsim's own time knobs (Kafka's keys have their own ranges).
@@ -111,11 +119,45 @@ impl Validator<'_> {
             }
         }
 
-        let rate_span = raw.workload.rate_per_sec.span();
-        let coupon_span = raw.workload.coupon_rate_per_sec.as_ref().map(|r| r.span());
-        let queue_span = raw.workload.queue_rate_per_sec.as_ref().map(|r| r.span());
-        let users_span = raw.workload.users.span();
-        let workload = self.workload(raw.workload)?;
+        // The workflow first: it decides which tables need no `kind`.
+        let (workflow_file, workflow) = match &raw.workflow {
+            Some(w) => {
+                let (file, wf) = self.workflow(w.get_ref())?;
+                (Some(file), Some(wf))
+            }
+            None => (None, None),
+        };
+        let wf = workflow.as_ref();
+        let workflow_span = raw.workflow.as_ref().map(|w| w.get_ref().file.span()).unwrap_or_default();
+        if let Some(wf) = wf {
+            self.workflow_tables(
+                wf,
+                &|s| raw.services.contains_key(s),
+                &|c| raw.consumers.contains_key(c),
+                &|t| topics.iter().any(|x| x.name == t),
+                workflow_span.clone(),
+            )?;
+        }
+        let (rate_span, coupon_span, queue_span, users_span, workload) = match raw.workload {
+            Some(w) => {
+                let w = w.into_inner();
+                let spans = (
+                    w.rate_per_sec.span(),
+                    w.coupon_rate_per_sec.as_ref().map(|r| r.span()),
+                    w.queue_rate_per_sec.as_ref().map(|r| r.span()),
+                    w.users.span(),
+                );
+                (spans.0, spans.1, spans.2, spans.3, self.workload(w)?)
+            }
+            None if wf.is_some() => (0..0, None, None, 0..0, WorkloadSpec::none()),
+            None => {
+                return self.err(
+                    0..0,
+                    "the scenario has no requests; expected a [workload] table (requests to the compiled-in \
+                     services) or a [workflow] table naming a workflow file whose requests the services run",
+                );
+            }
+        };
         let database =
             DatabaseSpec { latency_us: self.bounded(&raw.database.latency_us, "database.latency_us", HOUR_US)? };
 
@@ -157,7 +199,7 @@ impl Validator<'_> {
         };
         for (name, raw) in raw.services {
             let instances = instances_at(raw.get_ref().instances.span(), raw.span());
-            let service = self.service(name, raw, &topics)?;
+            let service = self.service(name, raw, Declared { topics: &topics, workflow: wf })?;
             too_many(service.instances, true, instances)?;
             services.push(service);
         }
@@ -178,9 +220,22 @@ impl Validator<'_> {
             ),
             ("queue_rate_per_sec", workload.queue_rate_per_sec, queue_span),
         ];
+        // A workflow's request types are streams too (their rates are in the workflow file).
+        let workflow_streams: Vec<(String, f64, Option<std::ops::Range<usize>>)> = wf
+            .map(|wf| {
+                wf.requests
+                    .iter()
+                    .map(|r| {
+                        (format!("the workflow's `{}` requests", r.name), r.rate_per_sec, Some(workflow_span.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let streams: Vec<(String, f64, Option<std::ops::Range<usize>>)> =
+            streams.into_iter().map(|(n, r, s)| (n.to_string(), r, s)).chain(workflow_streams).collect();
         let requests: f64 = streams.iter().map(|(_, rate, _)| rate * run.duration_ms as f64 / 1_000.0).sum();
         if requests > MAX_REQUESTS_PER_RUN as f64 {
-            let (name, _, span) = streams.iter().max_by(|a, b| a.1.total_cmp(&b.1)).expect("four streams");
+            let (name, _, span) = streams.iter().max_by(|a, b| a.1.total_cmp(&b.1)).expect("four streams at least");
             return self.err(
                 span.clone().unwrap_or_default(),
                 format!(
@@ -212,7 +267,8 @@ impl Validator<'_> {
         for (name, raw) in raw.consumers {
             let span = raw.span();
             let instances = instances_at(raw.get_ref().instances.span(), span.clone());
-            let c = self.consumer(name, span.clone(), raw.into_inner(), &topics, &broker, &session_bounds_span)?;
+            let declared = Declared { topics: &topics, workflow: wf };
+            let c = self.consumer(name, span.clone(), raw.into_inner(), declared, &broker, &session_bounds_span)?;
             // A dead-letter publisher is a producer too.
             too_many(c.instances, c.dlq_topic.is_some(), instances)?;
             if let Some(other) = consumers.iter().find(|o| o.consumer.group_id == c.consumer.group_id) {
@@ -284,7 +340,9 @@ impl Validator<'_> {
             swarm: None,
             check: CheckSpec::default(),
             workflow: None,
+            workflow_file,
         };
+        scenario.workflow = workflow.map(std::sync::Arc::new);
         let nodes = scenario.node_names();
         for f in raw.faults {
             if scenario.faults.len() as u64 >= MAX_FAULTS {
@@ -732,27 +790,208 @@ impl Validator<'_> {
         )
     }
 
+    /// `[workflow]`: the file read by the loader and compiled with the scenario's `params`.
+    fn workflow(&self, w: &RawWorkflowRef) -> Result<(String, crate::workflow::Workflow), ScenarioError> {
+        use crate::workflow::{Param, compile::compile_bound};
+        let written = w.file.get_ref();
+        if written.trim().is_empty() {
+            return self.err(
+                w.file.span(),
+                "`file` is empty; expected the workflow file's path, relative to this scenario's directory, \
+                 e.g. file = \"workflows/order.toml\"",
+            );
+        }
+        let (name, text) = (self.load)(written).map_err(|e| {
+            ScenarioError::at(
+                self.file,
+                self.source,
+                Some(w.file.span()),
+                format!(
+                    "cannot read the workflow file \"{written}\" ({e}); expected a workflow file's path, relative to \
+                     this scenario's directory"
+                ),
+            )
+        })?;
+        let mut bindings = Vec::new();
+        let mut spans = Vec::new();
+        for (key, v) in &w.params {
+            let p = match v.get_ref() {
+                toml::Value::Integer(i) => Param::Int(*i),
+                toml::Value::Float(f) => Param::Float(*f),
+                toml::Value::Boolean(b) => Param::Bool(*b),
+                toml::Value::String(t) => Param::Str(t.clone()),
+                other => {
+                    return self.err(
+                        v.span(),
+                        format!(
+                            "params.{key} is {} {}; expected an integer, a number, true or false, or a string",
+                            if other.is_array() { "an" } else { "a" },
+                            other.type_str()
+                        ),
+                    );
+                }
+            };
+            bindings.push((key.clone(), p));
+            spans.push(v.span());
+        }
+        let at_binding = |i: usize, msg: String| {
+            ScenarioError::at(self.file, self.source, Some(spans[i].clone()), format!("expected {msg}"))
+        };
+        let wf = compile_bound(&name, &text, &bindings, &at_binding)?;
+        Ok((name, wf))
+    }
+
+    /// A `[services.<name>]` table that runs a workflow's requests: its topic is their events'
+    /// topic, and its publishing strategy one a workflow service has.
+    fn workflow_service(
+        &self,
+        wf: &crate::workflow::Workflow,
+        name: &str,
+        topic: &str,
+        raw: &RawService,
+    ) -> Result<(), ScenarioError> {
+        let section = format!("services.{name}");
+        if let Some(p) = &raw.publish
+            && let Some(s) = PublishStrategy::ALL.into_iter().find(|s| s.name() == p.get_ref())
+            && !crate::workflow::service::strategy_supported(s)
+        {
+            return self.err(
+                p.span(),
+                format!(
+                    "[{section}] runs the workflow's requests, whose events are published after the commit today; \
+                     expected publish = \"after-commit\" or \"after-commit-async\" (in-transaction and outbox \
+                     publishing of a workflow's events are not built yet: docs/workflow-language.md)"
+                ),
+            );
+        }
+        for r in wf.requests.iter().filter(|r| r.service == name) {
+            for step in r.handler.transaction.iter().chain(&r.handler.after) {
+                if let crate::workflow::Step::Publish { event, .. } = step {
+                    let e = &wf.events[*event as usize];
+                    if e.topic != topic {
+                        return self.err(
+                            raw.topic.span(),
+                            format!(
+                                "[{section}] publishes the workflow's `{}` requests' event `{}`, whose topic is \
+                                 `{}`; expected topic = \"{}\" (a service's producer sends to one topic)",
+                                r.name, e.name, e.topic, e.topic
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every request's service and every listener of the workflow has its table; every event
+    /// goes to a declared topic; every declared invariant has a name evsim reports.
+    fn workflow_tables(
+        &self,
+        wf: &crate::workflow::Workflow,
+        service: &dyn Fn(&str) -> bool,
+        consumer: &dyn Fn(&str) -> bool,
+        topic: &dyn Fn(&str) -> bool,
+        at: std::ops::Range<usize>,
+    ) -> Result<(), ScenarioError> {
+        for r in &wf.requests {
+            if !service(&r.service) {
+                return self.err(
+                    at,
+                    format!(
+                        "the workflow's `{}` requests go to service `{}`; expected a [services.{}] table to run them",
+                        r.name, r.service, r.service
+                    ),
+                );
+            }
+        }
+        for l in &wf.listeners {
+            if !consumer(&l.name) {
+                return self.err(
+                    at,
+                    format!(
+                        "the workflow's listener `{}` has no consumer group; expected a [consumers.{}] table to run it",
+                        l.name, l.name
+                    ),
+                );
+            }
+        }
+        for e in &wf.events {
+            if !topic(&e.topic) {
+                return self.err(
+                    at,
+                    format!(
+                        "the workflow's event `{}` goes to topic `{}`; expected a [topics.{}] table",
+                        e.name, e.topic, e.topic
+                    ),
+                );
+            }
+        }
+        for i in &wf.invariants {
+            if Invariant::from_name(i.name()).is_none() {
+                let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+                return self.err(
+                    at,
+                    format!(
+                        "the workflow declares invariant `{}`; expected a name evsim reports a verdict under ({}): a \
+                         declared invariant takes the place of evsim's checker of that name, and verdicts under new \
+                         names are not built yet",
+                        i.name(),
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn service(
         &self,
         name: String,
         raw: Spanned<RawService>,
-        topics: &[TopicSpec],
+        declared: Declared<'_>,
     ) -> Result<ServiceSpec, ScenarioError> {
+        let Declared { topics, workflow: wf } = declared;
+        let table = raw.span();
         let raw = raw.into_inner();
         let section = format!("services.{name}");
-        let kind = match raw.kind.get_ref().as_str() {
-            "order-service" => ServiceKind::OrderService,
-            "payment-service" => ServiceKind::PaymentService,
-            "coupon-api" => ServiceKind::CouponApi,
-            "waiting-queue-api" => ServiceKind::WaitingQueueApi,
-            other => {
+        let request = wf.and_then(|wf| wf.requests.iter().find(|r| r.service == name));
+        let kind = match (&raw.kind, request) {
+            (None, Some(_)) => ServiceKind::Workflow,
+            (Some(k), Some(r)) => {
                 return self.err(
-                    raw.kind.span(),
+                    k.span(),
                     format!(
-                        "[{section}] kind is \"{other}\"; expected one of: \"order-service\", \"payment-service\", \"coupon-api\", \"waiting-queue-api\""
+                        "[{section}] runs the workflow's `{}` requests (their `service` names it), so `kind` would \
+                         be ignored; expected no `kind` in this table",
+                        r.name
                     ),
                 );
             }
+            (None, None) => {
+                return self.err(
+                    table,
+                    format!(
+                        "[{section}] has no `kind`; expected kind = one of \"order-service\", \"payment-service\", \
+                         \"coupon-api\", \"waiting-queue-api\", or a request of the [workflow] file with \
+                         service = \"{name}\""
+                    ),
+                );
+            }
+            (Some(k), None) => match k.get_ref().as_str() {
+                "order-service" => ServiceKind::OrderService,
+                "payment-service" => ServiceKind::PaymentService,
+                "coupon-api" => ServiceKind::CouponApi,
+                "waiting-queue-api" => ServiceKind::WaitingQueueApi,
+                other => {
+                    return self.err(
+                        k.span(),
+                        format!(
+                            "[{section}] kind is \"{other}\"; expected one of: \"order-service\", \"payment-service\", \"coupon-api\", \"waiting-queue-api\""
+                        ),
+                    );
+                }
+            },
         };
         let dedup = match &raw.dedup {
             None => CouponDedup::CacheSet,
@@ -790,7 +1029,7 @@ impl Validator<'_> {
         };
         let instances = self.positive_u32(&raw.instances, &format!("{section}.instances"), 1_000)?;
         let topic = self.topic_ref(topics, &raw.topic, &format!("{section}.topic"))?;
-        let publish = match raw.publish {
+        let publish = match &raw.publish {
             None => PublishStrategy::AfterCommit,
             Some(p) => match PublishStrategy::ALL.into_iter().find(|s| s.name() == p.get_ref()) {
                 Some(s) => s,
@@ -803,6 +1042,9 @@ impl Validator<'_> {
                 }
             },
         };
+        if let (Some(wf), Some(_)) = (wf, request) {
+            self.workflow_service(wf, &name, &topic, &raw)?;
+        }
         let async_delay_us = self.bounded(&raw.async_delay_us, &format!("{section}.async_delay_us"), HOUR_US)?;
         let producer_section = format!("{section}.producer");
         let mut r = self.reader(&producer_section, raw.producer);
@@ -850,29 +1092,66 @@ impl Validator<'_> {
         name: String,
         table: std::ops::Range<usize>,
         oc: RawConsumer,
-        topics: &[TopicSpec],
+        declared: Declared<'_>,
         broker: &BrokerConfig,
         session_bounds: &Option<std::ops::Range<usize>>,
     ) -> Result<ConsumerSpec, ScenarioError> {
+        let Declared { topics, workflow: wf } = declared;
         let section = format!("consumers.{name}");
-        let kind = match oc.kind.get_ref().as_str() {
-            "order-event-consumer" => ListenerKind::OrderEventConsumer,
-            "payment-event-consumer" => ListenerKind::PaymentEventConsumer,
-            "coupon-issuer" => ListenerKind::CouponIssuer,
-            "outbox-marker" => ListenerKind::OutboxMarker,
-            "point-consumer" => ListenerKind::PointConsumer,
-            "coupon-use-consumer" => ListenerKind::CouponUseConsumer,
-            "email-consumer" => ListenerKind::EmailConsumer,
-            "token-activator" => ListenerKind::TokenActivator,
-            other => {
+        const KINDS: &str = "\"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\", \"outbox-marker\", \
+                             \"point-consumer\", \"coupon-use-consumer\", \"email-consumer\", \"token-activator\"";
+        let listener = wf.and_then(|wf| wf.listeners.iter().find(|l| l.name == name).map(|l| (wf, l)));
+        let kind = match (&oc.kind, listener) {
+            (None, Some(_)) => ListenerKind::Workflow,
+            (Some(k), Some(_)) => {
                 return self.err(
-                    oc.kind.span(),
+                    k.span(),
                     format!(
-                        "[{section}] kind is \"{other}\"; expected one of: \"order-event-consumer\", \"payment-event-consumer\", \"coupon-issuer\", \"outbox-marker\", \"point-consumer\", \"coupon-use-consumer\", \"email-consumer\", \"token-activator\""
+                        "[{section}] runs the workflow's listener `{name}`, so `kind` would be ignored; expected no \
+                         `kind` in this table"
                     ),
                 );
             }
+            (None, None) => {
+                return self.err(
+                    table,
+                    format!(
+                        "[{section}] has no `kind`; expected kind = one of {KINDS}, or a listener \
+                         [listeners.{name}] in the [workflow] file"
+                    ),
+                );
+            }
+            (Some(k), None) => match k.get_ref().as_str() {
+                "order-event-consumer" => ListenerKind::OrderEventConsumer,
+                "payment-event-consumer" => ListenerKind::PaymentEventConsumer,
+                "coupon-issuer" => ListenerKind::CouponIssuer,
+                "outbox-marker" => ListenerKind::OutboxMarker,
+                "point-consumer" => ListenerKind::PointConsumer,
+                "coupon-use-consumer" => ListenerKind::CouponUseConsumer,
+                "email-consumer" => ListenerKind::EmailConsumer,
+                "token-activator" => ListenerKind::TokenActivator,
+                other => {
+                    return self.err(k.span(), format!("[{section}] kind is \"{other}\"; expected one of: {KINDS}"));
+                }
+            },
         };
+        if let Some((wf, l)) = listener {
+            let event = &wf.events[l.event as usize];
+            let subscribed = oc.topics.get_ref();
+            if let Some(other) = subscribed.iter().find(|t| *t.get_ref() != event.topic) {
+                return self.err(
+                    other.span(),
+                    format!(
+                        "[{section}] runs the workflow's listener `{name}` of event `{}` (topic `{}`), but subscribes \
+                         to `{}` too; expected topics = [\"{}\"] (a workflow listener takes one event)",
+                        event.name,
+                        event.topic,
+                        other.get_ref(),
+                        event.topic
+                    ),
+                );
+            }
+        }
         let mut external_outages_ms = Vec::new();
         if let Some(w) = &oc.external_outages_ms {
             for &(start, end) in w.get_ref() {

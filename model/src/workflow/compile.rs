@@ -257,12 +257,23 @@ pub enum Param {
 /// parameters' defaults (a binding of an undeclared parameter is an error of the binding's
 /// caller: it is reported against `file` without a position).
 pub fn compile(file: &str, source: &str, bindings: &[(String, Param)]) -> Result<Workflow, ScenarioError> {
+    compile_bound(file, source, bindings, &|_, msg| ScenarioError::at(file, source, None, msg))
+}
+
+/// [`compile`], with a binding's mistake reported by `at_binding(index of the binding, what
+/// was expected)`: a scenario names the place of its own `params` key.
+pub fn compile_bound(
+    file: &str,
+    source: &str,
+    bindings: &[(String, Param)],
+    at_binding: &dyn Fn(usize, String) -> ScenarioError,
+) -> Result<Workflow, ScenarioError> {
     let raw: Raw = toml::from_str(source).map_err(|e| {
         let msg = e.message().to_string();
         ScenarioError::at(file, source, e.span(), msg)
     })?;
     let c = Compiler { file, source };
-    c.workflow(raw, bindings)
+    c.workflow(raw, bindings, at_binding)
 }
 
 struct Compiler<'a> {
@@ -539,7 +550,12 @@ impl Compiler<'_> {
         Ok(out)
     }
 
-    fn workflow(&self, raw: Raw, bindings: &[(String, Param)]) -> Result<Workflow, ScenarioError> {
+    fn workflow(
+        &self,
+        raw: Raw,
+        bindings: &[(String, Param)],
+        at_binding: &dyn Fn(usize, String) -> ScenarioError,
+    ) -> Result<Workflow, ScenarioError> {
         // Parameters: defaults, then the bindings.
         let mut params: BTreeMap<String, Param> = BTreeMap::new();
         for (name, p) in &raw.params {
@@ -554,16 +570,12 @@ impl Compiler<'_> {
             }
             params.insert(name.clone(), v);
         }
-        for (name, v) in bindings {
+        for (i, (name, v)) in bindings.iter().enumerate() {
+            let declared = params.keys().cloned().collect::<Vec<_>>().join(", ");
             let Some(slot) = params.get_mut(name) else {
-                return Err(ScenarioError::at(
-                    self.file,
-                    self.source,
-                    None,
-                    format!(
-                        "a binding of a declared parameter ({}), not `{name}`",
-                        params.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
+                return Err(at_binding(
+                    i,
+                    format!("a binding of a parameter {} declares ({declared}), not `{name}`", self.file),
                 ));
             };
             let same_kind = matches!(
@@ -574,13 +586,13 @@ impl Compiler<'_> {
                     | (Param::Str(_), Param::Str(_))
             );
             if !same_kind {
-                return Err(ScenarioError::at(
-                    self.file,
-                    self.source,
-                    None,
+                return Err(at_binding(
+                    i,
                     format!(
-                        "a value of the type of params.{name}'s default ({}) for its binding, not {v:?}",
-                        kind(slot)
+                        "{} for params.{name} (the type of its default in {}), not {}",
+                        kind(slot),
+                        self.file,
+                        kind(v)
                     ),
                 ));
             }

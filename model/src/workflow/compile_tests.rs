@@ -73,7 +73,8 @@ fn a_scenario_binds_parameters() {
     assert_eq!(wf.request("create-order").expect("r").rate_per_sec, 5.0);
     assert!(matches!(wf.request("create-order").expect("r").fields[1].1, Draw::Zipf { n: 7, .. }));
     let e = compile("order.toml", ORDER, &[("products".into(), Param::Str("many".into()))]).expect_err("a string");
-    assert!(e.message.contains("params.products's default (an integer)"), "{e}");
+    assert!(e.message.contains("an integer for params.products (the type of its default"), "{e}");
+    assert!(e.message.ends_with("not a string"), "{e}");
     let e = compile("order.toml", ORDER, &[("prodcuts".into(), Param::Int(7))]).expect_err("unknown");
     assert!(e.message.contains("products") && e.message.contains("prodcuts"), "{e}");
     let e = compile("order.toml", ORDER, &[("products".into(), Param::Int(20_000_000))]).expect_err("too many rows");

@@ -23,13 +23,21 @@ pub fn strategy_supported(strategy: PublishStrategy) -> bool {
     matches!(strategy, PublishStrategy::AfterCommit | PublishStrategy::AfterCommitAsync)
 }
 
+/// The token of request `id` of request type `handler`: unique in a service that handles
+/// several request types, whose ids each count from 1 (ids stay below 2^56, request types
+/// below 256, so a token never reaches the outbox scheduler's).
+pub fn request_token(handler: u16, id: u64) -> Token {
+    debug_assert!(handler < 256 && id <= crate::history::MAX_SUBJECT);
+    (u64::from(handler) << 56) | id
+}
+
 /// A `[services.*]` instance that handles a workflow's requests: each request is one
 /// transaction of its handler; a committed one publishes its event by the strategy, and the
 /// client is answered without waiting for any delivery report.
 #[derive(Debug)]
 pub struct WorkflowService {
     publisher: Publisher,
-    /// Requests under way, by token (= request id). Memory: lost on a crash.
+    /// Requests under way, by token ([`request_token`]). Memory: lost on a crash.
     pending: BTreeSet<Token>,
 }
 
@@ -43,8 +51,9 @@ impl Service for WorkflowService {
     fn on_input(&mut self, _now: Micros, input: Input, out: &mut Vec<Command>) {
         match input {
             Input::Request(Request::Workflow { handler, id }) => {
-                self.pending.insert(id);
-                out.push(Command::Transact { token: id, txn: Txn::Workflow { handler, id } });
+                let token = request_token(handler, id);
+                self.pending.insert(token);
+                out.push(Command::Transact { token, txn: Txn::Workflow { handler, id } });
             }
             Input::WorkflowDone { token, committed, events } => {
                 if !self.pending.remove(&token) {
