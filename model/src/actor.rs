@@ -69,6 +69,12 @@ pub enum Input {
         committed: bool,
         events: Vec<Message>,
     },
+    /// The answer to a [`Command::Preview`]: the event the transaction publishes when it
+    /// reaches its `publish` step, if it reaches one.
+    WorkflowPreviewed {
+        token: Token,
+        event: Option<Message>,
+    },
 }
 
 /// A Redis command (the seeds' cache and ranking store).
@@ -110,6 +116,10 @@ pub enum Command {
     /// A workflow listener: run handler `handler`'s steps on the record's event; the driver
     /// acknowledges the record when they complete.
     Steps { handler: u16 },
+    /// In-transaction publishing of a workflow's event: run request `id`'s transaction up to
+    /// its `publish` step against the current rows, writing nothing, for the event it sends
+    /// before the commit; the answer comes back as [`Input::WorkflowPreviewed`].
+    Preview { token: Token, handler: u16, id: u64 },
 }
 
 /// A call to a system outside the architecture.

@@ -59,7 +59,8 @@ impl Service for CouponApi {
             | Input::Delivered { .. }
             | Input::Timer { .. }
             | Input::OutboxDue { .. }
-            | Input::WorkflowDone { .. } => {}
+            | Input::WorkflowDone { .. }
+            | Input::WorkflowPreviewed { .. } => {}
         }
     }
 }

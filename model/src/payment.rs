@@ -79,7 +79,7 @@ impl Service for PaymentService {
             }
             Input::Timer { token } => self.publisher.on_timer(token, out),
             Input::OutboxDue { events, .. } => self.publisher.republish(events, out),
-            Input::CacheDone { .. } | Input::WorkflowDone { .. } => {}
+            Input::CacheDone { .. } | Input::WorkflowDone { .. } | Input::WorkflowPreviewed { .. } => {}
             Input::Delivered { token, result } => {
                 let txn = self.pending.get(&token).map(|req| Self::parts(req).1);
                 if self.publisher.delivered(token, &result, txn, out) {

@@ -229,7 +229,7 @@ pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
                 }
                 Command::Timer { token, after_us } => actions.push(Action::Timer { token, after_us }),
                 Command::Ack | Command::External { .. } => {}
-                Command::Steps { .. } => unreachable!("run_real refuses workflows; only listeners run steps"),
+                Command::Steps { .. } | Command::Preview { .. } => unreachable!("run_real refuses workflows"),
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::world::{Ev, World};
 use evsim_model::actor::Input;
 use evsim_model::event::{Event, Message};
 use evsim_model::history::{EventId, EventInfo, EventKind, GroupId, NodeId, Op, Polled};
-use evsim_model::scenario::Scenario;
+use evsim_model::scenario::{PublishStrategy, Scenario};
 use evsim_model::workflow::exec::{self, State, Stop};
 use evsim_model::workflow::expr::Value;
 use evsim_model::workflow::{Handler, InvariantDecl, Step, Workflow};
@@ -133,7 +133,9 @@ impl WorkflowRun {
         let subject = subject.clamp(0, evsim_model::history::MAX_SUBJECT as i64) as u64;
         let key = key.map(|k| k.max(0) as u64);
         let id = EventId::new(EventKind(event as u8), subject);
-        self.values.insert(id, values);
+        // An event's fields are those of its first publication (a record sent before its
+        // transaction commits carries what the transaction had computed by then).
+        self.values.entry(id).or_insert(values);
         Message { key, value: Event::Declared { id } }
     }
 
@@ -230,6 +232,36 @@ impl World {
         self.q.schedule_at(at, Ev::NextRequest { handler });
     }
 
+    /// In-transaction publishing: the event request `id`'s transaction publishes when it
+    /// reaches its `publish` step, from the rows as they are now; nothing is written. None
+    /// when it stops before (a guard, a missing row), or when the database cannot be reached
+    /// (the transaction fails at its first statement, before any send).
+    pub(crate) fn workflow_preview(&mut self, handler: u16, id: u64) -> Option<Message> {
+        if !self.db_down.is_empty() {
+            return None;
+        }
+        let run = self.wf.as_mut().expect("a workflow run");
+        let values = run.inputs.get(&(handler, id))?.clone();
+        let wf = run.wf.clone();
+        let h = handler_of(&wf, handler);
+        let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
+        let name = &wf.requests[handler as usize].name;
+        match run.state.preview(&h.transaction, &mut frame) {
+            Ok(Some((event, values))) => Some(run.message(event, values)),
+            Ok(None) => None,
+            Err(Stop::Thrown { step, message }) => {
+                // Scenario validation refuses this workflow; a caller that set it directly
+                // gets no verdict rather than a run with locks not held over the send.
+                run.error.get_or_insert_with(|| format!("{name}, step {}: {message} (not modelled)", step + 1));
+                None
+            }
+            Err(stop) => {
+                run.failed(name, &Some(stop));
+                None
+            }
+        }
+    }
+
     /// Request `id`'s transaction reaches its commit: run it, record its decision, and tell
     /// the service what it publishes.
     pub(crate) fn workflow_txn(&mut self, service: u16, token: u64, handler: u16, id: u64) {
@@ -273,6 +305,15 @@ impl World {
             Op::TxnRolledBack { handler, id, event: run.would_publish(h, &frame, inputs) }
         };
         self.record(node, op);
+        // With the outbox, the events' rows are written by the same transaction.
+        let spec = self.services[service as usize].spec as usize;
+        if committed && self.scenario.services[spec].publish == PublishStrategy::Outbox {
+            let now = self.now();
+            for &event in &events {
+                self.db.insert_outbox(event, now, &mut self.facts);
+            }
+            self.record_facts(node);
+        }
         for op in broken {
             self.record(node, op);
         }

@@ -340,6 +340,10 @@ impl World {
                 }
                 Command::External { .. } => unreachable!("services make no external calls yet"),
                 Command::Steps { .. } => unreachable!("only listeners run a workflow's steps this way"),
+                Command::Preview { token, handler, id } => {
+                    let event = self.workflow_preview(handler, id);
+                    self.service_input(service, Input::WorkflowPreviewed { token, event });
+                }
                 Command::Cache { op, cause } => {
                     let node = self.services[service as usize].node;
                     self.cache.apply(op, cause, &mut self.facts);

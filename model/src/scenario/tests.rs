@@ -518,10 +518,41 @@ mod workflow_key {
     }
 
     #[test]
-    fn publishing_strategies_a_workflow_lacks_and_unknown_invariant_names_are_refused() {
-        let (e, src) = err("publish = \"after-commit\"", "publish = \"outbox\"", ORDER);
-        assert_eq!(e.line, line_of(&src, "publish = \"outbox\""), "{e}");
-        assert!(e.message.contains("expected publish = \"after-commit\" or \"after-commit-async\""), "{e}");
+    fn publishing_strategies_need_what_they_take_and_unknown_invariant_names_are_refused() {
+        // The order workflow's one event, published in its transaction after reading the stock:
+        // every strategy but in-transaction (which would hold the row lock over the send).
+        let (e, src) = err("publish = \"after-commit\"", "publish = \"in-transaction\"", ORDER);
+        assert_eq!(e.line, line_of(&src, "publish = \"in-transaction\""), "{e}");
+        assert!(e.message.contains("as the first step of their transaction"), "{e}");
+        for strategy in [PublishStrategy::AfterCommit, PublishStrategy::AfterCommitAsync, PublishStrategy::Outbox] {
+            let src = SCENARIO.replacen("publish = \"after-commit\"", &format!("publish = \"{}\"", strategy.name()), 1);
+            let s = parse_with(&src, ORDER).unwrap_or_else(|e| panic!("{strategy:?}: {e}"));
+            assert_eq!(s.services[0].publish, strategy);
+        }
+        // An event published after the transaction has no outbox row and no place before the commit.
+        let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n]";
+        assert!(ORDER.contains(publish));
+        let after = ORDER.replacen(publish, &format!("]\nsteps = [\n{}", publish), 1);
+        parse_with(SCENARIO, &after).expect("after-commit publishes what the steps after the transaction publish");
+        for strategy in ["outbox", "in-transaction"] {
+            let to = format!("publish = \"{strategy}\"");
+            let (e, src) = err("publish = \"after-commit\"", &to, &after);
+            assert_eq!(e.line, line_of(&src, &to), "{e}");
+            assert!(e.message.contains("publish after their transaction"), "{e}");
+        }
+        // In the transaction: one event, first, after guards on the request only.
+        let first = "transaction = [\n";
+        let publish_line = &publish[..publish.len() - 1];
+        let send_first = ORDER.replacen(publish_line, "", 1).replacen(first, &format!("{first}{publish_line}"), 1);
+        let guarded = send_first.replacen(first, &format!("{first}  {{ require = \"request.qty > 0\" }},\n"), 1);
+        for wf in [&send_first, &guarded] {
+            let src = SCENARIO.replacen("publish = \"after-commit\"", "publish = \"in-transaction\"", 1);
+            let s = parse_with(&src, wf).unwrap_or_else(|e| panic!("{e}\n{wf}"));
+            assert_eq!(s.services[0].publish, PublishStrategy::InTransaction);
+        }
+        let twice = send_first.replacen(publish_line, &format!("{publish_line}\n{publish_line}"), 1);
+        let (e, _) = err("publish = \"after-commit\"", "publish = \"in-transaction\"", &twice);
+        assert!(e.message.contains("to publish one event"), "{e}");
         let wf = ORDER.replace("[invariants.no-oversell]", "[invariants.stock-never-negative]");
         let (e, src) = err("instances = 2", "instances = 2", &wf);
         assert_eq!(e.line, line_of(&src, "file = "), "{e}");

@@ -850,19 +850,48 @@ impl Validator<'_> {
         topic: &str,
         raw: &RawService,
     ) -> Result<(), ScenarioError> {
+        use crate::workflow::Step;
         let section = format!("services.{name}");
-        if let Some(p) = &raw.publish
-            && let Some(s) = PublishStrategy::ALL.into_iter().find(|s| s.name() == p.get_ref())
-            && !crate::workflow::service::strategy_supported(s)
-        {
-            return self.err(
-                p.span(),
-                format!(
-                    "[{section}] runs the workflow's requests, whose events are published after the commit today; \
-                     expected publish = \"after-commit\" or \"after-commit-async\" (in-transaction and outbox \
-                     publishing of a workflow's events are not built yet: docs/workflow-language.md)"
-                ),
-            );
+        let strategy = raw
+            .publish
+            .as_ref()
+            .and_then(|p| PublishStrategy::ALL.into_iter().find(|s| s.name() == p.get_ref()))
+            .unwrap_or(PublishStrategy::AfterCommit);
+        let publish_span = raw.publish.as_ref().map(|p| p.span()).unwrap_or(raw.topic.span());
+        for r in wf.requests.iter().filter(|r| r.service == name) {
+            let is_publish = |s: &Step| matches!(s, Step::Publish { .. });
+            let in_txn = r.handler.transaction.iter().filter(|s| is_publish(s)).count();
+            let after = r.handler.after.iter().filter(|s| is_publish(s)).count();
+            // The outbox row and the in-transaction send belong to the transaction.
+            let needs_txn = matches!(strategy, PublishStrategy::InTransaction | PublishStrategy::Outbox);
+            if needs_txn && after > 0 {
+                return self.err(
+                    publish_span,
+                    format!(
+                        "[{section}] publishes with `{}`, but the workflow's `{}` requests publish after their \
+                         transaction; expected their publish steps inside `transaction` (or publish = \"after-commit\")",
+                        strategy.name(),
+                        r.name
+                    ),
+                );
+            }
+            if strategy == PublishStrategy::InTransaction {
+                let first = r.handler.transaction.iter().position(is_publish);
+                let work_before = first
+                    .is_some_and(|p| r.handler.transaction[..p].iter().any(|s| !matches!(s, Step::Require { .. })));
+                if in_txn > 1 || work_before {
+                    return self.err(
+                        publish_span,
+                        format!(
+                            "[{section}] publishes in the transaction; expected the workflow's `{}` requests to \
+                             publish one event, as the first step of their transaction after guards on the request \
+                             (a transaction that reads or writes rows before the send holds their locks over it, and \
+                             lock waits are not modelled yet; a cache command or call cannot be taken back)",
+                            r.name
+                        ),
+                    );
+                }
+            }
         }
         for r in wf.requests.iter().filter(|r| r.service == name) {
             for step in r.handler.transaction.iter().chain(&r.handler.after) {

@@ -193,6 +193,40 @@ impl State {
         out
     }
 
+    /// In-transaction publishing's preview: the event a transaction sends when it reaches its
+    /// first `publish`, before it touches the database. None when a guard before it rejects or
+    /// throws (the transaction then runs to its rollback), or when it publishes nothing.
+    ///
+    /// Only guards on the input may come before the `publish`: a transaction that read or wrote
+    /// rows first would hold their locks over the send, which is not modelled (lock waits are
+    /// issue 16), and a cache command or a call could not be taken back. Such a step is an
+    /// error (`Stop::Thrown` naming it; scenario validation refuses these workflows first).
+    pub fn preview(&self, steps: &[Step], frame: &mut [Value]) -> Result<Option<Published>, Stop> {
+        for (i, step) in steps.iter().enumerate() {
+            let i = i as u16;
+            match step {
+                Step::Require { cond, .. } => {
+                    if !eval(cond, frame, i)?.as_bool() {
+                        return Ok(None);
+                    }
+                }
+                Step::Publish { event, values } => {
+                    let v = values.iter().map(|e| eval(e, frame, i)).collect::<Result<Vec<_>, Stop>>()?;
+                    return Ok(Some((*event, v.into_boxed_slice())));
+                }
+                Step::Read { .. }
+                | Step::Update { .. }
+                | Step::Insert { .. }
+                | Step::Call { .. }
+                | Step::Cache { .. } => {
+                    let message = "a step before the in-transaction publish that is not a guard on the input".into();
+                    return Err(Stop::Thrown { step: i, message });
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Run `steps` outside a transaction (after one committed, or in a handler without one):
     /// cache commands, guards, publications and calls, in order, until one stops them.
     pub fn steps(&mut self, steps: &[Step], frame: &mut [Value]) -> Outcome {
@@ -398,6 +432,9 @@ impl State {
     }
 }
 
+/// An event a step published: its index in the workflow's events, and its fields' values.
+pub type Published = (u16, Box<[Value]>);
+
 /// A row a transaction wrote: before it (none: inserted), and as written.
 type Staged = (Option<Box<[Value]>>, Box<[Value]>);
 
@@ -489,6 +526,32 @@ mod tests {
         );
         assert_eq!(st.row(product, 3), Some(&[Value::Int(5)][..]));
         assert_eq!(st.check_end(&wf), Ok(vec![]));
+    }
+
+    /// The preview sends what a publish-first transaction publishes and writes nothing; a guard
+    /// on the request before it can stop it; a read before it is refused (its lock would be
+    /// held over the send).
+    #[test]
+    fn a_preview_gives_the_event_a_publish_first_transaction_sends_and_writes_nothing() {
+        let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n";
+        let first = "transaction = [\n";
+        let text = ORDER.replacen(publish, "", 1).replacen(
+            first,
+            &format!("{first}  {{ require = \"request.qty < 3\" }},\n{publish}"),
+            1,
+        );
+        let wf = compile("order.toml", &text, &[]).expect("compiles");
+        let st = State::new(&wf);
+        let steps = &wf.request("create-order").expect("r").handler.transaction;
+        let before = st.clone();
+        let sent = st.preview(steps, &mut create(&wf, 1, 2, 2)).expect("no error");
+        assert_eq!(sent, Some((0, vec![Value::Int(1), Value::Int(9), Value::Int(2), Value::Int(2)].into())));
+        assert_eq!(st, before);
+        assert_eq!(st.preview(steps, &mut create(&wf, 1, 2, 4)), Ok(None), "the guard stops it");
+        let wf = order();
+        let refused =
+            st.preview(&wf.request("create-order").expect("r").handler.transaction, &mut create(&wf, 1, 2, 2));
+        assert!(matches!(refused, Err(Stop::Thrown { step: 0, .. })), "{refused:?}");
     }
 
     #[test]

@@ -16,12 +16,7 @@ use crate::event::Message;
 use crate::history::{Micros, Polled, TopicId};
 use crate::publish::{Publisher, Publishing};
 use crate::scenario::PublishStrategy;
-use std::collections::BTreeSet;
-
-/// Whether a workflow's service can publish with `strategy` today.
-pub fn strategy_supported(strategy: PublishStrategy) -> bool {
-    matches!(strategy, PublishStrategy::AfterCommit | PublishStrategy::AfterCommitAsync)
-}
+use std::collections::BTreeMap;
 
 /// The token of request `id` of request type `handler`: unique in a service that handles
 /// several request types, whose ids each count from 1 (ids stay below 2^56, request types
@@ -37,13 +32,14 @@ pub fn request_token(handler: u16, id: u64) -> Token {
 #[derive(Debug)]
 pub struct WorkflowService {
     publisher: Publisher,
-    /// Requests under way, by token ([`request_token`]). Memory: lost on a crash.
-    pending: BTreeSet<Token>,
+    /// Requests under way, by token ([`request_token`]), with their transaction. Memory: lost
+    /// on a crash.
+    pending: BTreeMap<Token, Txn>,
 }
 
 impl WorkflowService {
     pub fn new(topic: TopicId, publishing: Publishing) -> Self {
-        Self { publisher: Publisher::new(topic, publishing), pending: BTreeSet::new() }
+        Self { publisher: Publisher::new(topic, publishing), pending: BTreeMap::new() }
     }
 }
 
@@ -52,11 +48,35 @@ impl Service for WorkflowService {
         match input {
             Input::Request(Request::Workflow { handler, id }) => {
                 let token = request_token(handler, id);
-                self.pending.insert(token);
-                out.push(Command::Transact { token, txn: Txn::Workflow { handler, id } });
+                let txn = Txn::Workflow { handler, id };
+                self.pending.insert(token, txn);
+                if self.publisher.strategy() == PublishStrategy::InTransaction {
+                    // The event is sent when the transaction reaches its publish step.
+                    out.push(Command::Preview { token, handler, id });
+                } else {
+                    out.push(Command::Transact { token, txn });
+                }
+            }
+            Input::WorkflowPreviewed { token, event } => {
+                let Some(&txn) = self.pending.get(&token) else { return };
+                match event {
+                    // Sent, and the transaction waits for the acknowledgement.
+                    Some(event) => self.publisher.begin(token, txn, event, out),
+                    // It stops before publishing (or publishes nothing): it goes on alone.
+                    None => out.push(Command::Transact { token, txn }),
+                }
+            }
+            Input::Delivered { token, result } => {
+                // In-transaction: the acknowledgement lets the transaction commit; a failed
+                // send rolls it back. After-commit strategies ignore delivery reports (a failed
+                // send is logged and dropped, as seed 001's service does; an outbox row stays INIT).
+                let txn = self.pending.get(&token).copied();
+                if self.publisher.delivered(token, &result, txn, out) {
+                    self.pending.remove(&token);
+                }
             }
             Input::WorkflowDone { token, committed, events } => {
-                if !self.pending.remove(&token) {
+                if self.pending.remove(&token).is_none() {
                     return;
                 }
                 if committed {
@@ -69,13 +89,9 @@ impl Service for WorkflowService {
                 }
             }
             Input::Timer { token } => self.publisher.on_timer(token, out),
-            // Delivery reports change nothing for after-commit publishing (a failed send is
-            // logged and dropped, as seed 001's service does).
-            Input::Delivered { .. }
-            | Input::Request(_)
-            | Input::TxnDone { .. }
-            | Input::CacheDone { .. }
-            | Input::OutboxDue { .. } => {}
+            // The outbox scheduler found rows still INIT: the relay sends them again.
+            Input::OutboxDue { events, .. } => self.publisher.republish(events, out),
+            Input::Request(_) | Input::TxnDone { .. } | Input::CacheDone { .. } => {}
         }
     }
 }
@@ -124,7 +140,46 @@ mod tests {
         out.clear();
         s.on_input(4, Input::WorkflowDone { token: 9, committed: true, events: vec![event] }, &mut out);
         assert!(out.is_empty());
-        assert!(strategy_supported(PublishStrategy::AfterCommitAsync));
-        assert!(!strategy_supported(PublishStrategy::Outbox) && !strategy_supported(PublishStrategy::InTransaction));
+    }
+
+    /// In the transaction: the preview's event is sent first; its acknowledgement starts the
+    /// transaction, whose commit answers the client and sends nothing more. A failed send
+    /// rejects the request before the transaction; a request whose preview publishes nothing
+    /// goes straight to its transaction.
+    #[test]
+    fn in_the_transaction_the_previewed_event_is_sent_before_the_transaction_runs() {
+        let mut s = WorkflowService::new(TopicId(0), Publishing::new(PublishStrategy::InTransaction));
+        let mut out = Vec::new();
+        let token = request_token(1, 7);
+        assert_eq!(token, (1 << 56) | 7);
+        s.on_input(0, Input::Request(Request::Workflow { handler: 1, id: 7 }), &mut out);
+        assert_eq!(out, vec![Command::Preview { token, handler: 1, id: 7 }]);
+        out.clear();
+        let event = Message { key: Some(7), value: Event::Declared { id: EventId::order_created(7) } };
+        s.on_input(1, Input::WorkflowPreviewed { token, event: Some(event) }, &mut out);
+        assert_eq!(out, vec![Command::Produce { token, topic: TopicId(0), message: event }]);
+        out.clear();
+        s.on_input(2, Input::Delivered { token, result: Ok(Some(3)) }, &mut out);
+        let txn = Txn::Workflow { handler: 1, id: 7 };
+        assert_eq!(out, vec![Command::Transact { token, txn }]);
+        out.clear();
+        s.on_input(3, Input::WorkflowDone { token, committed: true, events: vec![event] }, &mut out);
+        assert_eq!(out, vec![Command::Respond { token, response: Response::Ok }]);
+        // A failed send: rejected, no transaction.
+        out.clear();
+        let token = request_token(1, 8);
+        s.on_input(4, Input::Request(Request::Workflow { handler: 1, id: 8 }), &mut out);
+        s.on_input(5, Input::WorkflowPreviewed { token, event: Some(event) }, &mut out);
+        out.clear();
+        let failed = Err(crate::history::ErrorCode::MsgTimedOut);
+        s.on_input(6, Input::Delivered { token, result: failed }, &mut out);
+        assert_eq!(out, vec![Command::Respond { token, response: Response::Rejected }]);
+        // Nothing to send: the transaction decides alone.
+        out.clear();
+        let token = request_token(1, 9);
+        s.on_input(7, Input::Request(Request::Workflow { handler: 1, id: 9 }), &mut out);
+        out.clear();
+        s.on_input(8, Input::WorkflowPreviewed { token, event: None }, &mut out);
+        assert_eq!(out, vec![Command::Transact { token, txn: Txn::Workflow { handler: 1, id: 9 } }]);
     }
 }
