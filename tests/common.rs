@@ -77,6 +77,12 @@ pub fn for_real(mut s: Scenario, duration_ms: u64, rate: f64) -> Scenario {
     if w.queue_rate_per_sec > 0.0 {
         w.queue_rate_per_sec = rate;
     }
+    // A workflow's request types too.
+    if let Some(wf) = s.workflow.as_mut() {
+        for r in &mut std::sync::Arc::make_mut(wf).requests {
+            r.rate_per_sec = rate;
+        }
+    }
     for c in &mut s.consumers {
         // Groups form (and a member lost in the first join is expelled) in seconds, not 45 s.
         c.consumer.session_timeout_ms = c.consumer.session_timeout_ms.min(10_000);

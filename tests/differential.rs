@@ -297,11 +297,6 @@ fn every_fault_free_scenario_agrees_with_the_simulator() {
             continue; // compared K times above
         }
         let s = common::for_real(common::scenario(name), 1_500, 100.0);
-        if s.workflow.is_some() {
-            eprintln!("{name}: not compared, the real driver does not run workflow files yet");
-            skipped.push(name.as_str());
-            continue;
-        }
         let gaps = evsim_real::unsupported(&s);
         if !gaps.is_empty() {
             eprintln!("{name}: not compared, the real driver cannot reproduce it: {gaps:?}");
@@ -323,13 +318,8 @@ fn every_fault_free_scenario_agrees_with_the_simulator() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
     // Only scenarios whose settings librdkafka refuses are left out: both slow-consumer
-    // scenarios set max.poll.interval.ms = 3 s below session.timeout.ms = 10 s. And the
-    // workflow scenario, until the real driver runs workflow files (issue 15).
-    assert_eq!(
-        skipped,
-        ["order-slow-consumer", "order-slow-consumer-fixed", "order-workflow"],
-        "scenarios left out of the comparison"
-    );
+    // scenarios set max.poll.interval.ms = 3 s below session.timeout.ms = 10 s.
+    assert_eq!(skipped, ["order-slow-consumer", "order-slow-consumer-fixed"], "scenarios left out of the comparison");
 }
 
 /// acks=1, replication slowed by packet loss on broker-0's links to its followers, then

@@ -49,6 +49,63 @@ fn mock_cluster_runs_order_basic_like_the_simulator() {
     assert!(real.history.entries.iter().any(|e| matches!(e.op, evsim_model::history::Op::Commit { .. })));
 }
 
+/// The order workflow (scenarios/order-workflow.toml, its order service and listener as data)
+/// runs on rdkafka as in the simulator: the same requests, decisions, placement and verdicts,
+/// with the workflow's entries. Without its stock guard, both oversell.
+#[test]
+fn mock_cluster_runs_a_workflow_like_the_simulator() {
+    use evsim_model::history::Op;
+    let s = for_real(common::scenario("order-workflow"), 2_000, 100.0);
+    let (sim, real) = assert_agree(&s, BrokerKind::Mock);
+    assert!(real.passed(), "{:?}", real.verdicts);
+    assert_eq!(sim.stats.orders_committed, real.stats.orders_committed);
+    let count = |h: &evsim_model::history::History, f: fn(&Op) -> bool| h.entries.iter().filter(|e| f(&e.op)).count();
+    let effects = count(&real.history, |op| matches!(op, Op::Effect { .. }));
+    assert_eq!(effects, 2 * real.stats.orders_committed as usize, "ZINCRBY and DEL for each order");
+    assert_eq!(count(&real.history, |op| matches!(op, Op::OrderRequested { .. })), 0);
+    assert_eq!(real.history.header.handlers, vec!["create-order", "order-event-consumer"]);
+
+    let text = common::order_workflow_text();
+    let guard = "  { require = \"product.stock >= request.qty\", otherwise = \"reject\" },\n";
+    let mut base = for_real(common::scenario("order-basic"), 2_000, 100.0);
+    base.workload.stock_per_product = 2;
+    let flawed = common::with_order_workflow(base, &text.replacen(guard, "", 1));
+    let (sim, real) = assert_agree(&flawed, BrokerKind::Mock);
+    assert!(violated(&sim.verdicts, Invariant::NoOversell) && violated(&real.verdicts, Invariant::NoOversell));
+}
+
+/// The order workflow publishing through the outbox, and in its transaction (publish first,
+/// as the compiled-in service sends before touching the stock): the real driver previews,
+/// sends, commits and writes outbox rows as the simulator does.
+#[test]
+fn mock_cluster_runs_a_workflow_s_outbox_and_in_transaction_publishing_like_the_simulator() {
+    use evsim_model::history::Op;
+    let text = common::order_workflow_text();
+    let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n";
+    let first = "transaction = [\n";
+    let send_first = text.replacen(publish, "", 1).replacen(first, &format!("{first}{publish}"), 1);
+    for (name, text) in [("order-outbox", &text), ("order-publish-in-transaction", &send_first)] {
+        let mut base = for_real(common::scenario(name), 2_000, 100.0);
+        // Few units of stock: rolled-back orders too (phantom events when sent first).
+        base.workload.stock_per_product = 3;
+        let s = common::with_order_workflow(base, text);
+        let (sim, real) = assert_agree(&s, BrokerKind::Mock);
+        assert_eq!(sim.stats.orders_committed, real.stats.orders_committed, "{name}");
+        assert!(real.stats.orders_rejected > 0, "{name}: every order committed");
+        let count = |f: fn(&Op) -> bool| real.history.entries.iter().filter(|e| f(&e.op)).count() as u64;
+        if name == "order-outbox" {
+            assert_eq!(count(|op| matches!(op, Op::OutboxInserted { .. })), real.stats.orders_committed);
+            assert!(real.passed(), "{:?}", real.verdicts);
+        } else {
+            assert!(violated(&real.verdicts, Invariant::NoPhantomEvent), "{name}: no phantom event");
+            assert_eq!(
+                count(|op| matches!(op, Op::Send { .. })),
+                real.stats.orders_committed + real.stats.orders_rejected
+            );
+        }
+    }
+}
+
 #[test]
 fn a_wrong_simulator_partitioner_is_caught_by_the_differential_check() {
     let s = for_real(common::scenario("order-basic"), 1_000, 100.0);

@@ -403,6 +403,7 @@ fn handle(
     let mut commands = Vec::new();
     listener.on_record(now, record, message, &mut commands);
     let mut ok = false;
+    let mut thrown = false;
     for cmd in commands {
         match cmd {
             Command::Cache { op, cause } => core.apply_cache(ctx, node, op, cause),
@@ -413,8 +414,25 @@ fn handle(
             Command::External { call, cause } => {
                 ctx.record(node, call.effect(cause.unwrap_or(record.value), group));
             }
+            // A workflow listener: its steps, then the acknowledgement, or its error handler's
+            // turn when it threw (the steps that took effect before stay).
+            Command::Steps { handler } => {
+                let run = core.wf.as_mut().expect("a workflow run");
+                let (completed, ops) = run.listen(group, handler, record);
+                for op in ops {
+                    ctx.record(node, op);
+                }
+                ok = completed;
+                thrown = !completed;
+            }
             _ => {}
         }
+    }
+    if thrown {
+        core.stats.handler_failures += 1;
+        drop(guard);
+        ctx.record(node, Op::Processed { group, record: *record, ok: false });
+        return Handled::Failed;
     }
     record_facts(ctx, core, node);
     if ok {
@@ -464,7 +482,10 @@ async fn container(
             tokio::task::spawn_local(auto_commit(ctx.clone(), consumer.clone(), stored.clone(), control.clone()));
         *control.auto.borrow_mut() = Some(timer);
     }
-    let mut listener = AnyListener::new(spec.kind);
+    let mut listener = match evsim_sim::workflow::listener_of(&ctx.scenario, &spec.name) {
+        Some(handler) => AnyListener::Workflow(evsim_model::workflow::service::WorkflowListener { handler }),
+        None => AnyListener::new(spec.kind),
+    };
     let mut failures: BTreeMap<(Tp, u64), u32> = BTreeMap::new();
     'poll: loop {
         sit_out_pause(&control).await;

@@ -94,6 +94,8 @@ pub(crate) struct Core {
     /// Faults that had an effect (a DB call refused, a platform call failed).
     pub(crate) outage_hits: std::collections::BTreeSet<u16>,
     db_queue: std::collections::VecDeque<QueuedTxn>,
+    /// The workflow's part of the run (the simulator's own), if the scenario runs one.
+    pub(crate) wf: Option<evsim_sim::workflow::WorkflowRun>,
 }
 
 /// Everything a task of the run can reach.
@@ -229,7 +231,12 @@ pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
                 }
                 Command::Timer { token, after_us } => actions.push(Action::Timer { token, after_us }),
                 Command::Ack | Command::External { .. } => {}
-                Command::Steps { .. } | Command::Preview { .. } => unreachable!("run_real refuses workflows"),
+                Command::Preview { token, handler, id } => {
+                    let db_down = !core.db_down.is_empty();
+                    let event = core.wf.as_mut().and_then(|run| run.preview(handler, id, db_down));
+                    actions.push(Action::Input(Input::WorkflowPreviewed { token, event }));
+                }
+                Command::Steps { .. } => unreachable!("only listeners run a workflow's steps"),
             }
         }
     }
@@ -294,6 +301,10 @@ async fn db_worker(ctx: Ctx) {
             continue;
         };
         tokio::time::sleep_until(ctx.instant(due)).await;
+        if let Txn::Workflow { handler, id } = txn {
+            workflow_txn(&ctx, s, token, handler, id, incarnation);
+            continue;
+        }
         let outcome = {
             let mut guard = ctx.core.borrow_mut();
             let core = &mut *guard;
@@ -320,6 +331,88 @@ async fn db_worker(ctx: Ctx) {
             outcome
         };
         service_input(&ctx, s, Input::TxnDone { token, outcome });
+    }
+}
+
+/// A workflow request's transaction at its commit ([`evsim_sim::workflow::WorkflowRun::decide`],
+/// as the simulator runs it): its decision recorded, the outbox rows of its events written with
+/// it when the service publishes through an outbox, the service told what it publishes.
+fn workflow_txn(ctx: &Ctx, s: u16, token: Token, handler: u16, id: u64, incarnation: u32) {
+    let (committed, events) = {
+        let mut guard = ctx.core.borrow_mut();
+        let core = &mut *guard;
+        core.pending -= 1;
+        if core.services[s as usize].incarnation != incarnation {
+            // The process died while its transaction was open: the DB rolled it back.
+            return;
+        }
+        let node = core.services[s as usize].node;
+        let db_down = !core.db_down.is_empty();
+        if db_down {
+            faults::outage_hit(core, faults::Outage::Db);
+        }
+        let run = core.wf.as_mut().expect("a workflow run");
+        let Some(decided) = run.decide(handler, id, db_down) else { return };
+        if decided.committed {
+            core.stats.orders_committed += 1;
+        } else {
+            core.stats.orders_rejected += 1;
+        }
+        ctx.record(node, decided.op);
+        let spec = &ctx.scenario.services[core.services[s as usize].spec as usize];
+        if decided.committed && spec.publish == PublishStrategy::Outbox {
+            let now = ctx.now();
+            for &event in &decided.events {
+                core.db.insert_outbox(event, now, &mut core.facts);
+            }
+            record_facts(ctx, core, node);
+        }
+        for op in decided.broken {
+            ctx.record(node, op);
+        }
+        (decided.committed, decided.events)
+    };
+    service_input(ctx, s, Input::WorkflowDone { token, committed, events });
+}
+
+/// The workflow's requests, each type a Poisson stream drawn as the simulator draws it: the
+/// streams' arrivals in time order (ties in the order they were scheduled), each request's
+/// fields drawn when it arrives, none from the quiet period on.
+async fn workflow_requests(ctx: Ctx) {
+    use std::cmp::Reverse;
+    let mut due = std::collections::BinaryHeap::new();
+    let mut seq = 0u64;
+    {
+        let mut core = ctx.core.borrow_mut();
+        let Some(run) = core.wf.as_mut() else { return };
+        for h in 0..run.workflow().requests.len() as u16 {
+            if run.has_instances(h) {
+                seq += 1;
+                due.push(Reverse((run.next_at(h), seq, h)));
+            }
+        }
+    }
+    let quiet_from = ctx.scenario.run.duration_ms * 1_000;
+    while let Some(Reverse((at, _, handler))) = due.pop() {
+        if at >= quiet_from {
+            continue;
+        }
+        tokio::time::sleep_until(ctx.instant(at)).await;
+        let (id, live) = {
+            let mut guard = ctx.core.borrow_mut();
+            let core = &mut *guard;
+            core.stats.requests += 1;
+            let services = &core.services;
+            let run = core.wf.as_mut().expect("a workflow run");
+            let picked = run.next_request(handler, |s| services[s as usize].alive);
+            seq += 1;
+            due.push(Reverse((run.next_at(handler), seq, handler)));
+            picked
+        };
+        if let Some(s) = live {
+            ctx.record(NodeId(0), Op::Requested { handler, id });
+            service_input(&ctx, s, Input::Request(Request::Workflow { handler, id }));
+        }
     }
 }
 
@@ -350,7 +443,7 @@ fn request(ctx: &Ctx, request: Request) {
             (ServiceKind::WaitingQueueApi, token, Op::QueueEntered { token, concert, user })
         }
         Request::Pay { .. } => unreachable!("payments are not planned"),
-        Request::Workflow { .. } => unreachable!("run_real refuses workflows"),
+        Request::Workflow { .. } => unreachable!("workflow requests come from workflow_requests"),
     };
     let Some(s) = ({
         let mut core = ctx.core.borrow_mut();
@@ -395,12 +488,21 @@ pub(crate) fn restart_service(ctx: &Ctx, s: u16) -> Result<(), String> {
         let mut core = ctx.core.borrow_mut();
         let svc = &mut core.services[s as usize];
         let spec = &ctx.scenario.services[svc.spec as usize];
-        svc.service = AnyService::new(spec, svc.topic);
+        svc.service = service_of(&ctx.scenario, spec, svc.topic);
         svc.producer = producer_for(&ctx.bootstrap, &spec.producer).map_err(|e| e.to_string())?;
         svc.alive = true;
     }
     start_outbox(ctx, s);
     Ok(())
+}
+
+/// The service a `[services.*]` table runs: the workflow's, for a table its requests name.
+fn service_of(scenario: &Scenario, spec: &evsim_model::scenario::ServiceSpec, topic: TopicId) -> AnyService {
+    if evsim_sim::workflow::runs_requests(scenario, &spec.name) {
+        AnyService::workflow(spec, topic)
+    } else {
+        AnyService::new(spec, topic)
+    }
 }
 
 /// The history's header for `scenario` (the same names and ids as a simulated run's).
@@ -423,9 +525,12 @@ fn header(scenario: &Scenario, seed: u64) -> Header {
         nodes: scenario.node_names(),
         topics,
         groups,
-        events: evsim_model::event::builtin_events(),
-        handlers: Vec::new(),
-        invariants: Vec::new(),
+        events: match &scenario.workflow {
+            Some(wf) => evsim_sim::workflow::events(wf),
+            None => evsim_model::event::builtin_events(),
+        },
+        handlers: scenario.workflow.as_deref().map(evsim_sim::workflow::handlers).unwrap_or_default(),
+        invariants: scenario.workflow.as_deref().map(evsim_sim::workflow::invariants).unwrap_or_default(),
         quiet_from: scenario.run.duration_ms * 1_000,
         end: scenario.end_ms() * 1_000,
     }
@@ -433,11 +538,6 @@ fn header(scenario: &Scenario, seed: u64) -> Header {
 
 /// Run `scenario` with `seed` against the broker `options` names.
 pub fn run_real(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> Result<RealOutcome, RealError> {
-    if scenario.workflow.is_some() {
-        return Err(RealError::Usage(
-            "a workflow file runs in the simulator only so far (docs/workflow-language.md)".to_string(),
-        ));
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -482,7 +582,7 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
                 spec: index as u16,
                 kind: spec.kind,
                 topic,
-                service: AnyService::new(spec, topic),
+                service: service_of(scenario, spec, topic),
                 alive: true,
                 incarnation: 0,
                 producer: producer_for(&bootstrap, &spec.producer)?,
@@ -493,6 +593,17 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
     let mut history = History::new(header(scenario, seed));
     for op in evsim_sim::setup::start_ops(scenario, &db) {
         history.push(0, NodeId(0), op);
+    }
+    // The workflow's requests come from the workload stream, as in the simulator.
+    let mut wf = scenario.workflow.as_ref().map(|wf| {
+        let instances: Vec<&str> = services.iter().map(|s| scenario.services[s.spec as usize].name.as_str()).collect();
+        evsim_sim::workflow::WorkflowRun::new(wf.clone(), seeds.stream(Stream::Workload), &instances)
+    });
+    if let Some(run) = wf.as_mut() {
+        // Initial rows that break an `always` invariant break it from the start.
+        for op in run.broken_rows(false) {
+            history.push(0, NodeId(0), op);
+        }
     }
     let rec = Arc::new(Mutex::new(Recorder {
         start,
@@ -522,6 +633,7 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
             placement_mismatches: 0,
             outage_hits: Default::default(),
             db_queue: Default::default(),
+            wf,
         }),
         bootstrap: bootstrap.clone(),
         start: std::cell::Cell::new(start),
@@ -555,10 +667,13 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
     let workload = {
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
-            for p in plan {
-                tokio::time::sleep_until(ctx.instant(p.at)).await;
-                request(&ctx, p.request);
-            }
+            let requests = async {
+                for p in plan {
+                    tokio::time::sleep_until(ctx.instant(p.at)).await;
+                    request(&ctx, p.request);
+                }
+            };
+            tokio::join!(requests, workflow_requests(ctx.clone()));
         })
     };
     let end = ctx.instant(scenario.end_ms() * 1_000);
@@ -636,6 +751,15 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
     let end_at = rec.history.header.end;
     for (product, stock) in core.db.stock.clone().into_iter().enumerate() {
         rec.history.push(end_at, NodeId(0), Op::StockFinal { product: product as u32, stock });
+    }
+    if let Some(run) = core.wf.as_mut() {
+        for op in run.broken_rows(true) {
+            rec.history.push(end_at, NodeId(0), op);
+        }
+        if let Some(e) = run.error() {
+            // The workflow is wrong (an expression failed): no verdict rather than a wrong one.
+            return Err(RealError::Usage(format!("the workflow is wrong: an expression failed ({e})")));
+        }
     }
     for (event, (_, _, published)) in &core.db.outbox {
         if !published {

@@ -13,7 +13,7 @@ pub mod requests;
 pub mod run;
 pub mod search;
 pub mod setup;
-pub(crate) mod workflow;
+pub mod workflow;
 pub(crate) mod workload;
 pub mod world;
 

@@ -5,9 +5,9 @@
 //! executor), the requests' field values until their transaction runs, and the published
 //! events' field values, by event id: records carry only the id.
 //!
-//! Not built yet (docs/workflow-language.md): a scenario key that names the workflow (the
-//! scenario's `workflow` is set by the caller), publishing in the transaction or through the
-//! outbox (a preview of the transaction), declared invariants' verdicts, and the real backend.
+//! [`WorkflowRun`] is the part both drivers share (the simulator here, the real Kafka runner in
+//! `evsim_real`): requests drawn, transactions previewed and decided, listener steps run,
+//! invariants checked; each driver records what it returns and carries it to the services.
 
 use crate::kernel::SimRng;
 use crate::requests::Requests;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 /// A workflow's part of a run.
 #[derive(Debug)]
-pub(crate) struct WorkflowRun {
+pub struct WorkflowRun {
     pub(crate) wf: Arc<Workflow>,
     state: State,
     requests: Requests,
@@ -41,7 +41,7 @@ pub(crate) struct WorkflowRun {
 
 /// The header's declaration of a workflow's events: in file order, each announcing a committed
 /// fact when a transaction publishes it.
-pub(crate) fn events(wf: &Workflow) -> Vec<EventInfo> {
+pub fn events(wf: &Workflow) -> Vec<EventInfo> {
     let in_transaction = |e: u16| {
         let handlers = wf.requests.iter().map(|r| &r.handler).chain(wf.listeners.iter().map(|l| &l.handler));
         handlers
@@ -69,7 +69,7 @@ fn handler_of(wf: &Workflow, handler: u16) -> &Handler {
 }
 
 /// The header's declaration of a workflow's invariants.
-pub(crate) fn invariants(wf: &Workflow) -> Vec<evsim_model::history::InvariantInfo> {
+pub fn invariants(wf: &Workflow) -> Vec<evsim_model::history::InvariantInfo> {
     wf.invariants
         .iter()
         .map(|i| {
@@ -84,34 +84,195 @@ pub(crate) fn invariants(wf: &Workflow) -> Vec<evsim_model::history::InvariantIn
 }
 
 /// The header's names of a workflow's handlers: its request types, then its listeners.
-pub(crate) fn handlers(wf: &Workflow) -> Vec<String> {
+pub fn handlers(wf: &Workflow) -> Vec<String> {
     wf.requests.iter().map(|r| r.name.clone()).chain(wf.listeners.iter().map(|l| l.name.clone())).collect()
 }
 
 /// The workflow listener a `[consumers.<name>]` table runs, as a handler index.
-pub(crate) fn listener_of(scenario: &Scenario, consumer: &str) -> Option<u16> {
+pub fn listener_of(scenario: &Scenario, consumer: &str) -> Option<u16> {
     let wf = scenario.workflow.as_ref()?;
     let i = wf.listeners.iter().position(|l| l.name == consumer)?;
     Some((wf.requests.len() + i) as u16)
 }
 
 /// Whether a `[services.<name>]` table runs a workflow's requests.
-pub(crate) fn runs_requests(scenario: &Scenario, service: &str) -> bool {
+pub fn runs_requests(scenario: &Scenario, service: &str) -> bool {
     scenario.workflow.as_ref().is_some_and(|wf| wf.requests.iter().any(|r| r.service == service))
 }
 
+/// What a request's transaction decided: the entry that records it, the events it publishes,
+/// and the rows it left breaking an invariant (entries to record after it).
+#[derive(Debug)]
+pub struct Decided {
+    pub committed: bool,
+    pub op: Op,
+    pub events: Vec<Message>,
+    pub broken: Vec<Op>,
+}
+
 impl WorkflowRun {
-    pub(crate) fn new(wf: Arc<Workflow>, rng: SimRng) -> Self {
+    /// The workflow's run, drawing requests from `rng` (the workload stream); `instances` names
+    /// each service instance's `[services.*]` table, in the driver's instance order.
+    pub fn new(wf: Arc<Workflow>, rng: SimRng, instances: &[&str]) -> Self {
         let requests = Requests::new(&wf, rng);
+        let handlers_of = wf
+            .requests
+            .iter()
+            .map(|r| (0..instances.len() as u16).filter(|&i| instances[i as usize] == r.service).collect())
+            .collect();
         Self {
             state: State::new(&wf),
             requests,
-            handlers_of: vec![Vec::new(); wf.requests.len()],
+            handlers_of,
             inputs: BTreeMap::new(),
             values: BTreeMap::new(),
             error: None,
             wf,
         }
+    }
+
+    /// The workflow.
+    pub fn workflow(&self) -> &Arc<Workflow> {
+        &self.wf
+    }
+
+    /// The first expression that failed, if any: the workflow is wrong, and the run gives no
+    /// verdict.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// Whether request type `handler` has a service instance to go to.
+    pub fn has_instances(&self, handler: u16) -> bool {
+        !self.handlers_of[handler as usize].is_empty()
+    }
+
+    /// When request type `handler`'s next request arrives.
+    pub fn next_at(&mut self, handler: u16) -> evsim_model::history::Micros {
+        self.requests.next_at(handler as usize)
+    }
+
+    /// Request type `handler`'s next request: its id, and the service instance it goes to (a
+    /// live one, round-robin by id, as a load balancer with health checks would), which then
+    /// holds its fields until its transaction runs.
+    pub fn next_request(&mut self, handler: u16, alive: impl Fn(u16) -> bool) -> (u64, Option<u16>) {
+        let (id, values) = self.requests.next(handler as usize);
+        let instances = &self.handlers_of[handler as usize];
+        let n = instances.len() as u64;
+        let live = (0..n).map(|i| instances[((id + i) % n) as usize]).find(|&s| alive(s));
+        if live.is_some() {
+            self.inputs.insert((handler, id), values);
+        }
+        (id, live)
+    }
+
+    /// In-transaction publishing: the event request `id`'s transaction publishes when it
+    /// reaches its `publish` step, from the request alone; nothing is written. None when a
+    /// guard stops it first, or when `db_down` (the transaction fails at its first statement,
+    /// before any send).
+    pub fn preview(&mut self, handler: u16, id: u64, db_down: bool) -> Option<Message> {
+        if db_down {
+            return None;
+        }
+        let values = self.inputs.get(&(handler, id))?.clone();
+        let wf = self.wf.clone();
+        let h = handler_of(&wf, handler);
+        let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
+        let name = &wf.requests[handler as usize].name;
+        match self.state.preview(&h.transaction, &mut frame) {
+            Ok(Some((event, values))) => Some(self.message(event, values)),
+            Ok(None) => None,
+            Err(Stop::Thrown { step, message }) => {
+                // Scenario validation refuses this workflow; a caller that set it directly
+                // gets no verdict rather than a run with locks not held over the send.
+                self.error.get_or_insert_with(|| format!("{name}, step {}: {message} (not modelled)", step + 1));
+                None
+            }
+            Err(stop) => {
+                self.failed(name, &Some(stop));
+                None
+            }
+        }
+    }
+
+    /// Request `id`'s transaction at its commit: run it (unless `db_down`: then it fails
+    /// without running) and the steps after it. None when the request is not held (its
+    /// instance crashed before).
+    pub fn decide(&mut self, handler: u16, id: u64, db_down: bool) -> Option<Decided> {
+        let values = self.inputs.remove(&(handler, id))?;
+        let inputs = 1 + values.len() as u16;
+        let wf = self.wf.clone();
+        let h = handler_of(&wf, handler);
+        let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
+        let mut events = Vec::new();
+        let mut broken = Vec::new();
+        let name = &wf.requests[handler as usize].name;
+        let committed = !db_down && {
+            let out = self.state.transaction(&wf, &h.transaction, &mut frame);
+            self.failed(name, &out.stop);
+            if out.stop.is_none() {
+                broken = self.broken(&out.writes);
+                let after = self.state.steps(&h.after, &mut frame);
+                self.failed(name, &after.stop);
+                for (event, values) in out.published.into_iter().chain(after.published) {
+                    events.push(self.message(event, values));
+                }
+                true
+            } else {
+                false
+            }
+        };
+        let op = if committed {
+            Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }
+        } else {
+            Op::TxnRolledBack { handler, id, event: self.would_publish(h, &frame, inputs) }
+        };
+        Some(Decided { committed, op, events, broken })
+    }
+
+    /// A workflow listener's steps on `record` for `group`: the entries to record (each step
+    /// that took effect, then the rows it left breaking an invariant), and whether the record
+    /// may be acknowledged (the steps completed, or a guard rejected it) or the handler threw.
+    pub fn listen(&mut self, group: GroupId, handler: u16, record: &Polled) -> (bool, Vec<Op>) {
+        let wf = self.wf.clone();
+        let h = handler_of(&wf, handler);
+        let listens_to = wf.listeners[handler as usize - wf.requests.len()].event;
+        let values = match self.values.get(&record.value) {
+            // Another event on the same topic (or not the workflow's): the listener's method
+            // takes only its own event, so the record passes without effect.
+            Some(values) if record.value.kind().0 as u16 == listens_to => values,
+            _ => return (true, Vec::new()),
+        };
+        let mut frame = exec::frame(h, values.iter().cloned());
+        let mut effects = Vec::new();
+        let mut stop = None;
+        let mut broken = Vec::new();
+        let name = &wf.listeners[handler as usize - wf.requests.len()].name;
+        if !h.transaction.is_empty() {
+            let out = self.state.transaction(&wf, &h.transaction, &mut frame);
+            self.failed(name, &out.stop);
+            broken = self.broken(&out.writes);
+            effects.extend(out.effects);
+            // A committed transaction that wrote is one effect, at its first write.
+            if out.stop.is_none() && !out.writes.is_empty() {
+                let first_write =
+                    h.transaction.iter().position(|s| matches!(s, Step::Update { .. } | Step::Insert { .. }));
+                effects.extend(first_write.map(|i| i as u16));
+                effects.sort_unstable();
+            }
+            stop = out.stop;
+        }
+        if stop.is_none() {
+            let out = self.state.steps(&h.after, &mut frame);
+            self.failed(name, &out.stop);
+            let first = h.transaction.len() as u16;
+            effects.extend(out.effects.into_iter().map(|s| s + first));
+            stop = out.stop;
+        }
+        let mut ops: Vec<Op> =
+            effects.into_iter().map(|step| Op::Effect { group, cause: record.value, handler, step }).collect();
+        ops.extend(broken);
+        (!matches!(stop, Some(Stop::Thrown { .. } | Stop::Error { .. })), ops)
     }
 
     /// A published event's id, its record, and its values kept for the listeners. A subject
@@ -161,7 +322,7 @@ impl WorkflowRun {
 
     /// The rows breaking an invariant of the kind `always` (initial rows, before the run) or
     /// `eventually` (at its end).
-    pub(crate) fn broken_rows(&mut self, eventually: bool) -> Vec<Op> {
+    pub fn broken_rows(&mut self, eventually: bool) -> Vec<Op> {
         match self.state.check_end(&self.wf) {
             Ok(rows) => rows
                 .into_iter()
@@ -202,68 +363,41 @@ impl World {
             self.history.push(0, NodeId(0), op);
         }
         let run = self.wf.as_mut().expect("a workflow run");
-        for h in 0..run.wf.requests.len() {
-            if !run.handlers_of[h].is_empty() {
-                let at = run.requests.next_at(h);
-                self.q.schedule_at(at, Ev::NextRequest { handler: h as u16 });
+        for h in 0..run.wf.requests.len() as u16 {
+            if run.has_instances(h) {
+                let at = run.next_at(h);
+                self.q.schedule_at(at, Ev::NextRequest { handler: h });
             }
         }
     }
 
-    /// The next request of request type `handler`, to a live instance of its service
-    /// (round-robin by id, as a load balancer with health checks would).
+    /// The next request of request type `handler`, to a live instance of its service.
     pub(crate) fn next_request(&mut self, handler: u16) {
         if self.now() >= self.history.header.quiet_from {
             return;
         }
         let run = self.wf.as_mut().expect("a workflow run");
-        let (id, values) = run.requests.next(handler as usize);
-        let instances = &run.handlers_of[handler as usize];
-        let n = instances.len() as u64;
-        let live = (0..n).map(|i| instances[((id + i) % n) as usize]).find(|&s| self.services[s as usize].alive);
+        let services = &self.services;
+        let (id, live) = run.next_request(handler, |s| services[s as usize].alive);
         self.stats.requests += 1;
         if let Some(service) = live {
-            run.inputs.insert((handler, id), values);
             self.record(NodeId(0), Op::Requested { handler, id });
             self.service_input(service, Input::Request(evsim_model::actor::Request::Workflow { handler, id }));
         }
         let run = self.wf.as_mut().expect("a workflow run");
-        let at = run.requests.next_at(handler as usize);
+        let at = run.next_at(handler);
         self.q.schedule_at(at, Ev::NextRequest { handler });
     }
 
-    /// In-transaction publishing: the event request `id`'s transaction publishes when it
-    /// reaches its `publish` step, from the rows as they are now; nothing is written. None
-    /// when it stops before (a guard, a missing row), or when the database cannot be reached
-    /// (the transaction fails at its first statement, before any send).
+    /// In-transaction publishing's preview ([`WorkflowRun::preview`]).
     pub(crate) fn workflow_preview(&mut self, handler: u16, id: u64) -> Option<Message> {
-        if !self.db_down.is_empty() {
-            return None;
-        }
-        let run = self.wf.as_mut().expect("a workflow run");
-        let values = run.inputs.get(&(handler, id))?.clone();
-        let wf = run.wf.clone();
-        let h = handler_of(&wf, handler);
-        let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
-        let name = &wf.requests[handler as usize].name;
-        match run.state.preview(&h.transaction, &mut frame) {
-            Ok(Some((event, values))) => Some(run.message(event, values)),
-            Ok(None) => None,
-            Err(Stop::Thrown { step, message }) => {
-                // Scenario validation refuses this workflow; a caller that set it directly
-                // gets no verdict rather than a run with locks not held over the send.
-                run.error.get_or_insert_with(|| format!("{name}, step {}: {message} (not modelled)", step + 1));
-                None
-            }
-            Err(stop) => {
-                run.failed(name, &Some(stop));
-                None
-            }
-        }
+        let db_down = !self.db_down.is_empty();
+        self.wf.as_mut().expect("a workflow run").preview(handler, id, db_down)
     }
 
-    /// Request `id`'s transaction reaches its commit: run it, record its decision, and tell
-    /// the service what it publishes.
+    /// Request `id`'s transaction reaches its commit: run it, record its decision (with the
+    /// outbox rows of its events, when the service publishes through an outbox), and tell the
+    /// service what it publishes.
     pub(crate) fn workflow_txn(&mut self, service: u16, token: u64, handler: u16, id: u64) {
         let node = self.services[service as usize].node;
         let db_down = !self.db_down.is_empty();
@@ -271,39 +405,12 @@ impl World {
             self.outage_hit(evsim_model::scenario::FaultKind::DbUnavailable, None);
         }
         let run = self.wf.as_mut().expect("a workflow run");
-        let Some(values) = run.inputs.remove(&(handler, id)) else { return };
-        let inputs = 1 + values.len() as u16;
-        let wf = run.wf.clone();
-        let h = handler_of(&wf, handler);
-        let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
-        let mut events = Vec::new();
-        let mut broken = Vec::new();
-        let name = &wf.requests[handler as usize].name;
-        let committed = if db_down {
-            // The database cannot be reached: the transaction fails without running.
-            false
-        } else {
-            let out = run.state.transaction(&wf, &h.transaction, &mut frame);
-            run.failed(name, &out.stop);
-            if out.stop.is_none() {
-                broken = run.broken(&out.writes);
-                let after = run.state.steps(&h.after, &mut frame);
-                run.failed(name, &after.stop);
-                for (event, values) in out.published.into_iter().chain(after.published) {
-                    events.push(run.message(event, values));
-                }
-                true
-            } else {
-                false
-            }
-        };
-        let op = if committed {
+        let Some(Decided { committed, op, events, broken }) = run.decide(handler, id, db_down) else { return };
+        if committed {
             self.stats.orders_committed += 1;
-            Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }
         } else {
             self.stats.orders_rejected += 1;
-            Op::TxnRolledBack { handler, id, event: run.would_publish(h, &frame, inputs) }
-        };
+        }
         self.record(node, op);
         // With the outbox, the events' rows are written by the same transaction.
         let spec = self.services[service as usize].spec as usize;
@@ -325,47 +432,10 @@ impl World {
     /// completed, or a guard rejected it) or the handler threw.
     pub(crate) fn workflow_steps(&mut self, node: NodeId, group: GroupId, handler: u16, record: Polled) -> bool {
         let run = self.wf.as_mut().expect("a workflow run");
-        let wf = run.wf.clone();
-        let h = handler_of(&wf, handler);
-        let listens_to = wf.listeners[handler as usize - wf.requests.len()].event;
-        let values = match run.values.get(&record.value) {
-            // Another event on the same topic (or not the workflow's): the listener's method
-            // takes only its own event, so the record passes without effect.
-            Some(values) if record.value.kind().0 as u16 == listens_to => values,
-            _ => return true,
-        };
-        let mut frame = exec::frame(h, values.iter().cloned());
-        let mut effects = Vec::new();
-        let mut stop = None;
-        let mut broken = Vec::new();
-        let name = &wf.listeners[handler as usize - wf.requests.len()].name;
-        if !h.transaction.is_empty() {
-            let out = run.state.transaction(&wf, &h.transaction, &mut frame);
-            run.failed(name, &out.stop);
-            broken = run.broken(&out.writes);
-            effects.extend(out.effects);
-            // A committed transaction that wrote is one effect, at its first write.
-            if out.stop.is_none() && !out.writes.is_empty() {
-                let first_write =
-                    h.transaction.iter().position(|s| matches!(s, Step::Update { .. } | Step::Insert { .. }));
-                effects.extend(first_write.map(|i| i as u16));
-                effects.sort_unstable();
-            }
-            stop = out.stop;
-        }
-        if stop.is_none() {
-            let out = run.state.steps(&h.after, &mut frame);
-            run.failed(name, &out.stop);
-            let first = h.transaction.len() as u16;
-            effects.extend(out.effects.into_iter().map(|s| s + first));
-            stop = out.stop;
-        }
-        for step in effects {
-            self.record(node, Op::Effect { group, cause: record.value, handler, step });
-        }
-        for op in broken {
+        let (ok, ops) = run.listen(group, handler, &record);
+        for op in ops {
             self.record(node, op);
         }
-        !matches!(stop, Some(Stop::Thrown { .. } | Stop::Error { .. }))
+        ok
     }
 }

@@ -385,13 +385,9 @@ impl World {
         }
         let db = crate::setup::initial_db(scenario, seed);
         let wf = scenario.workflow.as_ref().map(|wf| {
-            let mut run = crate::workflow::WorkflowRun::new(wf.clone(), seeds.stream(Stream::Workload));
-            for (h, r) in wf.requests.iter().enumerate() {
-                run.handlers_of[h] = (0..services.len() as u16)
-                    .filter(|&i| scenario.services[services[i as usize].spec as usize].name == r.service)
-                    .collect();
-            }
-            Box::new(run)
+            let instances: Vec<&str> =
+                services.iter().map(|s| scenario.services[s.spec as usize].name.as_str()).collect();
+            Box::new(crate::workflow::WorkflowRun::new(wf.clone(), seeds.stream(Stream::Workload), &instances))
         });
         Self {
             q: EventQueue::with_capacity(4_096),
