@@ -62,7 +62,7 @@ pub(crate) struct SeedResult {
     vacuous: Option<String>,
     /// Why the run stopped early (the event budget), if it did.
     stopped: Option<String>,
-    /// Per invariant (in `Invariant::ALL` order): violations and the first counterexample.
+    /// Per invariant (in `Invariant::of(scenario)` order): violations and the first counterexample.
     verdicts: Vec<(usize, Option<Counterexample>)>,
 }
 
@@ -221,7 +221,7 @@ fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize
                     if !r
                         .verdicts
                         .iter()
-                        .zip(Invariant::ALL)
+                        .zip(Invariant::of(scenario))
                         .all(|((n, _), inv)| *n == 0 || !scenario.run.invariants.contains(&inv))
                     {
                         bar.set_message(format!("violation at seed {seed}"));
@@ -241,7 +241,7 @@ fn run_many(scenario: &Scenario, seeds: &[u64], story: usize, jobs: Option<usize
 
 pub(crate) fn aggregate(scenario: &Scenario, file: &std::path::Path, results: &[SeedResult]) -> RunJson {
     let mut invariants = Vec::new();
-    for (k, inv) in Invariant::ALL.into_iter().enumerate() {
+    for (k, inv) in Invariant::of(scenario).into_iter().enumerate() {
         let claimed = scenario.run.invariants.contains(&inv);
         let mut held = 0;
         let mut violated = 0;

@@ -310,6 +310,30 @@ fn a_scenario_runs_the_workflow_file_it_names_and_its_verdicts_are_the_workflow_
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// An invariant the workflow declares under a name of its own is claimed, judged and reported
+/// under that name: the stock guard left out, `stock-never-negative` fails the run (exit 1).
+#[test]
+fn a_workflow_s_own_invariant_is_judged_under_its_name() {
+    let rename = |w: String| w.replace("[invariants.no-oversell]", "[invariants.stock-never-negative]");
+    let claim = |s: String| s.replacen("  \"no-oversell\",", "  \"stock-never-negative\",", 1);
+    let held = workflow_dir("own-invariant", &claim, &rename);
+    let o = evsim(&["run", held.join("s.toml").to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let own = v["invariants"].as_array().unwrap().iter().find(|i| i["name"] == "stock-never-negative").cloned();
+    let own = own.expect("reported under its name");
+    assert_eq!((own["claimed"].as_bool(), own["held"].as_u64()), (Some(true), Some(1)), "{own}");
+    let broken = workflow_dir("own-invariant-broken", &claim, &|w| {
+        rename(w).lines().filter(|l| !l.contains("require = \"product.stock")).collect::<Vec<_>>().join("\n")
+    });
+    let o = evsim(&["run", broken.join("s.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let line = stdout(&o).lines().find(|l| l.starts_with("stock-never-negative")).map(str::to_string);
+    assert!(line.as_deref().is_some_and(|l| l.contains("claimed") && l.contains(" 1 ")), "{}", stdout(&o));
+    std::fs::remove_dir_all(&held).ok();
+    std::fs::remove_dir_all(&broken).ok();
+}
+
 #[test]
 fn a_missing_workflow_file_or_a_bad_parameter_exits_2_at_the_scenario_s_line() {
     let dir = workflow_dir("missing", &|s| s.replace("workflows/order.toml", "workflows/ordr.toml"), &|w| w);

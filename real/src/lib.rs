@@ -124,7 +124,7 @@ impl RealOutcome {
         wall_time: Duration,
         run_time: Duration,
     ) -> Self {
-        let verdicts = Invariant::ALL
+        let verdicts = Invariant::of(scenario)
             .into_iter()
             .map(|invariant| Verdict {
                 invariant,

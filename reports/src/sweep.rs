@@ -130,7 +130,7 @@ impl Plan {
     /// again (a seed replays exactly) for its story.
     fn counterexamples(&self, runs: &[RunSummary]) -> Vec<Counterexample> {
         let mut wanted: Vec<(Invariant, bool, usize, u64)> = Vec::new();
-        for inv in Invariant::ALL {
+        for inv in every_invariant(runs) {
             if let Some(r) = runs.iter().find(|r| r.violated.iter().any(|v| v.0 == inv)) {
                 let claimed = r.violated.iter().any(|v| v.0 == inv && v.1);
                 wanted.push((inv, claimed, r.setting, r.seed));
@@ -259,6 +259,18 @@ pub struct SettingResult {
     pub final_lag: Stat,
 }
 
+/// evsim's invariants in report order, then those a workflow declared under names of its own
+/// that `runs` violated, in the order they first appear.
+fn every_invariant(runs: &[RunSummary]) -> Vec<Invariant> {
+    let mut all = Invariant::ALL.to_vec();
+    for (inv, _) in runs.iter().flat_map(|r| r.violated.iter()) {
+        if !all.contains(inv) {
+            all.push(*inv);
+        }
+    }
+    all
+}
+
 fn aggregate(labels: &[String], runs: &[RunSummary]) -> SettingResult {
     let n = runs.len() as u64;
     let passed = runs.iter().filter(|r| r.passed).count() as u64;
@@ -267,7 +279,7 @@ fn aggregate(labels: &[String], runs: &[RunSummary]) -> SettingResult {
         Stat::of(&runs.iter().filter_map(|r| f(&r.metrics)).collect::<Vec<f64>>())
     };
     let stat = |f: &dyn Fn(&Metrics) -> f64| maybe(&|m| Some(f(m))).unwrap_or_default();
-    let violated = Invariant::ALL
+    let violated = every_invariant(runs)
         .into_iter()
         .filter_map(|inv| {
             let hits: Vec<&(Invariant, bool)> =

@@ -82,7 +82,7 @@ pub fn run_scenario_observed(
         })
     });
     let history_hash = history.hash();
-    let verdicts = Invariant::ALL
+    let verdicts = Invariant::of(scenario)
         .into_iter()
         .map(|invariant| Verdict {
             invariant,

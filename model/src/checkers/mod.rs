@@ -72,8 +72,9 @@ pub(crate) fn in_history_order(mut found: Vec<(usize, Violation)>, name: &str) -
     out
 }
 
-/// The invariants evsim can check, by the names of ANOMALIES.md.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// The invariants evsim can check, by the names of ANOMALIES.md, and those a scenario's
+/// workflow declares under names of its own. Serialised as its name.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Invariant {
     /// Stock never below zero; sold + remaining = initial.
     NoOversell,
@@ -124,7 +125,28 @@ pub enum Invariant {
     /// Every record in the log is processed by every subscribed group, or parked by it on a
     /// dead-letter topic: nothing vanishes.
     NoSilentLoss,
+    /// An invariant a workflow declares under a name of its own (`[invariants.<name>]`),
+    /// judged from the run's `InvariantBroken` entries. Made by [`Invariant::declared`].
+    Declared(&'static str),
 }
+
+impl Serialize for Invariant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Invariant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(Invariant::from_name(&name).unwrap_or_else(|| Invariant::declared(&name)))
+    }
+}
+
+/// Declared invariants' names, each kept once for the process (a workflow declares at most
+/// `MAX_INVARIANTS`; every workflow compiled in one process adds only names not seen before).
+static DECLARED_NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 impl Invariant {
     /// Every invariant, in the order reports list them.
@@ -176,11 +198,45 @@ impl Invariant {
             Invariant::NonmonotonicSend => "nonmonotonic-send",
             Invariant::InconsistentOffsets => "inconsistent-offsets",
             Invariant::NoSilentLoss => "no-silent-loss",
+            Invariant::Declared(name) => name,
         }
     }
 
+    /// One of evsim's own invariants, by name.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// A workflow's invariant `name` (evsim's own invariant, when it has that name).
+    pub fn declared(name: &str) -> Self {
+        if let Some(own) = Self::from_name(name) {
+            return own;
+        }
+        let mut names = DECLARED_NAMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let name = match names.get(name) {
+            Some(&n) => n,
+            None => {
+                let n: &'static str = Box::leak(name.to_string().into_boxed_str());
+                names.insert(n);
+                n
+            }
+        };
+        Invariant::Declared(name)
+    }
+
+    /// Every invariant a run of `scenario` is judged by: evsim's own, then those its workflow
+    /// declares under names of its own, in the workflow's order.
+    pub fn of(scenario: &crate::scenario::Scenario) -> Vec<Self> {
+        let mut all = Self::ALL.to_vec();
+        if let Some(wf) = &scenario.workflow {
+            for i in &wf.invariants {
+                let inv = Self::declared(i.name());
+                if !all.contains(&inv) {
+                    all.push(inv);
+                }
+            }
+        }
+        all
     }
 
     /// Judge `history`; an empty list means the invariant held. An invariant the history's
@@ -211,6 +267,8 @@ impl Invariant {
             Invariant::NonmonotonicSend => nonmonotonic_send::check(history),
             Invariant::InconsistentOffsets => inconsistent_offsets::check(history),
             Invariant::NoSilentLoss => no_silent_loss::check(history),
+            // A run whose header does not declare it has no such invariant to break.
+            Invariant::Declared(_) => Vec::new(),
         }
     }
 }

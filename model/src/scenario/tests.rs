@@ -553,10 +553,26 @@ mod workflow_key {
         let twice = send_first.replacen(publish_line, &format!("{publish_line}\n{publish_line}"), 1);
         let (e, _) = err("publish = \"after-commit\"", "publish = \"in-transaction\"", &twice);
         assert!(e.message.contains("to publish one event"), "{e}");
+    }
+
+    /// A workflow's invariant under a name of its own is claimed like evsim's own; a name
+    /// neither knows is refused, listing both.
+    #[test]
+    fn a_declared_invariant_is_claimed_by_its_own_name() {
         let wf = ORDER.replace("[invariants.no-oversell]", "[invariants.stock-never-negative]");
-        let (e, src) = err("instances = 2", "instances = 2", &wf);
-        assert_eq!(e.line, line_of(&src, "file = "), "{e}");
-        assert!(e.message.contains("invariant `stock-never-negative`"), "{e}");
+        let src = SCENARIO.replacen("  \"no-oversell\",", "  \"stock-never-negative\",", 1);
+        let s = parse_with(&src, &wf).expect("claims the declared invariant");
+        assert!(s.run.invariants.contains(&Invariant::declared("stock-never-negative")));
+        assert_eq!(Invariant::declared("stock-never-negative").name(), "stock-never-negative");
+        assert_eq!(Invariant::declared("no-oversell"), Invariant::NoOversell);
+        assert!(Invariant::of(&s).contains(&Invariant::declared("stock-never-negative")));
+        let src = SCENARIO.replacen("  \"no-oversell\",", "  \"stock-never-negativ\",", 1);
+        let e = parse_with(&src, &wf).unwrap_err();
+        assert_eq!(e.line, line_of(&src, "stock-never-negativ"), "{e}");
+        assert!(
+            e.message.contains("expected one of: no-oversell") && e.message.ends_with(", stock-never-negative"),
+            "{e}"
+        );
     }
 
     #[test]

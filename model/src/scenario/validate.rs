@@ -62,7 +62,17 @@ impl Validator<'_> {
         if raw.name.get_ref().trim().is_empty() {
             return self.err(raw.name.span(), "`name` is empty; expected a scenario name such as \"order-basic\"");
         }
-        let run = self.run(raw.run)?;
+        // The workflow first: it declares invariants the run may claim, and decides which
+        // tables need no `kind`.
+        let (workflow_file, workflow) = match &raw.workflow {
+            Some(w) => {
+                let (file, wf) = self.workflow(w.get_ref())?;
+                (Some(file), Some(wf))
+            }
+            None => (None, None),
+        };
+        let declared: Vec<&str> = workflow.iter().flat_map(|wf| wf.invariants.iter().map(|i| i.name())).collect();
+        let run = self.run(raw.run, &declared)?;
         let brokers = self.positive_u32(&raw.cluster.brokers, "cluster.brokers", MAX_BROKERS)?;
         let mut r = self.reader("cluster.config", raw.cluster.config);
         let broker = BrokerConfig::read(&mut r)?;
@@ -119,14 +129,6 @@ impl Validator<'_> {
             }
         }
 
-        // The workflow first: it decides which tables need no `kind`.
-        let (workflow_file, workflow) = match &raw.workflow {
-            Some(w) => {
-                let (file, wf) = self.workflow(w.get_ref())?;
-                (Some(file), Some(wf))
-            }
-            None => (None, None),
-        };
         let wf = workflow.as_ref();
         let workflow_span = raw.workflow.as_ref().map(|w| w.get_ref().file.span()).unwrap_or_default();
         if let Some(wf) = wf {
@@ -367,9 +369,12 @@ impl Validator<'_> {
     fn expected(&self, e: Spanned<RawExpected>, scenario: &Scenario) -> Result<Expected, ScenarioError> {
         let span = e.span();
         let e = e.into_inner();
-        let invariants = self.invariants(e.invariants.get_ref())?;
+        let declared: Vec<&str> =
+            scenario.workflow.iter().flat_map(|wf| wf.invariants.iter().map(|i| i.name())).collect();
+        let invariants = self.invariants(e.invariants.get_ref(), &declared)?;
         for name in e.invariants.get_ref() {
-            if Invariant::from_name(name.get_ref()).is_some_and(|i| !scenario.run.invariants.contains(&i)) {
+            // Every name is known here (evsim's own or declared).
+            if !scenario.run.invariants.contains(&Invariant::declared(name.get_ref())) {
                 return self.err(
                     name.span(),
                     format!(
@@ -588,15 +593,19 @@ impl Validator<'_> {
         Ok(kinds)
     }
 
-    /// Invariants by name, each once, in the order given.
-    fn invariants(&self, names: &[Spanned<String>]) -> Result<Vec<Invariant>, ScenarioError> {
+    /// Invariants by name, each once, in the order given: evsim's own, or one the workflow
+    /// declares (`declared`).
+    fn invariants(&self, names: &[Spanned<String>], declared: &[&str]) -> Result<Vec<Invariant>, ScenarioError> {
         let mut invariants = Vec::new();
         for name in names {
-            match Invariant::from_name(name.get_ref()) {
+            let found = Invariant::from_name(name.get_ref())
+                .or_else(|| declared.contains(&name.get_ref().as_str()).then(|| Invariant::declared(name.get_ref())));
+            match found {
                 Some(i) if !invariants.contains(&i) => invariants.push(i),
                 Some(_) => {}
                 None => {
-                    let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+                    let mut known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+                    known.extend(declared.iter().filter(|d| Invariant::from_name(d).is_none()));
                     return self.err(
                         name.span(),
                         format!("unknown invariant \"{}\"; expected one of: {}", name.get_ref(), known.join(", ")),
@@ -672,12 +681,12 @@ impl Validator<'_> {
         Ok(NetworkSpec { latency_us, jitter_us })
     }
 
-    fn run(&self, raw: RawRun) -> Result<RunSpec, ScenarioError> {
+    fn run(&self, raw: RawRun, declared: &[&str]) -> Result<RunSpec, ScenarioError> {
         let duration_ms = *raw.duration_ms.get_ref();
         if duration_ms == 0 {
             return self.err(raw.duration_ms.span(), "`duration_ms` is 0; expected a positive number of milliseconds");
         }
-        let invariants = self.invariants(&raw.invariants)?;
+        let invariants = self.invariants(&raw.invariants, declared)?;
         let duration_ms = self.bounded(&raw.duration_ms, "duration_ms", YEAR_MS)?;
         let quiet_period_ms = self.bounded(&raw.quiet_period_ms, "quiet_period_ms", YEAR_MS)?;
         Ok(RunSpec { duration_ms, quiet_period_ms, seed: raw.seed, invariants })
@@ -914,7 +923,7 @@ impl Validator<'_> {
     }
 
     /// Every request's service and every listener of the workflow has its table; every event
-    /// goes to a declared topic; every declared invariant has a name evsim reports.
+    /// goes to a declared topic.
     fn workflow_tables(
         &self,
         wf: &crate::workflow::Workflow,
@@ -952,21 +961,6 @@ impl Validator<'_> {
                     format!(
                         "the workflow's event `{}` goes to topic `{}`; expected a [topics.{}] table",
                         e.name, e.topic, e.topic
-                    ),
-                );
-            }
-        }
-        for i in &wf.invariants {
-            if Invariant::from_name(i.name()).is_none() {
-                let known: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
-                return self.err(
-                    at,
-                    format!(
-                        "the workflow declares invariant `{}`; expected a name evsim reports a verdict under ({}): a \
-                         declared invariant takes the place of evsim's checker of that name, and verdicts under new \
-                         names are not built yet",
-                        i.name(),
-                        known.join(", ")
                     ),
                 );
             }
