@@ -118,6 +118,15 @@ pub fn order_workflow_text() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// The order workflow `text` with its `publish` step moved to the start of its transaction:
+/// the compiled-in service publishing in the transaction sends before it touches the stock.
+pub fn order_workflow_sending_first(text: &str) -> String {
+    let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n";
+    let first = "transaction = [\n";
+    assert!(text.contains(publish) && text.contains(first), "not the order workflow");
+    text.replacen(publish, "", 1).replacen(first, &format!("{first}{publish}"), 1)
+}
+
 /// order-basic with its order service and listener run from the workflow file `text` (the
 /// order workflow, or a variant of it), bound to the scenario's workload settings.
 #[allow(dead_code)]

@@ -378,10 +378,7 @@ fn the_order_workflow_s_outbox_republishes_as_the_compiled_in_one_under_faults()
 #[test]
 fn the_order_workflow_publishing_in_its_transaction_matches_the_golden_file() {
     let text = common::order_workflow_text();
-    let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n";
-    let first = "transaction = [\n";
-    assert!(text.contains(publish) && text.contains(first));
-    let send_first = text.replacen(publish, "", 1).replacen(first, &format!("{first}{publish}"), 1);
+    let send_first = common::order_workflow_sending_first(&text);
     let name = "order-publish-in-transaction";
     let golden = std::fs::read_to_string(common::root().join("tests/golden/runs.tsv")).expect("the golden file");
     let s = common::with_order_workflow(common::scenario(name), &send_first);

@@ -81,9 +81,7 @@ fn mock_cluster_runs_a_workflow_like_the_simulator() {
 fn mock_cluster_runs_a_workflow_s_outbox_and_in_transaction_publishing_like_the_simulator() {
     use evsim_model::history::Op;
     let text = common::order_workflow_text();
-    let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n";
-    let first = "transaction = [\n";
-    let send_first = text.replacen(publish, "", 1).replacen(first, &format!("{first}{publish}"), 1);
+    let send_first = common::order_workflow_sending_first(&text);
     for (name, text) in [("order-outbox", &text), ("order-publish-in-transaction", &send_first)] {
         let mut base = for_real(common::scenario(name), 2_000, 100.0);
         // Few units of stock: rolled-back orders too (phantom events when sent first).

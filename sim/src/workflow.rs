@@ -29,14 +29,14 @@ pub struct WorkflowRun {
     state: State,
     requests: Requests,
     /// Per request type, the service instances that handle it.
-    pub(crate) handlers_of: Vec<Vec<u16>>,
+    handlers_of: Vec<Vec<u16>>,
     /// Requests whose transaction has not run yet: (request type, id) -> field values.
     inputs: BTreeMap<(u16, u64), Vec<Value>>,
     /// Published events' field values.
     values: BTreeMap<EventId, Box<[Value]>>,
     /// The first expression that failed (overflow, division by zero): the workflow is wrong,
     /// and the run gives no verdict (exit 2).
-    pub(crate) error: Option<String>,
+    error: Option<String>,
 }
 
 /// The header's declaration of a workflow's events: in file order, each announcing a committed

@@ -871,7 +871,7 @@ impl World {
             for op in run.broken_rows(true) {
                 self.history.push(end, NodeId(0), op);
             }
-            self.stats.workflow_error = run.error.clone();
+            self.stats.workflow_error = run.error().map(str::to_string);
         }
         for (event, (_, _, published)) in &self.db.outbox {
             if !published {

@@ -17,6 +17,11 @@ struct Declared<'a> {
     workflow: Option<&'a crate::workflow::Workflow>,
 }
 
+/// The names of the invariants a workflow declares.
+fn declared_invariants(wf: Option<&crate::workflow::Workflow>) -> Vec<&str> {
+    wf.iter().flat_map(|wf| wf.invariants.iter().map(|i| i.name())).collect()
+}
+
 /// Upper bounds of evsim's own time knobs (Kafka's keys have their own ranges).
 const HOUR_US: u64 = 3_600_000_000;
 const YEAR_MS: u64 = 31_536_000_000;
@@ -71,8 +76,7 @@ impl Validator<'_> {
             }
             None => (None, None),
         };
-        let declared: Vec<&str> = workflow.iter().flat_map(|wf| wf.invariants.iter().map(|i| i.name())).collect();
-        let run = self.run(raw.run, &declared)?;
+        let run = self.run(raw.run, &declared_invariants(workflow.as_ref()))?;
         let brokers = self.positive_u32(&raw.cluster.brokers, "cluster.brokers", MAX_BROKERS)?;
         let mut r = self.reader("cluster.config", raw.cluster.config);
         let broker = BrokerConfig::read(&mut r)?;
@@ -369,8 +373,7 @@ impl Validator<'_> {
     fn expected(&self, e: Spanned<RawExpected>, scenario: &Scenario) -> Result<Expected, ScenarioError> {
         let span = e.span();
         let e = e.into_inner();
-        let declared: Vec<&str> =
-            scenario.workflow.iter().flat_map(|wf| wf.invariants.iter().map(|i| i.name())).collect();
+        let declared = declared_invariants(scenario.workflow.as_deref());
         let invariants = self.invariants(e.invariants.get_ref(), &declared)?;
         for name in e.invariants.get_ref() {
             // Every name is known here (evsim's own or declared).
