@@ -9,8 +9,9 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  evsim workflow scenarios/workflows/order.toml\n  evsim workflow \
 scenarios/workflows/order.toml --set products=10 --set rate_per_sec=200 --json\n\nThe language: \
-docs/workflow-language.md. Scenarios do not run workflow files yet; this checks one: every name \
-resolved, every expression typed, each error at its file, line and column (exit 2).")]
+docs/workflow-language.md. A scenario runs a workflow file with `[workflow] file = \"...\"`; this \
+checks one on its own: every name resolved, every expression typed, each error at its file, line and \
+column (exit 2).")]
 pub struct WorkflowArgs {
     /// The workflow file.
     pub file: PathBuf,
@@ -73,6 +74,15 @@ fn draw(d: &Draw) -> String {
         Draw::Uniform { lo, hi } => format!("uniform({lo}, {hi})"),
         Draw::Zipf { n, s } => format!("zipf({n}, {s})"),
         Draw::Const(v) => format!("{}", value(v, None)),
+        Draw::Parent(..) => "from the request it follows".to_string(),
+    }
+}
+
+/// How request `r`'s requests arrive: at a rate, or after the request they follow.
+fn arrivals(wf: &Workflow, r: &evsim_model::workflow::RequestDecl) -> String {
+    match &r.follows {
+        None => format!("at {}/s", r.rate_per_sec),
+        Some(f) => format!("{} ms after {} succeeded", f.delay_us / 1_000, wf.requests[f.parent as usize].name),
     }
 }
 
@@ -104,6 +114,15 @@ fn summary(wf: &Workflow) -> serde_json::Value {
             "name": r.name,
             "service": r.service,
             "rate_per_sec": r.rate_per_sec,
+            "follows": r.follows.as_ref().map(|f| wf.requests[f.parent as usize].name.clone()),
+            "delay_ms": r.follows.as_ref().map(|f| f.delay_us / 1_000),
+            "compensation": r.compensation.map(|c| {
+                let c = &wf.compensations[c as usize];
+                json!({
+                    "propagation": format!("{:?}", c.propagation),
+                    "transaction_steps": c.handler.transaction.len(),
+                })
+            }),
             "fields": r.fields.iter().map(|(n, d)| json!([n, draw(d)])).collect::<Vec<_>>(),
             "transaction_steps": r.handler.transaction.len(),
             "steps": r.handler.after.len(),
@@ -135,10 +154,10 @@ fn text(wf: &Workflow) -> String {
     for r in &wf.requests {
         let fields: Vec<String> = r.fields.iter().map(|(n, d)| format!("{n} = {}", draw(d))).collect();
         out += &format!(
-            "  request {} to {} at {}/s: {}; {} transaction steps, {} after\n",
+            "  request {} to {} {}: {}; {} transaction steps, {} after\n",
             r.name,
             r.service,
-            r.rate_per_sec,
+            arrivals(wf, r),
             fields.join(", "),
             r.handler.transaction.len(),
             r.handler.after.len()
@@ -156,5 +175,5 @@ fn text(wf: &Workflow) -> String {
     for i in &wf.invariants {
         out += &format!("  invariant {}\n", i.name());
     }
-    out + "compiled: every name resolved, every expression typed (scenarios do not run workflow files yet)\n"
+    out + "compiled: every name resolved, every expression typed\n"
 }

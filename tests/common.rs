@@ -80,7 +80,9 @@ pub fn for_real(mut s: Scenario, duration_ms: u64, rate: f64) -> Scenario {
     // A workflow's request types too.
     if let Some(wf) = s.workflow.as_mut() {
         for r in &mut std::sync::Arc::make_mut(wf).requests {
-            r.rate_per_sec = rate;
+            if r.follows.is_none() {
+                r.rate_per_sec = rate;
+            }
         }
     }
     for c in &mut s.consumers {
@@ -139,7 +141,7 @@ pub fn order_basic_as_workflow(text: &str) -> Scenario {
 /// `uniform(0, products - 1)`, as the compiled-in workload does).
 #[allow(dead_code)]
 pub fn with_order_workflow(mut s: Scenario, text: &str) -> Scenario {
-    use evsim_model::workflow::{Param, compile};
+    use evsim_model::workflow::compile;
     let w = &s.workload;
     let (text, exponent) = match w.product_distribution {
         evsim_model::scenario::ProductDistribution::Zipf(x) => (text.to_string(), x),
@@ -147,14 +149,59 @@ pub fn with_order_workflow(mut s: Scenario, text: &str) -> Scenario {
             (text.replacen("zipf(params.products, params.zipf_exponent)", "uniform(0, params.products - 1)", 1), 1.0)
         }
     };
-    let bindings = [
+    let bindings = order_bindings(w, exponent);
+    s.workflow = Some(std::sync::Arc::new(compile("order.toml", &text, &bindings).unwrap_or_else(|e| panic!("{e}"))));
+    s
+}
+
+/// The order workflow's parameters as workload `w` sets them (products drawn Zipf with
+/// `exponent`).
+#[allow(dead_code)]
+fn order_bindings(
+    w: &evsim_model::scenario::WorkloadSpec,
+    exponent: f64,
+) -> Vec<(String, evsim_model::workflow::Param)> {
+    use evsim_model::workflow::Param;
+    vec![
         ("products".to_string(), Param::Int(i64::from(w.products))),
         ("stock_per_product".to_string(), Param::Int(w.stock_per_product)),
         ("users".to_string(), Param::Int(i64::from(w.users))),
         ("quantity_max".to_string(), Param::Int(i64::from(w.quantity_max))),
         ("rate_per_sec".to_string(), Param::Float(w.rate_per_sec)),
         ("zipf_exponent".to_string(), Param::Float(exponent)),
-    ];
-    s.workflow = Some(std::sync::Arc::new(compile("order.toml", &text, &bindings).unwrap_or_else(|e| panic!("{e}"))));
+    ]
+}
+
+/// The payment workflow's text (`scenarios/workflows/payment.toml`).
+#[allow(dead_code)]
+pub fn payment_workflow_text() -> String {
+    let path = root().join("scenarios/workflows/payment.toml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Scenario `s` (seed 001's orders and payments) with its order and payment services and both
+/// listeners run from the payment workflow `text`, bound to its workload settings and to its
+/// payment service's compensation (`separate-transaction` is `requires-new`,
+/// `same-transaction` is `required`).
+#[allow(dead_code)]
+pub fn with_payment_workflow(mut s: Scenario, text: &str) -> Scenario {
+    use evsim_model::scenario::{Compensation, ProductDistribution, ServiceKind};
+    use evsim_model::workflow::{Param, compile};
+    let w = &s.workload;
+    let ProductDistribution::Zipf(exponent) = w.product_distribution else { panic!("the payment scenarios are Zipf") };
+    let payment = s.services.iter().find(|x| x.kind == ServiceKind::PaymentService).expect("a payment service");
+    let propagation = match payment.compensation {
+        Compensation::SeparateTransaction => "requires-new",
+        Compensation::SameTransaction => "required",
+    };
+    let mut bindings = order_bindings(w, exponent);
+    bindings.extend([
+        ("price".to_string(), Param::Int(w.price)),
+        ("balance".to_string(), Param::Int(w.balance)),
+        ("insufficient_balance_rate".to_string(), Param::Float(w.insufficient_balance_rate)),
+        ("pay_after_ms".to_string(), Param::Int(w.pay_after_ms as i64)),
+        ("compensation".to_string(), Param::Str(propagation.to_string())),
+    ]);
+    s.workflow = Some(std::sync::Arc::new(compile("payment.toml", text, &bindings).unwrap_or_else(|e| panic!("{e}"))));
     s
 }

@@ -137,6 +137,11 @@ fn line(h: &History, e: &Entry) -> Option<String> {
         Op::Requested { id, .. } => format!("request {id}"),
         Op::TxnCommitted { event: Some(ev), .. } => format!("commit {}", event(h, *ev)),
         Op::TxnRolledBack { event: Some(ev), .. } => format!("rollback {}", event(h, *ev)),
+        // A compensation (`<request>/compensation`) that committed: the compiled-in services'
+        // `OrderCancelled`.
+        Op::TxnCommitted { handler, id, event: None } if h.handler_name(*handler).ends_with("/compensation") => {
+            format!("compensate {id}")
+        }
         Op::TxnCommitted { handler, id, event: None } => format!("commit {}/{id}", h.handler_name(*handler)),
         Op::TxnRolledBack { handler, id, event: None } => format!("rollback {}/{id}", h.handler_name(*handler)),
         Op::Effect { cause, .. } => format!("effect {}", event(h, *cause)),
@@ -292,14 +297,20 @@ fn the_order_scenarios_written_in_the_language_match_the_golden_file() {
     assert_eq!(effects, 2 * committed, "ZINCRBY and DEL for each order, processed once");
     assert_eq!(o.history.header.handlers, vec!["create-order", "order-event-consumer"]);
 
-    let golden = std::fs::read_to_string(common::root().join("tests/golden/runs.tsv")).expect("the golden file");
-    let dump = std::env::var_os("EVSIM_GOLDEN_DUMP").map(std::path::PathBuf::from);
-    let cases: Vec<(usize, u64)> =
-        (0..ORDER_WORKFLOW_SCENARIOS.len()).flat_map(|n| SEEDS.map(move |seed| (n, seed))).collect();
     let scenarios: Vec<_> =
         ORDER_WORKFLOW_SCENARIOS.iter().map(|&n| common::with_order_workflow(common::scenario(n), &text)).collect();
+    assert_golden_lines(&ORDER_WORKFLOW_SCENARIOS, &scenarios);
+}
+
+/// Scenarios `scenarios` (`names[i]` written another way) give the golden lines of `names`,
+/// seeds 1 to 20. With EVSIM_GOLDEN_DUMP, the normalised histories are written as
+/// `<name>-workflow-<seed>.txt`.
+fn assert_golden_lines(names: &[&str], scenarios: &[evsim_model::scenario::Scenario]) {
+    let golden = std::fs::read_to_string(common::root().join("tests/golden/runs.tsv")).expect("the golden file");
+    let dump = std::env::var_os("EVSIM_GOLDEN_DUMP").map(std::path::PathBuf::from);
+    let cases: Vec<(usize, u64)> = (0..names.len()).flat_map(|n| SEEDS.map(move |seed| (n, seed))).collect();
     let differing: Vec<String> = on_two_threads(&cases, |&(n, seed)| {
-        let name = ORDER_WORKFLOW_SCENARIOS[n];
+        let name = names[n];
         let expected = golden
             .lines()
             .find(|l| l.starts_with(&format!("{name}\t{seed}\t")))
@@ -321,18 +332,21 @@ fn the_order_scenarios_written_in_the_language_match_the_golden_file() {
 }
 
 /// `scenarios/order-workflow.toml` (order-basic with its order service and listener named by
-/// `[workflow]` instead of `kind`) has order-basic's golden lines, seed by seed: the scenario key
+/// `[workflow]` instead of `kind`) has order-basic's golden lines, seed by seed, and
+/// `scenarios/payment-workflow.toml` payment-basic's: the scenario key
 /// runs the same design as the compiled-in services (the test above holds both files' runs to
 /// their lines).
 #[test]
-fn the_order_workflow_scenario_file_has_order_basic_s_golden_lines() {
+fn the_workflow_scenario_files_have_their_compiled_in_twins_golden_lines() {
     let golden = std::fs::read_to_string(common::root().join("tests/golden/runs.tsv")).expect("the golden file");
     let lines = |name: &str| -> Vec<String> {
         golden.lines().filter_map(|l| l.strip_prefix(&format!("{name}\t")).map(str::to_string)).collect::<Vec<_>>()
     };
-    let (basic, workflow) = (lines("order-basic"), lines("order-workflow"));
-    assert_eq!(basic.len(), SEEDS.count());
-    assert_eq!(workflow, basic);
+    for (compiled_in, workflow) in [("order-basic", "order-workflow"), ("payment-basic", "payment-workflow")] {
+        let (a, b) = (lines(compiled_in), lines(workflow));
+        assert_eq!(a.len(), SEEDS.count(), "{compiled_in}");
+        assert_eq!(b, a, "{workflow} and {compiled_in}");
+    }
 }
 
 /// The outbox written with the order workflow, where it matters: the order service cut off from
@@ -400,4 +414,36 @@ fn the_order_workflow_publishing_in_its_transaction_matches_the_golden_file() {
     let last = evsim_sim::run_scenario(&common::with_order_workflow(common::scenario(name), &text), 1);
     let why = last.stopped.expect("stopped");
     assert!(why.contains("create-order, step 1") && why.contains("not modelled"), "{why}");
+}
+
+/// Seed 001's orders and payments written in the language (`scenarios/workflows/payment.toml`,
+/// bound to each scenario's workload and compensation): follow-up payments 100 ms after each
+/// created order, balances drawn as the compiled-in DB draws them, the compensation in its own
+/// transaction (payment-basic) or rolled back with the payment (payment-compensation-rollback).
+/// The same normalised lines and verdicts as the compiled-in services, seeds 1 to 20. A
+/// committed compensation normalises to `compensate <id>`, as the compiled-in `OrderCancelled`.
+#[test]
+fn the_payment_scenarios_written_in_the_language_match_the_golden_file() {
+    const PAYMENT_WORKFLOW_SCENARIOS: [&str; 2] = ["payment-basic", "payment-compensation-rollback"];
+    let text = common::payment_workflow_text();
+    let scenarios: Vec<_> =
+        PAYMENT_WORKFLOW_SCENARIOS.iter().map(|&n| common::with_payment_workflow(common::scenario(n), &text)).collect();
+    let o = evsim_sim::run_scenario(&scenarios[0], 1);
+    let count = |f: &dyn Fn(&Op) -> bool| o.history.entries.iter().filter(|e| f(&e.op)).count();
+    assert_eq!(
+        count(&|op| matches!(op, Op::PaymentRequested { .. } | Op::PaymentCommitted { .. })),
+        0,
+        "the workflow ran"
+    );
+    assert_eq!(
+        o.history.header.handlers,
+        vec!["create-order", "pay", "order-event-consumer", "payment-event-consumer", "pay/compensation"]
+    );
+    let (paid, compensated) = (
+        count(&|op| matches!(op, Op::TxnCommitted { handler: 1, .. })),
+        count(&|op| matches!(op, Op::TxnCommitted { handler: 4, .. })),
+    );
+    assert!(paid > 3_000 && compensated > 200, "{paid} payments, {compensated} compensations");
+
+    assert_golden_lines(&PAYMENT_WORKFLOW_SCENARIOS, &scenarios);
 }

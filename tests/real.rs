@@ -74,6 +74,34 @@ fn mock_cluster_runs_a_workflow_like_the_simulator() {
     assert!(violated(&sim.verdicts, Invariant::NoOversell) && violated(&real.verdicts, Invariant::NoOversell));
 }
 
+/// Seed 001's orders and payments as data (scenarios/payment-workflow.toml): the follow-up
+/// payments, the drawn balances and the compensation run on rdkafka as in the simulator, with
+/// the same decisions, placement and verdicts. With the compensation joining the failing
+/// transaction (`required`, the seed's code as written), order-state fails on both.
+#[test]
+fn mock_cluster_runs_the_payment_workflow_like_the_simulator() {
+    use evsim_model::history::{History, Op};
+    let s = for_real(common::scenario("payment-workflow"), 2_000, 100.0);
+    let (sim, real) = assert_agree(&s, BrokerKind::Mock);
+    assert!(real.passed(), "{:?}", real.verdicts);
+    let count = |h: &History, handler: u16| {
+        h.entries.iter().filter(|e| matches!(e.op, Op::TxnCommitted { handler: x, .. } if x == handler)).count()
+    };
+    // Handlers: create-order, pay, the two listeners, pay/compensation.
+    let (paid, compensated) = (count(&real.history, 1), count(&real.history, 4));
+    assert!(paid > 100 && compensated > 0, "{paid} payments, {compensated} compensations");
+    assert_eq!((count(&sim.history, 1), count(&sim.history, 4)), (paid, compensated));
+
+    let mut base = for_real(common::scenario("payment-basic"), 2_000, 100.0);
+    let payment = base.services.iter_mut().find(|x| x.kind == evsim_model::scenario::ServiceKind::PaymentService);
+    payment.expect("a payment service").compensation = evsim_model::scenario::Compensation::SameTransaction;
+    let rolled_back = common::with_payment_workflow(base, &common::payment_workflow_text());
+    let (sim, real) = assert_agree(&rolled_back, BrokerKind::Mock);
+    let order_state = Invariant::declared("order-state");
+    assert!(violated(&sim.verdicts, order_state) && violated(&real.verdicts, order_state));
+    assert_eq!(count(&real.history, 4), 0, "no compensation committed");
+}
+
 /// The order workflow publishing through the outbox, and in its transaction (publish first,
 /// as the compiled-in service sends before touching the stock): the real driver previews,
 /// sends, commits and writes outbox rows as the simulator does.

@@ -53,6 +53,7 @@ snapshots! {
     order_workflow => "order-workflow",
     payment_basic => "payment-basic",
     payment_compensation_rollback => "payment-compensation-rollback",
+    payment_workflow => "payment-workflow",
     waiting_queue_global => "waiting-queue-global",
     waiting_queue_per_concert => "waiting-queue-per-concert",
 }

@@ -63,11 +63,13 @@ pub enum Input {
         events: Vec<Message>,
     },
     /// A workflow transaction ([`crate::db::Txn::Workflow`]) has finished: whether it
-    /// committed, and the events it publishes.
+    /// committed, and the events it publishes; for a rolled-back request, the compensation
+    /// handler to run next in a transaction of its own, if it has one (`requires-new`).
     WorkflowDone {
         token: Token,
         committed: bool,
         events: Vec<Message>,
+        compensate: Option<u16>,
     },
     /// The answer to a [`Command::Preview`]: the event the transaction publishes when it
     /// reaches its `publish` step, if it reaches one.

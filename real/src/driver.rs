@@ -182,6 +182,7 @@ enum Action {
     Txn { token: Token, txn: Txn },
     Produce { token: Token, topic: TopicId, message: Message },
     Pay { order: u64, user: u64, amount: i64 },
+    FollowUp { handler: u16, id: u64, at: Micros },
     Timer { token: Token, after_us: Micros },
 }
 
@@ -210,6 +211,16 @@ pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
                     actions.push(Action::Input(Input::OutboxDue { token, events }));
                 }
                 Command::Produce { token, topic, message } => actions.push(Action::Produce { token, topic, message }),
+                Command::Respond { token, response }
+                    if matches!(core.services[s as usize].service, evsim_model::registry::AnyService::Workflow(_)) =>
+                {
+                    // The client sends the request's follow-ups after their delays.
+                    let (handler, id) = evsim_model::workflow::service::token_request(token);
+                    let run = core.wf.as_mut().expect("a workflow run");
+                    for (f, delay) in run.answered(handler, id, response == Response::Ok) {
+                        actions.push(Action::FollowUp { handler: f, id, at: now + delay });
+                    }
+                }
                 Command::Respond { token, response } => {
                     if kind == ServiceKind::OrderService
                         && let Some((user, amount)) = core.to_pay.remove(&token)
@@ -253,6 +264,25 @@ pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
                     tokio::time::sleep_until(ctx.instant(at)).await;
                     ctx.core.borrow_mut().pending -= 1;
                     payment_request(&ctx, order, user, amount);
+                });
+            }
+            Action::FollowUp { handler, id, at } => {
+                let ctx = ctx.clone();
+                ctx.core.borrow_mut().pending += 1;
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep_until(ctx.instant(at)).await;
+                    let live = {
+                        let mut guard = ctx.core.borrow_mut();
+                        let core = &mut *guard;
+                        core.pending -= 1;
+                        let services = &core.services;
+                        let run = core.wf.as_mut().expect("a workflow run");
+                        run.follow_up(handler, id, |s| services[s as usize].alive)
+                    };
+                    if let Some(s) = live {
+                        ctx.record(NodeId(0), Op::Requested { handler, id });
+                        service_input(&ctx, s, Input::Request(Request::Workflow { handler, id }));
+                    }
                 });
             }
             Action::Timer { token, after_us } => {
@@ -338,7 +368,7 @@ async fn db_worker(ctx: Ctx) {
 /// as the simulator runs it): its decision recorded, the outbox rows of its events written with
 /// it when the service publishes through an outbox, the service told what it publishes.
 fn workflow_txn(ctx: &Ctx, s: u16, token: Token, handler: u16, id: u64, incarnation: u32) {
-    let (committed, events) = {
+    let (committed, events, compensate) = {
         let mut guard = ctx.core.borrow_mut();
         let core = &mut *guard;
         core.pending -= 1;
@@ -370,9 +400,9 @@ fn workflow_txn(ctx: &Ctx, s: u16, token: Token, handler: u16, id: u64, incarnat
         for op in decided.broken {
             ctx.record(node, op);
         }
-        (decided.committed, decided.events)
+        (decided.committed, decided.events, decided.compensate)
     };
-    service_input(ctx, s, Input::WorkflowDone { token, committed, events });
+    service_input(ctx, s, Input::WorkflowDone { token, committed, events, compensate });
 }
 
 /// The workflow's requests, each type a Poisson stream drawn as the simulator draws it: the
@@ -385,11 +415,9 @@ async fn workflow_requests(ctx: Ctx) {
     {
         let mut core = ctx.core.borrow_mut();
         let Some(run) = core.wf.as_mut() else { return };
-        for h in 0..run.workflow().requests.len() as u16 {
-            if run.has_instances(h) {
-                seq += 1;
-                due.push(Reverse((run.next_at(h), seq, h)));
-            }
+        for h in run.arriving().collect::<Vec<_>>() {
+            seq += 1;
+            due.push(Reverse((run.next_at(h), seq, h)));
         }
     }
     let quiet_from = ctx.scenario.run.duration_ms * 1_000;
@@ -597,7 +625,12 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
     // The workflow's requests come from the workload stream, as in the simulator.
     let mut wf = scenario.workflow.as_ref().map(|wf| {
         let instances: Vec<&str> = services.iter().map(|s| scenario.services[s.spec as usize].name.as_str()).collect();
-        evsim_sim::workflow::WorkflowRun::new(wf.clone(), seeds.stream(Stream::Workload), &instances)
+        evsim_sim::workflow::WorkflowRun::new(
+            wf.clone(),
+            seeds.stream(Stream::Workload),
+            seeds.stream(Stream::Business),
+            &instances,
+        )
     });
     if let Some(run) = wf.as_mut() {
         // Initial rows that break an `always` invariant break it from the start.

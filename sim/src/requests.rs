@@ -75,6 +75,9 @@ impl Requests {
                         Draw::Uniform { lo, hi } => Drawer::Uniform { lo: *lo, hi: *hi },
                         Draw::Zipf { n, s } => Drawer::Zipf(zipf_cdf(*n, *s)),
                         Draw::Const(v) => Drawer::Const(v.clone()),
+                        // A follow-up's fields come from the request it follows; it has no
+                        // arrivals of its own, so nothing is ever drawn for it.
+                        Draw::Parent(..) => Drawer::Const(Value::Int(0)),
                     })
                     .collect(),
             })
@@ -176,7 +179,7 @@ mod tests {
         for seed in [1, 2, 99] {
             let mut requests = Requests::new(&wf, Seeds::new(seed).stream(RngStream::Workload));
             let mut db = Db::with_products(products, stock);
-            let mut st = State::new(&wf);
+            let mut st = State::new(&wf, &mut |_| false);
             let mut facts = Vec::new();
             for _ in 0..20_000 {
                 let (id, v) = requests.next(0);

@@ -14,11 +14,12 @@ use crate::requests::Requests;
 use crate::world::{Ev, World};
 use evsim_model::actor::Input;
 use evsim_model::event::{Event, Message};
+use evsim_model::history::Micros;
 use evsim_model::history::{EventId, EventInfo, EventKind, GroupId, NodeId, Op, Polled};
 use evsim_model::scenario::{PublishStrategy, Scenario};
 use evsim_model::workflow::exec::{self, State, Stop};
 use evsim_model::workflow::expr::Value;
-use evsim_model::workflow::{Handler, InvariantDecl, Step, Workflow};
+use evsim_model::workflow::{Draw, Handler, InvariantDecl, Propagation, Step, Workflow};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ pub struct WorkflowRun {
     inputs: BTreeMap<(u16, u64), Vec<Value>>,
     /// Published events' field values.
     values: BTreeMap<EventId, Box<[Value]>>,
+    /// Follow-ups of committed requests, computed from them, until they are sent: (follow-up
+    /// request type, id) -> field values.
+    follow_ups: BTreeMap<(u16, u64), Vec<Value>>,
     /// The first expression that failed (overflow, division by zero): the workflow is wrong,
     /// and the run gives no verdict (exit 2).
     error: Option<String>,
@@ -60,14 +64,6 @@ pub fn events(wf: &Workflow) -> Vec<EventInfo> {
         .collect()
 }
 
-/// Handler `handler` of `wf`: its request types', then its listeners'.
-fn handler_of(wf: &Workflow, handler: u16) -> &Handler {
-    match (handler as usize).checked_sub(wf.requests.len()) {
-        None => &wf.requests[handler as usize].handler,
-        Some(l) => &wf.listeners[l].handler,
-    }
-}
-
 /// The header's declaration of a workflow's invariants.
 pub fn invariants(wf: &Workflow) -> Vec<evsim_model::history::InvariantInfo> {
     wf.invariants
@@ -83,9 +79,10 @@ pub fn invariants(wf: &Workflow) -> Vec<evsim_model::history::InvariantInfo> {
         .collect()
 }
 
-/// The header's names of a workflow's handlers: its request types, then its listeners.
+/// The header's names of a workflow's handlers: its request types, its listeners, then its
+/// compensations (`<request>/compensation`).
 pub fn handlers(wf: &Workflow) -> Vec<String> {
-    wf.requests.iter().map(|r| r.name.clone()).chain(wf.listeners.iter().map(|l| l.name.clone())).collect()
+    wf.handler_names()
 }
 
 /// The workflow listener a `[consumers.<name>]` table runs, as a handler index.
@@ -108,12 +105,16 @@ pub struct Decided {
     pub op: Op,
     pub events: Vec<Message>,
     pub broken: Vec<Op>,
+    /// A rolled-back request whose compensation commits on its own (`requires-new`): the
+    /// compensation's handler, to run next as a transaction of its own (same id).
+    pub compensate: Option<u16>,
 }
 
 impl WorkflowRun {
-    /// The workflow's run, drawing requests from `rng` (the workload stream); `instances` names
-    /// each service instance's `[services.*]` table, in the driver's instance order.
-    pub fn new(wf: Arc<Workflow>, rng: SimRng, instances: &[&str]) -> Self {
+    /// The workflow's run, drawing requests from `rng` (the workload stream) and drawn initial
+    /// rows from `business` (the business stream); `instances` names each service instance's
+    /// `[services.*]` table, in the driver's instance order.
+    pub fn new(wf: Arc<Workflow>, rng: SimRng, mut business: SimRng, instances: &[&str]) -> Self {
         let requests = Requests::new(&wf, rng);
         let handlers_of = wf
             .requests
@@ -121,11 +122,12 @@ impl WorkflowRun {
             .map(|r| (0..instances.len() as u16).filter(|&i| instances[i as usize] == r.service).collect())
             .collect();
         Self {
-            state: State::new(&wf),
+            state: State::new(&wf, &mut |p| business.chance(p)),
             requests,
             handlers_of,
             inputs: BTreeMap::new(),
             values: BTreeMap::new(),
+            follow_ups: BTreeMap::new(),
             error: None,
             wf,
         }
@@ -147,6 +149,47 @@ impl WorkflowRun {
         !self.handlers_of[handler as usize].is_empty()
     }
 
+    /// The request types that arrive at a rate of their own (follow-ups arrive after the
+    /// request they follow).
+    pub fn arriving(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..self.wf.requests.len() as u16)
+            .filter(|&h| self.wf.requests[h as usize].follows.is_none() && self.has_instances(h))
+    }
+
+    /// Request `id` of type `handler` was answered (`ok`: it succeeded): its follow-ups, each
+    /// to send after its delay ([`WorkflowRun::follow_up`]), or none when it failed.
+    pub fn answered(&mut self, handler: u16, id: u64, ok: bool) -> Vec<(u16, Micros)> {
+        let mut out = Vec::new();
+        for (f, r) in self.wf.requests.iter().enumerate() {
+            let Some(follows) = r.follows.as_ref().filter(|x| x.parent == handler) else { continue };
+            let f = f as u16;
+            if ok && self.follow_ups.contains_key(&(f, id)) {
+                out.push((f, follows.delay_us));
+            } else {
+                self.follow_ups.remove(&(f, id));
+            }
+        }
+        out
+    }
+
+    /// Follow-up request `id` of type `handler` is sent: the service instance it goes to (as
+    /// [`WorkflowRun::next_request`] picks one), which then holds its fields; None when no
+    /// instance is alive (the client's call fails).
+    pub fn follow_up(&mut self, handler: u16, id: u64, alive: impl Fn(u16) -> bool) -> Option<u16> {
+        let values = self.follow_ups.remove(&(handler, id))?;
+        let live = self.instance(handler, id, alive)?;
+        self.inputs.insert((handler, id), values);
+        Some(live)
+    }
+
+    /// A live instance of request type `handler`'s service for request `id`: round-robin by id,
+    /// as a load balancer with health checks would pick.
+    fn instance(&self, handler: u16, id: u64, alive: impl Fn(u16) -> bool) -> Option<u16> {
+        let instances = &self.handlers_of[handler as usize];
+        let n = instances.len() as u64;
+        (0..n).map(|i| instances[((id + i) % n) as usize]).find(|&s| alive(s))
+    }
+
     /// When request type `handler`'s next request arrives.
     pub fn next_at(&mut self, handler: u16) -> evsim_model::history::Micros {
         self.requests.next_at(handler as usize)
@@ -157,9 +200,7 @@ impl WorkflowRun {
     /// holds its fields until its transaction runs.
     pub fn next_request(&mut self, handler: u16, alive: impl Fn(u16) -> bool) -> (u64, Option<u16>) {
         let (id, values) = self.requests.next(handler as usize);
-        let instances = &self.handlers_of[handler as usize];
-        let n = instances.len() as u64;
-        let live = (0..n).map(|i| instances[((id + i) % n) as usize]).find(|&s| alive(s));
+        let live = self.instance(handler, id, alive);
         if live.is_some() {
             self.inputs.insert((handler, id), values);
         }
@@ -176,9 +217,9 @@ impl WorkflowRun {
         }
         let values = self.inputs.get(&(handler, id))?.clone();
         let wf = self.wf.clone();
-        let h = handler_of(&wf, handler);
+        let h = wf.handler(handler);
         let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
-        let name = &wf.requests[handler as usize].name;
+        let name = &wf.handler_name(handler);
         match self.state.preview(&h.transaction, &mut frame) {
             Ok(Some((event, values))) => Some(self.message(event, values)),
             Ok(None) => None,
@@ -195,18 +236,21 @@ impl WorkflowRun {
         }
     }
 
-    /// Request `id`'s transaction at its commit: run it (unless `db_down`: then it fails
-    /// without running) and the steps after it. None when the request is not held (its
-    /// instance crashed before).
+    /// Request `id`'s transaction at its commit (a request type's handler, or a compensation's):
+    /// run it (unless `db_down`: then it fails without running) and the steps after it. None
+    /// when the request is not held (its instance crashed before).
     pub fn decide(&mut self, handler: u16, id: u64, db_down: bool) -> Option<Decided> {
         let values = self.inputs.remove(&(handler, id))?;
         let inputs = 1 + values.len() as u16;
         let wf = self.wf.clone();
-        let h = handler_of(&wf, handler);
+        let h = wf.handler(handler);
+        let compensation = wf.requests.get(handler as usize).and_then(|r| r.compensation);
+        let kept = compensation.map(|_| values.clone());
         let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
         let mut events = Vec::new();
         let mut broken = Vec::new();
-        let name = &wf.requests[handler as usize].name;
+        let mut compensate = None;
+        let name = &wf.handler_name(handler);
         let committed = !db_down && {
             let out = self.state.transaction(&wf, &h.transaction, &mut frame);
             self.failed(name, &out.stop);
@@ -217,8 +261,26 @@ impl WorkflowRun {
                 for (event, values) in out.published.into_iter().chain(after.published) {
                     events.push(self.message(event, values));
                 }
+                self.compute_follow_ups(handler, id, &frame);
                 true
             } else {
+                // `catch (e) { compensate(); throw e; }`: a compensation that requires a new
+                // transaction commits on its own; one that joins the failing transaction is
+                // rolled back with it, and nothing of it remains.
+                let step = match &out.stop {
+                    Some(Stop::Rejected { step, .. } | Stop::Thrown { step, .. }) => Some(*step as usize),
+                    _ => None,
+                };
+                let compensating = step
+                    .and_then(|i| h.transaction.get(i))
+                    .is_some_and(|s| matches!(s, Step::Require { compensate: true, .. }));
+                if let (true, Some(c), Some(values)) = (compensating, compensation, kept)
+                    && wf.compensations[c as usize].propagation == Propagation::RequiresNew
+                {
+                    let c = wf.compensation_handler(handler).expect("a compensation");
+                    self.inputs.insert((c, id), values);
+                    compensate = Some(c);
+                }
                 false
             }
         };
@@ -227,7 +289,29 @@ impl WorkflowRun {
         } else {
             Op::TxnRolledBack { handler, id, event: self.would_publish(h, &frame, inputs) }
         };
-        Some(Decided { committed, op, events, broken })
+        Some(Decided { committed, op, events, broken, compensate })
+    }
+
+    /// A committed request's follow-ups' fields, computed from its input (`frame`'s first slots).
+    fn compute_follow_ups(&mut self, handler: u16, id: u64, frame: &[Value]) {
+        let wf = self.wf.clone();
+        for (f, r) in wf.requests.iter().enumerate() {
+            if r.follows.as_ref().is_none_or(|x| x.parent != handler) {
+                continue;
+            }
+            let mut values = Vec::with_capacity(r.fields.len());
+            for (field, d) in &r.fields {
+                let Draw::Parent(e, _) = d else { continue };
+                match e.eval(frame) {
+                    Ok(v) => values.push(v),
+                    Err(e) => {
+                        self.error.get_or_insert_with(|| format!("{}, field {field}: {e}", r.name));
+                        return;
+                    }
+                }
+            }
+            self.follow_ups.insert((f as u16, id), values);
+        }
     }
 
     /// A workflow listener's steps on `record` for `group`: the entries to record (each step
@@ -235,7 +319,7 @@ impl WorkflowRun {
     /// may be acknowledged (the steps completed, or a guard rejected it) or the handler threw.
     pub fn listen(&mut self, group: GroupId, handler: u16, record: &Polled) -> (bool, Vec<Op>) {
         let wf = self.wf.clone();
-        let h = handler_of(&wf, handler);
+        let h = wf.handler(handler);
         let listens_to = wf.listeners[handler as usize - wf.requests.len()].event;
         let values = match self.values.get(&record.value) {
             // Another event on the same topic (or not the workflow's): the listener's method
@@ -363,11 +447,30 @@ impl World {
             self.history.push(0, NodeId(0), op);
         }
         let run = self.wf.as_mut().expect("a workflow run");
-        for h in 0..run.wf.requests.len() as u16 {
-            if run.has_instances(h) {
-                let at = run.next_at(h);
-                self.q.schedule_at(at, Ev::NextRequest { handler: h });
-            }
+        for h in run.arriving().collect::<Vec<_>>() {
+            let at = run.next_at(h);
+            self.q.schedule_at(at, Ev::NextRequest { handler: h });
+        }
+    }
+
+    /// A workflow service answered request `token` (`ok`: it succeeded): the client sends its
+    /// follow-ups after their delays.
+    pub(crate) fn workflow_answered(&mut self, token: u64, ok: bool) {
+        let (handler, id) = evsim_model::workflow::service::token_request(token);
+        let now = self.now();
+        let run = self.wf.as_mut().expect("a workflow run");
+        for (f, delay) in run.answered(handler, id, ok) {
+            self.q.schedule_at(now + delay, Ev::FollowUp { handler: f, id });
+        }
+    }
+
+    /// The client sends follow-up request `id` of type `handler`.
+    pub(crate) fn follow_up(&mut self, handler: u16, id: u64) {
+        let run = self.wf.as_mut().expect("a workflow run");
+        let services = &self.services;
+        if let Some(service) = run.follow_up(handler, id, |s| services[s as usize].alive) {
+            self.record(NodeId(0), Op::Requested { handler, id });
+            self.service_input(service, Input::Request(evsim_model::actor::Request::Workflow { handler, id }));
         }
     }
 
@@ -405,7 +508,9 @@ impl World {
             self.outage_hit(evsim_model::scenario::FaultKind::DbUnavailable, None);
         }
         let run = self.wf.as_mut().expect("a workflow run");
-        let Some(Decided { committed, op, events, broken }) = run.decide(handler, id, db_down) else { return };
+        let Some(Decided { committed, op, events, broken, compensate }) = run.decide(handler, id, db_down) else {
+            return;
+        };
         if committed {
             self.stats.orders_committed += 1;
         } else {
@@ -424,7 +529,7 @@ impl World {
         for op in broken {
             self.record(node, op);
         }
-        self.service_input(service, Input::WorkflowDone { token, committed, events });
+        self.service_input(service, Input::WorkflowDone { token, committed, events, compensate });
     }
 
     /// A workflow listener's steps on `record`, by consumer `node` of `group`: each step that

@@ -328,6 +328,14 @@ impl World {
                     let producer = self.services[service as usize].producer;
                     self.producer_send(producer, topic, message, token);
                 }
+                Command::Respond { token, response }
+                    if matches!(
+                        self.services[service as usize].service,
+                        evsim_model::registry::AnyService::Workflow(_)
+                    ) =>
+                {
+                    self.workflow_answered(token, response == Response::Ok);
+                }
                 Command::Respond { token, response } => {
                     // A client whose order was created pays for it a little later.
                     if self.services[service as usize].kind == ServiceKind::OrderService

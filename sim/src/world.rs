@@ -39,6 +39,8 @@ pub(crate) enum Ev {
     NextCoupon,
     /// The next request of a workflow's request type `handler`.
     NextRequest { handler: u16 },
+    /// The client sends a workflow's follow-up request.
+    FollowUp { handler: u16, id: u64 },
     /// A client asks for a coupon.
     CouponRequest { request: u64, coupon: u32, user: u64 },
     /// A client pays for an order it created.
@@ -387,7 +389,12 @@ impl World {
         let wf = scenario.workflow.as_ref().map(|wf| {
             let instances: Vec<&str> =
                 services.iter().map(|s| scenario.services[s.spec as usize].name.as_str()).collect();
-            Box::new(crate::workflow::WorkflowRun::new(wf.clone(), seeds.stream(Stream::Workload), &instances))
+            Box::new(crate::workflow::WorkflowRun::new(
+                wf.clone(),
+                seeds.stream(Stream::Workload),
+                seeds.stream(Stream::Business),
+                &instances,
+            ))
         });
         Self {
             q: EventQueue::with_capacity(4_096),
@@ -413,7 +420,10 @@ impl World {
                 .collect(),
             wf,
             payment_services: (0..services.len() as u16)
-                .filter(|&i| services[i as usize].kind == ServiceKind::PaymentService)
+                .filter(|&i| {
+                    services[i as usize].kind == ServiceKind::PaymentService
+                        && !matches!(services[i as usize].service, evsim_model::registry::AnyService::Workflow(_))
+                })
                 .collect(),
             coupon_services: (0..services.len() as u16)
                 .filter(|&i| services[i as usize].kind == ServiceKind::CouponApi)
@@ -803,6 +813,7 @@ impl World {
             Ev::Net(msg) => self.deliver(msg),
             Ev::NextOrder => self.next_order(),
             Ev::NextRequest { handler } => self.next_request(handler),
+            Ev::FollowUp { handler, id } => self.follow_up(handler, id),
             Ev::NextCoupon => self.next_coupon(),
             Ev::NextQueueEntry => self.next_queue_entry(),
             Ev::ResumePoll { consumer } => self.resume_poll(consumer),

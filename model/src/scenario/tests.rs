@@ -588,4 +588,25 @@ mod workflow_key {
             "{e}"
         );
     }
+
+    /// A follow-up is one more request per request it follows: 300,000 orders a second for
+    /// 10 s are 3,000,000 requests, and their payments 3,000,000 more, over the cap.
+    #[test]
+    fn follow_ups_count_towards_the_cap_at_the_rate_of_what_they_follow() {
+        const PAYMENT_SCENARIO: &str = include_str!("../../../scenarios/payment-workflow.toml");
+        const PAYMENT: &str = include_str!("../../../scenarios/workflows/payment.toml");
+        let parse = |src: &str| {
+            Scenario::parse_with("p.toml", src, &|written| match written {
+                "workflows/payment.toml" => Ok((written.to_string(), PAYMENT.to_string())),
+                other => Err(format!("no such file: {other}")),
+            })
+        };
+        let s = parse(PAYMENT_SCENARIO).expect("payment-workflow parses");
+        assert_eq!(s.workflow.as_ref().expect("a workflow").requests.len(), 2);
+        let src = PAYMENT_SCENARIO.replacen("rate_per_sec = 500,", "rate_per_sec = 300_000,", 1);
+        let e = parse(&src).expect_err("over the cap");
+        assert!(e.message.contains("asks for 6000000 requests"), "{e}");
+        let src = PAYMENT_SCENARIO.replacen("rate_per_sec = 500,", "rate_per_sec = 200_000,", 1);
+        assert!(parse(&src).is_ok(), "4,000,000 requests");
+    }
 }

@@ -226,13 +226,22 @@ impl Validator<'_> {
             ),
             ("queue_rate_per_sec", workload.queue_rate_per_sec, queue_span),
         ];
-        // A workflow's request types are streams too (their rates are in the workflow file).
+        // A workflow's request types are streams too (their rates are in the workflow file); a
+        // follow-up is sent at most once per request it follows, so at that request's rate.
         let workflow_streams: Vec<(String, f64, Option<std::ops::Range<usize>>)> = wf
             .map(|wf| {
+                let rate = |mut i: usize| {
+                    // The compiler refuses chains that come back to themselves.
+                    while let Some(f) = &wf.requests[i].follows {
+                        i = f.parent as usize;
+                    }
+                    wf.requests[i].rate_per_sec
+                };
                 wf.requests
                     .iter()
-                    .map(|r| {
-                        (format!("the workflow's `{}` requests", r.name), r.rate_per_sec, Some(workflow_span.clone()))
+                    .enumerate()
+                    .map(|(i, r)| {
+                        (format!("the workflow's `{}` requests", r.name), rate(i), Some(workflow_span.clone()))
                     })
                     .collect()
             })

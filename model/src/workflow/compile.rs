@@ -4,8 +4,8 @@
 
 use super::expr::{self, Resolved, Scope, Type, Value};
 use super::{
-    Cache, CacheCommand, CacheKind, Draw, EventDecl, Handler, InvariantDecl, ListenerDecl, Lock, Otherwise,
-    RequestDecl, Step, Table, Workflow,
+    Cache, CacheCommand, CacheKind, CompensationDecl, Draw, EventDecl, FollowUp, Handler, InvariantDecl, ListenerDecl,
+    Lock, Otherwise, Propagation, RequestDecl, RowDraw, Step, Table, Workflow,
 };
 use crate::scenario::ScenarioError;
 use serde::Deserialize;
@@ -32,6 +32,16 @@ pub const MAX_INVARIANTS: usize = 64;
 pub const MAX_ZIPF_VALUES: u64 = 10_000_000;
 /// Initial rows over every table.
 pub const MAX_INITIAL_ROWS: u64 = 10_000_000;
+/// A follow-up's delay after the request it follows (a day).
+pub const MAX_DELAY_MS: i64 = 86_400_000;
+
+/// The type of a request field's values.
+fn draw_type(d: &Draw) -> Type {
+    match d {
+        Draw::Parent(_, t) => *t,
+        Draw::Const(_) | Draw::Uniform { .. } | Draw::Zipf { .. } => Type::Int,
+    }
+}
 
 /// A map in the file's order (a request's fields are drawn in the order written).
 struct Ordered<T>(Vec<(Spanned<String>, T)>);
@@ -189,13 +199,28 @@ struct RawEvent {
 #[serde(deny_unknown_fields)]
 struct RawRequest {
     service: Spanned<String>,
-    rate_per_sec: RawExpr,
+    #[serde(default)]
+    rate_per_sec: Option<RawExpr>,
+    #[serde(default)]
+    follows: Option<Spanned<String>>,
+    #[serde(default)]
+    delay_ms: Option<RawExpr>,
     #[serde(default)]
     fields: Ordered<RawExpr>,
     #[serde(default)]
     transaction: Vec<Spanned<RawStep>>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    compensation: Option<Spanned<RawCompensation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompensation {
+    #[serde(default)]
+    propagation: Option<Spanned<String>>,
+    transaction: Vec<Spanned<RawStep>>,
 }
 
 #[derive(Deserialize)]
@@ -226,6 +251,7 @@ struct RawStep {
     lock: Option<Spanned<String>>,
     require: Option<RawExpr>,
     otherwise: Option<Spanned<String>>,
+    compensate: Option<Spanned<bool>>,
     update: Option<Spanned<String>>,
     set: Option<BTreeMap<Spanned<String>, RawExpr>>,
     insert: Option<Spanned<String>>,
@@ -272,13 +298,15 @@ pub fn compile_bound(
         let msg = e.message().to_string();
         ScenarioError::at(file, source, e.span(), msg)
     })?;
-    let c = Compiler { file, source };
+    let c = Compiler { file, source, bindings, at_binding };
     c.workflow(raw, bindings, at_binding)
 }
 
 struct Compiler<'a> {
     file: &'a str,
     source: &'a str,
+    bindings: &'a [(String, Param)],
+    at_binding: &'a dyn Fn(usize, String) -> ScenarioError,
 }
 
 /// The names a step can see and the slots they live in.
@@ -286,8 +314,10 @@ struct Frame<'w> {
     params: &'w BTreeMap<String, Param>,
     tables: &'w [Table],
     enums: &'w [Vec<String>],
-    /// `request` or `event`, and its fields.
+    /// `request`, `parent` (both with an `id`) or `event`, and its fields.
     input: (&'static str, Vec<(String, Type)>),
+    /// Whether a failed `require` may run a compensation (the request declares one).
+    compensates: bool,
     /// Rows read so far: table index and first slot.
     reads: Vec<(u16, u16)>,
     /// SADD answers bound with `as`.
@@ -331,10 +361,10 @@ impl Scope for Frame<'_> {
         }
         if let [head, field] = path {
             if *head == self.input.0 {
-                if self.input.0 == "request" && *field == "id" {
+                if self.input.0 != "event" && *field == "id" {
                     return Ok(Resolved::Slot(0, Type::Int));
                 }
-                let base = u16::from(self.input.0 == "request");
+                let base = u16::from(self.input.0 != "event");
                 return match self.input.1.iter().position(|(n, _)| n == field) {
                     Some(i) => Ok(Resolved::Slot(base + i as u16, self.input.1[i].1)),
                     None => Err(format!("a field of the {} ({}), not `{field}`", self.input.0, self.input_names())),
@@ -371,7 +401,7 @@ impl Scope for Frame<'_> {
 impl Frame<'_> {
     fn input_names(&self) -> String {
         let mut names: Vec<&str> = Vec::new();
-        if self.input.0 == "request" {
+        if self.input.0 != "event" {
             names.push("id");
         }
         names.extend(self.input.1.iter().map(|(n, _)| n.as_str()));
@@ -462,7 +492,7 @@ fn is_identifier(s: &str) -> bool {
     c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
-const RESERVED: [&str; 8] = ["params", "request", "event", "and", "or", "not", "true", "false"];
+const RESERVED: [&str; 9] = ["params", "request", "event", "parent", "and", "or", "not", "true", "false"];
 
 impl Compiler<'_> {
     fn err(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
@@ -497,14 +527,19 @@ impl Compiler<'_> {
     /// Compile expression `raw` against `scope`.
     fn expr(&self, raw: &RawExpr, scope: &dyn Scope, want: Option<Type>) -> Result<expr::Expr, ScenarioError> {
         let t = raw.get_ref();
-        expr::compile(&t.text, scope, want).map(|(e, _)| e).map_err(|e| {
-            let pos = if t.quoted {
-                super::expr_position(self.source, raw.span(), &t.text, e.offset)
-            } else {
-                raw.span().start
-            };
-            self.err(pos..pos, format!("expected {} (in `{}`)", e.message, t.text))
-        })
+        expr::compile(&t.text, scope, want).map(|(e, _)| e).map_err(|e| self.expr_error(raw, e))
+    }
+
+    fn expr_error(&self, raw: &RawExpr, e: expr::ExprError) -> ScenarioError {
+        let t = raw.get_ref();
+        let pos =
+            if t.quoted { super::expr_position(self.source, raw.span(), &t.text, e.offset) } else { raw.span().start };
+        self.err(pos..pos, format!("expected {} (in `{}`)", e.message, t.text))
+    }
+
+    /// Expression `raw` against `scope`, whatever its type.
+    fn expr_typed(&self, raw: &RawExpr, scope: &dyn Scope) -> Result<(expr::Expr, Type), ScenarioError> {
+        expr::compile(&raw.get_ref().text, scope, None).map_err(|e| self.expr_error(raw, e))
     }
 
     /// A constant: evaluated before the run, from numbers and parameters.
@@ -630,6 +665,7 @@ impl Compiler<'_> {
                 })
                 .collect();
             let mut initial_rows = 0;
+            let mut initial_draws = Vec::new();
             if let Some(rows) = &t.get_ref().rows {
                 let n = self.constant(&rows.get_ref().count, &params, Type::Int)?.as_int();
                 if n < 0 {
@@ -645,10 +681,21 @@ impl Compiler<'_> {
                 }
                 for (f, v) in &rows.get_ref().values {
                     let i = self.field_of(&fields, &format!("table {}", name.get_ref()), f)?;
-                    initial_values[i] = self.constant(v, &params, fields[i].1)?;
+                    match self.row_draw(v, &params, fields[i].1)? {
+                        Some(draw) => initial_draws.push((i as u16, draw)),
+                        None => initial_values[i] = self.constant(v, &params, fields[i].1)?,
+                    }
                 }
+                initial_draws.sort_by_key(|(i, _)| *i);
             }
-            tables.push(Table { name: name.get_ref().clone(), fields, initial_rows, initial_values, unique });
+            tables.push(Table {
+                name: name.get_ref().clone(),
+                fields,
+                initial_rows,
+                initial_values,
+                initial_draws,
+                unique,
+            });
         }
 
         let mut caches = Vec::new();
@@ -722,33 +769,12 @@ impl Compiler<'_> {
             events,
             requests: Vec::new(),
             listeners: Vec::new(),
+            compensations: Vec::new(),
             invariants: Vec::new(),
         };
 
         self.bound(0..0, raw.requests.len(), MAX_REQUESTS, "requests")?;
-        for (name, r) in &raw.requests {
-            let r = r.get_ref();
-            let rate = self.rate(&r.rate_per_sec, &params)?;
-            let mut fields = Vec::new();
-            for (f, d) in &r.fields.0 {
-                self.at_name(f, "request field")?;
-                if f.get_ref() == "id" {
-                    return Err(
-                        self.err(f.span(), "a field other than `id` (request.id is the request's sequential id)")
-                    );
-                }
-                fields.push((f.get_ref().clone(), self.draw(d, &params)?));
-            }
-            let input = fields.iter().map(|(n, _)| (n.clone(), Type::Int)).collect();
-            let handler = self.handler(&wf, &params, ("request", input), &r.transaction, &r.steps)?;
-            wf.requests.push(RequestDecl {
-                name: name.get_ref().clone(),
-                service: r.service.get_ref().clone(),
-                rate_per_sec: rate,
-                fields,
-                handler,
-            });
-        }
+        self.requests(&mut wf, &params, &raw.requests)?;
 
         self.bound(0..0, raw.listeners.len(), MAX_LISTENERS, "listeners")?;
         let mut listened = Vec::new();
@@ -756,7 +782,7 @@ impl Compiler<'_> {
             let l = l.get_ref();
             let event = self.event_of(&wf, &l.event)?;
             let input = wf.events[event as usize].fields.clone();
-            let handler = self.handler(&wf, &params, ("event", input), &l.transaction, &l.steps)?;
+            let handler = self.handler(&wf, &params, ("event", input), false, &l.transaction, &l.steps)?;
             wf.listeners.push(ListenerDecl { name: name.get_ref().clone(), event, handler });
             listened.push(l.event.span());
         }
@@ -797,6 +823,225 @@ impl Compiler<'_> {
             })
             .collect();
         Ok(wf)
+    }
+
+    /// The requests, each compiled after the request it follows (a follow-up's fields are
+    /// typed by that request's), then their compensations, numbered in request order.
+    fn requests(
+        &self,
+        wf: &mut Workflow,
+        params: &BTreeMap<String, Param>,
+        raw: &BTreeMap<Spanned<String>, Spanned<RawRequest>>,
+    ) -> Result<(), ScenarioError> {
+        let names: Vec<&str> = raw.keys().map(|k| k.get_ref().as_str()).collect();
+        let mut parents = Vec::new();
+        for (name, r) in raw {
+            let parent = match (&r.get_ref().rate_per_sec, &r.get_ref().follows) {
+                (Some(_), None) => None,
+                (None, Some(f)) => match names.iter().position(|n| n == f.get_ref()) {
+                    Some(p) => Some((p, f.span())),
+                    None => {
+                        return Err(self.err(
+                            f.span(),
+                            format!("a declared request ({}), not `{}`", names.join(", "), f.get_ref()),
+                        ));
+                    }
+                },
+                _ => {
+                    return Err(self.err(
+                        name.span(),
+                        "exactly one of `rate_per_sec` (arrivals of its own) or `follows` (sent after the request it \
+                         names was answered OK)",
+                    ));
+                }
+            };
+            if let (None, Some(d)) = (&parent, &r.get_ref().delay_ms) {
+                return Err(self.err(d.span(), "`delay_ms` only with `follows`"));
+            }
+            parents.push(parent);
+        }
+        // Inputs' types by request, known once it is compiled.
+        let mut inputs: Vec<Option<Vec<(String, Type)>>> = vec![None; raw.len()];
+        let mut compiled: Vec<Option<RequestDecl>> = vec![None; raw.len()];
+        while compiled.iter().any(Option::is_none) {
+            let ready = (0..raw.len())
+                .find(|&i| compiled[i].is_none() && parents[i].as_ref().is_none_or(|(p, _)| compiled[*p].is_some()));
+            let Some(i) = ready else {
+                let i = compiled.iter().position(Option::is_none).expect("one left");
+                let span = parents[i].as_ref().map_or(0..0, |(_, s)| s.clone());
+                return Err(self.err(
+                    span,
+                    "a chain of follow-ups that starts at a request with a `rate_per_sec`: this one comes back to itself",
+                ));
+            };
+            let (name, r) = raw.iter().nth(i).expect("request i");
+            let r = r.get_ref();
+            let parent = parents[i].as_ref().map(|(p, _)| (*p as u16, inputs[*p].clone().expect("compiled")));
+            let decl = self.request(wf, params, name, r, parent)?;
+            inputs[i] = Some(decl.fields.iter().map(|(n, d)| (n.clone(), draw_type(d))).collect());
+            compiled[i] = Some(decl);
+        }
+        wf.requests = compiled.into_iter().map(|r| r.expect("compiled")).collect();
+        for (i, r) in raw.values().enumerate() {
+            // (A `compensate` without a compensation is refused at the step.)
+            let Some(c) = &r.get_ref().compensation else { continue };
+            let runs =
+                r.get_ref().transaction.iter().any(|s| s.get_ref().compensate.as_ref().is_some_and(|c| *c.get_ref()));
+            if !runs {
+                return Err(self.err(
+                    c.span(),
+                    "a compensation that a `require` with `compensate = true` in the request's transaction runs; \
+                     none does, so it can never run",
+                ));
+            }
+            let propagation = self.propagation(&c.get_ref().propagation, params)?;
+            let input = inputs[i].clone().expect("compiled");
+            let handler = self.handler(wf, params, ("request", input), false, &c.get_ref().transaction, &[])?;
+            wf.requests[i].compensation = Some(wf.compensations.len() as u16);
+            wf.compensations.push(CompensationDecl { request: i as u16, propagation, handler });
+        }
+        Ok(())
+    }
+
+    /// One request type; `parent`: the request it follows and that request's input types.
+    fn request(
+        &self,
+        wf: &Workflow,
+        params: &BTreeMap<String, Param>,
+        name: &Spanned<String>,
+        r: &RawRequest,
+        parent: Option<(u16, Vec<(String, Type)>)>,
+    ) -> Result<RequestDecl, ScenarioError> {
+        let mut fields = Vec::new();
+        let mut follows = None;
+        let mut rate = 0.0;
+        let scope = parent.as_ref().map(|(_, input)| Frame {
+            params,
+            tables: &wf.tables,
+            enums: &wf.enums,
+            input: ("parent", input.clone()),
+            compensates: false,
+            reads: Vec::new(),
+            answers: Vec::new(),
+            next: 0,
+        });
+        match &parent {
+            None => rate = self.rate(r.rate_per_sec.as_ref().expect("a rate"), params)?,
+            Some((p, _)) => {
+                let delay_ms = match &r.delay_ms {
+                    None => 0,
+                    Some(d) => {
+                        let v = self.constant(d, params, Type::Int)?.as_int();
+                        if !(0..=MAX_DELAY_MS).contains(&v) {
+                            return Err(self.err(d.span(), format!("a delay from 0 to {MAX_DELAY_MS} ms, found {v}")));
+                        }
+                        v
+                    }
+                };
+                follows = Some(FollowUp { parent: *p, delay_us: delay_ms as u64 * 1_000 });
+            }
+        }
+        for (f, d) in &r.fields.0 {
+            self.at_name(f, "request field")?;
+            if f.get_ref() == "id" {
+                return Err(self.err(
+                    f.span(),
+                    "a field other than `id` (request.id is the request's sequential id, or the id of the request \
+                     it follows)",
+                ));
+            }
+            let draw = match &scope {
+                None => self.draw(d, params)?,
+                Some(scope) => {
+                    let (e, t) = self.expr_typed(d, scope)?;
+                    Draw::Parent(e, t)
+                }
+            };
+            fields.push((f.get_ref().clone(), draw));
+        }
+        let input = fields.iter().map(|(n, d)| (n.clone(), draw_type(d))).collect();
+        let compensates = r.compensation.is_some();
+        let handler = self.handler(wf, params, ("request", input), compensates, &r.transaction, &r.steps)?;
+        Ok(RequestDecl {
+            name: name.get_ref().clone(),
+            service: r.service.get_ref().clone(),
+            rate_per_sec: rate,
+            follows,
+            fields,
+            handler,
+            compensation: None,
+        })
+    }
+
+    /// A compensation's propagation: `"required"` (Spring's default), `"requires-new"`, or a
+    /// string parameter holding one of them.
+    fn propagation(
+        &self,
+        raw: &Option<Spanned<String>>,
+        params: &BTreeMap<String, Param>,
+    ) -> Result<Propagation, ScenarioError> {
+        let Some(raw) = raw else { return Ok(Propagation::Required) };
+        let text = raw.get_ref().as_str();
+        let param = text.strip_prefix("params.");
+        let value = match param.map(|n| params.get(n)) {
+            Some(Some(Param::Str(v))) => v.as_str(),
+            Some(_) => {
+                return Err(self.err(raw.span(), format!("a declared string parameter, not `{text}`")));
+            }
+            None => text,
+        };
+        match value {
+            "required" => Ok(Propagation::Required),
+            "requires-new" => Ok(Propagation::RequiresNew),
+            other => {
+                let message = format!(
+                    "a propagation: \"required\" (joins the failing transaction and rolls back with it) or \
+                     \"requires-new\" (commits on its own){}, not \"{other}\"",
+                    param.map_or(", or a string parameter holding one".to_string(), |p| format!(" for params.{p}"))
+                );
+                // A value bound by a scenario is that binding's mistake.
+                match param.and_then(|p| self.bindings.iter().position(|(n, _)| n == p)) {
+                    Some(i) => Err((self.at_binding)(i, message)),
+                    None => Err(self.err(raw.span(), message)),
+                }
+            }
+        }
+    }
+
+    /// A number, or a parameter that holds one.
+    fn number(text: &str, params: &BTreeMap<String, Param>) -> Option<f64> {
+        text.parse::<f64>().ok().or_else(|| match text.strip_prefix("params.").and_then(|p| params.get(p.trim())) {
+            Some(Param::Float(f)) => Some(*f),
+            Some(Param::Int(i)) => Some(*i as f64),
+            _ => None,
+        })
+    }
+
+    /// An initial row's drawn value, `chance(p, a, b)`: `a` with probability `p`, else `b`
+    /// (both of type `ty`). None when `raw` is not a draw (it is then a constant).
+    fn row_draw(
+        &self,
+        raw: &RawExpr,
+        params: &BTreeMap<String, Param>,
+        ty: Type,
+    ) -> Result<Option<RowDraw>, ScenarioError> {
+        let t = raw.get_ref().text.trim();
+        let Some(rest) = t.strip_prefix("chance").map(str::trim_start).and_then(|r| r.strip_prefix('(')) else {
+            return Ok(None);
+        };
+        let expected = "chance(p, a, b): a probability from 0 to 1 (a number or params.<name>), then the value \
+                        with that probability and the value otherwise";
+        let Some(inner) = rest.strip_suffix(')') else { return Err(self.err(raw.span(), expected)) };
+        let args: Vec<&str> = inner.split(',').map(str::trim).collect();
+        let [p, a, b] = args[..] else { return Err(self.err(raw.span(), expected)) };
+        let Some(p) = Self::number(p, params).filter(|p| (0.0..=1.0).contains(p)) else {
+            return Err(self.err(raw.span(), expected));
+        };
+        let value = |a: &str| {
+            let sub = Spanned::new(raw.span(), Text { text: a.to_string(), quoted: false });
+            self.constant(&sub, params, ty)
+        };
+        Ok(Some(RowDraw::Chance { p, then: value(a)?, otherwise: value(b)? }))
     }
 
     /// A rate: a positive number, or a parameter that holds one.
@@ -853,17 +1098,9 @@ impl Compiler<'_> {
             let n = a.first().map(|x| int_arg(x)).transpose()?.unwrap_or(0);
             let s = match a.get(1) {
                 None => 1.0,
-                Some(x) => x
-                    .parse::<f64>()
-                    .ok()
-                    .or_else(|| match x.strip_prefix("params.").and_then(|p| params.get(p)) {
-                        Some(Param::Float(f)) => Some(*f),
-                        Some(Param::Int(i)) => Some(*i as f64),
-                        _ => None,
-                    })
-                    .ok_or_else(|| {
-                        self.err(raw.span(), format!("a Zipf exponent (a number or params.<name>), not `{x}`"))
-                    })?,
+                Some(x) => Self::number(x, params).ok_or_else(|| {
+                    self.err(raw.span(), format!("a Zipf exponent (a number or params.<name>), not `{x}`"))
+                })?,
             };
             if a.len() > 2 || n <= 0 || n as u64 > MAX_ZIPF_VALUES || !(s.is_finite() && (0.0..=10.0).contains(&s)) {
                 return Err(self.err(
@@ -1002,12 +1239,21 @@ impl Compiler<'_> {
         wf: &Workflow,
         params: &BTreeMap<String, Param>,
         input: (&'static str, Vec<(String, Type)>),
+        compensates: bool,
         transaction: &[Spanned<RawStep>],
         steps: &[Spanned<RawStep>],
     ) -> Result<Handler, ScenarioError> {
-        let next = input.1.len() as u16 + u16::from(input.0 == "request");
-        let mut frame =
-            Frame { params, tables: &wf.tables, enums: &wf.enums, input, reads: Vec::new(), answers: Vec::new(), next };
+        let next = input.1.len() as u16 + u16::from(input.0 != "event");
+        let mut frame = Frame {
+            params,
+            tables: &wf.tables,
+            enums: &wf.enums,
+            input,
+            compensates,
+            reads: Vec::new(),
+            answers: Vec::new(),
+            next,
+        };
         let mut h = Handler { transaction: Vec::new(), after: Vec::new(), frame: 0 };
         for (list, in_txn) in [(transaction, true), (steps, false)] {
             if let Some(s) = list.get(MAX_STEPS) {
@@ -1050,10 +1296,11 @@ impl Compiler<'_> {
         }
         let verb = named[0];
         // Which options each verb takes; any other is an error at the step.
-        let options: [(&str, bool, &[&str]); 9] = [
+        let options: [(&str, bool, &[&str]); 10] = [
             ("id", r.id.is_some(), &["read", "insert"]),
             ("lock", r.lock.is_some(), &["read"]),
             ("otherwise", r.otherwise.is_some(), &["read", "require"]),
+            ("compensate", r.compensate.is_some(), &["require"]),
             ("set", r.set.is_some(), &["update"]),
             ("values", r.values.is_some(), &["insert", "publish"]),
             ("key", r.key.is_some(), &["sadd", "srem", "incrby", "del"]),
@@ -1104,7 +1351,18 @@ impl Compiler<'_> {
                         Err(e) => return Err(self.err(raw.span(), format!("a condition that can be evaluated: {e}"))),
                     }
                 }
-                Step::Require { cond, otherwise: self.otherwise(&r.otherwise)?, message: raw.get_ref().text.clone() }
+                let compensate = r.compensate.as_ref().is_some_and(|c| *c.get_ref());
+                if let Some(c) = &r.compensate
+                    && !(in_txn && f.compensates)
+                {
+                    return Err(self.err(
+                        c.span(),
+                        "`compensate` on a `require` in the `transaction` of a request that declares \
+                         [requests.<name>.compensation]",
+                    ));
+                }
+                let message = raw.get_ref().text.clone();
+                Step::Require { cond, otherwise: self.otherwise(&r.otherwise)?, message, compensate }
             }
             "update" => {
                 let name = r.update.as_ref().expect("update");

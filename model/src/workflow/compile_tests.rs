@@ -85,14 +85,19 @@ fn a_scenario_binds_parameters() {
 /// Replace `from` with `to` in the order workflow: the error must be at the first character of
 /// `at` (searched in the changed text, after `to`'s start when `at` is in it) and say `says`.
 fn bad(from: &str, to: &str, at: &str, says: &str) {
-    assert!(ORDER.contains(from), "the workflow has no `{from}`");
-    let text = ORDER.replacen(from, to, 1);
-    let e = compile("order.toml", &text, &[]).expect_err(to);
+    bad_in(("order.toml", ORDER), from, to, at, says);
+}
+
+/// [`bad`] in workflow file `text`, named `file`.
+fn bad_in((file, text): (&str, &str), from: &str, to: &str, at: &str, says: &str) {
+    assert!(text.contains(from), "the workflow has no `{from}`");
+    let text = text.replacen(from, to, 1);
+    let e = compile(file, &text, &[]).expect_err(to);
     let start = text.find(to).unwrap_or(0);
     let pos = text[start..].find(at).map(|i| start + i).or_else(|| text.find(at)).expect("the place");
     assert_eq!((e.line, e.column), line_col(&text, pos), "{to}: {e}");
     assert!(e.message.contains(says), "{to}: `{}` does not say `{says}`", e.message);
-    assert!(e.to_string().starts_with("order.toml:"), "{e}");
+    assert!(e.to_string().starts_with(&format!("{file}:")), "{e}");
 }
 
 #[test]
@@ -249,4 +254,103 @@ fn a_listener_runs_when_a_listener_that_runs_publishes_its_event() {
     let publish = "  { publish = \"order-created\", values = { order_id = \"request.id\", user = \"request.user\", product = \"request.product\", qty = \"request.qty\" } },\n";
     let e = compile("order.toml", &chain.replacen(publish, "", 1), &[]).expect_err("dead listeners");
     assert!(e.message.contains("listener `audit-ranking` can never run"), "{e}");
+}
+
+const PAYMENT: &str = include_str!("../../../scenarios/workflows/payment.toml");
+
+/// Replace `from` with `to` in the payment workflow; the error is at `at` (searched from
+/// `to`'s start) and says `says`.
+fn bad_payment(from: &str, to: &str, at: &str, says: &str) {
+    bad_in(("payment.toml", PAYMENT), from, to, at, says);
+}
+
+#[test]
+fn the_payment_workflow_compiles_its_follow_up_compensation_and_drawn_balances() {
+    let wf = compile("payment.toml", PAYMENT, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let pay = wf.request("pay").expect("pay");
+    let create = wf.requests.iter().position(|r| r.name == "create-order").expect("create-order") as u16;
+    assert_eq!(pay.follows, Some(FollowUp { parent: create, delay_us: 100_000 }));
+    assert_eq!(pay.rate_per_sec, 0.0);
+    // amount = parent.qty * params.price, read from the order's slots (id, user, product, qty).
+    let Draw::Parent(amount, Type::Int) = &pay.fields[1].1 else { panic!("{:?}", pay.fields) };
+    let parent = [Value::Int(7), Value::Int(3), Value::Int(1), Value::Int(2)];
+    assert_eq!(amount.eval(&parent), Ok(Value::Int(20_000)));
+    let c = &wf.compensations[pay.compensation.expect("a compensation") as usize];
+    assert_eq!((c.propagation, c.handler.transaction.len()), (Propagation::RequiresNew, 5));
+    assert!(matches!(pay.handler.transaction[3], Step::Require { compensate: true, otherwise: Otherwise::Throw, .. }));
+    assert_eq!(wf.handler_name(wf.compensation_handler(1).expect("pay's")), "pay/compensation");
+    let users = &wf.tables[wf.table("users").expect("users") as usize];
+    assert_eq!(
+        users.initial_draws,
+        vec![(0, RowDraw::Chance { p: 0.1, then: Value::Int(0), otherwise: Value::Int(100_000) })]
+    );
+    let bound = compile("payment.toml", PAYMENT, &[("compensation".into(), Param::Str("required".into()))]);
+    let bound = bound.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bound.compensations[0].propagation, Propagation::Required);
+}
+
+#[test]
+fn follow_ups_and_compensations_are_checked_where_written() {
+    bad_payment(
+        "follows = \"create-order\"",
+        "follows = \"create\"",
+        "\"create\"",
+        "a declared request (create-order, pay)",
+    );
+    bad_payment("follows = \"create-order\"", "follows = \"pay\"", "\"pay\"", "comes back to itself");
+    bad_payment(
+        "follows = \"create-order\"",
+        "rate_per_sec = 5.0\nfollows = \"create-order\"",
+        "pay]",
+        "exactly one of `rate_per_sec`",
+    );
+    bad_payment("delay_ms = \"params.pay_after_ms\"", "delay_ms = -1", "-1", "a delay from 0 to 86400000 ms");
+    bad_payment(
+        "rate_per_sec = \"params.rate_per_sec\"",
+        "rate_per_sec = \"params.rate_per_sec\"\ndelay_ms = 5",
+        "5",
+        "`delay_ms` only with `follows`",
+    );
+    bad_payment(
+        "\"parent.qty * params.price\"",
+        "\"parent.quantity * params.price\"",
+        "parent.quantity",
+        "a field of the parent (id, user, product, qty)",
+    );
+    bad_payment(
+        "propagation = \"params.compensation\"",
+        "propagation = \"nested\"",
+        "\"nested\"",
+        "a propagation: \"required\"",
+    );
+    bad_payment(
+        "otherwise = \"throw\", compensate = true",
+        "otherwise = \"throw\"",
+        "[requests.pay.compensation]",
+        "none does, so it can never run",
+    );
+    bad_payment(
+        "{ require = \"product.stock >= request.qty\", otherwise = \"reject\" }",
+        "{ require = \"product.stock >= request.qty\", otherwise = \"reject\", compensate = true }",
+        "true }",
+        "`compensate` on a `require` in the `transaction` of a request that declares",
+    );
+    bad_payment(
+        "{ del = \"cart\", key = \"event.user\" }",
+        "{ del = \"cart\", key = \"event.user\", compensate = true }",
+        "{ del",
+        "`compensate` only with require",
+    );
+    bad_payment(
+        "\"chance(params.insufficient_balance_rate, 0, params.balance)\"",
+        "\"chance(1.5, 0, params.balance)\"",
+        "\"chance(1.5",
+        "a probability from 0 to 1",
+    );
+    bad_payment(
+        "\"chance(params.insufficient_balance_rate, 0, params.balance)\"",
+        "\"chance(0.5, 0, 'rich')\"",
+        "\"chance(0.5",
+        "an integer here",
+    );
 }

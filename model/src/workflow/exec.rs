@@ -13,7 +13,7 @@
 //! transaction support.
 
 use super::expr::{EvalError, Expr, Value};
-use super::{CacheCommand, CacheKind, InvariantDecl, Otherwise, Step, Workflow};
+use super::{CacheCommand, CacheKind, InvariantDecl, Otherwise, RowDraw, Step, Workflow};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One table's rows and its unique indexes.
@@ -80,14 +80,20 @@ pub struct Outcome {
 
 impl State {
     /// The state a run starts with: each table's initial rows, empty cache structures.
-    pub fn new(wf: &Workflow) -> Self {
+    /// `chance(p)` answers a drawn field's draw (true with probability `p`), called for each
+    /// row in id order and each drawn field in field order, tables in declaration order.
+    pub fn new(wf: &Workflow, chance: &mut dyn FnMut(f64) -> bool) -> Self {
         let tables = wf
             .tables
             .iter()
             .map(|t| {
                 let mut r = Rows { rows: BTreeMap::new(), unique: vec![BTreeSet::new(); t.unique.len()] };
-                let row: Box<[Value]> = t.initial_values.clone().into_boxed_slice();
+                let mut row: Box<[Value]> = t.initial_values.clone().into_boxed_slice();
                 for id in 0..t.initial_rows as i64 {
+                    for (field, draw) in &t.initial_draws {
+                        let RowDraw::Chance { p, then, otherwise } = draw;
+                        row[*field as usize] = if chance(*p) { then.clone() } else { otherwise.clone() };
+                    }
                     for (u, cols) in t.unique.iter().enumerate() {
                         r.unique[u].insert(cols.iter().map(|&c| row[c as usize].clone()).collect());
                     }
@@ -362,7 +368,7 @@ impl State {
     /// The steps that run the same inside and outside a transaction.
     fn common(&mut self, step: &Step, frame: &mut [Value], out: &mut Outcome, i: u16) -> Result<(), Stop> {
         match step {
-            Step::Require { cond, otherwise, message } => {
+            Step::Require { cond, otherwise, message, .. } => {
                 if !eval(cond, frame, i)?.as_bool() {
                     let message = format!("required {message}");
                     return Err(match otherwise {
@@ -497,7 +503,7 @@ mod tests {
     #[test]
     fn an_order_commits_all_its_writes_or_none() {
         let wf = order();
-        let mut st = State::new(&wf);
+        let mut st = State::new(&wf, &mut |_| false);
         let (product, orders) = (wf.table("product").expect("t"), wf.table("orders").expect("t"));
         let steps = &wf.request("create-order").expect("r").handler.transaction;
         let out = st.transaction(&wf, steps, &mut create(&wf, 1, 2, 4));
@@ -541,7 +547,7 @@ mod tests {
             1,
         );
         let wf = compile("order.toml", &text, &[]).expect("compiles");
-        let st = State::new(&wf);
+        let st = State::new(&wf, &mut |_| false);
         let steps = &wf.request("create-order").expect("r").handler.transaction;
         let before = st.clone();
         let sent = st.preview(steps, &mut create(&wf, 1, 2, 2)).expect("no error");
@@ -557,7 +563,7 @@ mod tests {
     #[test]
     fn the_listener_updates_the_ranking_and_deletes_the_cart() {
         let wf = order();
-        let mut st = State::new(&wf);
+        let mut st = State::new(&wf, &mut |_| false);
         let l = wf.listener("order-event-consumer").expect("listener");
         let mut f = frame(&l.handler, [1, 9, 2, 4].map(Value::Int));
         let out = st.steps(&l.handler.after, &mut f);
@@ -574,7 +580,7 @@ mod tests {
         let text = ORDER.replace("{ require = \"product.stock >= request.qty\", otherwise = \"reject\" },", "");
         let wf =
             compile("order.toml", &text, &[("stock_per_product".into(), compile::Param::Int(5))]).expect("compiles");
-        let mut st = State::new(&wf);
+        let mut st = State::new(&wf, &mut |_| false);
         let steps = &wf.request("create-order").expect("r").handler.transaction;
         let out = st.transaction(&wf, steps, &mut create(&wf, 1, 2, 3));
         assert_eq!(st.check_always(&wf, &out.writes), Ok(vec![]));
@@ -612,7 +618,7 @@ transaction = [
 ]
 "#;
         let wf = compile("coupons.toml", text, &[]).unwrap_or_else(|e| panic!("{e}"));
-        let mut st = State::new(&wf);
+        let mut st = State::new(&wf, &mut |_| false);
         let h = &wf.request("issue").expect("issue").handler;
         let first = st.transaction(&wf, &h.transaction, &mut frame(h, [1, 1, 7].map(Value::Int)));
         assert_eq!((first.stop, first.writes.len()), (None, 1));
@@ -632,7 +638,7 @@ transaction = [
     fn overflow_stops_the_steps_with_an_error() {
         let text = ORDER.replace("product.stock - request.qty", "product.stock * 9223372036854775807");
         let wf = compile("order.toml", &text, &[]).expect("compiles");
-        let mut st = State::new(&wf);
+        let mut st = State::new(&wf, &mut |_| false);
         let steps = &wf.request("create-order").expect("r").handler.transaction;
         let out = st.transaction(&wf, steps, &mut create(&wf, 1, 2, 1));
         assert_eq!(out.stop, Some(Stop::Error { step: 2, error: EvalError::Overflow }));

@@ -34,6 +34,8 @@ pub struct Workflow {
     pub events: Vec<EventDecl>,
     pub requests: Vec<RequestDecl>,
     pub listeners: Vec<ListenerDecl>,
+    /// The requests' compensations, in request order: handlers numbered after the listeners.
+    pub compensations: Vec<CompensationDecl>,
     pub invariants: Vec<InvariantDecl>,
 }
 
@@ -46,6 +48,9 @@ pub struct Table {
     /// The rows the run starts with: ids `0..count`, each field's initial value (constants).
     pub initial_rows: u64,
     pub initial_values: Vec<Value>,
+    /// Fields whose initial value is drawn per row (in row order, then field order, from the
+    /// run's `business` random stream), instead of `initial_values`' constant.
+    pub initial_draws: Vec<(u16, RowDraw)>,
     /// Unique constraints: each a list of field indices whose values no two rows share.
     pub unique: Vec<Vec<u16>>,
 }
@@ -94,6 +99,25 @@ pub enum Draw {
     Zipf { n: u64, s: f64 },
     /// A constant.
     Const(Value),
+    /// A follow-up's field: computed from the request it follows (`parent.<field>`; the
+    /// expression reads that request's slots: id, then fields), of the type given.
+    Parent(Expr, Type),
+}
+
+/// How an initial row's field is drawn.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowDraw {
+    /// `chance(p, a, b)`: `a` with probability `p`, otherwise `b` (one draw per row).
+    Chance { p: f64, then: Value, otherwise: Value },
+}
+
+/// A request the client sends after another one was answered OK ("pay 100 ms after the order
+/// was created"): it takes the id of the request it follows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FollowUp {
+    /// The request type it follows.
+    pub parent: u16,
+    pub delay_us: u64,
 }
 
 /// A request type of the workload and the handler that serves it.
@@ -102,10 +126,35 @@ pub struct RequestDecl {
     pub name: String,
     /// The service (a `[services.*]` kind) that handles it.
     pub service: String,
-    /// Poisson arrivals at this rate; requests get sequential ids from 1 (`request.id`).
+    /// Poisson arrivals at this rate; requests get sequential ids from 1 (`request.id`). 0 for a
+    /// follow-up.
     pub rate_per_sec: f64,
+    /// Sent after another request instead of at a rate: its fields are [`Draw::Parent`]s.
+    pub follows: Option<FollowUp>,
     /// The fields drawn for each request, in the file's order (the order of the draws).
     pub fields: Vec<(String, Draw)>,
+    pub handler: Handler,
+    /// Its compensation, an index into [`Workflow::compensations`].
+    pub compensation: Option<u16>,
+}
+
+/// Spring's transaction propagation for a compensation called from a failing transaction.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    /// `REQUIRED` (the default): it joins the failing transaction, and the rethrown exception
+    /// rolls it back with everything else: it has no effect.
+    Required,
+    /// `REQUIRES_NEW`: it commits in a transaction of its own.
+    RequiresNew,
+}
+
+/// What a request's handler runs when a `require` marked `compensate` fails:
+/// `catch (e) { compensate(); throw e; }` around a `@Transactional` body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompensationDecl {
+    /// The request type it belongs to (it sees that request's fields).
+    pub request: u16,
+    pub propagation: Propagation,
     pub handler: Handler,
 }
 
@@ -144,8 +193,9 @@ pub enum Step {
     /// Read row `id` of `table` into the frame from slot `into` (one slot per field); a missing
     /// row fails the step as `otherwise` says.
     Read { table: u16, id: Expr, lock: Lock, into: u16, missing: Otherwise },
-    /// Go on only if `cond` holds.
-    Require { cond: Expr, otherwise: Otherwise, message: String },
+    /// Go on only if `cond` holds; when it does not and `compensate` is set, the request's
+    /// compensation runs (Spring's `catch` block, by its propagation).
+    Require { cond: Expr, otherwise: Otherwise, message: String, compensate: bool },
     /// Write fields of the row read at `from` (all values computed from the row as read).
     Update { table: u16, from: u16, set: Vec<(u16, Expr)> },
     /// Insert row `id` with every field's value.
@@ -209,6 +259,45 @@ impl Workflow {
 
     pub fn listener(&self, name: &str) -> Option<&ListenerDecl> {
         self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// Handler `handler`: request types', then listeners', then compensations'.
+    pub fn handler(&self, handler: u16) -> &Handler {
+        let h = handler as usize;
+        let (r, l) = (self.requests.len(), self.listeners.len());
+        if h < r {
+            &self.requests[h].handler
+        } else if h < r + l {
+            &self.listeners[h - r].handler
+        } else {
+            &self.compensations[h - r - l].handler
+        }
+    }
+
+    /// Handler `handler`'s name: a request type's, a listener's, or `<request>/compensation`.
+    pub fn handler_name(&self, handler: u16) -> String {
+        let h = handler as usize;
+        let (r, l) = (self.requests.len(), self.listeners.len());
+        if h < r {
+            self.requests[h].name.clone()
+        } else if h < r + l {
+            self.listeners[h - r].name.clone()
+        } else {
+            format!("{}/compensation", self.requests[self.compensations[h - r - l].request as usize].name)
+        }
+    }
+
+    /// Every handler's name, by index.
+    pub fn handler_names(&self) -> Vec<String> {
+        (0..(self.requests.len() + self.listeners.len() + self.compensations.len()) as u16)
+            .map(|h| self.handler_name(h))
+            .collect()
+    }
+
+    /// The handler index of request type `request`'s compensation, if it has one.
+    pub fn compensation_handler(&self, request: u16) -> Option<u16> {
+        let c = self.requests.get(request as usize)?.compensation?;
+        Some((self.requests.len() + self.listeners.len()) as u16 + c)
     }
 }
 

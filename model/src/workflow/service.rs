@@ -16,7 +16,7 @@ use crate::event::Message;
 use crate::history::{Micros, Polled, TopicId};
 use crate::publish::{Publisher, Publishing};
 use crate::scenario::PublishStrategy;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The token of request `id` of request type `handler`: unique in a service that handles
 /// several request types, whose ids each count from 1 (ids stay below 2^56, request types
@@ -24,6 +24,11 @@ use std::collections::BTreeMap;
 pub fn request_token(handler: u16, id: u64) -> Token {
     debug_assert!(handler < 256 && id <= crate::history::MAX_SUBJECT);
     (u64::from(handler) << 56) | id
+}
+
+/// The request type and id of a [`request_token`].
+pub fn token_request(token: Token) -> (u16, u64) {
+    ((token >> 56) as u16, token & crate::history::MAX_SUBJECT)
 }
 
 /// A `[services.*]` instance that handles a workflow's requests: each request is one
@@ -35,11 +40,13 @@ pub struct WorkflowService {
     /// Requests under way, by token ([`request_token`]), with their transaction. Memory: lost
     /// on a crash.
     pending: BTreeMap<Token, Txn>,
+    /// Requests whose compensation is under way.
+    compensating: BTreeSet<Token>,
 }
 
 impl WorkflowService {
     pub fn new(topic: TopicId, publishing: Publishing) -> Self {
-        Self { publisher: Publisher::new(topic, publishing), pending: BTreeMap::new() }
+        Self { publisher: Publisher::new(topic, publishing), pending: BTreeMap::new(), compensating: BTreeSet::new() }
     }
 }
 
@@ -75,8 +82,27 @@ impl Service for WorkflowService {
                     self.pending.remove(&token);
                 }
             }
-            Input::WorkflowDone { token, committed, events } => {
-                if self.pending.remove(&token).is_none() {
+            Input::WorkflowDone { token, committed, events, compensate } => {
+                let Some(txn) = self.pending.remove(&token) else { return };
+                if let Some(handler) = compensate {
+                    // The request failed; its compensation runs in a transaction of its own
+                    // before the client gets the error.
+                    let Txn::Workflow { id, .. } = txn else { return };
+                    let txn = Txn::Workflow { handler, id };
+                    self.pending.insert(token, txn);
+                    self.compensating.insert(token);
+                    out.push(Command::Transact { token, txn });
+                    return;
+                }
+                if self.compensating.remove(&token) {
+                    // A compensation's events are published as any committed transaction's;
+                    // the request it settles failed.
+                    if committed {
+                        for event in events {
+                            self.publisher.committed(token, event, out);
+                        }
+                    }
+                    out.push(Command::Respond { token, response: Response::Rejected });
                     return;
                 }
                 if committed {
@@ -123,7 +149,11 @@ mod tests {
         assert_eq!(out, vec![Command::Transact { token: 7, txn: Txn::Workflow { handler: 0, id: 7 } }]);
         out.clear();
         let event = Message { key: Some(7), value: Event::Declared { id: EventId::order_created(7) } };
-        s.on_input(1, Input::WorkflowDone { token: 7, committed: true, events: vec![event] }, &mut out);
+        s.on_input(
+            1,
+            Input::WorkflowDone { token: 7, committed: true, events: vec![event], compensate: None },
+            &mut out,
+        );
         assert_eq!(
             out,
             vec![
@@ -134,12 +164,36 @@ mod tests {
         out.clear();
         s.on_input(2, Input::Request(Request::Workflow { handler: 0, id: 8 }), &mut out);
         out.clear();
-        s.on_input(3, Input::WorkflowDone { token: 8, committed: false, events: vec![] }, &mut out);
+        s.on_input(3, Input::WorkflowDone { token: 8, committed: false, events: vec![], compensate: None }, &mut out);
         assert_eq!(out, vec![Command::Respond { token: 8, response: Response::Rejected }]);
         // A crash forgot the request: a late answer is ignored.
         out.clear();
-        s.on_input(4, Input::WorkflowDone { token: 9, committed: true, events: vec![event] }, &mut out);
+        s.on_input(
+            4,
+            Input::WorkflowDone { token: 9, committed: true, events: vec![event], compensate: None },
+            &mut out,
+        );
         assert!(out.is_empty());
+    }
+
+    /// A failed request whose compensation requires a new transaction: the compensation runs
+    /// next (same token and id, the compensation's handler), and the client is told the request
+    /// failed only when it has finished, committed or not.
+    #[test]
+    fn a_compensation_runs_in_its_own_transaction_before_the_client_hears_of_the_failure() {
+        let mut s = WorkflowService::new(TopicId(0), Publishing::new(PublishStrategy::AfterCommit));
+        let mut out = Vec::new();
+        let token = request_token(1, 5);
+        s.on_input(0, Input::Request(Request::Workflow { handler: 1, id: 5 }), &mut out);
+        out.clear();
+        s.on_input(1, Input::WorkflowDone { token, committed: false, events: vec![], compensate: Some(4) }, &mut out);
+        assert_eq!(out, vec![Command::Transact { token, txn: Txn::Workflow { handler: 4, id: 5 } }]);
+        out.clear();
+        s.on_input(2, Input::WorkflowDone { token, committed: true, events: vec![], compensate: None }, &mut out);
+        assert_eq!(out, vec![Command::Respond { token, response: Response::Rejected }]);
+        out.clear();
+        s.on_input(3, Input::WorkflowDone { token, committed: true, events: vec![], compensate: None }, &mut out);
+        assert!(out.is_empty(), "settled once");
     }
 
     /// In the transaction: the preview's event is sent first; its acknowledgement starts the
@@ -163,7 +217,7 @@ mod tests {
         let txn = Txn::Workflow { handler: 1, id: 7 };
         assert_eq!(out, vec![Command::Transact { token, txn }]);
         out.clear();
-        s.on_input(3, Input::WorkflowDone { token, committed: true, events: vec![event] }, &mut out);
+        s.on_input(3, Input::WorkflowDone { token, committed: true, events: vec![event], compensate: None }, &mut out);
         assert_eq!(out, vec![Command::Respond { token, response: Response::Ok }]);
         // A failed send: rejected, no transaction.
         out.clear();
