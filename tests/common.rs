@@ -205,3 +205,17 @@ pub fn with_payment_workflow(mut s: Scenario, text: &str) -> Scenario {
     s.workflow = Some(std::sync::Arc::new(compile("payment.toml", text, &bindings).unwrap_or_else(|e| panic!("{e}"))));
     s
 }
+
+/// Scenario `s` (seed 000's fan-out) with its order service and its three listeners run from
+/// `scenarios/workflows/fanout.toml`, bound to its workload settings.
+#[allow(dead_code)]
+pub fn with_fanout_workflow(mut s: Scenario) -> Scenario {
+    use evsim_model::scenario::ProductDistribution;
+    let path = root().join("scenarios/workflows/fanout.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let ProductDistribution::Zipf(exponent) = s.workload.product_distribution else { panic!("fanout is Zipf") };
+    let bindings = order_bindings(&s.workload, exponent);
+    let wf = evsim_model::workflow::compile("fanout.toml", &text, &bindings).unwrap_or_else(|e| panic!("{e}"));
+    s.workflow = Some(std::sync::Arc::new(wf));
+    s
+}

@@ -447,3 +447,17 @@ fn the_payment_scenarios_written_in_the_language_match_the_golden_file() {
 
     assert_golden_lines(&PAYMENT_WORKFLOW_SCENARIOS, &scenarios);
 }
+
+/// Seed 000's fan-out written in the language (`scenarios/workflows/fanout.toml`): the order
+/// service and the three listeners, each a consumer group calling its own external system,
+/// give fanout-seed000's golden lines and verdicts, seeds 1 to 20.
+#[test]
+fn the_fan_out_written_in_the_language_matches_the_golden_file() {
+    let s = common::with_fanout_workflow(common::scenario("fanout-seed000"));
+    let o = evsim_sim::run_scenario(&s, 1);
+    assert_eq!(o.history.header.handlers, vec!["create-order", "coupon-consumer", "email-consumer", "point-consumer"]);
+    let committed = o.history.entries.iter().filter(|e| matches!(e.op, Op::TxnCommitted { .. })).count();
+    let effects = o.history.entries.iter().filter(|e| matches!(e.op, Op::Effect { .. })).count();
+    assert!(committed > 3_000 && effects == 3 * committed, "{committed} orders, {effects} effects");
+    assert_golden_lines(&["fanout-seed000"], &[s]);
+}
