@@ -105,3 +105,30 @@ transaction = [
     assert!(notes_read > 1_000, "the listener read the notes: {notes_read}");
     assert_eq!(effects, 2 * orders, "ZINCRBY and DEL for each order, nothing for a note");
 }
+
+/// A uniqueness invariant over the order workflow, "each user orders at most once": without a
+/// constraint it breaks at the commit of a user's second order; with a unique constraint on
+/// `orders.user` the second order's insert throws (DataIntegrityViolationException), the
+/// transaction rolls back, and the same requests hold it.
+#[test]
+fn a_uniqueness_invariant_fires_without_a_constraint_and_holds_with_one() {
+    let claim = "\n[invariants.one-order-per-user]\nunique = [\"orders.user\"]\n";
+    let text = common::order_workflow_text() + claim;
+    let verdict = |o: &evsim_sim::RunOutcome| {
+        let inv = Invariant::declared("one-order-per-user");
+        o.verdicts.iter().find(|v| v.invariant == inv).expect("a verdict").violations.clone()
+    };
+    let o = evsim_sim::run_scenario(&common::order_basic_as_workflow(&text), 1);
+    let v = verdict(&o);
+    assert!(!v.is_empty(), "5,000 users, thousands of orders: some user ordered twice");
+    assert!(v[0].message.contains("breaks `unique(orders.user)`"), "{}", v[0].message);
+    assert!(matches!(o.history.entries[v[0].entries[0]].op, Op::TxnCommitted { .. }));
+
+    let line = "fields = { user = \"int\", product = \"int\", qty = \"int\", status = [\"PENDING\", \"PAID\", \"CANCELLED\"] }\n";
+    assert!(text.contains(line));
+    let constrained = text.replacen(line, &format!("{line}unique = [[\"user\"]]\n"), 1);
+    let o = evsim_sim::run_scenario(&common::order_basic_as_workflow(&constrained), 1);
+    assert_eq!(verdict(&o), vec![]);
+    let rolled_back = o.history.entries.iter().filter(|e| matches!(e.op, Op::TxnRolledBack { .. })).count();
+    assert!(rolled_back > 1_000, "second orders refused by the constraint: {rolled_back}");
+}

@@ -69,11 +69,11 @@ pub fn invariants(wf: &Workflow) -> Vec<evsim_model::history::InvariantInfo> {
     wf.invariants
         .iter()
         .map(|i| {
-            let (InvariantDecl::Always { table, text, .. } | InvariantDecl::Eventually { table, text, .. }) = i;
+            let (table, text) = i.table_and_text();
             evsim_model::history::InvariantInfo {
                 name: i.name().to_string(),
-                table: wf.tables[*table as usize].name.clone(),
-                condition: text.clone(),
+                table: wf.tables[table as usize].name.clone(),
+                condition: text.to_string(),
             }
         })
         .collect()

@@ -240,6 +240,8 @@ struct RawInvariant {
     always: Option<RawExpr>,
     #[serde(default)]
     eventually: Option<RawExpr>,
+    #[serde(default)]
+    unique: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One step as written: exactly one verb, with the options that verb takes.
@@ -791,10 +793,15 @@ impl Compiler<'_> {
         self.bound(0..0, raw.invariants.len(), MAX_INVARIANTS, "invariants")?;
         for (name, inv) in &raw.invariants {
             let i = inv.get_ref();
-            let (cond, always) = match (&i.always, &i.eventually) {
-                (Some(c), None) => (c, true),
-                (None, Some(c)) => (c, false),
-                _ => return Err(self.err(inv.span(), "exactly one of `always` or `eventually`")),
+            let (cond, always) = match (&i.always, &i.eventually, &i.unique) {
+                (Some(c), None, None) => (c, true),
+                (None, Some(c), None) => (c, false),
+                (None, None, Some(fields)) => {
+                    let decl = self.unique_invariant(&wf, name.get_ref(), fields)?;
+                    wf.invariants.push(decl);
+                    continue;
+                }
+                _ => return Err(self.err(inv.span(), "exactly one of `always`, `eventually` or `unique`")),
             };
             let scope = RowOf { params: &params, tables: &wf.tables, enums: &wf.enums, table: Cell::new(None) };
             let e = self.expr(cond, &scope, Some(Type::Bool))?;
@@ -1042,6 +1049,43 @@ impl Compiler<'_> {
             self.constant(&sub, params, ty)
         };
         Ok(Some(RowDraw::Chance { p, then: value(a)?, otherwise: value(b)? }))
+    }
+
+    /// `unique = ["table.field", ...]`: fields of one table that no two rows share.
+    fn unique_invariant(
+        &self,
+        wf: &Workflow,
+        name: &str,
+        raw: &Spanned<Vec<Spanned<String>>>,
+    ) -> Result<InvariantDecl, ScenarioError> {
+        let mut table: Option<u16> = None;
+        let mut fields = Vec::new();
+        for f in raw.get_ref() {
+            let Some((t, field)) = f.get_ref().split_once('.') else {
+                return Err(self.err(f.span(), format!("a table's field (table.field), not `{}`", f.get_ref())));
+            };
+            let t = self.table_of(wf, &Spanned::new(f.span(), t.to_string()))?;
+            if table.is_some_and(|u| u != t) {
+                return Err(self.err(f.span(), "fields of one table per invariant"));
+            }
+            table = Some(t);
+            let decl = &wf.tables[t as usize];
+            let i = self.field_of(
+                &decl.fields,
+                &format!("table {}", decl.name),
+                &Spanned::new(f.span(), field.to_string()),
+            )?;
+            if fields.contains(&(i as u16)) {
+                return Err(self.err(f.span(), format!("each field once, not `{}` twice", f.get_ref())));
+            }
+            fields.push(i as u16);
+        }
+        let Some(table) = table else {
+            return Err(self.err(raw.span(), "one or more fields of a table (\"table.field\")"));
+        };
+        let text =
+            format!("unique({})", raw.get_ref().iter().map(|f| f.get_ref().as_str()).collect::<Vec<_>>().join(", "));
+        Ok(InvariantDecl::Unique { name: name.to_string(), table, fields, text })
     }
 
     /// A rate: a positive number, or a parameter that holds one.

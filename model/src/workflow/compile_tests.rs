@@ -354,3 +354,30 @@ fn follow_ups_and_compensations_are_checked_where_written() {
         "an integer here",
     );
 }
+
+#[test]
+fn a_uniqueness_invariant_names_fields_of_one_table() {
+    let claim = "always = \"product.stock >= 0\"";
+    bad(
+        claim,
+        "unique = [\"orders.user\", \"product.stock\"]",
+        "\"product.stock\"",
+        "fields of one table per invariant",
+    );
+    bad(
+        claim,
+        "unique = [\"orders.buyer\"]",
+        "\"orders.buyer\"",
+        "a field of table orders (user, product, qty, status)",
+    );
+    bad(claim, "unique = [\"order.user\"]", "\"order.user\"", "a declared table (orders, product)");
+    bad(claim, "unique = [\"user\"]", "\"user\"", "a table's field (table.field)");
+    bad(claim, "unique = []", "[]", "one or more fields of a table");
+    bad(claim, "unique = [\"orders.user\", \"orders.user\"]", "\"orders.user\"]", "each field once");
+    bad(
+        claim,
+        "unique = [\"orders.user\"]\nalways = \"product.stock >= 0\"",
+        "[invariants",
+        "exactly one of `always`, `eventually` or `unique`",
+    );
+}

@@ -38,6 +38,8 @@ enum CacheData {
 pub struct State {
     tables: Vec<Rows>,
     caches: Vec<CacheData>,
+    /// Per invariant, for `unique` ones: the rows holding each value of its fields.
+    unique_index: Vec<BTreeMap<Vec<Value>, BTreeSet<i64>>>,
 }
 
 /// A committed write: the row before (none for an insert) and after.
@@ -112,7 +114,15 @@ impl State {
                 CacheKind::Keys => CacheData::Keys(BTreeSet::new()),
             })
             .collect();
-        Self { tables, caches }
+        let mut st = Self { tables, caches, unique_index: vec![BTreeMap::new(); wf.invariants.len()] };
+        for (n, inv) in wf.invariants.iter().enumerate() {
+            let InvariantDecl::Unique { table, fields, .. } = inv else { continue };
+            let index: Vec<(Vec<Value>, i64)> = st.rows(*table).map(|(id, row)| (project(row, fields), id)).collect();
+            for (key, id) in index {
+                st.unique_index[n].entry(key).or_default().insert(id);
+            }
+        }
+        st
     }
 
     /// Row `id` of `table`, as committed.
@@ -194,6 +204,19 @@ impl State {
                 rows.unique[u].insert(project(&after, cols));
             }
             rows.rows.insert(id, after.clone());
+            for (n, inv) in wf.invariants.iter().enumerate() {
+                let InvariantDecl::Unique { table, fields, .. } = inv else { continue };
+                if *table != t {
+                    continue;
+                }
+                let index = &mut self.unique_index[n];
+                if let Some(b) = &before
+                    && let Some(ids) = index.get_mut(&project(b, fields))
+                {
+                    ids.remove(&id);
+                }
+                index.entry(project(&after, fields)).or_default().insert(id);
+            }
             out.writes.push(Write { table: t, id, before, after });
         }
         out
@@ -246,15 +269,28 @@ impl State {
         out
     }
 
-    /// The invariants of kind `always` that a committed write breaks: (invariant, table, row id).
+    /// The invariants of kind `always` or `unique` that a committed write breaks: (invariant,
+    /// table, row id). A `unique` one is broken by a row written with values another row holds.
     pub fn check_always(&self, wf: &Workflow, writes: &[Write]) -> Result<Vec<(u16, u16, i64)>, EvalError> {
         let mut broken = Vec::new();
         for (n, inv) in wf.invariants.iter().enumerate() {
-            let InvariantDecl::Always { table, cond, .. } = inv else { continue };
-            for w in writes.iter().filter(|w| w.table == *table) {
-                if !cond.eval(&w.after)?.as_bool() {
-                    broken.push((n as u16, *table, w.id));
+            match inv {
+                InvariantDecl::Always { table, cond, .. } => {
+                    for w in writes.iter().filter(|w| w.table == *table) {
+                        if !cond.eval(&w.after)?.as_bool() {
+                            broken.push((n as u16, *table, w.id));
+                        }
+                    }
                 }
+                InvariantDecl::Unique { table, fields, .. } => {
+                    for w in writes.iter().filter(|w| w.table == *table) {
+                        let holders = self.unique_index[n].get(&project(&w.after, fields));
+                        if holders.is_some_and(|ids| ids.len() > 1) {
+                            broken.push((n as u16, *table, w.id));
+                        }
+                    }
+                }
+                InvariantDecl::Eventually { .. } => {}
             }
         }
         Ok(broken)
@@ -265,13 +301,23 @@ impl State {
     pub fn check_end(&self, wf: &Workflow) -> Result<Vec<(u16, u16, i64)>, EvalError> {
         let mut broken = Vec::new();
         for (n, inv) in wf.invariants.iter().enumerate() {
-            let (InvariantDecl::Always { table, cond, .. } | InvariantDecl::Eventually { table, cond, .. }) = inv;
-            for (id, row) in self.rows(*table) {
-                if !cond.eval(row)?.as_bool() {
-                    broken.push((n as u16, *table, id));
+            match inv {
+                InvariantDecl::Always { table, cond, .. } | InvariantDecl::Eventually { table, cond, .. } => {
+                    for (id, row) in self.rows(*table) {
+                        if !cond.eval(row)?.as_bool() {
+                            broken.push((n as u16, *table, id));
+                        }
+                    }
+                }
+                // Every row but the first (by id) of each shared value.
+                InvariantDecl::Unique { table, .. } => {
+                    for ids in self.unique_index[n].values() {
+                        broken.extend(ids.iter().skip(1).map(|&id| (n as u16, *table, id)));
+                    }
                 }
             }
         }
+        broken.sort_by_key(|&(n, _, id)| (n, id));
         Ok(broken)
     }
 
@@ -632,6 +678,61 @@ transaction = [
         // The SADD of the rolled-back transaction stayed: Redis is not part of it.
         assert_eq!(second.effects.len(), 1);
         assert!(st.has_key(0, &Value::Int(1)));
+    }
+
+    /// A `unique` invariant detects what no constraint stops: the second row with a user's
+    /// coupon breaks it at its commit, an update that moves a row's values away settles it, and
+    /// the end of a run names every row but the first of each shared value.
+    #[test]
+    fn a_uniqueness_invariant_breaks_at_the_second_row_holding_the_values() {
+        let text = r#"
+[workflow]
+name = "coupons"
+
+[tables.user_coupon]
+fields = { coupon = "int", user = "int" }
+rows = { count = 2, values = { coupon = 5 } }
+
+[requests.issue]
+service = "coupon-api"
+rate_per_sec = 10
+fields = { coupon = 1, user = "uniform(0, 9)" }
+transaction = [
+  { insert = "user_coupon", id = "request.id", values = { coupon = "request.coupon", user = "request.user" } },
+]
+
+[requests.move]
+service = "coupon-api"
+rate_per_sec = 10
+fields = { user = "uniform(0, 9)" }
+transaction = [
+  { read = "user_coupon", id = "request.id", lock = "for-update" },
+  { update = "user_coupon", set = { user = "request.user" } },
+]
+
+[invariants.coupon-once]
+unique = ["user_coupon.coupon", "user_coupon.user"]
+"#;
+        let wf = compile("coupons.toml", text, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(&wf.invariants[0], InvariantDecl::Unique { fields, text, .. }
+            if fields == &vec![0, 1] && text == "unique(user_coupon.coupon, user_coupon.user)"));
+        let mut st = State::new(&wf, &mut |_| false);
+        // The two initial rows share (5, 0): the second breaks it from the start.
+        assert_eq!(st.check_end(&wf), Ok(vec![(0, 0, 1)]));
+        let issue = &wf.request("issue").expect("issue").handler;
+        let run = |st: &mut State, id: i64, user: i64| {
+            let out = st.transaction(&wf, &issue.transaction, &mut frame(issue, [id, 1, user].map(Value::Int)));
+            assert_eq!(out.stop, None);
+            st.check_always(&wf, &out.writes)
+        };
+        assert_eq!(run(&mut st, 10, 7), Ok(vec![]));
+        assert_eq!(run(&mut st, 11, 8), Ok(vec![]));
+        assert_eq!(run(&mut st, 12, 7), Ok(vec![(0, 0, 12)]), "user 7's second coupon 1");
+        assert_eq!(st.check_end(&wf), Ok(vec![(0, 0, 1), (0, 0, 12)]));
+        let mv = &wf.request("move").expect("move").handler;
+        let out = st.transaction(&wf, &mv.transaction, &mut frame(mv, [12, 9].map(Value::Int)));
+        assert_eq!((out.stop, st.check_always(&wf, &out.writes)), (None, Ok(vec![])));
+        assert_eq!(st.check_end(&wf), Ok(vec![(0, 0, 1)]), "row 12 moved to user 9");
     }
 
     #[test]

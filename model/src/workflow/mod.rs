@@ -234,12 +234,26 @@ pub enum InvariantDecl {
     Always { name: String, table: u16, cond: Expr, text: String },
     /// `cond` (written `text`) holds for every row of `table` at the end of the quiet period.
     Eventually { name: String, table: u16, cond: Expr, text: String },
+    /// No two rows of `table` share the values of `fields` (written `text`), after every
+    /// commit: a uniqueness the design claims without a constraint that enforces it.
+    Unique { name: String, table: u16, fields: Vec<u16>, text: String },
 }
 
 impl InvariantDecl {
+    /// The table it is about, and its condition as written.
+    pub fn table_and_text(&self) -> (u16, &str) {
+        match self {
+            InvariantDecl::Always { table, text, .. }
+            | InvariantDecl::Eventually { table, text, .. }
+            | InvariantDecl::Unique { table, text, .. } => (*table, text),
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
-            InvariantDecl::Always { name, .. } | InvariantDecl::Eventually { name, .. } => name,
+            InvariantDecl::Always { name, .. }
+            | InvariantDecl::Eventually { name, .. }
+            | InvariantDecl::Unique { name, .. } => name,
         }
     }
 }
