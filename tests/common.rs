@@ -219,3 +219,31 @@ pub fn with_fanout_workflow(mut s: Scenario) -> Scenario {
     s.workflow = Some(std::sync::Arc::new(wf));
     s
 }
+
+/// Scenario `s` (seeds 002/003's coupons) with its coupon API and issuer group run from
+/// `scenarios/workflows/coupon.toml`, bound to its workload settings and its API's dedup.
+#[allow(dead_code)]
+pub fn with_coupon_workflow(mut s: Scenario) -> Scenario {
+    use evsim_model::scenario::{CouponDedup, ServiceKind};
+    use evsim_model::workflow::Param;
+    let path = root().join("scenarios/workflows/coupon.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let api = s.services.iter().find(|x| x.kind == ServiceKind::CouponApi).expect("a coupon API");
+    let dedup = match api.dedup {
+        CouponDedup::None => "none",
+        CouponDedup::CacheSet => "cache-set",
+        CouponDedup::DbUnique => panic!("the coupon workflow has no db-unique variant yet"),
+    };
+    let w = &s.workload;
+    let bindings = [
+        ("users".to_string(), Param::Int(i64::from(w.users))),
+        ("coupons".to_string(), Param::Int(i64::from(w.coupons))),
+        ("coupon_quantity".to_string(), Param::Int(i64::from(w.coupon_quantity))),
+        ("rate_per_sec".to_string(), Param::Float(w.coupon_rate_per_sec)),
+        ("duplicate_request_rate".to_string(), Param::Float(w.duplicate_request_rate)),
+        ("dedup".to_string(), Param::Str(dedup.to_string())),
+    ];
+    let wf = evsim_model::workflow::compile("coupon.toml", &text, &bindings).unwrap_or_else(|e| panic!("{e}"));
+    s.workflow = Some(std::sync::Arc::new(wf));
+    s
+}

@@ -240,6 +240,14 @@ pub fn describe_op(h: &History, op: &Op) -> String {
             step + 1,
             event(h, *cause)
         ),
+        Op::Refused { handler, id } => format!("{} #{id}: refused by a guard", h.handler_name(*handler)),
+        Op::ListenerRejected { group, cause, handler, step } => format!(
+            "{} of group {}: step {} rejected {} (transaction rolled back, record acknowledged)",
+            h.handler_name(*handler),
+            h.group_name(*group),
+            step + 1,
+            event(h, *cause)
+        ),
         Op::InvariantBroken { invariant, row } => match h.header.invariants.get(*invariant as usize) {
             Some(i) => format!("{} row {row} breaks {} ({})", i.table, i.name, i.condition),
             None => format!("row {row} breaks invariant {invariant}"),

@@ -398,6 +398,12 @@ pub enum Op {
     /// header's `invariants`): an `always` one right after the commit that wrote it, an
     /// `eventually` one at the end of the run.
     InvariantBroken { invariant: u16, row: i64 },
+    /// Request `id` of request type `handler`, whose handler has no transaction, was refused
+    /// by a guard (the client gets an error; nothing was written).
+    Refused { handler: u16, id: u64 },
+    /// A listener of `group` rejected `cause` at step `step` of its handler (a guard with
+    /// `otherwise = "reject"`): its transaction rolled back, and the record is acknowledged.
+    ListenerRejected { group: GroupId, cause: EventId, handler: u16, step: u16 },
 }
 
 impl Op {

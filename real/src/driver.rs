@@ -254,6 +254,13 @@ pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
     for action in actions {
         match action {
             Action::Input(input) => service_input(ctx, s, input),
+            // A workflow handler without a transaction reaches no database: its steps run now.
+            Action::Txn { token, txn: Txn::Workflow { handler, id } }
+                if ctx.core.borrow().wf.as_ref().is_some_and(|run| !run.has_transaction(handler)) =>
+            {
+                let incarnation = ctx.core.borrow().services[s as usize].incarnation;
+                workflow_txn(ctx, s, token, handler, id, incarnation, false);
+            }
             Action::Txn { token, txn } => spawn_txn(ctx, s, token, txn),
             Action::Produce { token, topic, message } => produce(ctx, s, token, topic, message),
             Action::Pay { order, user, amount } => {
@@ -266,25 +273,7 @@ pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
                     payment_request(&ctx, order, user, amount);
                 });
             }
-            Action::FollowUp { handler, id, at } => {
-                let ctx = ctx.clone();
-                ctx.core.borrow_mut().pending += 1;
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep_until(ctx.instant(at)).await;
-                    let live = {
-                        let mut guard = ctx.core.borrow_mut();
-                        let core = &mut *guard;
-                        core.pending -= 1;
-                        let services = &core.services;
-                        let run = core.wf.as_mut().expect("a workflow run");
-                        run.follow_up(handler, id, |s| services[s as usize].alive)
-                    };
-                    if let Some(s) = live {
-                        ctx.record(NodeId(0), Op::Requested { handler, id });
-                        service_input(&ctx, s, Input::Request(Request::Workflow { handler, id }));
-                    }
-                });
-            }
+            Action::FollowUp { handler, id, at } => send_later(ctx, handler, id, at),
             Action::Timer { token, after_us } => {
                 let ctx = ctx.clone();
                 let incarnation = ctx.core.borrow().services[s as usize].incarnation;
@@ -332,7 +321,7 @@ async fn db_worker(ctx: Ctx) {
         };
         tokio::time::sleep_until(ctx.instant(due)).await;
         if let Txn::Workflow { handler, id } = txn {
-            workflow_txn(&ctx, s, token, handler, id, incarnation);
+            workflow_txn(&ctx, s, token, handler, id, incarnation, true);
             continue;
         }
         let outcome = {
@@ -367,28 +356,35 @@ async fn db_worker(ctx: Ctx) {
 /// A workflow request's transaction at its commit ([`evsim_sim::workflow::WorkflowRun::decide`],
 /// as the simulator runs it): its decision recorded, the outbox rows of its events written with
 /// it when the service publishes through an outbox, the service told what it publishes.
-fn workflow_txn(ctx: &Ctx, s: u16, token: Token, handler: u16, id: u64, incarnation: u32) {
+fn workflow_txn(ctx: &Ctx, s: u16, token: Token, handler: u16, id: u64, incarnation: u32, queued: bool) {
     let (committed, events, compensate) = {
         let mut guard = ctx.core.borrow_mut();
         let core = &mut *guard;
-        core.pending -= 1;
+        if queued {
+            core.pending -= 1;
+        }
         if core.services[s as usize].incarnation != incarnation {
             // The process died while its transaction was open: the DB rolled it back.
             return;
         }
         let node = core.services[s as usize].node;
         let db_down = !core.db_down.is_empty();
-        if db_down {
-            faults::outage_hit(core, faults::Outage::Db);
-        }
         let run = core.wf.as_mut().expect("a workflow run");
+        let transacts = run.has_transaction(handler);
         let Some(decided) = run.decide(handler, id, db_down) else { return };
-        if decided.committed {
-            core.stats.orders_committed += 1;
-        } else {
-            core.stats.orders_rejected += 1;
+        if transacts {
+            if db_down {
+                faults::outage_hit(core, faults::Outage::Db);
+            }
+            if decided.committed {
+                core.stats.orders_committed += 1;
+            } else {
+                core.stats.orders_rejected += 1;
+            }
         }
-        ctx.record(node, decided.op);
+        if let Some(op) = decided.op {
+            ctx.record(node, op);
+        }
         let spec = &ctx.scenario.services[core.services[s as usize].spec as usize];
         if decided.committed && spec.publish == PublishStrategy::Outbox {
             let now = ctx.now();
@@ -426,7 +422,7 @@ async fn workflow_requests(ctx: Ctx) {
             continue;
         }
         tokio::time::sleep_until(ctx.instant(at)).await;
-        let (id, live) = {
+        let (id, live, duplicate) = {
             let mut guard = ctx.core.borrow_mut();
             let core = &mut *guard;
             core.stats.requests += 1;
@@ -437,11 +433,36 @@ async fn workflow_requests(ctx: Ctx) {
             due.push(Reverse((run.next_at(handler), seq, handler)));
             picked
         };
+        if let Some((again, after)) = duplicate {
+            send_later(&ctx, handler, again, at + after);
+        }
         if let Some(s) = live {
             ctx.record(NodeId(0), Op::Requested { handler, id });
             service_input(&ctx, s, Input::Request(Request::Workflow { handler, id }));
         }
     }
+}
+
+/// The client sends workflow request `id` of type `handler` at `at` (a follow-up, or a
+/// duplicate of a request), to a live instance of its service then.
+fn send_later(ctx: &Ctx, handler: u16, id: u64, at: Micros) {
+    let ctx = ctx.clone();
+    ctx.core.borrow_mut().pending += 1;
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep_until(ctx.instant(at)).await;
+        let live = {
+            let mut guard = ctx.core.borrow_mut();
+            let core = &mut *guard;
+            core.pending -= 1;
+            let services = &core.services;
+            let run = core.wf.as_mut().expect("a workflow run");
+            run.follow_up(handler, id, |s| services[s as usize].alive)
+        };
+        if let Some(s) = live {
+            ctx.record(NodeId(0), Op::Requested { handler, id });
+            service_input(&ctx, s, Input::Request(Request::Workflow { handler, id }));
+        }
+    });
 }
 
 /// A client request reaches a live instance, round-robin as a load balancer would.

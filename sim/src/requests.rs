@@ -50,6 +50,8 @@ struct Stream {
     clock: f64,
     next_id: u64,
     fields: Vec<Drawer>,
+    /// The probability of a double click (0: none, and nothing drawn for it).
+    duplicate_rate: f64,
 }
 
 /// The requests of every declared request type, from one random stream.
@@ -68,6 +70,7 @@ impl Requests {
                 mean_gap_us: 1_000_000.0 / r.rate_per_sec,
                 clock: 0.0,
                 next_id: 1,
+                duplicate_rate: r.duplicate.as_ref().map_or(0.0, |d| d.rate),
                 fields: r
                     .fields
                     .iter()
@@ -92,8 +95,9 @@ impl Requests {
         s.clock as Micros
     }
 
-    /// Request type `stream`'s next request: its id and its fields' values, drawn in order.
-    pub fn next(&mut self, stream: usize) -> (u64, Vec<Value>) {
+    /// Request type `stream`'s next request: its id and its fields' values, drawn in order, then
+    /// whether the client sends it twice: the duplicate's id (the next one), if it does.
+    pub fn next(&mut self, stream: usize) -> (u64, Vec<Value>, Option<u64>) {
         let s = &mut self.streams[stream];
         let id = s.next_id;
         s.next_id += 1;
@@ -101,13 +105,19 @@ impl Requests {
             .fields
             .iter()
             .map(|d| match d {
-                // The compiler keeps 0 <= lo <= hi; a range of one value draws nothing.
-                Drawer::Uniform { lo, hi } => Value::Int(self.rng.range_inclusive(*lo as u64, *hi as u64) as i64),
+                // The compiler keeps 0 <= lo <= hi (so the span fits); one draw, also when the
+                // range holds one value.
+                Drawer::Uniform { lo, hi } => Value::Int(lo + self.rng.below((hi - lo) as u64 + 1) as i64),
                 Drawer::Zipf(cdf) => Value::Int(zipf_draw(&mut self.rng, cdf) as i64),
                 Drawer::Const(v) => v.clone(),
             })
             .collect();
-        (id, values)
+        let s = &mut self.streams[stream];
+        let duplicate = (s.duplicate_rate > 0.0 && self.rng.chance(s.duplicate_rate)).then(|| {
+            s.next_id += 1;
+            s.next_id - 1
+        });
+        (id, values, duplicate)
     }
 }
 
@@ -147,7 +157,7 @@ mod tests {
             assert_eq!(rust.next_order_at(), lang.next_at(0));
             for _ in 0..20_000 {
                 let (order, user, product, qty) = rust.next_request();
-                let (id, v) = lang.next(0);
+                let (id, v, _) = lang.next(0);
                 assert_eq!(
                     (id, v),
                     (order, vec![Value::Int(user as i64), Value::Int(i64::from(product)), Value::Int(i64::from(qty))])
@@ -182,7 +192,7 @@ mod tests {
             let mut st = State::new(&wf, &mut |_| false);
             let mut facts = Vec::new();
             for _ in 0..20_000 {
-                let (id, v) = requests.next(0);
+                let (id, v, _) = requests.next(0);
                 let field = |i: usize| match v[i] {
                     Value::Int(x) => x,
                     ref other => panic!("an integer field, not {other:?}"),
@@ -232,7 +242,7 @@ mod tests {
         let mut r = Requests::new(&wf, Seeds::new(3).stream(RngStream::Workload));
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..1_000 {
-            let (_, v) = r.next(0);
+            let (_, v, _) = r.next(0);
             assert_eq!(v[2], Value::Int(7));
             seen.insert(v[0].clone());
         }

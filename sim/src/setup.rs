@@ -73,8 +73,8 @@ pub fn plan_requests(scenario: &Scenario, seed: u64) -> Vec<Planned> {
     let has = |k: ServiceKind| scenario.services.iter().any(|s| s.kind == k);
     // The simulator's workload events, replayed in its event queue's order: by time, and at one
     // microsecond in scheduling order. Each clock's event draws the request and schedules the
-    // clock's next arrival; an order and a queue entry are sent by that event, a coupon request
-    // (and its double click, 10 ms later) by an event of its own scheduled then.
+    // clock's next arrival; an order, a queue entry and a coupon request are sent by that event
+    // (a coupon request's double click, 10 ms later, by an event of its own scheduled then).
     #[derive(Clone, Copy)]
     enum Due {
         Order,
@@ -126,11 +126,11 @@ pub fn plan_requests(scenario: &Scenario, seed: u64) -> Vec<Planned> {
             }
             Due::Coupon => {
                 let (request, coupon, user, duplicate) = w.next_coupon_request();
-                q.schedule(at, Due::Send(Request::IssueCoupon { request, coupon, user }));
                 if let Some(again) = duplicate {
                     // A double click: the same request again, 10 ms later.
                     q.schedule(at + 10_000, Due::Send(Request::IssueCoupon { request: again, coupon, user }));
                 }
+                out.push(Planned { at, request: Request::IssueCoupon { request, coupon, user } });
                 q.schedule(w.next_coupon_at(), Due::Coupon);
             }
         }

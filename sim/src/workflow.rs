@@ -102,7 +102,9 @@ pub fn runs_requests(scenario: &Scenario, service: &str) -> bool {
 #[derive(Debug)]
 pub struct Decided {
     pub committed: bool,
-    pub op: Op,
+    /// The entry that records the decision: none for a handler without a transaction that
+    /// went through (it decided nothing the history must show).
+    pub op: Option<Op>,
     pub events: Vec<Message>,
     pub broken: Vec<Op>,
     /// A rolled-back request whose compensation commits on its own (`requires-new`): the
@@ -198,13 +200,25 @@ impl WorkflowRun {
     /// Request type `handler`'s next request: its id, and the service instance it goes to (a
     /// live one, round-robin by id, as a load balancer with health checks would), which then
     /// holds its fields until its transaction runs.
-    pub fn next_request(&mut self, handler: u16, alive: impl Fn(u16) -> bool) -> (u64, Option<u16>) {
-        let (id, values) = self.requests.next(handler as usize);
+    ///
+    /// The third part is the client's duplicate of it, when it sends it twice: its id and how
+    /// long after to send it (as a follow-up: [`WorkflowRun::follow_up`]).
+    pub fn next_request(
+        &mut self,
+        handler: u16,
+        alive: impl Fn(u16) -> bool,
+    ) -> (u64, Option<u16>, Option<(u64, Micros)>) {
+        let (id, values, duplicate) = self.requests.next(handler as usize);
+        let duplicate = duplicate.map(|again| {
+            self.follow_ups.insert((handler, again), values.clone());
+            let after = self.wf.requests[handler as usize].duplicate.as_ref().map_or(0, |d| d.after_us);
+            (again, after)
+        });
         let live = self.instance(handler, id, alive);
         if live.is_some() {
             self.inputs.insert((handler, id), values);
         }
-        (id, live)
+        (id, live, duplicate)
     }
 
     /// In-transaction publishing: the event request `id`'s transaction publishes when it
@@ -244,6 +258,8 @@ impl WorkflowRun {
         let inputs = 1 + values.len() as u16;
         let wf = self.wf.clone();
         let h = wf.handler(handler);
+        // A handler without a transaction does not reach the database.
+        let db_down = db_down && self.has_transaction(handler);
         let compensation = wf.requests.get(handler as usize).and_then(|r| r.compensation);
         let kept = compensation.map(|_| values.clone());
         let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
@@ -261,8 +277,13 @@ impl WorkflowRun {
                 for (event, values) in out.published.into_iter().chain(after.published) {
                     events.push(self.message(event, values));
                 }
-                self.compute_follow_ups(handler, id, &frame);
-                true
+                // Without a transaction, a guard that stops the steps refuses the request (what
+                // its steps published before the guard is sent all the same).
+                let refused = !self.has_transaction(handler) && after.stop.is_some();
+                if !refused {
+                    self.compute_follow_ups(handler, id, &frame);
+                }
+                !refused
             } else {
                 // `catch (e) { compensate(); throw e; }`: a compensation that requires a new
                 // transaction commits on its own; one that joins the failing transaction is
@@ -284,12 +305,19 @@ impl WorkflowRun {
                 false
             }
         };
-        let op = if committed {
-            Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }
-        } else {
-            Op::TxnRolledBack { handler, id, event: self.would_publish(h, &frame, inputs) }
+        let op = match (self.has_transaction(handler), committed) {
+            (true, true) => Some(Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }),
+            (true, false) => Some(Op::TxnRolledBack { handler, id, event: self.would_publish(h, &frame, inputs) }),
+            (false, true) => None,
+            (false, false) => Some(Op::Refused { handler, id }),
         };
         Some(Decided { committed, op, events, broken, compensate })
+    }
+
+    /// Whether handler `handler` runs a transaction (one without goes through no database: its
+    /// steps run as soon as the request arrives).
+    pub fn has_transaction(&self, handler: u16) -> bool {
+        !self.wf.handler(handler).transaction.is_empty()
     }
 
     /// A committed request's follow-ups' fields, computed from its input (`frame`'s first slots).
@@ -351,10 +379,17 @@ impl WorkflowRun {
             self.failed(name, &out.stop);
             let first = h.transaction.len() as u16;
             effects.extend(out.effects.into_iter().map(|s| s + first));
-            stop = out.stop;
+            // Steps are numbered through the transaction, then the steps after it.
+            stop = out.stop.map(|s| match s {
+                Stop::Rejected { step, message } => Stop::Rejected { step: step + first, message },
+                other => other,
+            });
         }
         let mut ops: Vec<Op> =
             effects.into_iter().map(|step| Op::Effect { group, cause: record.value, handler, step }).collect();
+        if let Some(Stop::Rejected { step, .. }) = stop {
+            ops.push(Op::ListenerRejected { group, cause: record.value, handler, step });
+        }
         ops.extend(broken);
         (!matches!(stop, Some(Stop::Thrown { .. } | Stop::Error { .. })), ops)
     }
@@ -481,8 +516,13 @@ impl World {
         }
         let run = self.wf.as_mut().expect("a workflow run");
         let services = &self.services;
-        let (id, live) = run.next_request(handler, |s| services[s as usize].alive);
+        let (id, live, duplicate) = run.next_request(handler, |s| services[s as usize].alive);
         self.stats.requests += 1;
+        if let Some((again, after)) = duplicate {
+            // A double click: the same request again, a little later.
+            let now = self.now();
+            self.q.schedule_at(now + after, Ev::FollowUp { handler, id: again });
+        }
         if let Some(service) = live {
             self.record(NodeId(0), Op::Requested { handler, id });
             self.service_input(service, Input::Request(evsim_model::actor::Request::Workflow { handler, id }));
@@ -504,19 +544,24 @@ impl World {
     pub(crate) fn workflow_txn(&mut self, service: u16, token: u64, handler: u16, id: u64) {
         let node = self.services[service as usize].node;
         let db_down = !self.db_down.is_empty();
-        if db_down {
-            self.outage_hit(evsim_model::scenario::FaultKind::DbUnavailable, None);
-        }
         let run = self.wf.as_mut().expect("a workflow run");
+        let transacts = run.has_transaction(handler);
         let Some(Decided { committed, op, events, broken, compensate }) = run.decide(handler, id, db_down) else {
             return;
         };
-        if committed {
-            self.stats.orders_committed += 1;
-        } else {
-            self.stats.orders_rejected += 1;
+        if transacts {
+            if db_down {
+                self.outage_hit(evsim_model::scenario::FaultKind::DbUnavailable, None);
+            }
+            if committed {
+                self.stats.orders_committed += 1;
+            } else {
+                self.stats.orders_rejected += 1;
+            }
         }
-        self.record(node, op);
+        if let Some(op) = op {
+            self.record(node, op);
+        }
         // With the outbox, the events' rows are written by the same transaction.
         let spec = self.services[service as usize].spec as usize;
         if committed && self.scenario.services[spec].publish == PublishStrategy::Outbox {

@@ -184,11 +184,12 @@ impl World {
         }
         let (request, coupon, user, duplicate) = self.workload.next_coupon_request();
         let now = self.now();
-        self.q.schedule_at(now, Ev::CouponRequest { request, coupon, user });
         if let Some(again) = duplicate {
             // A double click: the same request again, 10 ms later.
             self.q.schedule_at(now + 10_000, Ev::CouponRequest { request: again, coupon, user });
         }
+        // Sent at its arrival, as the workflow language's requests are.
+        self.coupon_request(request, coupon, user);
         let at = self.workload.next_coupon_at();
         self.q.schedule_at(at, Ev::NextCoupon);
     }
@@ -319,6 +320,12 @@ impl World {
                 Command::ScanOutbox { token, older_than_us } => {
                     let events = self.db.due_outbox(now.saturating_sub(older_than_us));
                     self.service_input(service, Input::OutboxDue { token, events });
+                }
+                // A workflow handler without a transaction reaches no database: its steps run now.
+                Command::Transact { token, txn: Txn::Workflow { handler, id } }
+                    if self.wf.as_ref().is_some_and(|run| !run.has_transaction(handler)) =>
+                {
+                    self.workflow_txn(service, token, handler, id);
                 }
                 Command::Transact { token, txn } => {
                     let at = now + self.scenario.database.latency_us;

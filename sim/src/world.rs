@@ -426,7 +426,10 @@ impl World {
                 })
                 .collect(),
             coupon_services: (0..services.len() as u16)
-                .filter(|&i| services[i as usize].kind == ServiceKind::CouponApi)
+                .filter(|&i| {
+                    services[i as usize].kind == ServiceKind::CouponApi
+                        && !matches!(services[i as usize].service, evsim_model::registry::AnyService::Workflow(_))
+                })
                 .collect(),
             queue_services: (0..services.len() as u16)
                 .filter(|&i| services[i as usize].kind == ServiceKind::WaitingQueueApi)

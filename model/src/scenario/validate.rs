@@ -235,7 +235,9 @@ impl Validator<'_> {
                     while let Some(f) = &wf.requests[i].follows {
                         i = f.parent as usize;
                     }
-                    wf.requests[i].rate_per_sec
+                    // A double click is one more request.
+                    let r = &wf.requests[i];
+                    r.rate_per_sec * (1.0 + r.duplicate.as_ref().map_or(0.0, |d| d.rate))
                 };
                 wf.requests
                     .iter()

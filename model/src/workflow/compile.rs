@@ -4,8 +4,8 @@
 
 use super::expr::{self, Resolved, Scope, Type, Value};
 use super::{
-    Cache, CacheCommand, CacheKind, CompensationDecl, Draw, EventDecl, FollowUp, Handler, InvariantDecl, ListenerDecl,
-    Lock, Otherwise, Propagation, RequestDecl, RowDraw, Step, Table, Workflow,
+    Cache, CacheCommand, CacheKind, CompensationDecl, Draw, Duplicate, EventDecl, FollowUp, Handler, InvariantDecl,
+    ListenerDecl, Lock, Otherwise, Propagation, RequestDecl, RowDraw, Step, Table, Workflow,
 };
 use crate::scenario::ScenarioError;
 use serde::Deserialize;
@@ -213,6 +213,15 @@ struct RawRequest {
     steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     compensation: Option<Spanned<RawCompensation>>,
+    #[serde(default)]
+    duplicate: Option<Spanned<RawDuplicate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDuplicate {
+    rate: RawExpr,
+    after_ms: RawExpr,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +279,8 @@ struct RawStep {
     #[serde(rename = "as")]
     answer: Option<Spanned<String>>,
     call: Option<Spanned<String>>,
+    /// A condition on the parameters: the step exists only where it holds.
+    when: Option<RawExpr>,
 }
 
 /// A parameter's value: what a scenario binds, or the workflow's default.
@@ -966,6 +977,29 @@ impl Compiler<'_> {
             };
             fields.push((f.get_ref().clone(), draw));
         }
+        let duplicate = match (&r.duplicate, &parent) {
+            (None, _) => None,
+            (Some(d), Some(_)) => {
+                return Err(self.err(d.span(), "`duplicate` on a request with a `rate_per_sec` (not a follow-up)"));
+            }
+            (Some(d), None) => {
+                let d = d.get_ref();
+                let rate = Self::number(d.rate.get_ref().text.trim(), params).filter(|p| (0.0..=1.0).contains(p));
+                let Some(rate) = rate else {
+                    return Err(self.err(
+                        d.rate.span(),
+                        "a probability from 0 to 1 (a number or params.<name>) that the client sends a request twice",
+                    ));
+                };
+                let after = self.constant(&d.after_ms, params, Type::Int)?.as_int();
+                if !(0..=MAX_DELAY_MS).contains(&after) {
+                    return Err(
+                        self.err(d.after_ms.span(), format!("a delay from 0 to {MAX_DELAY_MS} ms, found {after}"))
+                    );
+                }
+                Some(Duplicate { rate, after_us: after as u64 * 1_000 })
+            }
+        };
         let input = fields.iter().map(|(n, d)| (n.clone(), draw_type(d))).collect();
         let compensates = r.compensation.is_some();
         let handler = self.handler(wf, params, ("request", input), compensates, &r.transaction, &r.steps)?;
@@ -974,6 +1008,7 @@ impl Compiler<'_> {
             service: r.service.get_ref().clone(),
             rate_per_sec: rate,
             follows,
+            duplicate,
             fields,
             handler,
             compensation: None,
@@ -1304,6 +1339,11 @@ impl Compiler<'_> {
                 self.bound(s.span(), list.len(), MAX_STEPS, "steps per list")?;
             }
             for s in list {
+                if let Some(when) = &s.get_ref().when
+                    && !self.constant(when, params, Type::Bool)?.as_bool()
+                {
+                    continue;
+                }
                 let step = self.step(wf, &mut frame, s, in_txn)?;
                 if in_txn { h.transaction.push(step) } else { h.after.push(step) }
             }

@@ -381,3 +381,40 @@ fn a_uniqueness_invariant_names_fields_of_one_table() {
         "exactly one of `always`, `eventually` or `unique`",
     );
 }
+
+const COUPON: &str = include_str!("../../../scenarios/workflows/coupon.toml");
+
+#[test]
+fn steps_exist_where_their_condition_holds_and_double_clicks_are_bounded() {
+    let variant = |dedup: &str| {
+        let wf = compile("coupon.toml", COUPON, &[("dedup".into(), Param::Str(dedup.into()))]);
+        wf.unwrap_or_else(|e| panic!("{e}")).request("issue-coupon").expect("issue-coupon").handler.after.len()
+    };
+    assert_eq!((variant("cache-set"), variant("none")), (3, 1), "SADD and its guard only with the Redis set");
+    let wf = compile("coupon.toml", COUPON, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let d = wf.request("issue-coupon").expect("issue-coupon").duplicate.clone();
+    assert_eq!(d, Some(Duplicate { rate: 0.05, after_us: 10_000 }));
+
+    let bad_coupon = |from: &str, to: &str, at: &str, says: &str| bad_in(("coupon.toml", COUPON), from, to, at, says);
+    bad_coupon(
+        "when = \"params.dedup == 'cache-set'\" }",
+        "when = \"params.dedup\" }",
+        "params.dedup\" }",
+        "a boolean here",
+    );
+    bad_coupon(
+        "when = \"params.dedup == 'cache-set'\" }",
+        "when = \"params.dedupe == 'x'\" }",
+        "params.dedupe",
+        "a declared parameter",
+    );
+    // The SADD gone, its answer is not there for the guard.
+    bad_coupon(
+        "as = \"added\", when = \"params.dedup == 'cache-set'\" }",
+        "as = \"added\", when = \"false\" }",
+        "added\", otherwise",
+        "a name this step can see",
+    );
+    bad_coupon("rate = \"params.duplicate_request_rate\"", "rate = 2", "2,", "a probability from 0 to 1");
+    bad_coupon("after_ms = 10", "after_ms = -10", "-10", "a delay from 0 to 86400000 ms");
+}

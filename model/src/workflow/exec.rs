@@ -282,11 +282,25 @@ impl State {
                         }
                     }
                 }
+                // Once per value that these writes made shared: at the first written row that
+                // holds it, when at most one row held it before them.
                 InvariantDecl::Unique { table, fields, .. } => {
-                    for w in writes.iter().filter(|w| w.table == *table) {
-                        let holders = self.unique_index[n].get(&project(&w.after, fields));
-                        if holders.is_some_and(|ids| ids.len() > 1) {
+                    let mut reported: BTreeSet<Vec<Value>> = BTreeSet::new();
+                    let written = writes.iter().filter(|w| w.table == *table);
+                    for w in written.clone() {
+                        let key = project(&w.after, fields);
+                        let holders = self.unique_index[n].get(&key).map_or(0, BTreeSet::len);
+                        // Rows these writes gave the value (a row that kept it held it before).
+                        let new = written
+                            .clone()
+                            .filter(|x| {
+                                project(&x.after, fields) == key
+                                    && x.before.as_ref().is_none_or(|b| project(b, fields) != key)
+                            })
+                            .count();
+                        if holders >= 2 && holders - new <= 1 && !reported.contains(&key) {
                             broken.push((n as u16, *table, w.id));
+                            reported.insert(key);
                         }
                     }
                 }
@@ -309,10 +323,10 @@ impl State {
                         }
                     }
                 }
-                // Every row but the first (by id) of each shared value.
+                // Each shared value, at its second row (by id).
                 InvariantDecl::Unique { table, .. } => {
                     for ids in self.unique_index[n].values() {
-                        broken.extend(ids.iter().skip(1).map(|&id| (n as u16, *table, id)));
+                        broken.extend(ids.iter().nth(1).map(|&id| (n as u16, *table, id)));
                     }
                 }
             }
@@ -728,11 +742,16 @@ unique = ["user_coupon.coupon", "user_coupon.user"]
         assert_eq!(run(&mut st, 10, 7), Ok(vec![]));
         assert_eq!(run(&mut st, 11, 8), Ok(vec![]));
         assert_eq!(run(&mut st, 12, 7), Ok(vec![(0, 0, 12)]), "user 7's second coupon 1");
+        assert_eq!(run(&mut st, 13, 7), Ok(vec![]), "a third copy: the value was shared already");
         assert_eq!(st.check_end(&wf), Ok(vec![(0, 0, 1), (0, 0, 12)]));
         let mv = &wf.request("move").expect("move").handler;
-        let out = st.transaction(&wf, &mv.transaction, &mut frame(mv, [12, 9].map(Value::Int)));
-        assert_eq!((out.stop, st.check_always(&wf, &out.writes)), (None, Ok(vec![])));
-        assert_eq!(st.check_end(&wf), Ok(vec![(0, 0, 1)]), "row 12 moved to user 9");
+        for (row, user) in [(12, 9), (13, 8)] {
+            let out = st.transaction(&wf, &mv.transaction, &mut frame(mv, [row, user].map(Value::Int)));
+            let broke = st.check_always(&wf, &out.writes);
+            // Row 13 moves to user 8, whose coupon row 11 holds: shared again.
+            assert_eq!((out.stop, broke), (None, Ok(if row == 13 { vec![(0, 0, 13)] } else { vec![] })));
+        }
+        assert_eq!(st.check_end(&wf), Ok(vec![(0, 0, 1), (0, 0, 13)]), "(1, 7) no longer shared");
     }
 
     #[test]

@@ -120,6 +120,14 @@ pub struct FollowUp {
     pub delay_us: u64,
 }
 
+/// A double click: with probability `rate` (drawn after the fields), the client sends the same
+/// request again `after_us` later, as a new request (the next id) with the same fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Duplicate {
+    pub rate: f64,
+    pub after_us: u64,
+}
+
 /// A request type of the workload and the handler that serves it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestDecl {
@@ -131,6 +139,8 @@ pub struct RequestDecl {
     pub rate_per_sec: f64,
     /// Sent after another request instead of at a rate: its fields are [`Draw::Parent`]s.
     pub follows: Option<FollowUp>,
+    /// A client that sometimes sends the request twice (a double click).
+    pub duplicate: Option<Duplicate>,
     /// The fields drawn for each request, in the file's order (the order of the draws).
     pub fields: Vec<(String, Draw)>,
     pub handler: Handler,

@@ -105,14 +105,13 @@ impl Service for WorkflowService {
                     out.push(Command::Respond { token, response: Response::Rejected });
                     return;
                 }
-                if committed {
-                    for event in events {
-                        self.publisher.committed(token, event, out);
-                    }
-                    out.push(Command::Respond { token, response: Response::Ok });
-                } else {
-                    out.push(Command::Respond { token, response: Response::Rejected });
+                // What it published (nothing, when a transaction rolled back; the steps before a
+                // refusing guard, for a handler without one), then the answer.
+                for event in events {
+                    self.publisher.committed(token, event, out);
                 }
+                let response = if committed { Response::Ok } else { Response::Rejected };
+                out.push(Command::Respond { token, response });
             }
             Input::Timer { token } => self.publisher.on_timer(token, out),
             // The outbox scheduler found rows still INIT: the relay sends them again.
