@@ -466,9 +466,15 @@ fn send_later(ctx: &Ctx, handler: u16, id: u64, at: Micros) {
 }
 
 /// A client request reaches a live instance, round-robin as a load balancer would.
+/// Whether instance `s` is a compiled-in service of `kind`: one that runs a workflow's requests
+/// is not (a test may set a workflow on a scenario that still names kinds), as in the simulator.
+fn compiled_in(s: &Svc, kind: ServiceKind) -> bool {
+    s.kind == kind && !matches!(s.service, evsim_model::registry::AnyService::Workflow(_))
+}
+
 fn pick(core: &Core, kind: ServiceKind, id: u64) -> Option<u16> {
     let of_kind: Vec<u16> =
-        (0..core.services.len() as u16).filter(|&i| core.services[i as usize].kind == kind).collect();
+        (0..core.services.len() as u16).filter(|&i| compiled_in(&core.services[i as usize], kind)).collect();
     let n = of_kind.len() as u64;
     (0..n).map(|i| of_kind[((id + i) % n) as usize]).find(|&s| core.services[s as usize].alive)
 }
@@ -496,6 +502,11 @@ fn request(ctx: &Ctx, request: Request) {
     };
     let Some(s) = ({
         let mut core = ctx.core.borrow_mut();
+        // No compiled-in service of that kind (a workflow runs them): no such workload, as in
+        // the simulator.
+        if !core.services.iter().any(|x| compiled_in(x, kind)) {
+            return;
+        }
         core.stats.requests += 1;
         pick(&core, kind, id)
     }) else {
