@@ -36,6 +36,12 @@ impl AnyService {
         }
     }
 
+    /// The compiled-in service of `kind`: not an instance that runs a workflow's requests in
+    /// its place (a test may set a workflow on a scenario whose tables still name kinds).
+    pub fn is_compiled_in(&self, kind: ServiceKind, its_kind: ServiceKind) -> bool {
+        its_kind == kind && !matches!(self, AnyService::Workflow(_))
+    }
+
     /// The instance of a `[services.*]` table that runs a workflow's requests instead.
     pub fn workflow(spec: &ServiceSpec, topic: TopicId) -> Self {
         AnyService::Workflow(crate::workflow::service::WorkflowService::new(topic, publishing(spec)))

@@ -469,7 +469,7 @@ fn send_later(ctx: &Ctx, handler: u16, id: u64, at: Micros) {
 /// Whether instance `s` is a compiled-in service of `kind`: one that runs a workflow's requests
 /// is not (a test may set a workflow on a scenario that still names kinds), as in the simulator.
 fn compiled_in(s: &Svc, kind: ServiceKind) -> bool {
-    s.kind == kind && !matches!(s.service, evsim_model::registry::AnyService::Workflow(_))
+    s.service.is_compiled_in(kind, s.kind)
 }
 
 fn pick(core: &Core, kind: ServiceKind, id: u64) -> Option<u16> {

@@ -396,6 +396,12 @@ impl World {
                 &instances,
             ))
         });
+        // The compiled-in services of a kind, by instance.
+        let compiled_in = |kind: ServiceKind| -> Vec<u16> {
+            (0..services.len() as u16)
+                .filter(|&i| services[i as usize].service.is_compiled_in(kind, services[i as usize].kind))
+                .collect()
+        };
         Self {
             q: EventQueue::with_capacity(4_096),
             net,
@@ -412,25 +418,10 @@ impl World {
             producer_owner,
             consumers,
             groups,
-            order_services: (0..services.len() as u16)
-                .filter(|&i| {
-                    services[i as usize].kind == ServiceKind::OrderService
-                        && !matches!(services[i as usize].service, evsim_model::registry::AnyService::Workflow(_))
-                })
-                .collect(),
+            order_services: compiled_in(ServiceKind::OrderService),
             wf,
-            payment_services: (0..services.len() as u16)
-                .filter(|&i| {
-                    services[i as usize].kind == ServiceKind::PaymentService
-                        && !matches!(services[i as usize].service, evsim_model::registry::AnyService::Workflow(_))
-                })
-                .collect(),
-            coupon_services: (0..services.len() as u16)
-                .filter(|&i| {
-                    services[i as usize].kind == ServiceKind::CouponApi
-                        && !matches!(services[i as usize].service, evsim_model::registry::AnyService::Workflow(_))
-                })
-                .collect(),
+            payment_services: compiled_in(ServiceKind::PaymentService),
+            coupon_services: compiled_in(ServiceKind::CouponApi),
             queue_services: (0..services.len() as u16)
                 .filter(|&i| services[i as usize].kind == ServiceKind::WaitingQueueApi)
                 .collect(),

@@ -5,10 +5,10 @@
 //! steps run; the actors decide what happens around that: transactions, publishing strategy,
 //! answers, acknowledgements.
 //!
-//! Publishing strategies: the after-commit ones (`after-commit`, `after-commit-async`) publish
-//! what the committed transaction returned. `in-transaction` and `outbox` need the event before
-//! the commit (a preview of the transaction, docs/workflow-language.md) and are not built yet:
-//! a driver refuses them for a workflow.
+//! Publishing strategies: the after-commit ones (`after-commit`, `after-commit-async`) and the
+//! outbox publish what the committed transaction returned (the driver writes the outbox rows with
+//! it); `in-transaction` sends the event of a preview of the transaction first and commits on
+//! its acknowledgement (docs/workflow-language.md).
 
 use crate::actor::{Command, Input, Listener, Request, Response, Service, Token};
 use crate::db::Txn;
