@@ -173,7 +173,7 @@ fn text(wf: &Workflow) -> String {
         );
     }
     for i in &wf.invariants {
-        out += &format!("  invariant {}\n", i.name());
+        out += &format!("  invariant {}: {}\n", i.name(), i.text());
     }
     out + "compiled: every name resolved, every expression typed\n"
 }

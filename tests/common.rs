@@ -232,7 +232,7 @@ pub fn with_coupon_workflow(mut s: Scenario) -> Scenario {
     let dedup = match api.dedup {
         CouponDedup::None => "none",
         CouponDedup::CacheSet => "cache-set",
-        CouponDedup::DbUnique => panic!("the coupon workflow has no db-unique variant yet"),
+        CouponDedup::DbUnique => "db-unique",
     };
     let w = &s.workload;
     let bindings = [
@@ -244,6 +244,28 @@ pub fn with_coupon_workflow(mut s: Scenario) -> Scenario {
         ("dedup".to_string(), Param::Str(dedup.to_string())),
     ];
     let wf = evsim_model::workflow::compile("coupon.toml", &text, &bindings).unwrap_or_else(|e| panic!("{e}"));
+    s.workflow = Some(std::sync::Arc::new(wf));
+    s
+}
+
+/// Scenario `s` (seed 002's waiting queue) with its queue API and activator group run from
+/// `scenarios/workflows/queue.toml`, bound to its workload and its activator's pace (the
+/// tokens it polls at once, the pause between polls: the rate it promises).
+#[allow(dead_code)]
+pub fn with_queue_workflow(mut s: Scenario) -> Scenario {
+    use evsim_model::workflow::Param;
+    let path = root().join("scenarios/workflows/queue.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let activator = s.consumers.iter().find(|c| c.name == "token-activator").expect("an activator group");
+    let w = &s.workload;
+    let bindings = [
+        ("users".to_string(), Param::Int(i64::from(w.users))),
+        ("concerts".to_string(), Param::Int(i64::from(w.concerts))),
+        ("rate_per_sec".to_string(), Param::Float(w.queue_rate_per_sec)),
+        ("tokens_per_interval".to_string(), Param::Int(i64::from(activator.consumer.max_poll_records))),
+        ("interval_ms".to_string(), Param::Int(activator.pause_between_polls_ms as i64)),
+    ];
+    let wf = evsim_model::workflow::compile("queue.toml", &text, &bindings).unwrap_or_else(|e| panic!("{e}"));
     s.workflow = Some(std::sync::Arc::new(wf));
     s
 }

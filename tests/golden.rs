@@ -68,9 +68,7 @@ fn line(h: &History, e: &Entry) -> Option<String> {
         | Op::PointsAdded { cause, .. }
         | Op::CouponUsed { cause, .. }
         | Op::EmailSent { cause, .. } => format!("effect {}", event(h, *cause)),
-        Op::TokenActivated { group, token, .. } => {
-            format!("effect {} {}", g(group), event(h, EventId::waiting_token(*token)))
-        }
+        Op::TokenActivated { token, .. } => format!("effect {}", event(h, EventId::waiting_token(*token))),
         Op::OutboxInserted { event: ev } => format!("outbox-insert {}", event(h, *ev)),
         Op::OutboxMarked { event: ev } => format!("outbox-mark {}", event(h, *ev)),
         Op::OutboxPending { event: ev } => format!("outbox-pending {}", event(h, *ev)),
@@ -335,18 +333,22 @@ fn assert_golden_lines(names: &[&str], scenarios: &[evsim_model::scenario::Scena
     );
 }
 
-/// `scenarios/order-workflow.toml` (order-basic with its order service and listener named by
-/// `[workflow]` instead of `kind`) has order-basic's golden lines, seed by seed, and
-/// `scenarios/payment-workflow.toml` payment-basic's: the scenario key
-/// runs the same design as the compiled-in services (the test above holds both files' runs to
-/// their lines).
+/// The scenario files written with `[workflow]` have their compiled-in twins' golden lines, seed
+/// by seed: `scenarios/order-workflow.toml` order-basic's, `payment-workflow.toml`
+/// payment-basic's and `waiting-queue-workflow.toml` waiting-queue-per-concert's. The scenario
+/// key runs the same design as the compiled-in services (every_scenario holds each file's runs
+/// to its lines).
 #[test]
 fn the_workflow_scenario_files_have_their_compiled_in_twins_golden_lines() {
     let golden = std::fs::read_to_string(common::root().join("tests/golden/runs.tsv")).expect("the golden file");
     let lines = |name: &str| -> Vec<String> {
         golden.lines().filter_map(|l| l.strip_prefix(&format!("{name}\t")).map(str::to_string)).collect::<Vec<_>>()
     };
-    for (compiled_in, workflow) in [("order-basic", "order-workflow"), ("payment-basic", "payment-workflow")] {
+    for (compiled_in, workflow) in [
+        ("order-basic", "order-workflow"),
+        ("payment-basic", "payment-workflow"),
+        ("waiting-queue-per-concert", "waiting-queue-workflow"),
+    ] {
         let (a, b) = (lines(compiled_in), lines(workflow));
         assert_eq!(a.len(), SEEDS.count(), "{compiled_in}");
         assert_eq!(b, a, "{workflow} and {compiled_in}");
@@ -489,4 +491,53 @@ fn the_coupon_scenarios_written_in_the_language_match_the_golden_file() {
         refused > 1_000 && issued == 100 && rejected > 500,
         "{refused} refused, {issued} issued, {rejected} sold out"
     );
+}
+
+/// Seed 003's third dedup, a unique constraint on the user's coupons (coupon, user) whose
+/// violation the issuer catches, written in the language (`dedup = "db-unique"`: the table's
+/// `unique_when`, the insert's `on_duplicate = "reject"`). No scenario file uses it, so the
+/// compiled-in issuer and the workflow are held to each other's lines and verdicts directly:
+/// many requests per user and coupon (double clicks, users asking twice), without and with an
+/// issuer crashing mid-batch (its requests redelivered), seeds 1 to 10. The constraint refuses
+/// every second copy, so coupon-once holds in both.
+#[test]
+fn the_coupons_db_unique_dedup_written_in_the_language_matches_the_compiled_in_issuer() {
+    use evsim_model::scenario::{CouponDedup, FaultKind};
+    let mut s = common::scenario("coupon-no-dedup");
+    s.services[0].dedup = CouponDedup::DbUnique;
+    s.workload.coupon_quantity = 1_000_000; // never sold out: every refusal is the constraint's
+    s.workload.users = 300; // many users ask for the coupon more than once
+    let mut crashed = s.clone();
+    crashed.consumers[0].processing_time_us = 12_000; // batches of several requests in flight
+    crashed.faults = vec![common::fault(FaultKind::ConsumerCrash, Some("coupon-issuer-0"), 5_000, 2_000)];
+    for (what, s) in [("no fault", s), ("issuer crash", crashed)] {
+        let w = common::with_coupon_workflow(s.clone());
+        for seed in 1..=10 {
+            let (a, b) = (run_line(what, &s, seed, None), run_line(what, &w, seed, None));
+            assert_eq!(a, b, "{what}, seed {seed}");
+            assert!(a.contains("coupon-once=0") && !a.contains("vacuous"), "{what}, seed {seed}: {a}");
+        }
+        let o = evsim_sim::run_scenario(&w, 1);
+        let rejected = o.history.entries.iter().filter(|e| matches!(e.op, Op::ListenerRejected { .. })).count();
+        assert!(rejected > 50, "{what}: {rejected} second copies refused");
+    }
+}
+
+/// Seed 002's waiting queue written in the language (`scenarios/workflows/queue.toml`): the
+/// API without a transaction, the activator a listener calling the token store, queue-fifo and
+/// queue-rate declared (`fifo`, `rate`) and judged from the sends and effects. Both queue
+/// scenarios give their golden lines and verdicts, seeds 1 to 20: the per-concert one breaks
+/// the promised rate as the compiled-in activator does.
+#[test]
+fn the_waiting_queue_written_in_the_language_matches_the_golden_file() {
+    const QUEUE_WORKFLOW_SCENARIOS: [&str; 2] = ["waiting-queue-global", "waiting-queue-per-concert"];
+    let scenarios: Vec<_> =
+        QUEUE_WORKFLOW_SCENARIOS.iter().map(|&n| common::with_queue_workflow(common::scenario(n))).collect();
+    let o = evsim_sim::run_scenario(&scenarios[1], 1);
+    let count = |f: &dyn Fn(&Op) -> bool| o.history.entries.iter().filter(|e| f(&e.op)).count();
+    assert_eq!(count(&|op| matches!(op, Op::QueueEntered { .. } | Op::TokenActivated { .. })), 0, "the workflow ran");
+    let (requested, effects) =
+        (count(&|op| matches!(op, Op::Requested { .. })), count(&|op| matches!(op, Op::Effect { .. })));
+    assert!(requested > 200 && effects == requested, "{requested} users entered, {effects} tokens activated");
+    assert_golden_lines(&QUEUE_WORKFLOW_SCENARIOS, &scenarios);
 }

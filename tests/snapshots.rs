@@ -56,4 +56,5 @@ snapshots! {
     payment_workflow => "payment-workflow",
     waiting_queue_global => "waiting-queue-global",
     waiting_queue_per_concert => "waiting-queue-per-concert",
+    waiting_queue_workflow => "waiting-queue-workflow",
 }

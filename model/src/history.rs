@@ -471,10 +471,26 @@ pub struct GroupInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvariantInfo {
     pub name: String,
-    /// The table whose rows it judges.
+    /// The table whose rows it judges (empty for one over the history's messages).
     pub table: String,
     /// Its condition, as written.
     pub condition: String,
+    /// How the checkers judge it.
+    #[serde(default)]
+    pub judged: Judged,
+}
+
+/// How a workflow's declared invariant is judged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Judged {
+    /// From the run's `InvariantBroken` entries: a condition on rows, or a uniqueness.
+    #[default]
+    Rows,
+    /// Handler `handler` (a listener) takes effect on the records of event `event` that share
+    /// a key in the order the application sent them (their first `Send` entries).
+    Fifo { handler: u16, event: EventKind },
+    /// Each group running handler `handler` takes at most `max` effects within any `per_us`.
+    Rate { handler: u16, max: u32, per_us: Micros },
 }
 
 /// Names and the shape of the run, so that entries can stay numeric.

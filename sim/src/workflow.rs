@@ -15,7 +15,7 @@ use crate::world::{Ev, World};
 use evsim_model::actor::Input;
 use evsim_model::event::{Event, Message};
 use evsim_model::history::Micros;
-use evsim_model::history::{EventId, EventInfo, EventKind, GroupId, NodeId, Op, Polled};
+use evsim_model::history::{EventId, EventInfo, EventKind, GroupId, Judged, NodeId, Op, Polled};
 use evsim_model::scenario::{PublishStrategy, Scenario};
 use evsim_model::workflow::exec::{self, State, Stop};
 use evsim_model::workflow::expr::Value;
@@ -69,11 +69,21 @@ pub fn invariants(wf: &Workflow) -> Vec<evsim_model::history::InvariantInfo> {
     wf.invariants
         .iter()
         .map(|i| {
-            let (table, text) = i.table_and_text();
+            let listener = |l: u16| (wf.requests.len() + l as usize) as u16;
+            let judged = match *i {
+                InvariantDecl::Fifo { listener: l, .. } => {
+                    Judged::Fifo { handler: listener(l), event: EventKind(wf.listeners[l as usize].event as u8) }
+                }
+                InvariantDecl::Rate { listener: l, max, per_us, .. } => {
+                    Judged::Rate { handler: listener(l), max, per_us }
+                }
+                _ => Judged::Rows,
+            };
             evsim_model::history::InvariantInfo {
                 name: i.name().to_string(),
-                table: wf.tables[table as usize].name.clone(),
-                condition: text.to_string(),
+                table: i.table().map_or_else(String::new, |t| wf.tables[t as usize].name.clone()),
+                condition: i.text().to_string(),
+                judged,
             }
         })
         .collect()

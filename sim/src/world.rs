@@ -422,9 +422,7 @@ impl World {
             wf,
             payment_services: compiled_in(ServiceKind::PaymentService),
             coupon_services: compiled_in(ServiceKind::CouponApi),
-            queue_services: (0..services.len() as u16)
-                .filter(|&i| services[i as usize].kind == ServiceKind::WaitingQueueApi)
-                .collect(),
+            queue_services: compiled_in(ServiceKind::WaitingQueueApi),
             services,
             workload: Workload::new(&scenario.workload, seeds.stream(Stream::Workload)),
             db,

@@ -4,7 +4,7 @@
 //! Every checker is sound first: a correct design's history must pass it. Each module has tests
 //! with a hand-built history that violates it and one that does not.
 
-use crate::history::History;
+use crate::history::{History, Judged};
 use serde::{Deserialize, Serialize};
 
 mod balance;
@@ -243,7 +243,14 @@ impl Invariant {
     /// workflow declares under this name is judged from its `InvariantBroken` entries.
     pub fn check(self, history: &History) -> Vec<Violation> {
         if let Some(declared) = history.header.invariants.iter().position(|i| i.name == self.name()) {
-            return declared_invariant(history, declared as u16);
+            let info = &history.header.invariants[declared];
+            return match info.judged {
+                Judged::Rows => declared_invariant(history, declared as u16),
+                Judged::Fifo { handler, event } => queue::check_declared_fifo(history, &info.name, handler, event),
+                Judged::Rate { handler, max, per_us } => {
+                    queue::check_declared_rate(history, &info.name, handler, max, per_us)
+                }
+            };
         }
         match self {
             Invariant::NoOversell => no_oversell::check(history),

@@ -77,6 +77,7 @@ fn a_declared_invariant_is_judged_from_its_entries_under_its_name() {
             name: "no-oversell".into(),
             table: "product".into(),
             condition: "product.stock >= 0".into(),
+            judged: crate::history::Judged::Rows,
         }];
     };
     let mut b = HistoryBuilder::new();

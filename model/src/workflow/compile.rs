@@ -34,6 +34,8 @@ pub const MAX_ZIPF_VALUES: u64 = 10_000_000;
 pub const MAX_INITIAL_ROWS: u64 = 10_000_000;
 /// A follow-up's delay after the request it follows (a day).
 pub const MAX_DELAY_MS: i64 = 86_400_000;
+/// The most effects a `rate` invariant allows per window.
+pub const MAX_RATE_EFFECTS: i64 = 1_000_000;
 
 /// The type of a request field's values.
 fn draw_type(d: &Draw) -> Type {
@@ -167,6 +169,10 @@ struct RawTable {
     rows: Option<Spanned<RawRows>>,
     #[serde(default)]
     unique: Vec<Spanned<Vec<Spanned<String>>>>,
+    /// A condition on the parameters: the unique constraints exist only where it holds (one
+    /// file for a design with and without them).
+    #[serde(default)]
+    unique_when: Option<RawExpr>,
 }
 
 #[derive(Deserialize)]
@@ -251,6 +257,19 @@ struct RawInvariant {
     eventually: Option<RawExpr>,
     #[serde(default)]
     unique: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    fifo: Option<Spanned<String>>,
+    #[serde(default)]
+    rate: Option<Spanned<RawRate>>,
+}
+
+/// `rate = { listener, max, per_ms }`: at most `max` effects of a listener's group per window.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    listener: Spanned<String>,
+    max: RawExpr,
+    per_ms: RawExpr,
 }
 
 /// One step as written: exactly one verb, with the options that verb takes.
@@ -263,6 +282,7 @@ struct RawStep {
     require: Option<RawExpr>,
     otherwise: Option<Spanned<String>>,
     compensate: Option<Spanned<bool>>,
+    on_duplicate: Option<Spanned<String>>,
     update: Option<Spanned<String>>,
     set: Option<BTreeMap<Spanned<String>, RawExpr>>,
     insert: Option<Spanned<String>>,
@@ -668,6 +688,14 @@ impl Compiler<'_> {
                 }
                 unique.push(cols);
             }
+            if let Some(when) = &t.get_ref().unique_when {
+                if t.get_ref().unique.is_empty() {
+                    return Err(self.err(when.span(), "`unique_when` on a table with `unique` constraints"));
+                }
+                if !self.constant(when, &params, Type::Bool)?.as_bool() {
+                    unique.clear();
+                }
+            }
             let mut initial_values: Vec<Value> = fields
                 .iter()
                 .map(|(_, t)| match t {
@@ -804,15 +832,30 @@ impl Compiler<'_> {
         self.bound(0..0, raw.invariants.len(), MAX_INVARIANTS, "invariants")?;
         for (name, inv) in &raw.invariants {
             let i = inv.get_ref();
-            let (cond, always) = match (&i.always, &i.eventually, &i.unique) {
-                (Some(c), None, None) => (c, true),
-                (None, Some(c), None) => (c, false),
-                (None, None, Some(fields)) => {
+            let (cond, always) = match (&i.always, &i.eventually, &i.unique, &i.fifo, &i.rate) {
+                (Some(c), None, None, None, None) => (c, true),
+                (None, Some(c), None, None, None) => (c, false),
+                (None, None, Some(fields), None, None) => {
                     let decl = self.unique_invariant(&wf, name.get_ref(), fields)?;
                     wf.invariants.push(decl);
                     continue;
                 }
-                _ => return Err(self.err(inv.span(), "exactly one of `always`, `eventually` or `unique`")),
+                (None, None, None, Some(listener), None) => {
+                    let text = format!("fifo({})", listener.get_ref());
+                    let listener = self.listener_of(&wf, listener)?;
+                    wf.invariants.push(InvariantDecl::Fifo { name: name.get_ref().clone(), listener, text });
+                    continue;
+                }
+                (None, None, None, None, Some(rate)) => {
+                    let decl = self.rate_invariant(&wf, &params, name.get_ref(), rate.get_ref())?;
+                    wf.invariants.push(decl);
+                    continue;
+                }
+                _ => {
+                    return Err(
+                        self.err(inv.span(), "exactly one of `always`, `eventually`, `unique`, `fifo` or `rate`")
+                    );
+                }
             };
             let scope = RowOf { params: &params, tables: &wf.tables, enums: &wf.enums, table: Cell::new(None) };
             let e = self.expr(cond, &scope, Some(Type::Bool))?;
@@ -1123,6 +1166,34 @@ impl Compiler<'_> {
         Ok(InvariantDecl::Unique { name: name.to_string(), table, fields, text })
     }
 
+    /// `rate = { listener, max, per_ms }`: a listener's group takes at most `max` effects in any
+    /// window of `per_ms`.
+    fn rate_invariant(
+        &self,
+        wf: &Workflow,
+        params: &BTreeMap<String, Param>,
+        name: &str,
+        raw: &RawRate,
+    ) -> Result<InvariantDecl, ScenarioError> {
+        let listener = self.listener_of(wf, &raw.listener)?;
+        let max = self.constant(&raw.max, params, Type::Int)?.as_int();
+        if !(1..=MAX_RATE_EFFECTS).contains(&max) {
+            return Err(self.err(raw.max.span(), format!("from 1 to {MAX_RATE_EFFECTS} effects, found {max}")));
+        }
+        let per_ms = self.constant(&raw.per_ms, params, Type::Int)?.as_int();
+        if !(1..=MAX_DELAY_MS).contains(&per_ms) {
+            return Err(self.err(raw.per_ms.span(), format!("a window from 1 to {MAX_DELAY_MS} ms, found {per_ms}")));
+        }
+        let text = format!("rate({}, {max} per {per_ms} ms)", raw.listener.get_ref());
+        Ok(InvariantDecl::Rate {
+            name: name.to_string(),
+            listener,
+            max: max as u32,
+            per_us: per_ms as u64 * 1_000,
+            text,
+        })
+    }
+
     /// A rate: a positive number, or a parameter that holds one.
     fn rate(&self, raw: &RawExpr, params: &BTreeMap<String, Param>) -> Result<f64, ScenarioError> {
         let t = &raw.get_ref().text;
@@ -1227,6 +1298,15 @@ impl Compiler<'_> {
         wf.event(name.get_ref()).ok_or_else(|| {
             let declared: Vec<&str> = wf.events.iter().map(|e| e.name.as_str()).collect();
             self.err(name.span(), format!("a declared event ({}), not `{}`", declared.join(", "), name.get_ref()))
+        })
+    }
+
+    /// A declared listener's index in [`Workflow::listeners`].
+    fn listener_of(&self, wf: &Workflow, name: &Spanned<String>) -> Result<u16, ScenarioError> {
+        let found = wf.listeners.iter().position(|l| l.name == *name.get_ref());
+        found.map(|i| i as u16).ok_or_else(|| {
+            let declared: Vec<&str> = wf.listeners.iter().map(|l| l.name.as_str()).collect();
+            self.err(name.span(), format!("a declared listener ({}), not `{}`", declared.join(", "), name.get_ref()))
         })
     }
 
@@ -1380,11 +1460,12 @@ impl Compiler<'_> {
         }
         let verb = named[0];
         // Which options each verb takes; any other is an error at the step.
-        let options: [(&str, bool, &[&str]); 10] = [
+        let options: [(&str, bool, &[&str]); 11] = [
             ("id", r.id.is_some(), &["read", "insert"]),
             ("lock", r.lock.is_some(), &["read"]),
             ("otherwise", r.otherwise.is_some(), &["read", "require"]),
             ("compensate", r.compensate.is_some(), &["require"]),
+            ("on_duplicate", r.on_duplicate.is_some(), &["insert"]),
             ("set", r.set.is_some(), &["update"]),
             ("values", r.values.is_some(), &["insert", "publish"]),
             ("key", r.key.is_some(), &["sadd", "srem", "incrby", "del"]),
@@ -1475,7 +1556,11 @@ impl Compiler<'_> {
                     s,
                     &format!("table {}", name.get_ref()),
                 )?;
-                Step::Insert { table, id, values }
+                let on_duplicate = match &r.on_duplicate {
+                    None => Otherwise::Throw,
+                    some => self.otherwise(some)?,
+                };
+                Step::Insert { table, id, values, on_duplicate }
             }
             "publish" => {
                 let name = r.publish.as_ref().expect("publish");

@@ -378,7 +378,62 @@ fn a_uniqueness_invariant_names_fields_of_one_table() {
         claim,
         "unique = [\"orders.user\"]\nalways = \"product.stock >= 0\"",
         "[invariants",
-        "exactly one of `always`, `eventually` or `unique`",
+        "exactly one of `always`, `eventually`, `unique`, `fifo` or `rate`",
+    );
+}
+
+#[test]
+fn a_caught_duplicate_is_an_insert_s_and_a_conditional_constraint_needs_one() {
+    let update = "{ update = \"product\", set = { stock = \"product.stock - request.qty\" } }";
+    let caught =
+        "{ update = \"product\", set = { stock = \"product.stock - request.qty\" }, on_duplicate = \"reject\" }";
+    bad(update, caught, "{ update", "`on_duplicate` only with insert, not with `update`");
+    let insert = "status = \"'PENDING'\" } }";
+    bad(insert, "status = \"'PENDING'\" }, on_duplicate = \"ignore\" }", "\"ignore\"", "\"reject\" or \"throw\"");
+    let table = "fields = { stock = \"int\" }\n";
+    bad(
+        table,
+        "fields = { stock = \"int\" }\nunique_when = \"true\"\n",
+        "\"true\"",
+        "`unique_when` on a table with `unique`",
+    );
+    bad(
+        table,
+        "fields = { stock = \"int\" }\nunique = [[\"stock\"]]\nunique_when = \"params.products\"\n",
+        "params.products\"",
+        "a boolean",
+    );
+}
+
+const QUEUE: &str = include_str!("../../../scenarios/workflows/queue.toml");
+
+#[test]
+fn fifo_and_rate_claims_name_a_listener_and_a_pace() {
+    let wf = compile("queue.toml", QUEUE, &[("interval_ms".into(), Param::Int(500))]).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = wf.invariants.iter().map(InvariantDecl::name).collect();
+    assert_eq!(names, ["queue-fifo", "queue-rate"]);
+    assert_eq!(
+        wf.invariants[0],
+        InvariantDecl::Fifo { name: "queue-fifo".into(), listener: 0, text: "fifo(token-activator)".into() }
+    );
+    assert!(matches!(wf.invariants[1], InvariantDecl::Rate { listener: 0, max: 10, per_us: 500_000, .. }));
+    assert_eq!((wf.invariants[0].table(), wf.invariants[1].text()), (None, "rate(token-activator, 10 per 500 ms)"));
+
+    let q = ("queue.toml", QUEUE);
+    let fifo = "fifo = \"token-activator\"";
+    bad_in(q, fifo, "fifo = \"activator\"", "\"activator\"", "a declared listener (token-activator), not `activator`");
+    bad_in(q, fifo, "fifo = \"token-activator\"\nalways = \"1 > 0\"", "[invariants.queue-fifo]", "exactly one of");
+    let rate = "max = \"params.tokens_per_interval\"";
+    bad_in(q, rate, "max = \"0\"", "\"0\"", "from 1 to 1000000 effects, found 0");
+    bad_in(q, rate, "max = \"'ten'\"", "'ten'", "an integer");
+    bad_in(q, "per_ms = \"params.interval_ms\"", "per_ms = \"0\"", "\"0\"", "a window from 1 to 86400000 ms");
+    bad_in(q, "listener = \"token-activator\", max", "listener = \"api\", max", "\"api\"", "a declared listener");
+    bad_in(
+        q,
+        "per_ms = \"params.interval_ms\"",
+        "per_ms = \"params.interval_ms\", burst = 2",
+        "burst",
+        "unknown field",
     );
 }
 

@@ -164,34 +164,21 @@ impl State {
                     self.read(*table, id, *into, *missing, frame, &mut txn, i)
                 }
                 Step::Update { table, from, set } => self.update(*table, *from, set, frame, &mut txn, i),
-                Step::Insert { table, id, values } => self.insert(wf, *table, id, values, frame, &mut txn, i),
+                Step::Insert { table, id, values, on_duplicate } => {
+                    self.insert(wf, (*table, *on_duplicate), id, values, frame, &mut txn, i)
+                }
                 other => self.common(other, frame, &mut out, i),
             };
             if let Err(stop) = res {
                 return out.rolled_back(stop);
             }
         }
-        // Commit: unique constraints over the rows as written, then every write at once.
+        // Commit: unique constraints over the rows as written (an insert was checked when it
+        // ran; an update that took another row's values is caught here), then every write.
         for &(t, id) in &txn.order {
             let (before, after) = &txn.staged[&(t, id)];
-            for (u, cols) in wf.tables[t as usize].unique.iter().enumerate() {
-                let key = project(after, cols);
-                let own = before.as_ref().map(|b| project(b, cols));
-                let taken_by_another = self.tables[t as usize].unique[u].contains(&key) && own.as_ref() != Some(&key);
-                let taken_here = txn
-                    .order
-                    .iter()
-                    .any(|&(t2, id2)| t2 == t && id2 != id && project(&txn.staged[&(t2, id2)].1, cols) == key);
-                if taken_by_another || taken_here {
-                    let table = &wf.tables[t as usize];
-                    let names: Vec<&str> = cols.iter().map(|&c| table.fields[c as usize].0.as_str()).collect();
-                    let message = format!(
-                        "duplicate entry for the unique constraint on {}({}) (DataIntegrityViolationException)",
-                        table.name,
-                        names.join(", ")
-                    );
-                    return out.rolled_back(Stop::Thrown { step: steps.len() as u16, message });
-                }
+            if let Some(message) = self.unique_conflict(wf, &txn, t, id, before.as_deref(), after) {
+                return out.rolled_back(Stop::Thrown { step: steps.len() as u16, message });
             }
         }
         for (t, id) in txn.order {
@@ -304,7 +291,7 @@ impl State {
                         }
                     }
                 }
-                InvariantDecl::Eventually { .. } => {}
+                InvariantDecl::Eventually { .. } | InvariantDecl::Fifo { .. } | InvariantDecl::Rate { .. } => {}
             }
         }
         Ok(broken)
@@ -329,6 +316,8 @@ impl State {
                         broken.extend(ids.iter().nth(1).map(|&id| (n as u16, *table, id)));
                     }
                 }
+                // Judged from the history's messages, not the state.
+                InvariantDecl::Fifo { .. } | InvariantDecl::Rate { .. } => {}
             }
         }
         broken.sort_by_key(|&(n, _, id)| (n, id));
@@ -400,11 +389,14 @@ impl State {
         Ok(())
     }
 
+    /// `INSERT`: a duplicate primary key or a unique constraint's violation stops it as
+    /// `on_duplicate` says (an unchecked exception by default; `Reject` when the handler catches
+    /// Spring's `DataIntegrityViolationException`).
     #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
         wf: &Workflow,
-        table: u16,
+        (table, on_duplicate): (u16, Otherwise),
         id: &Expr,
         values: &[Expr],
         frame: &mut [Value],
@@ -412,17 +404,57 @@ impl State {
         step: u16,
     ) -> Result<(), Stop> {
         let id = eval(id, frame, step)?.as_int();
+        let stop = |message| match on_duplicate {
+            Otherwise::Reject => Stop::Rejected { step, message },
+            Otherwise::Throw => Stop::Thrown { step, message },
+        };
         if txn.staged.contains_key(&(table, id)) || self.row(table, id).is_some() {
             let message = format!(
                 "duplicate entry {id} for the primary key of {} (DuplicateKeyException)",
                 wf.tables[table as usize].name
             );
-            return Err(Stop::Thrown { step, message });
+            return Err(stop(message));
         }
         let row = values.iter().map(|e| eval(e, frame, step)).collect::<Result<Vec<_>, Stop>>()?;
+        if let Some(message) = self.unique_conflict(wf, txn, table, id, None, &row) {
+            return Err(stop(message));
+        }
         txn.order.push((table, id));
         txn.staged.insert((table, id), (None, row.into_boxed_slice()));
         Ok(())
+    }
+
+    /// Whether row `id` of `t`, written as `after` (`before` as committed), takes the values
+    /// of a unique constraint another row holds, committed or written in `txn`: the
+    /// `DataIntegrityViolationException` it raises.
+    fn unique_conflict(
+        &self,
+        wf: &Workflow,
+        txn: &Txn,
+        t: u16,
+        id: i64,
+        before: Option<&[Value]>,
+        after: &[Value],
+    ) -> Option<String> {
+        let table = &wf.tables[t as usize];
+        for (u, cols) in table.unique.iter().enumerate() {
+            let key = project(after, cols);
+            let own = before.map(|b| project(b, cols));
+            let taken_by_another = self.tables[t as usize].unique[u].contains(&key) && own.as_ref() != Some(&key);
+            let taken_here = txn
+                .order
+                .iter()
+                .any(|&(t2, id2)| t2 == t && id2 != id && project(&txn.staged[&(t2, id2)].1, cols) == key);
+            if taken_by_another || taken_here {
+                let names: Vec<&str> = cols.iter().map(|&c| table.fields[c as usize].0.as_str()).collect();
+                return Some(format!(
+                    "duplicate entry for the unique constraint on {}({}) (DataIntegrityViolationException)",
+                    table.name,
+                    names.join(", ")
+                ));
+            }
+        }
+        None
     }
 
     /// The steps that run the same inside and outside a transaction.
@@ -692,6 +724,45 @@ transaction = [
         // The SADD of the rolled-back transaction stayed: Redis is not part of it.
         assert_eq!(second.effects.len(), 1);
         assert!(st.has_key(0, &Value::Int(1)));
+
+        // Caught by the handler (`on_duplicate = "reject"`): a rejection at the insert, for the
+        // primary key as for the constraint.
+        let insert = "{ insert = \"user_coupon\", id = \"request.id\", values = { coupon = \"request.coupon\", user = \"request.user\" } }";
+        assert!(text.contains(insert));
+        let caught = text.replace(insert, &insert.replace(" } }", " }, on_duplicate = \"reject\" }"));
+        let wf = compile("coupons.toml", &caught, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let h = &wf.request("issue").expect("issue").handler;
+        let mut st = State::new(&wf, &mut |_| false);
+        let mut run =
+            |id: i64, user: i64| st.transaction(&wf, &h.transaction, &mut frame(h, [id, 1, user].map(Value::Int)));
+        assert_eq!(run(1, 7).stop, None);
+        for (id, user, what) in [(2, 7, "user_coupon(coupon, user)"), (1, 8, "primary key")] {
+            let out = run(id, user);
+            assert!(
+                matches!(&out.stop, Some(Stop::Rejected { step: 1, message }) if message.contains(what)),
+                "{:?}",
+                out.stop
+            );
+            assert!(out.writes.is_empty());
+        }
+
+        // A constraint that exists only where `unique_when` holds.
+        let text = text.replace(
+            "unique = [[\"coupon\", \"user\"]]",
+            "unique = [[\"coupon\", \"user\"]]\nunique_when = \"params.strict\"",
+        );
+        let text = text.replace("name = \"coupons\"", "name = \"coupons\"\n\n[params]\nstrict = false");
+        let wf = compile("coupons.toml", &text, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(wf.tables[0].unique.is_empty());
+        let h = &wf.request("issue").expect("issue").handler;
+        let mut st = State::new(&wf, &mut |_| false);
+        for id in [1, 2] {
+            let out = st.transaction(&wf, &h.transaction, &mut frame(h, [id, 1, 7].map(Value::Int)));
+            assert_eq!(out.stop, None, "no constraint: the second copy commits");
+        }
+        let strict =
+            compile("coupons.toml", &text, &[("strict".into(), compile::Param::Bool(true))]).expect("compiles");
+        assert_eq!(strict.tables[0].unique, vec![vec![0, 1]]);
     }
 
     /// A `unique` invariant detects what no constraint stops: the second row with a user's

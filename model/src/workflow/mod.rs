@@ -51,7 +51,8 @@ pub struct Table {
     /// Fields whose initial value is drawn per row (in row order, then field order, from the
     /// run's `business` random stream), instead of `initial_values`' constant.
     pub initial_draws: Vec<(u16, RowDraw)>,
-    /// Unique constraints: each a list of field indices whose values no two rows share.
+    /// Unique constraints: each a list of field indices whose values no two rows share (none
+    /// where the file's `unique_when` does not hold with the parameters bound).
     pub unique: Vec<Vec<u16>>,
 }
 
@@ -208,8 +209,10 @@ pub enum Step {
     Require { cond: Expr, otherwise: Otherwise, message: String, compensate: bool },
     /// Write fields of the row read at `from` (all values computed from the row as read).
     Update { table: u16, from: u16, set: Vec<(u16, Expr)> },
-    /// Insert row `id` with every field's value.
-    Insert { table: u16, id: Expr, values: Vec<Expr> },
+    /// Insert row `id` with every field's value. A duplicate primary key or unique value stops
+    /// it as `on_duplicate` says: `Throw` (Spring's unchecked `DataIntegrityViolationException`)
+    /// unless the handler catches it (`Reject`: roll back, answer rejected, acknowledge).
+    Insert { table: u16, id: Expr, values: Vec<Expr>, on_duplicate: Otherwise },
     /// Publish `event` with every field's value, by the service's publishing strategy.
     Publish { event: u16, values: Vec<Expr> },
     /// A Redis command on `cache`; SADD's answer (1 or 0) goes to slot `answer`.
@@ -247,15 +250,34 @@ pub enum InvariantDecl {
     /// No two rows of `table` share the values of `fields` (written `text`), after every
     /// commit: a uniqueness the design claims without a constraint that enforces it.
     Unique { name: String, table: u16, fields: Vec<u16>, text: String },
+    /// Listener `listener` (an index into [`Workflow::listeners`]) takes effect on the records
+    /// of one key in the order the application sent them: a queue's first-in, first-out
+    /// promise, judged from the history's sends and effects.
+    Fifo { name: String, listener: u16, text: String },
+    /// The consumer group running listener `listener` takes at most `max` effects within any
+    /// window of `per_us`: a promised pace, judged from the history's effects.
+    Rate { name: String, listener: u16, max: u32, per_us: u64, text: String },
 }
 
 impl InvariantDecl {
-    /// The table it is about, and its condition as written.
-    pub fn table_and_text(&self) -> (u16, &str) {
+    /// The table whose rows it judges (none for an invariant over the history's messages).
+    pub fn table(&self) -> Option<u16> {
         match self {
-            InvariantDecl::Always { table, text, .. }
-            | InvariantDecl::Eventually { table, text, .. }
-            | InvariantDecl::Unique { table, text, .. } => (*table, text),
+            InvariantDecl::Always { table, .. }
+            | InvariantDecl::Eventually { table, .. }
+            | InvariantDecl::Unique { table, .. } => Some(*table),
+            InvariantDecl::Fifo { .. } | InvariantDecl::Rate { .. } => None,
+        }
+    }
+
+    /// What it claims, as written.
+    pub fn text(&self) -> &str {
+        match self {
+            InvariantDecl::Always { text, .. }
+            | InvariantDecl::Eventually { text, .. }
+            | InvariantDecl::Unique { text, .. }
+            | InvariantDecl::Fifo { text, .. }
+            | InvariantDecl::Rate { text, .. } => text,
         }
     }
 
@@ -263,7 +285,9 @@ impl InvariantDecl {
         match self {
             InvariantDecl::Always { name, .. }
             | InvariantDecl::Eventually { name, .. }
-            | InvariantDecl::Unique { name, .. } => name,
+            | InvariantDecl::Unique { name, .. }
+            | InvariantDecl::Fifo { name, .. }
+            | InvariantDecl::Rate { name, .. } => name,
         }
     }
 }
