@@ -269,3 +269,45 @@ pub fn with_queue_workflow(mut s: Scenario) -> Scenario {
     s.workflow = Some(std::sync::Arc::new(wf));
     s
 }
+
+/// Scenario `s` (order-basic's shape, with its `order-created` topic and `order-event-consumer`
+/// group) with the order workflow and a chain of listeners after it: `shipper` calls the
+/// warehouse for each created order and publishes `order-shipped` (topic `order-shipped`, key
+/// the order id) with its KafkaTemplate; `notifier` reads it and e-mails, throwing if the
+/// record's quantity did not come with it. Both groups are copies of order-event-consumer.
+#[allow(dead_code)]
+pub fn with_listener_chain(mut s: Scenario) -> Scenario {
+    let text = order_workflow_text()
+        + r#"
+[events.order-shipped]
+topic = "order-shipped"
+key = "order_id"
+fields = { order_id = "int", qty = "int" }
+
+[listeners.shipper]
+event = "order-created"
+steps = [
+  { call = "warehouse" },
+  { publish = "order-shipped", values = { order_id = "event.order_id", qty = "event.qty" } },
+]
+
+[listeners.notifier]
+event = "order-shipped"
+steps = [
+  { require = "event.qty >= 1", otherwise = "throw" },
+  { call = "email" },
+]
+"#;
+    let mut topic = s.topics.iter().find(|t| t.name == "order-created").expect("order-created").clone();
+    topic.name = "order-shipped".into();
+    s.topics.push(topic);
+    let base = s.consumers.iter().find(|c| c.name == "order-event-consumer").expect("the order listener").clone();
+    for (name, topic) in [("shipper", "order-created"), ("notifier", "order-shipped")] {
+        let mut c = base.clone();
+        c.name = name.into();
+        c.consumer.group_id = name.into();
+        c.topics = vec![topic.into()];
+        s.consumers.push(c);
+    }
+    with_order_workflow(s, &text)
+}

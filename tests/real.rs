@@ -105,6 +105,25 @@ fn mock_cluster_runs_the_payment_workflow_like_the_simulator() {
     assert_eq!((compiled, real.stats.requests), (0, sim.stats.requests));
 }
 
+/// A listener that produces to another topic (`common::with_listener_chain`: `shipper`
+/// publishes `order-shipped` with its group's KafkaTemplate, `notifier` reads it) runs on
+/// rdkafka as in the simulator: the same decisions, placement and verdicts, and one e-mail per
+/// committed order on both.
+#[test]
+fn mock_cluster_runs_a_listener_that_publishes_like_the_simulator() {
+    use evsim_model::history::{History, Op};
+    let s = for_real(common::with_listener_chain(common::scenario("order-basic")), 2_000, 100.0);
+    let (sim, real) = assert_agree(&s, BrokerKind::Mock);
+    assert!(real.passed(), "{:?}", real.verdicts);
+    let emails = |h: &History| {
+        let notifier = h.header.handlers.iter().position(|x| x == "notifier").expect("notifier") as u16;
+        h.entries.iter().filter(|e| matches!(e.op, Op::Effect { handler, .. } if handler == notifier)).count() as u64
+    };
+    assert_eq!(emails(&real.history), real.stats.orders_committed);
+    assert_eq!(emails(&sim.history), sim.stats.orders_committed);
+    assert!(real.stats.orders_committed > 100, "{} orders", real.stats.orders_committed);
+}
+
 /// The order workflow publishing through the outbox, and in its transaction (publish first,
 /// as the compiled-in service sends before touching the stock): the real driver previews,
 /// sends, commits and writes outbox rows as the simulator does.

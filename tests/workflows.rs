@@ -132,3 +132,33 @@ fn a_uniqueness_invariant_fires_without_a_constraint_and_holds_with_one() {
     let rolled_back = o.history.entries.iter().filter(|e| matches!(e.op, Op::TxnRolledBack { .. })).count();
     assert!(rolled_back > 1_000, "second orders refused by the constraint: {rolled_back}");
 }
+
+/// A listener that produces to another topic: `shipper` publishes `order-shipped` for each
+/// order it reads, with a KafkaTemplate of its own group (its sends are its consumers'
+/// entries), and `notifier` consumes it with the fields it carries. Every committed order is
+/// e-mailed once, and the chain's records move through the cluster like the service's.
+#[test]
+fn a_listener_publishes_to_another_topic_for_the_next_listener() {
+    let o = evsim_sim::run_scenario(&common::with_listener_chain(common::scenario("order-basic")), 1);
+    assert!(o.passed(), "{:?} {:?}", o.stopped, o.vacuous);
+    let h = &o.history;
+    let handler = |name: &str| h.header.handlers.iter().position(|x| x == name).expect("a handler") as u16;
+    let (shipper, notifier, ranking) = (handler("shipper"), handler("notifier"), handler("order-event-consumer"));
+    let (mut orders, mut shipped_sends, mut acked, mut emails) = (0, 0, 0, 0);
+    for e in &h.entries {
+        match &e.op {
+            Op::TxnCommitted { event: Some(_), .. } => orders += 1,
+            Op::Send { value, .. } if h.event_name(value.kind()) == "order-shipped" => {
+                assert!(h.node_name(e.process).starts_with("shipper-"), "sent by {}", h.node_name(e.process));
+                shipped_sends += 1;
+            }
+            Op::SendOk { value, .. } if h.event_name(value.kind()) == "order-shipped" => acked += 1,
+            Op::Effect { handler: x, .. } if *x == notifier => emails += 1,
+            Op::Effect { handler: x, .. } => assert!(*x == shipper || *x == ranking, "an effect of handler {x}"),
+            _ => {}
+        }
+    }
+    assert!(orders > 4_000, "{orders} orders");
+    assert_eq!((shipped_sends, acked, emails), (orders, orders, orders), "one shipment and one e-mail per order");
+    assert_eq!(o.stats.handler_failures, 0, "every record carried its quantity");
+}

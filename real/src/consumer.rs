@@ -5,7 +5,7 @@
 use crate::RealError;
 use crate::driver::{Ctx, Rec, lock, record_facts};
 use crate::faults::{self, Outage};
-use crate::producer::{error_code, producer_for, send};
+use crate::producer::{Sender, error_code, producer_for, send, send_recorded};
 use evsim_model::actor::{Command, Listener};
 use evsim_model::event::{Event, Message};
 use evsim_model::history::{ErrorCode, GroupId, NodeId, Op, Polled, TopicId, Tp};
@@ -216,6 +216,11 @@ pub(crate) fn spawn(ctx: &Ctx, group: GroupId, instance: u32, node: NodeId) -> R
         Some(topic) => Some((producer_for(&ctx.bootstrap, &Default::default())?, topic.clone())),
         None => None,
     };
+    // A workflow listener that publishes sends with a KafkaTemplate of its own (the Java
+    // producer's defaults), as the simulator's does.
+    let publishes = evsim_sim::workflow::listener_of(&ctx.scenario, &spec.name)
+        .is_some_and(|h| ctx.scenario.workflow.as_ref().is_some_and(|wf| wf.handler(h).publishes()));
+    let template = if publishes { Some(producer_for(&ctx.bootstrap, &Default::default())?) } else { None };
     let control = Rc::new(Control {
         stop: Cell::new(false),
         crashed: Cell::new(false),
@@ -224,7 +229,9 @@ pub(crate) fn spawn(ctx: &Ctx, group: GroupId, instance: u32, node: NodeId) -> R
         auto: RefCell::new(None),
         auto_stop: tokio::sync::Notify::new(),
     });
-    let task = tokio::task::spawn_local(container(ctx.clone(), consumer.clone(), group, node, control.clone(), dlq));
+    let producers = Producers { dlq, template };
+    let task =
+        tokio::task::spawn_local(container(ctx.clone(), consumer.clone(), group, node, control.clone(), producers));
     Ok(ConsumerHandle { node, control, consumer, task })
 }
 
@@ -368,12 +375,19 @@ enum Handled {
     Failed,
 }
 
-/// One attempt of the listener on one record.
+/// A consumer's producers: the dead-letter recoverer's (and its topic), and the KafkaTemplate
+/// of a workflow listener that publishes.
+struct Producers {
+    dlq: Option<(FutureProducer, String)>,
+    template: Option<FutureProducer>,
+}
+
+/// One attempt of the listener on one record, by consumer `node` of `group` (with its
+/// listener's KafkaTemplate, if it publishes).
 fn handle(
     ctx: &Ctx,
     listener: &mut AnyListener,
-    group: GroupId,
-    node: NodeId,
+    (group, node, template): (GroupId, NodeId, Option<&FutureProducer>),
     record: &Polled,
     message: &Message,
 ) -> Handled {
@@ -404,6 +418,7 @@ fn handle(
     listener.on_record(now, record, message, &mut commands);
     let mut ok = false;
     let mut thrown = false;
+    let mut sends = Vec::new();
     for cmd in commands {
         match cmd {
             Command::Cache { op, cause } => core.apply_cache(ctx, node, op, cause),
@@ -418,19 +433,33 @@ fn handle(
             // turn when it threw (the steps that took effect before stay).
             Command::Steps { handler } => {
                 let run = core.wf.as_mut().expect("a workflow run");
-                let (completed, ops) = run.listen(group, handler, record);
+                let evsim_sim::workflow::Listened { acked, ops, sends: s } = run.listen(group, handler, record);
                 for op in ops {
                     ctx.record(node, op);
                 }
-                ok = completed;
-                thrown = !completed;
+                sends = s;
+                ok = acked;
+                thrown = !acked;
             }
             _ => {}
         }
     }
+    // What the steps published, sent fire and forget: the record is acknowledged whatever
+    // becomes of the sends.
+    let send_all = |sends: Vec<(u16, Message)>| {
+        for (event, message) in sends {
+            let wf = ctx.scenario.workflow.as_ref().expect("a workflow");
+            let topic = ctx.topic_id(&wf.events[event as usize].topic).expect("a validated topic");
+            let producer = template.expect("a publishing listener has its KafkaTemplate").clone();
+            let to =
+                Sender { producer, node, partitioner: evsim_model::scenario::ProducerConfig::default().partitioner };
+            send_recorded(ctx, to, topic, message, |_| true, |_| {});
+        }
+    };
     if thrown {
         core.stats.handler_failures += 1;
         drop(guard);
+        send_all(sends);
         ctx.record(node, Op::Processed { group, record: *record, ok: false });
         return Handled::Failed;
     }
@@ -439,6 +468,7 @@ fn handle(
         core.stats.records_consumed += 1;
     }
     drop(guard);
+    send_all(sends);
     ctx.record(node, Op::Processed { group, record: *record, ok });
     if ok { Handled::Acked } else { Handled::NotAcked }
 }
@@ -468,8 +498,9 @@ async fn container(
     group: GroupId,
     node: NodeId,
     control: Rc<Control>,
-    dlq: Option<(FutureProducer, String)>,
+    producers: Producers,
 ) {
+    let Producers { dlq, template } = producers;
     let spec = ctx.scenario.consumers[group.0 as usize].clone();
     let strategy = spec.commit_strategy;
     let max = spec.consumer.max_poll_records.max(1) as usize;
@@ -539,7 +570,7 @@ async fn container(
             if control.stop.get() {
                 break 'poll; // the process ends mid-batch
             }
-            match handle(&ctx, &mut listener, group, node, record, message) {
+            match handle(&ctx, &mut listener, (group, node, template.as_ref()), record, message) {
                 Handled::Acked => {
                     failures.remove(&(record.tp, record.offset));
                     acked.push(*record);

@@ -3,10 +3,10 @@
 //! producer configuration from a scenario's `[services.*.producer]` table.
 
 use crate::RealError;
-use crate::driver::{Ctx, service_input};
+use crate::driver::{Core, Ctx, service_input};
 use evsim_model::actor::{Input, Token};
 use evsim_model::event::Message;
-use evsim_model::history::{ErrorCode, Op, TopicId, Tp};
+use evsim_model::history::{ErrorCode, NodeId, Op, TopicId, Tp};
 use evsim_model::scenario::{Acks, Partitioner, ProducerConfig, Scenario};
 use evsim_sim::cluster::partitioner::partition_of_key;
 use rdkafka::ClientConfig;
@@ -34,6 +34,33 @@ pub(crate) fn produce(ctx: &Ctx, s: u16, token: Token, topic: TopicId, message: 
         let spec = &ctx.scenario.services[svc.spec as usize];
         (svc.producer.clone(), svc.node, svc.incarnation, spec.producer.partitioner)
     };
+    let to = Sender { producer, node, partitioner };
+    // The process that sent it is gone when the report comes: nobody hears it.
+    let alive = move |core: &Core| core.services[s as usize].incarnation == incarnation;
+    let ctx2 = ctx.clone();
+    send_recorded(ctx, to, topic, message, alive, move |report| {
+        service_input(&ctx2, s, Input::Delivered { token, result: report });
+    });
+}
+
+/// Who sends a record: the producer, its process and the partitioner it is configured with.
+pub(crate) struct Sender {
+    pub producer: FutureProducer,
+    pub node: NodeId,
+    pub partitioner: Partitioner,
+}
+
+/// `producer.send()` by `to`, recorded (`Send`, then `SendOk` or `SendFailed` once the report
+/// comes, if `alive` still holds), then `then` with the report.
+pub(crate) fn send_recorded(
+    ctx: &Ctx,
+    to: Sender,
+    topic: TopicId,
+    message: Message,
+    alive: impl Fn(&Core) -> bool + 'static,
+    then: impl FnOnce(Result<Option<u64>, ErrorCode>) + 'static,
+) {
+    let Sender { producer, node, partitioner } = to;
     let ctx = ctx.clone();
     let topic_name = ctx.topic_name(topic).to_string();
     let predicted = predicted_partition(&ctx.scenario, partitioner, topic, &message);
@@ -51,8 +78,8 @@ pub(crate) fn produce(ctx: &Ctx, s: u16, token: Token, topic: TopicId, message: 
         let mut guard = ctx.core.borrow_mut();
         let core = &mut *guard;
         core.pending -= 1;
-        if core.services[s as usize].incarnation != incarnation {
-            return; // the process that sent it is gone: nobody hears the report
+        if !alive(core) {
+            return;
         }
         let report = match result {
             Ok((partition, offset)) => {
@@ -81,7 +108,7 @@ pub(crate) fn produce(ctx: &Ctx, s: u16, token: Token, topic: TopicId, message: 
             }
         };
         drop(guard);
-        service_input(&ctx, s, Input::Delivered { token, result: report });
+        then(report);
     });
 }
 

@@ -107,6 +107,19 @@ pub fn runs_requests(scenario: &Scenario, service: &str) -> bool {
     scenario.workflow.as_ref().is_some_and(|wf| wf.requests.iter().any(|r| r.service == service))
 }
 
+/// What a workflow listener did with a record ([`WorkflowRun::listen`]).
+#[derive(Debug)]
+pub struct Listened {
+    /// The record may be acknowledged (the steps completed, or a guard rejected it); `false`:
+    /// the handler threw.
+    pub acked: bool,
+    /// The entries to record: each step that took effect, then the rows left breaking an
+    /// invariant.
+    pub ops: Vec<Op>,
+    /// The events it publishes (event index, record), in order.
+    pub sends: Vec<(u16, Message)>,
+}
+
 /// What a request's transaction decided: the entry that records it, the events it publishes,
 /// and the rows it left breaking an invariant (entries to record after it).
 #[derive(Debug)]
@@ -352,10 +365,12 @@ impl WorkflowRun {
         }
     }
 
-    /// A workflow listener's steps on `record` for `group`: the entries to record (each step
-    /// that took effect, then the rows it left breaking an invariant), and whether the record
-    /// may be acknowledged (the steps completed, or a guard rejected it) or the handler threw.
-    pub fn listen(&mut self, group: GroupId, handler: u16, record: &Polled) -> (bool, Vec<Op>) {
+    /// A workflow listener's steps on `record` for `group`: whether the record may be
+    /// acknowledged (the steps completed, or a guard rejected it) or the handler threw, the
+    /// entries to record (each step that took effect, then the rows it left breaking an
+    /// invariant), and the events it publishes, for its group's `KafkaTemplate` to send: those
+    /// of a committed transaction, and those its steps after it published before any stop.
+    pub fn listen(&mut self, group: GroupId, handler: u16, record: &Polled) -> Listened {
         let wf = self.wf.clone();
         let h = wf.handler(handler);
         let listens_to = wf.listeners[handler as usize - wf.requests.len()].event;
@@ -363,18 +378,20 @@ impl WorkflowRun {
             // Another event on the same topic (or not the workflow's): the listener's method
             // takes only its own event, so the record passes without effect.
             Some(values) if record.value.kind().0 as u16 == listens_to => values,
-            _ => return (true, Vec::new()),
+            _ => return Listened { acked: true, ops: Vec::new(), sends: Vec::new() },
         };
         let mut frame = exec::frame(h, values.iter().cloned());
         let mut effects = Vec::new();
         let mut stop = None;
         let mut broken = Vec::new();
+        let mut published = Vec::new();
         let name = &wf.listeners[handler as usize - wf.requests.len()].name;
         if !h.transaction.is_empty() {
             let out = self.state.transaction(&wf, &h.transaction, &mut frame);
             self.failed(name, &out.stop);
             broken = self.broken(&out.writes);
             effects.extend(out.effects);
+            published.extend(out.published);
             // A committed transaction that wrote is one effect, at its first write.
             if out.stop.is_none() && !out.writes.is_empty() {
                 let first_write =
@@ -387,6 +404,7 @@ impl WorkflowRun {
         if stop.is_none() {
             let out = self.state.steps(&h.after, &mut frame);
             self.failed(name, &out.stop);
+            published.extend(out.published);
             let first = h.transaction.len() as u16;
             effects.extend(out.effects.into_iter().map(|s| s + first));
             // Steps are numbered through the transaction, then the steps after it.
@@ -401,7 +419,8 @@ impl WorkflowRun {
             ops.push(Op::ListenerRejected { group, cause: record.value, handler, step });
         }
         ops.extend(broken);
-        (!matches!(stop, Some(Stop::Thrown { .. } | Stop::Error { .. })), ops)
+        let sends = published.into_iter().map(|(event, values)| (event, self.message(event, values))).collect();
+        Listened { acked: !matches!(stop, Some(Stop::Thrown { .. } | Stop::Error { .. })), ops, sends }
     }
 
     /// A published event's id, its record, and its values kept for the listeners. A subject
@@ -427,6 +446,11 @@ impl WorkflowRun {
         // transaction commits carries what the transaction had computed by then).
         self.values.entry(id).or_insert(values);
         Message { key, value: Event::Declared { id } }
+    }
+
+    /// Stop the run's verdicts with `why` (the first reason stays).
+    pub(crate) fn fail(&mut self, why: String) {
+        self.error.get_or_insert(why);
     }
 
     /// Remember the first failed expression.
@@ -590,12 +614,28 @@ impl World {
     /// A workflow listener's steps on `record`, by consumer `node` of `group`: each step that
     /// took effect is an entry. Returns whether the record may be acknowledged (the steps
     /// completed, or a guard rejected it) or the handler threw.
-    pub(crate) fn workflow_steps(&mut self, node: NodeId, group: GroupId, handler: u16, record: Polled) -> bool {
+    /// What the steps publish goes to the group's own `KafkaTemplate`, fire and forget: the
+    /// record is acknowledged whatever becomes of the send.
+    pub(crate) fn workflow_steps(&mut self, c: u16, handler: u16, record: Polled) -> bool {
+        let (node, group, template) = {
+            let cons = &self.consumers[c as usize];
+            (cons.node, cons.group, cons.template)
+        };
         let run = self.wf.as_mut().expect("a workflow run");
-        let (ok, ops) = run.listen(group, handler, &record);
+        let Listened { acked, ops, sends } = run.listen(group, handler, &record);
         for op in ops {
             self.record(node, op);
         }
-        ok
+        for (event, message) in sends {
+            match (template, self.wf_topics[event as usize]) {
+                (Some(producer), Some(topic)) => self.producer_send(producer, topic, message, 0),
+                // Scenario validation refuses both; a scenario set up by hand gets no verdict.
+                _ => {
+                    let run = self.wf.as_mut().expect("a workflow run");
+                    run.fail(format!("a listener publishes event {event}, whose topic the scenario lacks"));
+                }
+            }
+        }
+        acked
     }
 }

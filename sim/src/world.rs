@@ -114,6 +114,8 @@ pub(crate) enum ProducerOwner {
     Service(u16),
     /// A consumer's dead-letter publisher (`DeadLetterPublishingRecoverer`'s `KafkaTemplate`).
     Consumer(u16),
+    /// The `KafkaTemplate` a consumer's workflow listener publishes with.
+    Listener(u16),
 }
 
 /// The least simulated time between two calls of a run's observer.
@@ -200,6 +202,8 @@ pub struct World {
     pub(crate) order_services: Vec<u16>,
     /// A workflow file's part of the run, if the scenario runs one.
     pub(crate) wf: Option<Box<crate::workflow::WorkflowRun>>,
+    /// The topic of each of the workflow's events.
+    pub(crate) wf_topics: Vec<Option<TopicId>>,
     /// The instances of payment services: where clients send payments for their orders.
     pub(crate) payment_services: Vec<u16>,
     /// The instances of coupon APIs: where clients send coupon requests.
@@ -254,6 +258,17 @@ impl World {
             scenario.topics.iter().map(|t| TopicInfo { name: t.name.clone(), partitions: t.partitions }).collect();
         let topic_id =
             |name: &str| TopicId(topics.iter().position(|t| t.name == name).expect("validated topic") as u16);
+        // (A scenario set up by hand may lack an event's topic: its services send to their own.)
+        let wf_topics: Vec<Option<TopicId>> = scenario
+            .workflow
+            .as_ref()
+            .map(|wf| {
+                wf.events
+                    .iter()
+                    .map(|e| topics.iter().position(|t| t.name == e.topic).map(|i| TopicId(i as u16)))
+                    .collect()
+            })
+            .unwrap_or_default();
 
         // Records the workload will write, to size the logs and the history up front.
         let expected = scenario.workload.rate_per_sec * scenario.run.duration_ms as f64 / 1_000.0;
@@ -340,6 +355,21 @@ impl World {
                     ));
                     producer_owner.push(ProducerOwner::Consumer(consumers.len() as u16));
                 }
+                let publishes = |h: u16| scenario.workflow.as_ref().is_some_and(|wf| wf.handler(h).publishes());
+                if listener.is_some_and(publishes) {
+                    // The listener's KafkaTemplate, with the Java producer's defaults.
+                    consumer.template = Some(producers.len() as u16);
+                    let producer_id = producers.len() as u32 + 1;
+                    producers.push(Producer::new(
+                        node,
+                        Default::default(),
+                        &scenario.topics,
+                        partitions.len(),
+                        scenario.brokers,
+                        producer_id,
+                    ));
+                    producer_owner.push(ProducerOwner::Listener(consumers.len() as u16));
+                }
                 consumers.push(consumer);
             }
         }
@@ -420,6 +450,7 @@ impl World {
             groups,
             order_services: compiled_in(ServiceKind::OrderService),
             wf,
+            wf_topics,
             payment_services: compiled_in(ServiceKind::PaymentService),
             coupon_services: compiled_in(ServiceKind::CouponApi),
             queue_services: compiled_in(ServiceKind::WaitingQueueApi),
@@ -710,7 +741,7 @@ impl World {
     pub(crate) fn producer_alive(&self, p: u16) -> bool {
         match self.producer_owner[p as usize] {
             ProducerOwner::Service(s) => self.services[s as usize].alive,
-            ProducerOwner::Consumer(c) => self.consumers[c as usize].alive,
+            ProducerOwner::Consumer(c) | ProducerOwner::Listener(c) => self.consumers[c as usize].alive,
         }
     }
 

@@ -180,6 +180,13 @@ pub struct Handler {
     pub frame: u16,
 }
 
+impl Handler {
+    /// Whether any of its steps publishes an event.
+    pub fn publishes(&self) -> bool {
+        self.transaction.iter().chain(&self.after).any(|s| matches!(s, Step::Publish { .. }))
+    }
+}
+
 /// What a failed `require` does.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Otherwise {

@@ -567,6 +567,8 @@ impl World {
             match self.producer_owner[producer as usize] {
                 ProducerOwner::Service(s) => self.service_input(s, Input::Delivered { token, result: report }),
                 ProducerOwner::Consumer(c) => self.dead_letter_delivered(c, token, tp, report),
+                // Fire and forget: the listener did not wait for the report.
+                ProducerOwner::Listener(_) => {}
             }
         }
         batch.records.clear();

@@ -167,6 +167,8 @@ pub struct Consumer {
     failures: Vec<(Tp, u64, u32)>,
     /// With retry-then-dlq: the dead-letter publisher's producer and the dead-letter topic.
     pub dlq: Option<(u16, TopicId)>,
+    /// A workflow listener that publishes: its group's `KafkaTemplate` (a producer index).
+    pub template: Option<u16>,
     next_dead_letter: u64,
     /// The dead-letter send under way: (token, record).
     dead_letter: Option<(u64, Polled)>,
@@ -238,6 +240,7 @@ impl Consumer {
             acked: Vec::new(),
             failures: Vec::new(),
             dlq: None,
+            template: None,
             next_dead_letter: 0,
             dead_letter: None,
             commits: BTreeMap::new(),

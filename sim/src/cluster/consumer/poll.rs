@@ -349,7 +349,7 @@ impl World {
                 // A workflow listener: its steps, then the acknowledgement, or its error
                 // handler's turn when it threw.
                 Command::Steps { handler } => {
-                    if self.workflow_steps(node, group, handler, record) {
+                    if self.workflow_steps(c, handler, record) {
                         ok = true;
                         self.consumers[c as usize].ack(record);
                     } else {
