@@ -261,6 +261,11 @@ struct RawInvariant {
     fifo: Option<Spanned<String>>,
     #[serde(default)]
     rate: Option<Spanned<RawRate>>,
+    /// `transition = "table"` with `holds`: a condition on every update of a row.
+    #[serde(default)]
+    transition: Option<Spanned<String>>,
+    #[serde(default)]
+    holds: Option<RawExpr>,
 }
 
 /// `rate = { listener, max, per_ms }`: at most `max` effects of a listener's group per window.
@@ -493,6 +498,38 @@ impl Scope for RowOf<'_> {
             _ => self.table.set(Some(t as u16)),
         }
         row_field(&self.tables[t], field, 0)
+    }
+    fn enum_value(&self, ty: u16, name: &str) -> Option<u16> {
+        enum_value(self.enums, ty, name)
+    }
+    fn enum_values(&self, ty: u16) -> Vec<String> {
+        self.enums.get(ty as usize).cloned().unwrap_or_default()
+    }
+}
+
+/// A transition of a row of `table`: `old.<field>` as the row was, `new.<field>` as an update
+/// wrote it (slots: the old row, then the new).
+struct OldNew<'w> {
+    params: &'w BTreeMap<String, Param>,
+    table: &'w Table,
+    enums: &'w [Vec<String>],
+}
+
+impl Scope for OldNew<'_> {
+    fn resolve(&self, path: &[&str]) -> Result<Resolved, String> {
+        if let Some(r) = resolve_param(self.params, path) {
+            return r;
+        }
+        match path {
+            ["old", field] => row_field(self.table, field, 0),
+            ["new", field] => row_field(self.table, field, self.table.fields.len() as u16),
+            _ => Err(format!(
+                "old.<field> or new.<field> of table {} ({}), or params.<name>, not `{}`",
+                self.table.name,
+                names(&self.table.fields),
+                path.join(".")
+            )),
+        }
     }
     fn enum_value(&self, ty: u16, name: &str) -> Option<u16> {
         enum_value(self.enums, ty, name)
@@ -832,6 +869,34 @@ impl Compiler<'_> {
         self.bound(0..0, raw.invariants.len(), MAX_INVARIANTS, "invariants")?;
         for (name, inv) in &raw.invariants {
             let i = inv.get_ref();
+            let kinds = [
+                i.always.is_some(),
+                i.eventually.is_some(),
+                i.unique.is_some(),
+                i.fifo.is_some(),
+                i.rate.is_some(),
+                i.transition.is_some(),
+            ];
+            if kinds.iter().filter(|&&k| k).count() != 1 {
+                return Err(self.err(
+                    inv.span(),
+                    "exactly one of `always`, `eventually`, `unique`, `fifo`, `rate` or `transition`",
+                ));
+            }
+            if let (Some(h), None) = (&i.holds, &i.transition) {
+                return Err(self.err(h.span(), "`holds` with `transition = \"<table>\"`"));
+            }
+            if let Some(t) = &i.transition {
+                let Some(holds) = &i.holds else {
+                    return Err(self.err(t.span(), "`holds = \"<condition on old.<field> and new.<field>>\"` with it"));
+                };
+                let table = self.table_of(&wf, t)?;
+                let scope = OldNew { params: &params, table: &wf.tables[table as usize], enums: &wf.enums };
+                let cond = self.expr(holds, &scope, Some(Type::Bool))?;
+                let text = holds.get_ref().text.clone();
+                wf.invariants.push(InvariantDecl::Transition { name: name.get_ref().clone(), table, cond, text });
+                continue;
+            }
             let (cond, always) = match (&i.always, &i.eventually, &i.unique, &i.fifo, &i.rate) {
                 (Some(c), None, None, None, None) => (c, true),
                 (None, Some(c), None, None, None) => (c, false),
@@ -851,11 +916,7 @@ impl Compiler<'_> {
                     wf.invariants.push(decl);
                     continue;
                 }
-                _ => {
-                    return Err(
-                        self.err(inv.span(), "exactly one of `always`, `eventually`, `unique`, `fifo` or `rate`")
-                    );
-                }
+                _ => unreachable!("exactly one kind, checked above"),
             };
             let scope = RowOf { params: &params, tables: &wf.tables, enums: &wf.enums, table: Cell::new(None) };
             let e = self.expr(cond, &scope, Some(Type::Bool))?;

@@ -378,7 +378,7 @@ fn a_uniqueness_invariant_names_fields_of_one_table() {
         claim,
         "unique = [\"orders.user\"]\nalways = \"product.stock >= 0\"",
         "[invariants",
-        "exactly one of `always`, `eventually`, `unique`, `fifo` or `rate`",
+        "exactly one of `always`, `eventually`, `unique`, `fifo`, `rate` or `transition`",
     );
 }
 
@@ -403,6 +403,29 @@ fn a_caught_duplicate_is_an_insert_s_and_a_conditional_constraint_needs_one() {
         "params.products\"",
         "a boolean",
     );
+}
+
+#[test]
+fn a_transition_invariant_reads_a_row_as_it_was_and_as_written() {
+    let claim = "always = \"product.stock >= 0\"";
+    let forward = "transition = \"orders\"\nholds = \"old.status == new.status or old.status == 'PENDING'\"";
+    let text = ORDER.replacen(claim, forward, 1);
+    let wf = compile("order.toml", &text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let orders = wf.table("orders").expect("orders");
+    assert!(matches!(&wf.invariants[0], InvariantDecl::Transition { table, .. } if *table == orders));
+    assert_eq!(wf.invariants[0].text(), "old.status == new.status or old.status == 'PENDING'");
+
+    bad(claim, "transition = \"orders\"\nholds = \"old.stat == 'PAID'\"", "old.stat", "a field of table orders");
+    bad(
+        claim,
+        "transition = \"orders\"\nholds = \"orders.status == 'PAID'\"",
+        "orders.status",
+        "old.<field> or new.<field>",
+    );
+    bad(claim, "transition = \"order\"\nholds = \"true\"", "\"order\"", "a declared table (orders, product)");
+    bad(claim, "transition = \"orders\"", "\"orders\"", "`holds = ");
+    bad(claim, "holds = \"true\"\nunique = [\"orders.user\"]", "\"true\"", "`holds` with `transition");
+    bad(claim, "transition = \"orders\"\nholds = \"old.qty\"", "old.qty", "a boolean");
 }
 
 const QUEUE: &str = include_str!("../../../scenarios/workflows/queue.toml");

@@ -291,6 +291,17 @@ impl State {
                         }
                     }
                 }
+                // An update (a row written that existed before), on the row as it was and as
+                // written.
+                InvariantDecl::Transition { table, cond, .. } => {
+                    for w in writes.iter().filter(|w| w.table == *table) {
+                        let Some(before) = &w.before else { continue };
+                        let frame: Vec<Value> = before.iter().chain(w.after.iter()).cloned().collect();
+                        if !cond.eval(&frame)?.as_bool() {
+                            broken.push((n as u16, *table, w.id));
+                        }
+                    }
+                }
                 InvariantDecl::Eventually { .. } | InvariantDecl::Fifo { .. } | InvariantDecl::Rate { .. } => {}
             }
         }
@@ -316,8 +327,8 @@ impl State {
                         broken.extend(ids.iter().nth(1).map(|&id| (n as u16, *table, id)));
                     }
                 }
-                // Judged from the history's messages, not the state.
-                InvariantDecl::Fifo { .. } | InvariantDecl::Rate { .. } => {}
+                // Judged at each update, or from the history's messages: nothing at the end.
+                InvariantDecl::Transition { .. } | InvariantDecl::Fifo { .. } | InvariantDecl::Rate { .. } => {}
             }
         }
         broken.sort_by_key(|&(n, _, id)| (n, id));
@@ -763,6 +774,64 @@ transaction = [
         let strict =
             compile("coupons.toml", &text, &[("strict".into(), compile::Param::Bool(true))]).expect("compiles");
         assert_eq!(strict.tables[0].unique, vec![vec![0, 1]]);
+    }
+
+    /// A `transition` invariant judges each committed update on the row as it was and as
+    /// written: an order moved from PAID back to PENDING breaks "forward only"; a move from
+    /// PENDING, an unchanged status and an insert do not.
+    #[test]
+    fn a_transition_invariant_judges_each_update_on_the_old_and_new_row() {
+        let text = r#"
+[workflow]
+name = "statuses"
+
+[tables.orders]
+fields = { status = ["PENDING", "PAID", "CANCELLED"], note = "int" }
+rows = { count = 1 }
+
+[requests.pay]
+service = "order-service"
+rate_per_sec = 10
+transaction = [
+  { read = "orders", id = "0", lock = "for-update" },
+  { update = "orders", set = { status = "'PAID'" } },
+]
+
+[requests.reopen]
+service = "order-service"
+rate_per_sec = 10
+transaction = [
+  { read = "orders", id = "0", lock = "for-update" },
+  { update = "orders", set = { status = "'PENDING'" } },
+]
+
+[requests.add]
+service = "order-service"
+rate_per_sec = 10
+fields = { note = "uniform(0, 9)" }
+transaction = [
+  { insert = "orders", id = "request.id", values = { status = "'PAID'", note = "request.note" } },
+]
+
+[invariants.forward]
+transition = "orders"
+holds = "old.status == new.status or old.status == 'PENDING'"
+"#;
+        let wf = compile("statuses.toml", text, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let mut st = State::new(&wf, &mut |_| false);
+        let to = |st: &mut State, request: &str| {
+            let h = &wf.request(request).expect("a request").handler;
+            let out = st.transaction(&wf, &h.transaction, &mut frame(h, [Value::Int(1)]));
+            assert_eq!(out.stop, None);
+            st.check_always(&wf, &out.writes).expect("evaluates")
+        };
+        assert_eq!(to(&mut st, "pay"), vec![], "PENDING to PAID");
+        assert_eq!(to(&mut st, "pay"), vec![], "PAID stays PAID");
+        assert_eq!(to(&mut st, "reopen"), vec![(0, 0, 0)], "PAID back to PENDING");
+        let add = &wf.request("add").expect("add").handler;
+        let out = st.transaction(&wf, &add.transaction, &mut frame(add, [5, 3].map(Value::Int)));
+        assert_eq!(st.check_always(&wf, &out.writes), Ok(vec![]), "an insert is no transition");
+        assert_eq!(st.check_end(&wf), Ok(vec![]), "judged at updates only");
     }
 
     /// A `unique` invariant detects what no constraint stops: the second row with a user's

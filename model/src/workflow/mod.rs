@@ -257,6 +257,9 @@ pub enum InvariantDecl {
     /// No two rows of `table` share the values of `fields` (written `text`), after every
     /// commit: a uniqueness the design claims without a constraint that enforces it.
     Unique { name: String, table: u16, fields: Vec<u16>, text: String },
+    /// `cond` (written `text`) holds for every committed update of a row of `table`, evaluated
+    /// on the row as it was (slots `0..n`, `old.<field>`) and as written (`n..2n`, `new.<field>`).
+    Transition { name: String, table: u16, cond: Expr, text: String },
     /// Listener `listener` (an index into [`Workflow::listeners`]) takes effect on the records
     /// of one key in the order the application sent them: a queue's first-in, first-out
     /// promise, judged from the history's sends and effects.
@@ -272,7 +275,8 @@ impl InvariantDecl {
         match self {
             InvariantDecl::Always { table, .. }
             | InvariantDecl::Eventually { table, .. }
-            | InvariantDecl::Unique { table, .. } => Some(*table),
+            | InvariantDecl::Unique { table, .. }
+            | InvariantDecl::Transition { table, .. } => Some(*table),
             InvariantDecl::Fifo { .. } | InvariantDecl::Rate { .. } => None,
         }
     }
@@ -283,6 +287,7 @@ impl InvariantDecl {
             InvariantDecl::Always { text, .. }
             | InvariantDecl::Eventually { text, .. }
             | InvariantDecl::Unique { text, .. }
+            | InvariantDecl::Transition { text, .. }
             | InvariantDecl::Fifo { text, .. }
             | InvariantDecl::Rate { text, .. } => text,
         }
@@ -293,6 +298,7 @@ impl InvariantDecl {
             InvariantDecl::Always { name, .. }
             | InvariantDecl::Eventually { name, .. }
             | InvariantDecl::Unique { name, .. }
+            | InvariantDecl::Transition { name, .. }
             | InvariantDecl::Fifo { name, .. }
             | InvariantDecl::Rate { name, .. } => name,
         }
