@@ -256,18 +256,18 @@ impl WorkflowRun {
         let wf = self.wf.clone();
         let h = wf.handler(handler);
         let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
-        let name = &wf.handler_name(handler);
         match self.state.preview(&h.transaction, &mut frame) {
             Ok(Some((event, values))) => Some(self.message(event, values)),
             Ok(None) => None,
             Err(Stop::Thrown { step, message }) => {
                 // Scenario validation refuses this workflow; a caller that set it directly
                 // gets no verdict rather than a run with locks not held over the send.
+                let name = wf.handler_name(handler);
                 self.error.get_or_insert_with(|| format!("{name}, step {}: {message} (not modelled)", step + 1));
                 None
             }
             Err(stop) => {
-                self.failed(name, &Some(stop));
+                self.failed(handler, &Some(stop));
                 None
             }
         }
@@ -289,14 +289,13 @@ impl WorkflowRun {
         let mut events = Vec::new();
         let mut broken = Vec::new();
         let mut compensate = None;
-        let name = &wf.handler_name(handler);
         let committed = !db_down && {
             let out = self.state.transaction(&wf, &h.transaction, &mut frame);
-            self.failed(name, &out.stop);
+            self.failed(handler, &out.stop);
             if out.stop.is_none() {
                 broken = self.broken(&out.writes);
                 let after = self.state.steps(&h.after, &mut frame);
-                self.failed(name, &after.stop);
+                self.failed(handler, &after.stop);
                 for (event, values) in out.published.into_iter().chain(after.published) {
                     events.push(self.message(event, values));
                 }
@@ -385,10 +384,9 @@ impl WorkflowRun {
         let mut stop = None;
         let mut broken = Vec::new();
         let mut published = Vec::new();
-        let name = &wf.listeners[handler as usize - wf.requests.len()].name;
         if !h.transaction.is_empty() {
             let out = self.state.transaction(&wf, &h.transaction, &mut frame);
-            self.failed(name, &out.stop);
+            self.failed(handler, &out.stop);
             broken = self.broken(&out.writes);
             effects.extend(out.effects);
             published.extend(out.published);
@@ -403,7 +401,7 @@ impl WorkflowRun {
         }
         if stop.is_none() {
             let out = self.state.steps(&h.after, &mut frame);
-            self.failed(name, &out.stop);
+            self.failed(handler, &out.stop);
             published.extend(out.published);
             let first = h.transaction.len() as u16;
             effects.extend(out.effects.into_iter().map(|s| s + first));
@@ -453,12 +451,12 @@ impl WorkflowRun {
         self.error.get_or_insert(why);
     }
 
-    /// Remember the first failed expression.
-    fn failed(&mut self, what: &str, stop: &Option<Stop>) {
+    /// Remember the first failed expression (in handler `handler`).
+    fn failed(&mut self, handler: u16, stop: &Option<Stop>) {
         if let Some(Stop::Error { step, error }) = stop
             && self.error.is_none()
         {
-            self.error = Some(format!("{what}, step {}: {error}", step + 1));
+            self.error = Some(format!("{}, step {}: {error}", self.wf.handler_name(handler), step + 1));
         }
     }
 

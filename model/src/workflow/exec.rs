@@ -175,14 +175,12 @@ impl State {
         }
         // Commit: unique constraints over the rows as written (an insert was checked when it
         // ran; an update that took another row's values is caught here), then every write.
-        for &(t, id) in &txn.order {
-            let (before, after) = &txn.staged[&(t, id)];
-            if let Some(message) = self.unique_conflict(wf, &txn, t, id, before.as_deref(), after) {
+        for ((t, id), (before, after)) in &txn.staged {
+            if let Some(message) = self.unique_conflict(wf, &txn, *t, *id, before.as_deref(), after) {
                 return out.rolled_back(Stop::Thrown { step: steps.len() as u16, message });
             }
         }
-        for (t, id) in txn.order {
-            let (before, after) = txn.staged.remove(&(t, id)).expect("a staged row");
+        for ((t, id), (before, after)) in txn.staged {
             let rows = &mut self.tables[t as usize];
             for (u, cols) in wf.tables[t as usize].unique.iter().enumerate() {
                 if let Some(b) = &before {
@@ -347,7 +345,7 @@ impl State {
         step: u16,
     ) -> Result<(), Stop> {
         let id = eval(id, frame, step)?.as_int();
-        let row = txn.staged.get(&(table, id)).map(|(_, r)| &r[..]).or_else(|| self.row(table, id));
+        let row = txn.get(table, id).map(|(_, r)| &r[..]).or_else(|| self.row(table, id));
         let Some(row) = row else {
             let message = format!("row {id} not found");
             return Err(match missing {
@@ -357,7 +355,7 @@ impl State {
         };
         let into = into as usize;
         frame[into..into + row.len()].clone_from_slice(row);
-        txn.read_ids.insert(into as u16, id);
+        txn.read_ids.push((into as u16, id));
         Ok(())
     }
 
@@ -370,18 +368,18 @@ impl State {
         txn: &mut Txn,
         step: u16,
     ) -> Result<(), Stop> {
-        let Some(&id) = txn.read_ids.get(&from) else {
+        let Some(id) = txn.read_id(from) else {
             // The compiler puts a read before every update; keep going wrong loudly, not silently.
             return Err(Stop::Thrown { step, message: "an update of a row that was not read".into() });
         };
         let base = from as usize;
         // Every value from the row as read, then written together (SQL's `SET`).
         let values = set.iter().map(|(f, e)| Ok((*f, eval(e, frame, step)?))).collect::<Result<Vec<_>, Stop>>()?;
-        let before = match txn.staged.get(&(table, id)) {
+        let before = match txn.get(table, id) {
             Some((b, _)) => b.clone(),
             None => self.row(table, id).map(Box::from),
         };
-        let mut after: Box<[Value]> = match txn.staged.get(&(table, id)) {
+        let mut after: Box<[Value]> = match txn.get(table, id) {
             Some((_, a)) => a.clone(),
             None => match self.row(table, id) {
                 Some(r) => Box::from(r),
@@ -393,10 +391,7 @@ impl State {
             frame[base + f as usize] = v.clone();
             after[f as usize] = v;
         }
-        if !txn.staged.contains_key(&(table, id)) {
-            txn.order.push((table, id));
-        }
-        txn.staged.insert((table, id), (before, after));
+        txn.put(table, id, (before, after));
         Ok(())
     }
 
@@ -419,7 +414,7 @@ impl State {
             Otherwise::Reject => Stop::Rejected { step, message },
             Otherwise::Throw => Stop::Thrown { step, message },
         };
-        if txn.staged.contains_key(&(table, id)) || self.row(table, id).is_some() {
+        if txn.get(table, id).is_some() || self.row(table, id).is_some() {
             let message = format!(
                 "duplicate entry {id} for the primary key of {} (DuplicateKeyException)",
                 wf.tables[table as usize].name
@@ -430,8 +425,7 @@ impl State {
         if let Some(message) = self.unique_conflict(wf, txn, table, id, None, &row) {
             return Err(stop(message));
         }
-        txn.order.push((table, id));
-        txn.staged.insert((table, id), (None, row.into_boxed_slice()));
+        txn.put(table, id, (None, row.into_boxed_slice()));
         Ok(())
     }
 
@@ -452,10 +446,8 @@ impl State {
             let key = project(after, cols);
             let own = before.map(|b| project(b, cols));
             let taken_by_another = self.tables[t as usize].unique[u].contains(&key) && own.as_ref() != Some(&key);
-            let taken_here = txn
-                .order
-                .iter()
-                .any(|&(t2, id2)| t2 == t && id2 != id && project(&txn.staged[&(t2, id2)].1, cols) == key);
+            let taken_here =
+                txn.staged.iter().any(|&((t2, id2), (_, ref row))| t2 == t && id2 != id && project(row, cols) == key);
             if taken_by_another || taken_here {
                 let names: Vec<&str> = cols.iter().map(|&c| table.fields[c as usize].0.as_str()).collect();
                 return Some(format!(
@@ -547,15 +539,34 @@ pub type Published = (u16, Box<[Value]>);
 /// A row a transaction wrote: before it (none: inserted), and as written.
 type Staged = (Option<Box<[Value]>>, Box<[Value]>);
 
-/// A transaction under way: staged rows and which row each read loaded.
+/// A transaction under way: staged rows and which row each read loaded. A transaction touches
+/// a few rows, so both are short lists searched in order (no map to allocate and walk).
 #[derive(Default)]
 struct Txn {
-    /// (table, id) -> the row before the transaction (none: inserted) and as written.
-    staged: BTreeMap<(u16, i64), Staged>,
-    /// The order rows were first written in.
-    order: Vec<(u16, i64)>,
-    /// The first slot of each read -> the id of the row it loaded.
-    read_ids: BTreeMap<u16, i64>,
+    /// (table, id) and the row before the transaction (none: inserted) and as written, in the
+    /// order rows were first written.
+    staged: Vec<((u16, i64), Staged)>,
+    /// The first slot of each read and the id of the row it loaded (the latest read of a slot
+    /// last).
+    read_ids: Vec<(u16, i64)>,
+}
+
+impl Txn {
+    fn get(&self, t: u16, id: i64) -> Option<&Staged> {
+        self.staged.iter().find(|(k, _)| *k == (t, id)).map(|(_, s)| s)
+    }
+
+    /// Stage `row` for (t, id), keeping the place of its first write.
+    fn put(&mut self, t: u16, id: i64, row: Staged) {
+        match self.staged.iter_mut().find(|(k, _)| *k == (t, id)) {
+            Some((_, s)) => *s = row,
+            None => self.staged.push(((t, id), row)),
+        }
+    }
+
+    fn read_id(&self, slot: u16) -> Option<i64> {
+        self.read_ids.iter().rev().find(|(s, _)| *s == slot).map(|&(_, id)| id)
+    }
 }
 
 impl Outcome {
