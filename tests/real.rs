@@ -105,6 +105,49 @@ fn mock_cluster_runs_the_payment_workflow_like_the_simulator() {
     assert_eq!((compiled, real.stats.requests), (0, sim.stats.requests));
 }
 
+/// Seeds 002/003's coupons as data (`workflows/coupon.toml`): the API without a transaction
+/// (a Redis set first, refusing repeats), double clicks, and the issuer counting under the
+/// coupon's row lock run on rdkafka as in the simulator, with the same decisions, placement
+/// and verdicts; the same with the db-unique dedup, whose caught constraint rejects records.
+#[test]
+fn mock_cluster_runs_the_coupon_workflow_like_the_simulator() {
+    use evsim_model::history::{History, Op};
+    use evsim_model::scenario::CouponDedup;
+    let count = |h: &History, f: fn(&Op) -> bool| h.entries.iter().filter(|e| f(&e.op)).count();
+    for dedup in [CouponDedup::CacheSet, CouponDedup::DbUnique] {
+        let mut base = common::scenario("coupon-seed003");
+        base.services[0].dedup = dedup;
+        base.workload.coupon_quantity = 1_000_000; // never sold out: refusals are the dedup's
+        base.workload.users = 100;
+        let s = for_real(common::with_coupon_workflow(base), 2_000, 100.0);
+        let (sim, real) = assert_agree(&s, BrokerKind::Mock);
+        assert!(real.passed(), "{dedup:?}: {:?}", real.verdicts);
+        let refusals = |h: &History| match dedup {
+            CouponDedup::CacheSet => count(h, |op| matches!(op, Op::Refused { .. })),
+            _ => count(h, |op| matches!(op, Op::ListenerRejected { .. })),
+        };
+        assert!(refusals(&real.history) > 10, "{dedup:?}: {} refusals", refusals(&real.history));
+        assert_eq!(refusals(&real.history), refusals(&sim.history), "{dedup:?}");
+    }
+}
+
+/// Seed 002's waiting queue as data (`workflows/queue.toml`): the API sends tokens without a
+/// transaction and the activator group, paced by its polls, activates them; the declared
+/// `fifo` and `rate` invariants are judged from the real run's sends and effects as from the
+/// simulator's, with the same verdicts: one partition and one activator hold both, a partition
+/// and an activator per concert break the promised rate on both.
+#[test]
+fn mock_cluster_runs_the_waiting_queue_workflow_like_the_simulator() {
+    for (name, rate_holds) in [("waiting-queue-global", true), ("waiting-queue-per-concert", false)] {
+        let s = for_real(common::with_queue_workflow(common::scenario(name)), 3_000, 20.0);
+        let (sim, real) = assert_agree(&s, BrokerKind::Mock);
+        for o in [&sim.verdicts, &real.verdicts] {
+            assert!(!violated(o, Invariant::declared("queue-fifo")), "{name}");
+            assert_eq!(violated(o, Invariant::declared("queue-rate")), !rate_holds, "{name}");
+        }
+    }
+}
+
 /// A listener that produces to another topic (`common::with_listener_chain`: `shipper`
 /// publishes `order-shipped` with its group's KafkaTemplate, `notifier` reads it) runs on
 /// rdkafka as in the simulator: the same decisions, placement and verdicts, and one e-mail per
