@@ -1587,7 +1587,8 @@ impl Compiler<'_> {
                          [requests.<name>.compensation]",
                     ));
                 }
-                let message = raw.get_ref().text.clone();
+                // What the stop says when it fails, made once here rather than at each failure.
+                let message = format!("required {}", raw.get_ref().text).into();
                 Step::Require { cond, otherwise: self.otherwise(&r.otherwise)?, message, compensate }
             }
             "update" => {

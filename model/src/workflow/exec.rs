@@ -15,6 +15,7 @@
 use super::expr::{EvalError, Expr, Value};
 use super::{CacheCommand, CacheKind, InvariantDecl, Otherwise, RowDraw, Step, Workflow};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// One table's rows and its unique indexes.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -55,10 +56,10 @@ pub struct Write {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stop {
     /// A `require` or a missing row with `otherwise = "reject"`: a business rejection.
-    Rejected { step: u16, message: String },
+    Rejected { step: u16, message: Arc<str> },
     /// A `require` with `otherwise = "throw"`, a duplicate key or a unique constraint: an
     /// exception (rollback; a listener's error handler retries).
-    Thrown { step: u16, message: String },
+    Thrown { step: u16, message: Arc<str> },
     /// An expression's arithmetic failed: the workflow is wrong, and the run stops with exit 2.
     Error { step: u16, error: EvalError },
 }
@@ -175,20 +176,22 @@ impl State {
         }
         // Commit: unique constraints over the rows as written (an insert was checked when it
         // ran; an update that took another row's values is caught here), then every write.
-        for ((t, id), (before, after)) in &txn.staged {
-            if let Some(message) = self.unique_conflict(wf, &txn, *t, *id, before.as_deref(), after) {
-                return out.rolled_back(Stop::Thrown { step: steps.len() as u16, message });
+        for &((t, id), (existed, ref after)) in &txn.staged {
+            let before = if existed { self.row(t, id) } else { None };
+            if let Some(message) = self.unique_conflict(wf, &txn, t, id, before, after) {
+                return out.rolled_back(Stop::Thrown { step: steps.len() as u16, message: message.into() });
             }
         }
-        for ((t, id), (before, after)) in txn.staged {
+        for ((t, id), (_, after)) in txn.staged {
             let rows = &mut self.tables[t as usize];
+            // The committed row it replaces (none for an insert) is what it was before.
+            let before = rows.rows.insert(id, after.clone());
             for (u, cols) in wf.tables[t as usize].unique.iter().enumerate() {
                 if let Some(b) = &before {
                     rows.unique[u].remove(&project(b, cols));
                 }
                 rows.unique[u].insert(project(&after, cols));
             }
-            rows.rows.insert(id, after.clone());
             for (n, inv) in wf.invariants.iter().enumerate() {
                 let InvariantDecl::Unique { table, fields, .. } = inv else { continue };
                 if *table != t {
@@ -225,8 +228,7 @@ impl State {
                     }
                 }
                 Step::Publish { event, values } => {
-                    let v = values.iter().map(|e| eval(e, frame, i)).collect::<Result<Vec<_>, Stop>>()?;
-                    return Ok(Some((*event, v.into_boxed_slice())));
+                    return Ok(Some((*event, eval_all(values, frame, i)?)));
                 }
                 Step::Read { .. }
                 | Step::Update { .. }
@@ -347,7 +349,7 @@ impl State {
         let id = eval(id, frame, step)?.as_int();
         let row = txn.get(table, id).map(|(_, r)| &r[..]).or_else(|| self.row(table, id));
         let Some(row) = row else {
-            let message = format!("row {id} not found");
+            let message: Arc<str> = format!("row {id} not found").into();
             return Err(match missing {
                 Otherwise::Reject => Stop::Rejected { step, message },
                 Otherwise::Throw => Stop::Thrown { step, message },
@@ -375,23 +377,18 @@ impl State {
         let base = from as usize;
         // Every value from the row as read, then written together (SQL's `SET`).
         let values = set.iter().map(|(f, e)| Ok((*f, eval(e, frame, step)?))).collect::<Result<Vec<_>, Stop>>()?;
-        let before = match txn.get(table, id) {
-            Some((b, _)) => b.clone(),
-            None => self.row(table, id).map(Box::from),
-        };
-        let mut after: Box<[Value]> = match txn.get(table, id) {
-            Some((_, a)) => a.clone(),
-            None => match self.row(table, id) {
-                Some(r) => Box::from(r),
+        if txn.get(table, id).is_none() {
+            match self.row(table, id) {
+                Some(r) => txn.put(table, id, (true, Box::from(r))),
                 // Read in this transaction, so staged or committed: never here.
-                None => return Err(Stop::Thrown { step, message: format!("row {id} vanished") }),
-            },
-        };
+                None => return Err(Stop::Thrown { step, message: format!("row {id} vanished").into() }),
+            }
+        }
+        let after = txn.get_mut(table, id).expect("staged just now");
         for (f, v) in values {
             frame[base + f as usize] = v.clone();
             after[f as usize] = v;
         }
-        txn.put(table, id, (before, after));
         Ok(())
     }
 
@@ -410,9 +407,9 @@ impl State {
         step: u16,
     ) -> Result<(), Stop> {
         let id = eval(id, frame, step)?.as_int();
-        let stop = |message| match on_duplicate {
-            Otherwise::Reject => Stop::Rejected { step, message },
-            Otherwise::Throw => Stop::Thrown { step, message },
+        let stop = |message: String| match on_duplicate {
+            Otherwise::Reject => Stop::Rejected { step, message: message.into() },
+            Otherwise::Throw => Stop::Thrown { step, message: message.into() },
         };
         if txn.get(table, id).is_some() || self.row(table, id).is_some() {
             let message = format!(
@@ -421,11 +418,11 @@ impl State {
             );
             return Err(stop(message));
         }
-        let row = values.iter().map(|e| eval(e, frame, step)).collect::<Result<Vec<_>, Stop>>()?;
+        let row = eval_all(values, frame, step)?;
         if let Some(message) = self.unique_conflict(wf, txn, table, id, None, &row) {
             return Err(stop(message));
         }
-        txn.put(table, id, (None, row.into_boxed_slice()));
+        txn.put(table, id, (false, row));
         Ok(())
     }
 
@@ -465,7 +462,7 @@ impl State {
         match step {
             Step::Require { cond, otherwise, message, .. } => {
                 if !eval(cond, frame, i)?.as_bool() {
-                    let message = format!("required {message}");
+                    let message = message.clone();
                     return Err(match otherwise {
                         Otherwise::Reject => Stop::Rejected { step: i, message },
                         Otherwise::Throw => Stop::Thrown { step: i, message },
@@ -473,8 +470,7 @@ impl State {
                 }
             }
             Step::Publish { event, values } => {
-                let v = values.iter().map(|e| eval(e, frame, i)).collect::<Result<Vec<_>, Stop>>()?;
-                out.published.push((*event, v.into_boxed_slice()));
+                out.published.push((*event, eval_all(values, frame, i)?));
             }
             Step::Call { system } => {
                 out.calls.push(system.clone());
@@ -536,15 +532,16 @@ impl State {
 /// An event a step published: its index in the workflow's events, and its fields' values.
 pub type Published = (u16, Box<[Value]>);
 
-/// A row a transaction wrote: before it (none: inserted), and as written.
-type Staged = (Option<Box<[Value]>>, Box<[Value]>);
+/// A row a transaction wrote: whether it existed before (an update; its committed row is what
+/// it was), and as written.
+type Staged = (bool, Box<[Value]>);
 
 /// A transaction under way: staged rows and which row each read loaded. A transaction touches
 /// a few rows, so both are short lists searched in order (no map to allocate and walk).
 #[derive(Default)]
 struct Txn {
-    /// (table, id) and the row before the transaction (none: inserted) and as written, in the
-    /// order rows were first written.
+    /// (table, id), whether the row existed and the row as written, in the order rows were
+    /// first written.
     staged: Vec<((u16, i64), Staged)>,
     /// The first slot of each read and the id of the row it loaded (the latest read of a slot
     /// last).
@@ -554,6 +551,11 @@ struct Txn {
 impl Txn {
     fn get(&self, t: u16, id: i64) -> Option<&Staged> {
         self.staged.iter().find(|(k, _)| *k == (t, id)).map(|(_, s)| s)
+    }
+
+    /// The row as written so far.
+    fn get_mut(&mut self, t: u16, id: i64) -> Option<&mut [Value]> {
+        self.staged.iter_mut().find(|(k, _)| *k == (t, id)).map(|(_, (_, row))| &mut row[..])
     }
 
     /// Stage `row` for (t, id), keeping the place of its first write.
@@ -581,6 +583,16 @@ impl Outcome {
 }
 
 #[inline]
+/// Every expression of `values`, in order, into a row or an event's fields (allocated once at
+/// its size: a collected `Result` would grow a vector, then shrink it into the box).
+fn eval_all(values: &[Expr], frame: &[Value], step: u16) -> Result<Box<[Value]>, Stop> {
+    let mut out = Vec::with_capacity(values.len());
+    for e in values {
+        out.push(eval(e, frame, step)?);
+    }
+    Ok(out.into_boxed_slice())
+}
+
 fn eval(e: &Expr, frame: &[Value], step: u16) -> Result<Value, Stop> {
     e.eval(frame).map_err(|error| Stop::Error { step, error })
 }

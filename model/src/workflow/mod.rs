@@ -213,7 +213,7 @@ pub enum Step {
     Read { table: u16, id: Expr, lock: Lock, into: u16, missing: Otherwise },
     /// Go on only if `cond` holds; when it does not and `compensate` is set, the request's
     /// compensation runs (Spring's `catch` block, by its propagation).
-    Require { cond: Expr, otherwise: Otherwise, message: String, compensate: bool },
+    Require { cond: Expr, otherwise: Otherwise, message: std::sync::Arc<str>, compensate: bool },
     /// Write fields of the row read at `from` (all values computed from the row as read).
     Update { table: u16, from: u16, set: Vec<(u16, Expr)> },
     /// Insert row `id` with every field's value. A duplicate primary key or unique value stops
