@@ -341,34 +341,30 @@ impl World {
                 let listener = crate::workflow::listener_of(scenario, &spec.name);
                 let mut consumer = Consumer::new(node, gid, subscribed.clone(), spec.clone(), listener);
                 consumer.instance_id = spec.consumer.group_instance_id.as_ref().map(|id| format!("{id}-{i}"));
-                if let Some(dlq) = &spec.dlq_topic {
-                    // The recoverer's KafkaTemplate, with the Java producer's defaults.
-                    consumer.dlq = Some((producers.len() as u16, topic_id(dlq)));
+                // A KafkaTemplate of this instance, with the Java producer's defaults: its index.
+                let mut template = |owner: ProducerOwner| {
                     let producer_id = producers.len() as u32 + 1;
-                    producers.push(Producer::new(
+                    let p = Producer::new(
                         node,
                         Default::default(),
                         &scenario.topics,
                         partitions.len(),
                         scenario.brokers,
                         producer_id,
-                    ));
-                    producer_owner.push(ProducerOwner::Consumer(consumers.len() as u16));
+                    );
+                    producers.push(p);
+                    producer_owner.push(owner);
+                    (producers.len() - 1) as u16
+                };
+                let c = consumers.len() as u16;
+                if let Some(dlq) = &spec.dlq_topic {
+                    // The dead-letter recoverer's.
+                    consumer.dlq = Some((template(ProducerOwner::Consumer(c)), topic_id(dlq)));
                 }
                 let publishes = |h: u16| scenario.workflow.as_ref().is_some_and(|wf| wf.handler(h).publishes());
                 if listener.is_some_and(publishes) {
-                    // The listener's KafkaTemplate, with the Java producer's defaults.
-                    consumer.template = Some(producers.len() as u16);
-                    let producer_id = producers.len() as u32 + 1;
-                    producers.push(Producer::new(
-                        node,
-                        Default::default(),
-                        &scenario.topics,
-                        partitions.len(),
-                        scenario.brokers,
-                        producer_id,
-                    ));
-                    producer_owner.push(ProducerOwner::Listener(consumers.len() as u16));
+                    // The one a workflow listener publishes with.
+                    consumer.template = Some(template(ProducerOwner::Listener(c)));
                 }
                 consumers.push(consumer);
             }
