@@ -218,9 +218,11 @@ pub(crate) fn spawn(ctx: &Ctx, group: GroupId, instance: u32, node: NodeId) -> R
     };
     // A workflow listener that publishes sends with a KafkaTemplate of its own (the Java
     // producer's defaults), as the simulator's does.
-    let publishes = evsim_sim::workflow::listener_of(&ctx.scenario, &spec.name)
-        .is_some_and(|h| ctx.scenario.workflow.as_ref().is_some_and(|wf| wf.handler(h).publishes()));
-    let template = if publishes { Some(producer_for(&ctx.bootstrap, &Default::default())?) } else { None };
+    let template = if evsim_sim::workflow::listener_publishes(&ctx.scenario, &spec.name) {
+        Some(producer_for(&ctx.bootstrap, &Default::default())?)
+    } else {
+        None
+    };
     let control = Rc::new(Control {
         stop: Cell::new(false),
         crashed: Cell::new(false),

@@ -102,6 +102,13 @@ pub fn listener_of(scenario: &Scenario, consumer: &str) -> Option<u16> {
     Some((wf.requests.len() + i) as u16)
 }
 
+/// Whether the workflow listener a `[consumers.<name>]` table runs publishes events (its
+/// instances then need a KafkaTemplate, in the simulator and on the real backend).
+pub fn listener_publishes(scenario: &Scenario, consumer: &str) -> bool {
+    let publishes = |h: u16| scenario.workflow.as_ref().is_some_and(|wf| wf.handler(h).publishes());
+    listener_of(scenario, consumer).is_some_and(publishes)
+}
+
 /// Whether a `[services.<name>]` table runs a workflow's requests.
 pub fn runs_requests(scenario: &Scenario, service: &str) -> bool {
     scenario.workflow.as_ref().is_some_and(|wf| wf.requests.iter().any(|r| r.service == service))

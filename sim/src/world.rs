@@ -361,8 +361,7 @@ impl World {
                     // The dead-letter recoverer's.
                     consumer.dlq = Some((template(ProducerOwner::Consumer(c)), topic_id(dlq)));
                 }
-                let publishes = |h: u16| scenario.workflow.as_ref().is_some_and(|wf| wf.handler(h).publishes());
-                if listener.is_some_and(publishes) {
+                if crate::workflow::listener_publishes(scenario, &spec.name) {
                     // The one a workflow listener publishes with.
                     consumer.template = Some(template(ProducerOwner::Listener(c)));
                 }

@@ -558,12 +558,10 @@ impl Txn {
         self.staged.iter_mut().find(|(k, _)| *k == (t, id)).map(|(_, (_, row))| &mut row[..])
     }
 
-    /// Stage `row` for (t, id), keeping the place of its first write.
+    /// Stage `row`, not staged yet, for (t, id) (later writes edit it in place).
     fn put(&mut self, t: u16, id: i64, row: Staged) {
-        match self.staged.iter_mut().find(|(k, _)| *k == (t, id)) {
-            Some((_, s)) => *s = row,
-            None => self.staged.push(((t, id), row)),
-        }
+        debug_assert!(self.get(t, id).is_none(), "a row is staged once");
+        self.staged.push(((t, id), row));
     }
 
     fn read_id(&self, slot: u16) -> Option<i64> {
