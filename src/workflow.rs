@@ -64,7 +64,7 @@ fn value(v: &Value, enums: Option<&[String]>) -> serde_json::Value {
     match v {
         Value::Int(i) => json!(i),
         Value::Bool(b) => json!(b),
-        Value::Str(s) => json!(&**s),
+        Value::Str(s) => json!(s),
         Value::Enum(i) => json!(enums.and_then(|e| e.get(*i as usize)).cloned().unwrap_or_default()),
     }
 }

@@ -77,7 +77,7 @@ impl Requests {
                     .map(|(_, d)| match d {
                         Draw::Uniform { lo, hi } => Drawer::Uniform { lo: *lo, hi: *hi },
                         Draw::Zipf { n, s } => Drawer::Zipf(zipf_cdf(*n, *s)),
-                        Draw::Const(v) => Drawer::Const(v.clone()),
+                        Draw::Const(v) => Drawer::Const(*v),
                         // A follow-up's fields come from the request it follows; it has no
                         // arrivals of its own, so nothing is ever drawn for it.
                         Draw::Parent(..) => Drawer::Const(Value::Int(0)),
@@ -109,7 +109,7 @@ impl Requests {
                 // range holds one value.
                 Drawer::Uniform { lo, hi } => Value::Int(lo + self.rng.below((hi - lo) as u64 + 1) as i64),
                 Drawer::Zipf(cdf) => Value::Int(zipf_draw(&mut self.rng, cdf) as i64),
-                Drawer::Const(v) => v.clone(),
+                Drawer::Const(v) => *v,
             })
             .collect();
         let s = &mut self.streams[stream];
@@ -244,7 +244,7 @@ mod tests {
         for _ in 0..1_000 {
             let (_, v, _) = r.next(0);
             assert_eq!(v[2], Value::Int(7));
-            seen.insert(v[0].clone());
+            seen.insert(v[0]);
         }
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![Value::Int(5), Value::Int(6)]);
     }

@@ -19,8 +19,8 @@ use evsim_model::history::{EventId, EventInfo, EventKind, GroupId, Judged, NodeI
 use evsim_model::scenario::{PublishStrategy, Scenario};
 use evsim_model::workflow::exec::{self, State, Stop};
 use evsim_model::workflow::expr::Value;
+use evsim_model::workflow::idmap::{IdMap, KeyMap};
 use evsim_model::workflow::{Draw, Handler, InvariantDecl, Propagation, Step, Workflow};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A workflow's part of a run.
@@ -32,15 +32,19 @@ pub struct WorkflowRun {
     /// Per request type, the service instances that handle it.
     handlers_of: Vec<Vec<u16>>,
     /// Requests whose transaction has not run yet: (request type, id) -> field values.
-    inputs: BTreeMap<(u16, u64), Vec<Value>>,
-    /// Published events' field values.
-    values: BTreeMap<EventId, Box<[Value]>>,
+    inputs: KeyMap<(u16, u64), Vec<Value>>,
+    /// Published events' field values: per event, by subject.
+    values: Vec<IdMap<Box<[Value]>>>,
     /// Follow-ups of committed requests, computed from them, until they are sent: (follow-up
     /// request type, id) -> field values.
-    follow_ups: BTreeMap<(u16, u64), Vec<Value>>,
+    follow_ups: KeyMap<(u16, u64), Vec<Value>>,
     /// The first expression that failed (overflow, division by zero): the workflow is wrong,
     /// and the run gives no verdict (exit 2).
     error: Option<String>,
+    /// The frame handlers run in, kept between them so that running one allocates nothing.
+    scratch: Vec<Value>,
+    /// What a handler's transaction and the steps after it did, their buffers kept likewise.
+    outcomes: (exec::Outcome, exec::Outcome),
 }
 
 /// The header's declaration of a workflow's events: in file order, each announcing a committed
@@ -157,10 +161,12 @@ impl WorkflowRun {
             state: State::new(&wf, &mut |p| business.chance(p)),
             requests,
             handlers_of,
-            inputs: BTreeMap::new(),
-            values: BTreeMap::new(),
-            follow_ups: BTreeMap::new(),
+            inputs: KeyMap::default(),
+            values: (0..wf.events.len()).map(|_| IdMap::default()).collect(),
+            follow_ups: KeyMap::default(),
             error: None,
+            scratch: Vec::new(),
+            outcomes: Default::default(),
             wf,
         }
     }
@@ -259,11 +265,14 @@ impl WorkflowRun {
         if db_down {
             return None;
         }
-        let values = self.inputs.get(&(handler, id))?.clone();
+        let values = self.inputs.get(&(handler, id))?;
         let wf = self.wf.clone();
         let h = wf.handler(handler);
-        let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
-        match self.state.preview(&h.transaction, &mut frame) {
+        let mut frame = std::mem::take(&mut self.scratch);
+        exec::fill(&mut frame, h, Some(id as i64), values);
+        let previewed = self.state.preview(&h.transaction, &mut frame);
+        self.scratch = frame;
+        match previewed {
             Ok(Some((event, values))) => Some(self.message(event, values)),
             Ok(None) => None,
             Err(Stop::Thrown { step, message }) => {
@@ -291,19 +300,22 @@ impl WorkflowRun {
         // A handler without a transaction does not reach the database.
         let db_down = db_down && self.has_transaction(handler);
         let compensation = wf.requests.get(handler as usize).and_then(|r| r.compensation);
-        let kept = compensation.map(|_| values.clone());
-        let mut frame = exec::frame(h, std::iter::once(Value::Int(id as i64)).chain(values));
+        let mut frame = std::mem::take(&mut self.scratch);
+        exec::fill(&mut frame, h, Some(id as i64), &values);
+        let kept = compensation.map(|_| values);
         let mut events = Vec::new();
         let mut broken = Vec::new();
         let mut compensate = None;
+        let (mut out, mut after) = std::mem::take(&mut self.outcomes);
         let committed = !db_down && {
-            let out = self.state.transaction(&wf, &h.transaction, &mut frame);
+            self.state.transaction_into(&wf, &h.transaction, &mut frame, &mut out);
             self.failed(handler, &out.stop);
             if out.stop.is_none() {
                 broken = self.broken(&out.writes);
-                let after = self.state.steps(&h.after, &mut frame);
+                self.state.steps_into(&h.after, &mut frame, &mut after);
                 self.failed(handler, &after.stop);
-                for (event, values) in out.published.into_iter().chain(after.published) {
+                events.reserve_exact(out.published.len() + after.published.len());
+                for (event, values) in out.published.drain(..).chain(after.published.drain(..)) {
                     events.push(self.message(event, values));
                 }
                 // Without a transaction, a guard that stops the steps refuses the request (what
@@ -334,12 +346,14 @@ impl WorkflowRun {
                 false
             }
         };
+        self.outcomes = (out, after);
         let op = match (self.has_transaction(handler), committed) {
             (true, true) => Some(Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }),
             (true, false) => Some(Op::TxnRolledBack { handler, id, event: self.would_publish(h, &frame, inputs) }),
             (false, true) => None,
             (false, false) => Some(Op::Refused { handler, id }),
         };
+        self.scratch = frame;
         Some(Decided { committed, op, events, broken, compensate })
     }
 
@@ -380,51 +394,56 @@ impl WorkflowRun {
         let wf = self.wf.clone();
         let h = wf.handler(handler);
         let listens_to = wf.listeners[handler as usize - wf.requests.len()].event;
-        let values = match self.values.get(&record.value) {
+        let kept = self.values.get(record.value.kind().0 as usize).and_then(|m| m.get(record.value.subject() as i64));
+        let values = match kept {
             // Another event on the same topic (or not the workflow's): the listener's method
             // takes only its own event, so the record passes without effect.
             Some(values) if record.value.kind().0 as u16 == listens_to => values,
             _ => return Listened { acked: true, ops: Vec::new(), sends: Vec::new() },
         };
-        let mut frame = exec::frame(h, values.iter().cloned());
-        let mut effects = Vec::new();
+        let mut frame = std::mem::take(&mut self.scratch);
+        exec::fill(&mut frame, h, None, values);
+        let (mut out, mut after) = std::mem::take(&mut self.outcomes);
+        out.clear();
+        after.clear();
         let mut stop = None;
         let mut broken = Vec::new();
-        let mut published = Vec::new();
         if !h.transaction.is_empty() {
-            let out = self.state.transaction(&wf, &h.transaction, &mut frame);
+            self.state.transaction_into(&wf, &h.transaction, &mut frame, &mut out);
             self.failed(handler, &out.stop);
             broken = self.broken(&out.writes);
-            effects.extend(out.effects);
-            published.extend(out.published);
             // A committed transaction that wrote is one effect, at its first write.
             if out.stop.is_none() && !out.writes.is_empty() {
                 let first_write =
                     h.transaction.iter().position(|s| matches!(s, Step::Update { .. } | Step::Insert { .. }));
-                effects.extend(first_write.map(|i| i as u16));
-                effects.sort_unstable();
+                out.effects.extend(first_write.map(|i| i as u16));
+                out.effects.sort_unstable();
             }
-            stop = out.stop;
+            stop = out.stop.take();
         }
+        // Steps are numbered through the transaction, then the steps after it.
+        let first = h.transaction.len() as u16;
         if stop.is_none() {
-            let out = self.state.steps(&h.after, &mut frame);
-            self.failed(handler, &out.stop);
-            published.extend(out.published);
-            let first = h.transaction.len() as u16;
-            effects.extend(out.effects.into_iter().map(|s| s + first));
-            // Steps are numbered through the transaction, then the steps after it.
-            stop = out.stop.map(|s| match s {
+            self.state.steps_into(&h.after, &mut frame, &mut after);
+            self.failed(handler, &after.stop);
+            stop = after.stop.take().map(|s| match s {
                 Stop::Rejected { step, message } => Stop::Rejected { step: step + first, message },
                 other => other,
             });
         }
-        let mut ops: Vec<Op> =
-            effects.into_iter().map(|step| Op::Effect { group, cause: record.value, handler, step }).collect();
+        let steps = out.effects.iter().copied().chain(after.effects.iter().map(|s| s + first));
+        let mut ops = Vec::with_capacity(out.effects.len() + after.effects.len() + 1 + broken.len());
+        ops.extend(steps.map(|step| Op::Effect { group, cause: record.value, handler, step }));
         if let Some(Stop::Rejected { step, .. }) = stop {
             ops.push(Op::ListenerRejected { group, cause: record.value, handler, step });
         }
         ops.extend(broken);
-        let sends = published.into_iter().map(|(event, values)| (event, self.message(event, values))).collect();
+        self.scratch = frame;
+        let mut sends = Vec::new();
+        for (event, values) in out.published.drain(..).chain(after.published.drain(..)) {
+            sends.push((event, self.message(event, values)));
+        }
+        self.outcomes = (out, after);
         Listened { acked: !matches!(stop, Some(Stop::Thrown { .. } | Stop::Error { .. })), ops, sends }
     }
 
@@ -449,7 +468,7 @@ impl WorkflowRun {
         let id = EventId::new(EventKind(event as u8), subject);
         // An event's fields are those of its first publication (a record sent before its
         // transaction commits carries what the transaction had computed by then).
-        self.values.entry(id).or_insert(values);
+        self.values[event as usize].get_or_insert(subject as i64, values);
         Message { key, value: Event::Declared { id } }
     }
 

@@ -426,7 +426,7 @@ mod workflow_key {
         assert_eq!(s.workload, WorkloadSpec::none());
         assert_eq!(s.workflow_file.as_deref(), Some("workflows/order.toml"));
         let wf = s.workflow.as_ref().expect("compiled");
-        let param = |n: &str| wf.params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let param = |n: &str| wf.params.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
         assert_eq!(param("stock_per_product"), Some(crate::workflow::expr::Value::Int(300)));
         // A binding replaces the default, and an integer binds a float parameter.
         let s = parse_with(&SCENARIO.replace("stock_per_product = 300", "stock_per_product = 7"), ORDER).unwrap();

@@ -376,7 +376,7 @@ fn param_value(p: &Param) -> Result<Value, String> {
     match p {
         Param::Int(i) => Ok(Value::Int(*i)),
         Param::Bool(b) => Ok(Value::Bool(*b)),
-        Param::Str(s) => Ok(Value::Str(s.as_str().into())),
+        Param::Str(s) => Ok(Value::str(s)),
         Param::Float(_) => Err("an integer, boolean or string parameter (a float one can only be a rate)".into()),
     }
 }
@@ -738,7 +738,7 @@ impl Compiler<'_> {
                 .map(|(_, t)| match t {
                     Type::Int => Value::Int(0),
                     Type::Bool => Value::Bool(false),
-                    Type::Str => Value::Str("".into()),
+                    Type::Str => Value::str(""),
                     Type::Enum(_) => Value::Enum(0),
                 })
                 .collect();
@@ -937,9 +937,9 @@ impl Compiler<'_> {
                 let v = match v {
                     Param::Int(i) => Value::Int(i),
                     Param::Bool(b) => Value::Bool(b),
-                    Param::Str(s) => Value::Str(s.as_str().into()),
+                    Param::Str(s) => Value::str(&s),
                     // Floats are rates and exponents, already folded into what uses them.
-                    Param::Float(f) => Value::Str(format!("{f:?}").into()),
+                    Param::Float(f) => Value::str(&format!("{f:?}")),
                 };
                 (k, v)
             })

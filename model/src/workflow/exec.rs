@@ -13,6 +13,7 @@
 //! transaction support.
 
 use super::expr::{EvalError, Expr, Value};
+use super::idmap::IdMap;
 use super::{CacheCommand, CacheKind, InvariantDecl, Otherwise, RowDraw, Step, Workflow};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 /// One table's rows and its unique indexes.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Rows {
-    rows: BTreeMap<i64, Box<[Value]>>,
+    rows: IdMap<Box<[Value]>>,
     /// Per unique constraint, the values its fields hold in some row.
     unique: Vec<BTreeSet<Vec<Value>>>,
 }
@@ -41,15 +42,17 @@ pub struct State {
     caches: Vec<CacheData>,
     /// Per invariant, for `unique` ones: the rows holding each value of its fields.
     unique_index: Vec<BTreeMap<Vec<Value>, BTreeSet<i64>>>,
+    /// A transaction's buffers, empty between transactions (kept so that one allocates none).
+    txn: Txn,
 }
 
-/// A committed write: the row before (none for an insert) and after.
+/// A committed write: the row before (none for an insert); the row after is the state's
+/// ([`State::written`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Write {
     pub table: u16,
     pub id: i64,
     pub before: Option<Box<[Value]>>,
-    pub after: Box<[Value]>,
 }
 
 /// Why steps stopped early.
@@ -90,15 +93,15 @@ impl State {
             .tables
             .iter()
             .map(|t| {
-                let mut r = Rows { rows: BTreeMap::new(), unique: vec![BTreeSet::new(); t.unique.len()] };
+                let mut r = Rows { rows: IdMap::default(), unique: vec![BTreeSet::new(); t.unique.len()] };
                 let mut row: Box<[Value]> = t.initial_values.clone().into_boxed_slice();
                 for id in 0..t.initial_rows as i64 {
                     for (field, draw) in &t.initial_draws {
                         let RowDraw::Chance { p, then, otherwise } = draw;
-                        row[*field as usize] = if chance(*p) { then.clone() } else { otherwise.clone() };
+                        row[*field as usize] = if chance(*p) { *then } else { *otherwise };
                     }
                     for (u, cols) in t.unique.iter().enumerate() {
-                        r.unique[u].insert(cols.iter().map(|&c| row[c as usize].clone()).collect());
+                        r.unique[u].insert(cols.iter().map(|&c| row[c as usize]).collect());
                     }
                     r.rows.insert(id, row.clone());
                 }
@@ -115,7 +118,8 @@ impl State {
                 CacheKind::Keys => CacheData::Keys(BTreeSet::new()),
             })
             .collect();
-        let mut st = Self { tables, caches, unique_index: vec![BTreeMap::new(); wf.invariants.len()] };
+        let mut st =
+            Self { tables, caches, unique_index: vec![BTreeMap::new(); wf.invariants.len()], txn: Txn::default() };
         for (n, inv) in wf.invariants.iter().enumerate() {
             let InvariantDecl::Unique { table, fields, .. } = inv else { continue };
             let index: Vec<(Vec<Value>, i64)> = st.rows(*table).map(|(id, row)| (project(row, fields), id)).collect();
@@ -126,14 +130,19 @@ impl State {
         st
     }
 
+    /// The row `w` wrote, as the state holds it (until a later write replaces it).
+    pub fn written(&self, w: &Write) -> &[Value] {
+        self.row(w.table, w.id).unwrap_or(&[])
+    }
+
     /// Row `id` of `table`, as committed.
     pub fn row(&self, table: u16, id: i64) -> Option<&[Value]> {
-        self.tables.get(table as usize)?.rows.get(&id).map(|r| &r[..])
+        self.tables.get(table as usize)?.rows.get(id).map(|r| &r[..])
     }
 
     /// The rows of `table` in id order.
     pub fn rows(&self, table: u16) -> impl Iterator<Item = (i64, &[Value])> + '_ {
-        self.tables.get(table as usize).into_iter().flat_map(|t| t.rows.iter().map(|(id, r)| (*id, &r[..])))
+        self.tables.get(table as usize).into_iter().flat_map(|t| t.rows.iter().map(|(id, r)| (id, &r[..])))
     }
 
     /// A sorted set's score of `member` (0 if absent), a counter's value, for tests and reports.
@@ -157,7 +166,17 @@ impl State {
     /// sized by the handler): all its writes, or none.
     pub fn transaction(&mut self, wf: &Workflow, steps: &[Step], frame: &mut [Value]) -> Outcome {
         let mut out = Outcome::default();
-        let mut txn = Txn::default();
+        self.transaction_into(wf, steps, frame, &mut out);
+        out
+    }
+
+    /// [`State::transaction`] into `out` (cleared first, its buffers reused).
+    pub fn transaction_into(&mut self, wf: &Workflow, steps: &[Step], frame: &mut [Value], out: &mut Outcome) {
+        out.clear();
+        // The buffers of the last transaction, empty, reused.
+        let mut txn = std::mem::take(&mut self.txn);
+        txn.staged.clear();
+        txn.read_ids.clear();
         for (i, step) in steps.iter().enumerate() {
             let i = i as u16;
             let res = match step {
@@ -168,10 +187,11 @@ impl State {
                 Step::Insert { table, id, values, on_duplicate } => {
                     self.insert(wf, (*table, *on_duplicate), id, values, frame, &mut txn, i)
                 }
-                other => self.common(other, frame, &mut out, i),
+                other => self.common(other, frame, out, i),
             };
             if let Err(stop) = res {
-                return out.rolled_back(stop);
+                self.txn = txn;
+                return out.roll_back(stop);
             }
         }
         // Commit: unique constraints over the rows as written (an insert was checked when it
@@ -179,18 +199,20 @@ impl State {
         for &((t, id), (existed, ref after)) in &txn.staged {
             let before = if existed { self.row(t, id) } else { None };
             if let Some(message) = self.unique_conflict(wf, &txn, t, id, before, after) {
-                return out.rolled_back(Stop::Thrown { step: steps.len() as u16, message: message.into() });
+                self.txn = txn;
+                return out.roll_back(Stop::Thrown { step: steps.len() as u16, message: message.into() });
             }
         }
-        for ((t, id), (_, after)) in txn.staged {
+        for ((t, id), (_, after)) in txn.staged.drain(..) {
             let rows = &mut self.tables[t as usize];
             // The committed row it replaces (none for an insert) is what it was before.
-            let before = rows.rows.insert(id, after.clone());
+            let before = rows.rows.insert(id, after);
+            let after = rows.rows.get(id).expect("inserted just now");
             for (u, cols) in wf.tables[t as usize].unique.iter().enumerate() {
                 if let Some(b) = &before {
                     rows.unique[u].remove(&project(b, cols));
                 }
-                rows.unique[u].insert(project(&after, cols));
+                rows.unique[u].insert(project(after, cols));
             }
             for (n, inv) in wf.invariants.iter().enumerate() {
                 let InvariantDecl::Unique { table, fields, .. } = inv else { continue };
@@ -203,11 +225,11 @@ impl State {
                 {
                     ids.remove(&id);
                 }
-                index.entry(project(&after, fields)).or_default().insert(id);
+                index.entry(project(after, fields)).or_default().insert(id);
             }
-            out.writes.push(Write { table: t, id, before, after });
+            out.writes.push(Write { table: t, id, before });
         }
-        out
+        self.txn = txn;
     }
 
     /// In-transaction publishing's preview: the event a transaction sends when it reaches its
@@ -247,13 +269,19 @@ impl State {
     /// cache commands, guards, publications and calls, in order, until one stops them.
     pub fn steps(&mut self, steps: &[Step], frame: &mut [Value]) -> Outcome {
         let mut out = Outcome::default();
+        self.steps_into(steps, frame, &mut out);
+        out
+    }
+
+    /// [`State::steps`] into `out` (cleared first, its buffers reused).
+    pub fn steps_into(&mut self, steps: &[Step], frame: &mut [Value], out: &mut Outcome) {
+        out.clear();
         for (i, step) in steps.iter().enumerate() {
-            if let Err(stop) = self.common(step, frame, &mut out, i as u16) {
+            if let Err(stop) = self.common(step, frame, out, i as u16) {
                 out.stop = Some(stop);
-                return out;
+                return;
             }
         }
-        out
     }
 
     /// The invariants of kind `always` or `unique` that a committed write breaks: (invariant,
@@ -264,7 +292,7 @@ impl State {
             match inv {
                 InvariantDecl::Always { table, cond, .. } => {
                     for w in writes.iter().filter(|w| w.table == *table) {
-                        if !cond.eval(&w.after)?.as_bool() {
+                        if !cond.eval(self.written(w))?.as_bool() {
                             broken.push((n as u16, *table, w.id));
                         }
                     }
@@ -275,13 +303,13 @@ impl State {
                     let mut reported: BTreeSet<Vec<Value>> = BTreeSet::new();
                     let written = writes.iter().filter(|w| w.table == *table);
                     for w in written.clone() {
-                        let key = project(&w.after, fields);
+                        let key = project(self.written(w), fields);
                         let holders = self.unique_index[n].get(&key).map_or(0, BTreeSet::len);
                         // Rows these writes gave the value (a row that kept it held it before).
                         let new = written
                             .clone()
                             .filter(|x| {
-                                project(&x.after, fields) == key
+                                project(self.written(x), fields) == key
                                     && x.before.as_ref().is_none_or(|b| project(b, fields) != key)
                             })
                             .count();
@@ -296,7 +324,7 @@ impl State {
                 InvariantDecl::Transition { table, cond, .. } => {
                     for w in writes.iter().filter(|w| w.table == *table) {
                         let Some(before) = &w.before else { continue };
-                        let frame: Vec<Value> = before.iter().chain(w.after.iter()).cloned().collect();
+                        let frame: Vec<Value> = before.iter().chain(self.written(w)).cloned().collect();
                         if !cond.eval(&frame)?.as_bool() {
                             broken.push((n as u16, *table, w.id));
                         }
@@ -356,7 +384,7 @@ impl State {
             });
         };
         let into = into as usize;
-        frame[into..into + row.len()].clone_from_slice(row);
+        frame[into..into + row.len()].copy_from_slice(row);
         txn.read_ids.push((into as u16, id));
         Ok(())
     }
@@ -375,8 +403,6 @@ impl State {
             return Err(Stop::Thrown { step, message: "an update of a row that was not read".into() });
         };
         let base = from as usize;
-        // Every value from the row as read, then written together (SQL's `SET`).
-        let values = set.iter().map(|(f, e)| Ok((*f, eval(e, frame, step)?))).collect::<Result<Vec<_>, Stop>>()?;
         if txn.get(table, id).is_none() {
             match self.row(table, id) {
                 Some(r) => txn.put(table, id, (true, Box::from(r))),
@@ -384,10 +410,14 @@ impl State {
                 None => return Err(Stop::Thrown { step, message: format!("row {id} vanished").into() }),
             }
         }
+        // Every value from the row as read (the frame), then written together (SQL's `SET`); a
+        // failed expression rolls the whole transaction back, staged row included.
         let after = txn.get_mut(table, id).expect("staged just now");
-        for (f, v) in values {
-            frame[base + f as usize] = v.clone();
-            after[f as usize] = v;
+        for (f, e) in set {
+            after[*f as usize] = eval(e, frame, step)?;
+        }
+        for (f, _) in set {
+            frame[base + *f as usize] = after[*f as usize];
         }
         Ok(())
     }
@@ -538,7 +568,7 @@ type Staged = (bool, Box<[Value]>);
 
 /// A transaction under way: staged rows and which row each read loaded. A transaction touches
 /// a few rows, so both are short lists searched in order (no map to allocate and walk).
-#[derive(Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Txn {
     /// (table, id), whether the row existed and the row as written, in the order rows were
     /// first written.
@@ -571,12 +601,20 @@ impl Txn {
 
 impl Outcome {
     /// A rolled-back transaction: no writes, nothing published or called; cache commands stay.
-    fn rolled_back(mut self, stop: Stop) -> Self {
+    fn roll_back(&mut self, stop: Stop) {
         self.stop = Some(stop);
         self.writes.clear();
         self.published.clear();
         self.calls.clear();
-        self
+    }
+
+    /// Empty, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.stop = None;
+        self.writes.clear();
+        self.published.clear();
+        self.calls.clear();
+        self.effects.clear();
     }
 }
 
@@ -591,12 +629,28 @@ fn eval_all(values: &[Expr], frame: &[Value], step: u16) -> Result<Box<[Value]>,
     Ok(out.into_boxed_slice())
 }
 
+/// An expression's value; a field or a constant (most of a row's and an event's values) read
+/// in place.
+#[inline]
 fn eval(e: &Expr, frame: &[Value], step: u16) -> Result<Value, Stop> {
-    e.eval(frame).map_err(|error| Stop::Error { step, error })
+    match e {
+        Expr::Slot(s) => Ok(frame[*s as usize]),
+        Expr::Const(v) => Ok(*v),
+        _ => e.eval(frame).map_err(|error| Stop::Error { step, error }),
+    }
 }
 
 fn project(row: &[Value], cols: &[u16]) -> Vec<Value> {
-    cols.iter().map(|&c| row[c as usize].clone()).collect()
+    cols.iter().map(|&c| row[c as usize]).collect()
+}
+
+/// Make `frame` (a buffer kept between handlers) `handler`'s frame: the request's `id` (none
+/// for a listener) and `input` in its first slots, the rest zero.
+pub fn fill(frame: &mut Vec<Value>, handler: &super::Handler, id: Option<i64>, input: &[Value]) {
+    frame.clear();
+    frame.extend(id.map(Value::Int));
+    frame.extend_from_slice(input);
+    frame.resize(handler.frame as usize, Value::Int(0));
 }
 
 /// A frame for `handler` with `input` in its first slots and the rest zero.
@@ -633,7 +687,7 @@ mod tests {
         let out = st.transaction(&wf, steps, &mut create(&wf, 1, 2, 4));
         assert_eq!(out.stop, None);
         assert_eq!(st.row(product, 2), Some(&[Value::Int(1)][..]));
-        assert_eq!(st.row(orders, 1).map(|r| r[3].clone()), Some(Value::Enum(0)), "PENDING");
+        assert_eq!(st.row(orders, 1).map(|r| r[3]), Some(Value::Enum(0)), "PENDING");
         assert_eq!(out.writes.len(), 2);
         assert_eq!(out.writes[0].before.as_deref(), Some(&[Value::Int(5)][..]));
         assert_eq!(out.published, vec![(0, vec![Value::Int(1), Value::Int(9), Value::Int(2), Value::Int(4)].into())]);

@@ -26,7 +26,6 @@
 //! evsim stops the run instead, so no input silently produces a wrong run.
 
 use std::fmt;
-use std::sync::Arc;
 
 /// A value's type.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,17 +48,41 @@ impl fmt::Display for Type {
     }
 }
 
-/// A value at run time.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A value at run time. `Copy`: a frame, a row or an event's fields are plain memory, copied
+/// and freed without walking them (a string is one the workflow wrote, interned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Value {
     Int(i64),
     Bool(bool),
-    Str(Arc<str>),
+    /// A string from the workflow's text or its parameters ([`intern`]): strings are never
+    /// built at run time, so their number is bounded by the workflow files read.
+    Str(&'static str),
     /// The index of a value of an enum type.
     Enum(u16),
 }
 
+/// The one copy of `s` for the process's lifetime: a workflow's strings are its constants, kept
+/// as long as a run can use them. Each distinct string is kept once, however many workflows (a
+/// sweep's points, a test suite) are compiled, so what this holds is bounded by the distinct
+/// strings in the workflow files read, which the scenario limits bound.
+pub fn intern(s: &str) -> &'static str {
+    static STRINGS: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut strings = STRINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(&kept) = strings.get(s) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(s.into());
+    strings.insert(kept);
+    kept
+}
+
 impl Value {
+    /// The string value `s`.
+    pub fn str(s: &str) -> Self {
+        Value::Str(intern(s))
+    }
+
     #[inline]
     pub fn as_int(&self) -> i64 {
         match self {
@@ -594,7 +617,7 @@ fn check(ast: &Ast, scope: &dyn Scope) -> Result<(Expr, Type), ExprError> {
     Ok(match ast {
         Ast::Int(v, _) => (Expr::Const(Value::Int(*v)), Type::Int),
         Ast::Bool(b, _) => (Expr::Const(Value::Bool(*b)), Type::Bool),
-        Ast::Str(s, _) => (Expr::Const(Value::Str(Arc::from(s.as_str()))), Type::Str),
+        Ast::Str(s, _) => (Expr::Const(Value::str(s)), Type::Str),
         Ast::Path(path, at) => {
             let parts: Vec<&str> = path.iter().map(String::as_str).collect();
             match scope.resolve(&parts).map_err(|m| ExprError::new(*at, m))? {
@@ -678,8 +701,8 @@ impl Expr {
     /// Evaluate against `frame` (the slots the scope resolved names to).
     pub fn eval(&self, frame: &[Value]) -> Result<Value, EvalError> {
         Ok(match self {
-            Expr::Const(v) => v.clone(),
-            Expr::Slot(s) => frame[*s as usize].clone(),
+            Expr::Const(v) => *v,
+            Expr::Slot(s) => frame[*s as usize],
             Expr::Neg(e) => Value::Int(e.int(frame)?.checked_neg().ok_or(EvalError::Overflow)?),
             Expr::Not(e) => Value::Bool(!e.eval(frame)?.as_bool()),
             Expr::Abs(e) => Value::Int(e.int(frame)?.checked_abs().ok_or(EvalError::Overflow)?),
@@ -710,9 +733,15 @@ impl Expr {
         })
     }
 
+    /// An integer operand: a slot or a constant read in place (no value built, cloned and
+    /// dropped), anything else evaluated.
     #[inline]
     fn int(&self, frame: &[Value]) -> Result<i64, EvalError> {
-        Ok(self.eval(frame)?.as_int())
+        match self {
+            Expr::Slot(s) => Ok(frame[*s as usize].as_int()),
+            Expr::Const(v) => Ok(v.as_int()),
+            _ => Ok(self.eval(frame)?.as_int()),
+        }
     }
 
     /// Whether the expression reads the frame (a request's or event's field, a row, an
@@ -778,7 +807,7 @@ mod tests {
     }
 
     fn frame() -> Vec<Value> {
-        vec![Value::Int(5), Value::Int(3), Value::Enum(0), Value::Str(Arc::from("hi")), Value::Bool(true)]
+        vec![Value::Int(5), Value::Int(3), Value::Enum(0), Value::str("hi"), Value::Bool(true)]
     }
 
     fn eval(src: &str) -> Result<Value, EvalError> {

@@ -13,6 +13,7 @@ pub mod compile;
 mod compile_tests;
 pub mod exec;
 pub mod expr;
+pub mod idmap;
 pub mod service;
 
 pub use compile::{Param, compile};
