@@ -346,7 +346,7 @@ impl WorkflowRun {
                 false
             }
         };
-        self.outcomes = (out, after);
+        self.keep_outcomes(out, after);
         let op = match (self.has_transaction(handler), committed) {
             (true, true) => Some(Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }),
             (true, false) => Some(Op::TxnRolledBack { handler, id, event: self.would_publish(h, &frame, inputs) }),
@@ -355,6 +355,12 @@ impl WorkflowRun {
         };
         self.scratch = frame;
         Some(Decided { committed, op, events, broken, compensate })
+    }
+
+    /// Keep `out` and `after`'s buffers for the next handler (what `take` left in their place
+    /// is empty: nothing to drop).
+    fn keep_outcomes(&mut self, out: exec::Outcome, after: exec::Outcome) {
+        std::mem::forget(std::mem::replace(&mut self.outcomes, (out, after)));
     }
 
     /// Whether handler `handler` runs a transaction (one without goes through no database: its
@@ -443,7 +449,7 @@ impl WorkflowRun {
         for (event, values) in out.published.drain(..).chain(after.published.drain(..)) {
             sends.push((event, self.message(event, values)));
         }
-        self.outcomes = (out, after);
+        self.keep_outcomes(out, after);
         Listened { acked: !matches!(stop, Some(Stop::Thrown { .. } | Stop::Error { .. })), ops, sends }
     }
 

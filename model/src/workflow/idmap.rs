@@ -74,9 +74,11 @@ impl<T> IdMap<T> {
             // Grow, taking over the map's values in the range the vector now covers.
             let from = self.dense.len();
             self.dense.resize_with(i + 1, || None);
-            let moved: Vec<i64> = self.sparse.range(from as i64..=i as i64).map(|(k, _)| *k).collect();
-            for k in moved {
-                self.dense[k as usize] = self.sparse.remove(&k);
+            if self.sparse.range(from as i64..).next().is_some() {
+                let moved: Vec<i64> = self.sparse.range(from as i64..=i as i64).map(|(k, _)| *k).collect();
+                for k in moved {
+                    self.dense[k as usize] = self.sparse.remove(&k);
+                }
             }
         }
         self.dense[i].replace(value)
