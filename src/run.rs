@@ -312,6 +312,17 @@ pub(crate) fn print_table(r: &RunJson) {
             "{requests} {}, committed {}, rejected {}; offset commits ok {}, failed {}; rebalances {}; events {}",
             s.requests, s.orders_committed, s.orders_rejected, s.commits_ok, s.commits_failed, s.rebalances, s.events
         );
+        if let Some(w) = &s.workflow {
+            for (name, r) in &w.requests {
+                println!(
+                    "  {name}: requested {}, committed {}, rolled back {}, refused {}",
+                    r.requested, r.committed, r.rolled_back, r.refused
+                );
+            }
+            for (name, l) in &w.listeners {
+                println!("  {name}: effects {}, records rejected {}", l.effects, l.rejected);
+            }
+        }
         if s.payments_committed + s.payments_rejected > 0 {
             println!(
                 "payments committed {}, declined {}; orders cancelled by compensation {}",

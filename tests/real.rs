@@ -63,6 +63,11 @@ fn mock_cluster_runs_a_workflow_like_the_simulator() {
     let effects = count(&real.history, |op| matches!(op, Op::Effect { .. }));
     assert_eq!(effects, 2 * real.stats.orders_committed as usize, "ZINCRBY and DEL for each order");
     assert_eq!(count(&real.history, |op| matches!(op, Op::OrderRequested { .. })), 0);
+    // The statistics named after the workflow's requests and listeners agree too.
+    let named = real.stats.workflow.as_ref().expect("named statistics");
+    assert_eq!(named.requests["create-order"].committed, real.stats.orders_committed);
+    assert_eq!(named.listeners["order-event-consumer"].effects, effects as u64);
+    assert_eq!(sim.stats.workflow, real.stats.workflow);
     assert_eq!(real.history.header.handlers, vec!["create-order", "order-event-consumer"]);
 
     let text = common::order_workflow_text();

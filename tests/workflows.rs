@@ -162,3 +162,30 @@ fn a_listener_publishes_to_another_topic_for_the_next_listener() {
     assert_eq!((shipped_sends, acked, emails), (orders, orders, orders), "one shipment and one e-mail per order");
     assert_eq!(o.stats.handler_failures, 0, "every record carried its quantity");
 }
+
+/// A workflow run's statistics are named after what the workflow declares, and add up with the
+/// run's other figures: every create-order request decided, each consumed record's two cache
+/// commands, and the payment workflow's compensation counted under its own name, once per
+/// payment that rolled back.
+#[test]
+fn a_workflow_runs_statistics_are_named_after_its_requests_and_listeners() {
+    let o = evsim_sim::run_scenario(&common::order_basic_as_workflow(&common::order_workflow_text()), 1);
+    let w = o.stats.workflow.as_ref().expect("a workflow run has its statistics");
+    let create = &w.requests["create-order"];
+    assert_eq!(create.requested, o.stats.requests);
+    assert_eq!(create.committed + create.rolled_back, create.requested, "every request decided");
+    assert!(create.committed > 1000 && create.rolled_back > 1000, "{create:?}");
+    assert_eq!(create.committed, o.stats.records_produced);
+    assert_eq!(w.listeners["order-event-consumer"].effects, 2 * o.stats.records_consumed, "ZINCRBY and DEL");
+    assert_eq!(w.requests.len() + w.listeners.len(), 2);
+
+    let o = evsim_sim::run_scenario(&common::scenario("payment-workflow"), 1);
+    let w = o.stats.workflow.as_ref().expect("a workflow run has its statistics");
+    let (pay, compensation) = (&w.requests["pay"], &w.requests["pay/compensation"]);
+    assert!(pay.rolled_back > 0, "{pay:?}");
+    assert_eq!((compensation.requested, compensation.committed), (0, pay.rolled_back));
+    assert!(w.listeners.contains_key("payment-event-consumer"), "{:?}", w.listeners.keys());
+    // Without a workflow there is nothing to name.
+    let basic = evsim_sim::run_scenario(&common::scenario("order-basic"), 1);
+    assert_eq!(basic.stats.workflow, None);
+}

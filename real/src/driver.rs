@@ -825,6 +825,7 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
             // The workflow is wrong (an expression failed): no verdict rather than a wrong one.
             return Err(RealError::Usage(format!("the workflow is wrong: an expression failed ({e})")));
         }
+        core.stats.workflow = Some(evsim_sim::workflow::stats(run.workflow(), &rec.history.entries));
     }
     for (event, (_, _, published)) in &core.db.outbox {
         if !published {

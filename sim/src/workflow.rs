@@ -21,6 +21,7 @@ use evsim_model::workflow::exec::{self, State, Stop};
 use evsim_model::workflow::expr::Value;
 use evsim_model::workflow::idmap::{IdMap, KeyMap};
 use evsim_model::workflow::{Draw, Handler, InvariantDecl, Propagation, Step, Workflow};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A workflow's part of a run.
@@ -116,6 +117,70 @@ pub fn listener_publishes(scenario: &Scenario, consumer: &str) -> bool {
 /// Whether a `[services.<name>]` table runs a workflow's requests.
 pub fn runs_requests(scenario: &Scenario, service: &str) -> bool {
     scenario.workflow.as_ref().is_some_and(|wf| wf.requests.iter().any(|r| r.service == service))
+}
+
+/// A workflow run's figures, named as its workflow declares them: what the JSON output's
+/// `stats.workflow` holds and the text output prints. Counted from the history (the same
+/// entries in the simulator and on the real backend), so they agree with what a story shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkflowStats {
+    /// Per request type, and per compensation (`<request>/compensation`), by name: every
+    /// declared one, also when none was sent.
+    pub requests: BTreeMap<String, RequestStats>,
+    /// Per listener, by name.
+    pub listeners: BTreeMap<String, ListenerStats>,
+}
+
+/// A request type's (or a compensation's) figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestStats {
+    /// Requests a client sent to a live instance (`Requested` entries; a compensation is not
+    /// requested, it runs after its request's rollback).
+    pub requested: u64,
+    /// Transactions that committed (`TxnCommitted`).
+    pub committed: u64,
+    /// Transactions that rolled back, a guard's rejection or an exception (`TxnRolledBack`).
+    pub rolled_back: u64,
+    /// Requests refused by a guard of a handler without a transaction (`Refused`).
+    pub refused: u64,
+}
+
+/// A listener's figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ListenerStats {
+    /// Steps that took effect (`Effect` entries): a committed transaction's writes count once,
+    /// each cache command and external call once, each time a record is handled.
+    pub effects: u64,
+    /// Records a guard rejected (`ListenerRejected`): acknowledged without the rest.
+    pub rejected: u64,
+}
+
+/// The figures of a run of `wf` with history `entries`.
+pub fn stats(wf: &Workflow, entries: &[evsim_model::history::Entry]) -> WorkflowStats {
+    let names = wf.handler_names();
+    let listener = |h: u16| (wf.requests.len()..wf.requests.len() + wf.listeners.len()).contains(&(h as usize));
+    let mut by_handler = vec![RequestStats::default(); names.len()];
+    let mut by_listener = vec![ListenerStats::default(); names.len()];
+    for e in entries {
+        match e.op {
+            Op::Requested { handler, .. } => by_handler[handler as usize].requested += 1,
+            Op::TxnCommitted { handler, .. } => by_handler[handler as usize].committed += 1,
+            Op::TxnRolledBack { handler, .. } => by_handler[handler as usize].rolled_back += 1,
+            Op::Refused { handler, .. } => by_handler[handler as usize].refused += 1,
+            Op::Effect { handler, .. } => by_listener[handler as usize].effects += 1,
+            Op::ListenerRejected { handler, .. } => by_listener[handler as usize].rejected += 1,
+            _ => {}
+        }
+    }
+    let mut out = WorkflowStats::default();
+    for (h, ((name, r), l)) in names.into_iter().zip(by_handler).zip(by_listener).enumerate() {
+        if listener(h as u16) {
+            out.listeners.insert(name, l);
+        } else {
+            out.requests.insert(name, r);
+        }
+    }
+    out
 }
 
 /// What a workflow listener did with a record ([`WorkflowRun::listen`]).

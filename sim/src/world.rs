@@ -175,6 +175,10 @@ pub struct Stats {
     /// the run gives no verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_error: Option<String>,
+    /// A workflow run's figures, under the names its workflow file declares (its request types,
+    /// their compensations, its listeners); none without a workflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<crate::workflow::WorkflowStats>,
 }
 
 /// One run.
@@ -901,6 +905,7 @@ impl World {
                 self.history.push(end, NodeId(0), op);
             }
             self.stats.workflow_error = run.error().map(str::to_string);
+            self.stats.workflow = Some(crate::workflow::stats(run.workflow(), &self.history.entries));
         }
         for (event, (_, _, published)) in &self.db.outbox {
             if !published {
