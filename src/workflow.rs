@@ -103,6 +103,11 @@ fn summary(wf: &Workflow) -> serde_json::Value {
             "unique": t.unique.iter().map(|u| u.iter().map(|&c| t.fields[c as usize].0.clone()).collect::<Vec<_>>()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "cache": wf.caches.iter().map(|c| json!({ "name": c.name, "type": format!("{:?}", c.kind) })).collect::<Vec<_>>(),
+        "systems": wf.systems.iter().map(|x| json!({
+            "name": x.name,
+            "error_rate": x.error_rate,
+            "outages_ms": x.outages_us.iter().map(|&(a, b)| [a / 1_000, b / 1_000]).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "events": wf.events.iter().map(|e| json!({
             "name": e.name,
             "topic": e.topic,
@@ -146,6 +151,16 @@ fn text(wf: &Workflow) -> String {
     }
     for c in &wf.caches {
         out += &format!("  cache {} ({:?})\n", c.name, c.kind);
+    }
+    for x in &wf.systems {
+        let windows: Vec<String> =
+            x.outages_us.iter().map(|&(a, b)| format!("[{}, {}) ms", a / 1_000, b / 1_000)).collect();
+        out += &format!(
+            "  system {} (error rate {}, down {})\n",
+            x.name,
+            x.error_rate,
+            if windows.is_empty() { "never".to_string() } else { windows.join(", ") }
+        );
     }
     for e in &wf.events {
         let key = e.key.map_or("no key".to_string(), |k| format!("key {}", e.fields[k as usize].0));

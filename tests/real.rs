@@ -251,3 +251,23 @@ fn mock_cluster_service_crash_flags_after_commit_and_holds_outbox() {
         assert_eq!(violated(&real.verdicts, inv), weak, "mock cluster, {publish:?}: {:?}", real.verdicts);
     }
 }
+
+/// A workflow's declared external system is down in its outage window on the real backend too
+/// (the window in the run's wall-clock time): calls in it fail, the listener's error handler
+/// retries, and the run counts them.
+#[test]
+fn mock_cluster_fails_calls_to_an_external_system_in_its_outage_window() {
+    let text = common::order_workflow_text();
+    let del = "  { del = \"cart\", key = \"event.user\" },\n";
+    let text = text.replacen(del, &format!("{del}  {{ call = \"email\" }},\n"), 1).replacen(
+        "[cache.cart]",
+        "[systems.email]\noutages_ms = [[600, 1400]]\n\n[cache.cart]",
+        1,
+    );
+    let s = for_real(common::order_basic_as_workflow(&text), 2_000, 100.0);
+    let run = real(&s, BrokerKind::Mock);
+    let email = &run.stats.workflow.as_ref().expect("named statistics").systems["email"];
+    assert!(email.failed_down > 0 && email.calls > email.failed_down, "{email:?}");
+    assert!(run.history.entries.iter().any(|e| matches!(e.op, evsim_model::history::Op::Processed { ok: false, .. })));
+    assert_eq!(run.vacuous, None);
+}

@@ -189,3 +189,54 @@ fn a_workflow_runs_statistics_are_named_after_its_requests_and_listeners() {
     let basic = evsim_sim::run_scenario(&common::scenario("order-basic"), 1);
     assert_eq!(basic.stats.workflow, None);
 }
+
+/// The order workflow with its listener also calling an e-mail provider declared with `system`
+/// (after its cache commands, so a failed call leaves them applied and the record retried).
+fn order_with_email(system: &str) -> evsim_model::scenario::Scenario {
+    let text = common::order_workflow_text();
+    let del = "  { del = \"cart\", key = \"event.user\" },\n";
+    assert!(text.contains(del) && text.contains("[cache.cart]"));
+    let text = text.replacen(del, &format!("{del}  {{ call = \"email\" }},\n"), 1).replacen(
+        "[cache.cart]",
+        &format!("[systems.email]\n{system}\n\n[cache.cart]"),
+        1,
+    );
+    common::order_basic_as_workflow(&text)
+}
+
+/// A declared external system fails every call in its outage windows, and only there; the
+/// listener throws, its error handler retries, and the run says how many calls failed. A window
+/// no call meets makes the run vacuous, as a planned fault that never fired.
+#[test]
+fn an_external_system_fails_calls_in_its_outage_windows() {
+    let o = evsim_sim::run_scenario(&order_with_email("outages_ms = [[3000, 5000]]"), 1);
+    let email = &o.stats.workflow.as_ref().expect("named statistics").systems["email"];
+    assert!(email.failed_down > 10 && email.calls > email.failed_down + 1000, "{email:?}");
+    assert_eq!(email.failed_error, 0);
+    let failed: Vec<u64> =
+        o.history.entries.iter().filter(|e| matches!(e.op, Op::Processed { ok: false, .. })).map(|e| e.time).collect();
+    assert!(!failed.is_empty());
+    assert!(failed.iter().all(|&t| (3_000_000..5_000_000).contains(&t)), "a failure outside the window: {failed:?}");
+    assert_eq!(o.vacuous, None);
+
+    let late = evsim_sim::run_scenario(&order_with_email("outages_ms = [[80000000, 80001000]]"), 1);
+    let why = late.vacuous.expect("a window no call met");
+    assert!(why.contains("external system `email` were never met"), "{why}");
+}
+
+/// A declared error rate fails about that share of calls, drawn from the run's own `external`
+/// stream: the same seed gives the same failures, and adding the system changes no request.
+#[test]
+fn an_external_systems_error_rate_fails_that_share_of_calls_the_same_way_each_time() {
+    let s = order_with_email("error_rate = 0.2");
+    let (a, b) = (evsim_sim::run_scenario(&s, 3), evsim_sim::run_scenario(&s, 3));
+    assert_eq!(a.history_hash, b.history_hash);
+    let email = &a.stats.workflow.as_ref().expect("named statistics").systems["email"];
+    let share = email.failed_error as f64 / email.calls as f64;
+    assert!((0.15..0.25).contains(&share), "{email:?}");
+    assert_eq!(email.failed_down, 0);
+    let plain = evsim_sim::run_scenario(&common::order_basic_as_workflow(&common::order_workflow_text()), 3);
+    let requested =
+        |o: &evsim_sim::RunOutcome| o.history.entries.iter().filter(|e| matches!(e.op, Op::Requested { .. })).count();
+    assert_eq!(requested(&a), requested(&plain), "the workload stream is untouched");
+}

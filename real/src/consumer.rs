@@ -435,7 +435,7 @@ fn handle(
             // turn when it threw (the steps that took effect before stay).
             Command::Steps { handler } => {
                 let run = core.wf.as_mut().expect("a workflow run");
-                let evsim_sim::workflow::Listened { acked, ops, sends: s } = run.listen(group, handler, record);
+                let evsim_sim::workflow::Listened { acked, ops, sends: s } = run.listen(group, handler, record, now);
                 for op in ops {
                     ctx.record(node, op);
                 }

@@ -371,7 +371,7 @@ fn workflow_txn(ctx: &Ctx, s: u16, token: Token, handler: u16, id: u64, incarnat
         let db_down = !core.db_down.is_empty();
         let run = core.wf.as_mut().expect("a workflow run");
         let transacts = run.has_transaction(handler);
-        let Some(decided) = run.decide(handler, id, db_down) else { return };
+        let Some(decided) = run.decide(handler, id, ctx.now(), db_down) else { return };
         if transacts {
             if db_down {
                 faults::outage_hit(core, faults::Outage::Db);
@@ -661,6 +661,7 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
             wf.clone(),
             seeds.stream(Stream::Workload),
             seeds.stream(Stream::Business),
+            seeds.stream(Stream::External),
             &instances,
         )
     });
@@ -825,7 +826,7 @@ async fn run_async(scenario: &Scenario, seed: u64, options: &BrokerOptions) -> R
             // The workflow is wrong (an expression failed): no verdict rather than a wrong one.
             return Err(RealError::Usage(format!("the workflow is wrong: an expression failed ({e})")));
         }
-        core.stats.workflow = Some(evsim_sim::workflow::stats(run.workflow(), &rec.history.entries));
+        core.stats.workflow = Some(run.stats(&rec.history.entries));
     }
     for (event, (_, _, published)) in &core.db.outbox {
         if !published {

@@ -136,6 +136,10 @@ impl RealOutcome {
             Some("no record was produced".to_string())
         } else if stats.records_consumed == 0 {
             Some("no record was consumed".to_string())
+        } else if let Some(why) =
+            stats.workflow.as_ref().zip(scenario.workflow.as_ref()).and_then(|(w, wf)| w.outage_never_met(wf))
+        {
+            Some(why)
         } else if let Some(f) = faults.iter().find(|f| target == BrokerKind::Kafka && f.skipped.is_some()) {
             // Apache Kafka performs every fault (the others are refused before the run): one
             // that failed on the way is a run other than the scenario's.

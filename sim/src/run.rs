@@ -94,6 +94,10 @@ pub fn run_scenario_observed(
         Some("no record was produced".to_string())
     } else if stats.records_consumed == 0 {
         Some("no record was consumed".to_string())
+    } else if let Some(why) =
+        stats.workflow.as_ref().zip(scenario.workflow.as_ref()).and_then(|(w, wf)| w.outage_never_met(wf))
+    {
+        Some(why)
     } else {
         stats.faults.iter().find(|f| !f.fired).map(|f| {
             if f.started {

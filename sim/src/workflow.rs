@@ -44,6 +44,10 @@ pub struct WorkflowRun {
     error: Option<String>,
     /// The frame handlers run in, kept between them so that running one allocates nothing.
     scratch: Vec<Value>,
+    /// Which calls to an external system fail with an error: the `external` stream.
+    external: SimRng,
+    /// Per declared external system, its calls so far.
+    calls: Vec<SystemStats>,
     /// What a handler's transaction and the steps after it did, their buffers kept likewise.
     outcomes: (exec::Outcome, exec::Outcome),
 }
@@ -129,6 +133,31 @@ pub struct WorkflowStats {
     pub requests: BTreeMap<String, RequestStats>,
     /// Per listener, by name.
     pub listeners: BTreeMap<String, ListenerStats>,
+    /// Per external system the workflow declares (`[systems.<name>]`), by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub systems: BTreeMap<String, SystemStats>,
+}
+
+/// A declared external system's calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SystemStats {
+    /// Calls made to it, answered or failed.
+    pub calls: u64,
+    /// Calls that failed because it was down (in one of its outage windows).
+    pub failed_down: u64,
+    /// Calls that failed with an error (its error rate).
+    pub failed_error: u64,
+}
+
+impl WorkflowStats {
+    /// Why a run of a workflow whose external systems have outage windows tested nothing about
+    /// them: a system's windows that no call met, as a planned fault that never fired.
+    pub fn outage_never_met(&self, wf: &Workflow) -> Option<String> {
+        wf.systems
+            .iter()
+            .find(|s| !s.outages_us.is_empty() && self.systems[&s.name].failed_down == 0)
+            .map(|s| format!("the outage windows of external system `{}` were never met by a call", s.name))
+    }
 }
 
 /// A request type's (or a compensation's) figures.
@@ -155,8 +184,9 @@ pub struct ListenerStats {
     pub rejected: u64,
 }
 
-/// The figures of a run of `wf` with history `entries`.
-pub fn stats(wf: &Workflow, entries: &[evsim_model::history::Entry]) -> WorkflowStats {
+/// The figures of a run of `wf` with history `entries` (the external systems' calls come from
+/// the run itself: a failed call has no entry of its own).
+fn stats(wf: &Workflow, entries: &[evsim_model::history::Entry], systems: &[SystemStats]) -> WorkflowStats {
     let names = wf.handler_names();
     let listener = |h: u16| (wf.requests.len()..wf.requests.len() + wf.listeners.len()).contains(&(h as usize));
     let mut by_handler = vec![RequestStats::default(); names.len()];
@@ -172,7 +202,10 @@ pub fn stats(wf: &Workflow, entries: &[evsim_model::history::Entry]) -> Workflow
             _ => {}
         }
     }
-    let mut out = WorkflowStats::default();
+    let mut out = WorkflowStats {
+        systems: wf.systems.iter().map(|s| s.name.clone()).zip(systems.iter().cloned()).collect(),
+        ..WorkflowStats::default()
+    };
     for (h, ((name, r), l)) in names.into_iter().zip(by_handler).zip(by_listener).enumerate() {
         if listener(h as u16) {
             out.listeners.insert(name, l);
@@ -181,6 +214,30 @@ pub fn stats(wf: &Workflow, entries: &[evsim_model::history::Entry]) -> Workflow
         }
     }
     out
+}
+
+/// How calls to `wf`'s declared external systems are answered at `now`: a system in an outage
+/// window fails every call; otherwise a call fails with its error rate, drawn from `external`.
+/// `calls` counts them.
+fn answers<'a>(
+    wf: &'a Workflow,
+    external: &'a mut SimRng,
+    calls: &'a mut [SystemStats],
+    now: Micros,
+) -> impl FnMut(u16) -> Option<Arc<str>> + 'a {
+    move |s| {
+        let (system, count) = (&wf.systems[s as usize], &mut calls[s as usize]);
+        count.calls += 1;
+        if system.down_at(now) {
+            count.failed_down += 1;
+            Some(format!("{} is down (an outage window): the call fails", system.name).into())
+        } else if system.error_rate > 0.0 && external.chance(system.error_rate) {
+            count.failed_error += 1;
+            Some(format!("{} answered with an error (its error rate)", system.name).into())
+        } else {
+            None
+        }
+    }
 }
 
 /// What a workflow listener did with a record ([`WorkflowRun::listen`]).
@@ -215,7 +272,8 @@ impl WorkflowRun {
     /// The workflow's run, drawing requests from `rng` (the workload stream) and drawn initial
     /// rows from `business` (the business stream); `instances` names each service instance's
     /// `[services.*]` table, in the driver's instance order.
-    pub fn new(wf: Arc<Workflow>, rng: SimRng, mut business: SimRng, instances: &[&str]) -> Self {
+    /// Calls to external systems fail with an error as drawn from `external`.
+    pub fn new(wf: Arc<Workflow>, rng: SimRng, mut business: SimRng, external: SimRng, instances: &[&str]) -> Self {
         let requests = Requests::new(&wf, rng);
         let handlers_of = wf
             .requests
@@ -232,6 +290,8 @@ impl WorkflowRun {
             error: None,
             scratch: Vec::new(),
             outcomes: Default::default(),
+            external,
+            calls: vec![SystemStats::default(); wf.systems.len()],
             wf,
         }
     }
@@ -357,7 +417,9 @@ impl WorkflowRun {
     /// Request `id`'s transaction at its commit (a request type's handler, or a compensation's):
     /// run it (unless `db_down`: then it fails without running) and the steps after it. None
     /// when the request is not held (its instance crashed before).
-    pub fn decide(&mut self, handler: u16, id: u64, db_down: bool) -> Option<Decided> {
+    ///
+    /// `now` is when it runs (an external system's outage windows are in the run's time).
+    pub fn decide(&mut self, handler: u16, id: u64, now: Micros, db_down: bool) -> Option<Decided> {
         let values = self.inputs.remove(&(handler, id))?;
         let inputs = 1 + values.len() as u16;
         let wf = self.wf.clone();
@@ -373,11 +435,22 @@ impl WorkflowRun {
         let mut compensate = None;
         let (mut out, mut after) = std::mem::take(&mut self.outcomes);
         let committed = !db_down && {
-            self.state.transaction_into(&wf, &h.transaction, &mut frame, &mut out);
+            self.state.transaction_into(
+                &wf,
+                &h.transaction,
+                &mut frame,
+                &mut out,
+                &mut answers(&wf, &mut self.external, &mut self.calls, now),
+            );
             self.failed(handler, &out.stop);
             if out.stop.is_none() {
                 broken = self.broken(&out.writes);
-                self.state.steps_into(&h.after, &mut frame, &mut after);
+                self.state.steps_into(
+                    &h.after,
+                    &mut frame,
+                    &mut after,
+                    &mut answers(&wf, &mut self.external, &mut self.calls, now),
+                );
                 self.failed(handler, &after.stop);
                 events.reserve_exact(out.published.len() + after.published.len());
                 for (event, values) in out.published.drain(..).chain(after.published.drain(..)) {
@@ -422,6 +495,11 @@ impl WorkflowRun {
         Some(Decided { committed, op, events, broken, compensate })
     }
 
+    /// The run's figures under the workflow's names, from its history `entries`.
+    pub fn stats(&self, entries: &[evsim_model::history::Entry]) -> WorkflowStats {
+        stats(&self.wf, entries, &self.calls)
+    }
+
     /// Keep `out` and `after`'s buffers for the next handler (what `take` left in their place
     /// is empty: nothing to drop).
     fn keep_outcomes(&mut self, out: exec::Outcome, after: exec::Outcome) {
@@ -461,7 +539,8 @@ impl WorkflowRun {
     /// entries to record (each step that took effect, then the rows it left breaking an
     /// invariant), and the events it publishes, for its group's `KafkaTemplate` to send: those
     /// of a committed transaction, and those its steps after it published before any stop.
-    pub fn listen(&mut self, group: GroupId, handler: u16, record: &Polled) -> Listened {
+    /// `now` is when the steps run.
+    pub fn listen(&mut self, group: GroupId, handler: u16, record: &Polled, now: Micros) -> Listened {
         let wf = self.wf.clone();
         let h = wf.handler(handler);
         let listens_to = wf.listeners[handler as usize - wf.requests.len()].event;
@@ -480,7 +559,13 @@ impl WorkflowRun {
         let mut stop = None;
         let mut broken = Vec::new();
         if !h.transaction.is_empty() {
-            self.state.transaction_into(&wf, &h.transaction, &mut frame, &mut out);
+            self.state.transaction_into(
+                &wf,
+                &h.transaction,
+                &mut frame,
+                &mut out,
+                &mut answers(&wf, &mut self.external, &mut self.calls, now),
+            );
             self.failed(handler, &out.stop);
             broken = self.broken(&out.writes);
             // A committed transaction that wrote is one effect, at its first write.
@@ -495,7 +580,12 @@ impl WorkflowRun {
         // Steps are numbered through the transaction, then the steps after it.
         let first = h.transaction.len() as u16;
         if stop.is_none() {
-            self.state.steps_into(&h.after, &mut frame, &mut after);
+            self.state.steps_into(
+                &h.after,
+                &mut frame,
+                &mut after,
+                &mut answers(&wf, &mut self.external, &mut self.calls, now),
+            );
             self.failed(handler, &after.stop);
             stop = after.stop.take().map(|s| match s {
                 Stop::Rejected { step, message } => Stop::Rejected { step: step + first, message },
@@ -673,9 +763,10 @@ impl World {
     pub(crate) fn workflow_txn(&mut self, service: u16, token: u64, handler: u16, id: u64) {
         let node = self.services[service as usize].node;
         let db_down = !self.db_down.is_empty();
+        let now = self.now();
         let run = self.wf.as_mut().expect("a workflow run");
         let transacts = run.has_transaction(handler);
-        let Some(Decided { committed, op, events, broken, compensate }) = run.decide(handler, id, db_down) else {
+        let Some(Decided { committed, op, events, broken, compensate }) = run.decide(handler, id, now, db_down) else {
             return;
         };
         if transacts {
@@ -716,8 +807,9 @@ impl World {
             let cons = &self.consumers[c as usize];
             (cons.node, cons.group, cons.template)
         };
+        let now = self.now();
         let run = self.wf.as_mut().expect("a workflow run");
-        let Listened { acked, ops, sends } = run.listen(group, handler, &record);
+        let Listened { acked, ops, sends } = run.listen(group, handler, &record, now);
         for op in ops {
             self.record(node, op);
         }

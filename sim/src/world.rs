@@ -422,6 +422,7 @@ impl World {
                 wf.clone(),
                 seeds.stream(Stream::Workload),
                 seeds.stream(Stream::Business),
+                seeds.stream(Stream::External),
                 &instances,
             ))
         });
@@ -905,7 +906,7 @@ impl World {
                 self.history.push(end, NodeId(0), op);
             }
             self.stats.workflow_error = run.error().map(str::to_string);
-            self.stats.workflow = Some(crate::workflow::stats(run.workflow(), &self.history.entries));
+            self.stats.workflow = Some(run.stats(&self.history.entries));
         }
         for (event, (_, _, published)) in &self.db.outbox {
             if !published {

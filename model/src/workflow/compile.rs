@@ -5,7 +5,7 @@
 use super::expr::{self, Resolved, Scope, Type, Value};
 use super::{
     Cache, CacheCommand, CacheKind, CompensationDecl, Draw, Duplicate, EventDecl, FollowUp, Handler, InvariantDecl,
-    ListenerDecl, Lock, Otherwise, Propagation, RequestDecl, RowDraw, Step, Table, Workflow,
+    ListenerDecl, Lock, Otherwise, Propagation, RequestDecl, RowDraw, Step, System, Table, Workflow,
 };
 use crate::scenario::ScenarioError;
 use serde::Deserialize;
@@ -26,6 +26,9 @@ const _: () = assert!(MAX_EVENTS <= crate::history::MAX_EVENT_KINDS);
 pub const MAX_REQUESTS: usize = 64;
 pub const MAX_LISTENERS: usize = 256;
 pub const MAX_CACHES: usize = 64;
+/// External systems a workflow declares, and outage windows each.
+pub const MAX_SYSTEMS: usize = 64;
+pub const MAX_OUTAGES: usize = 64;
 pub const MAX_STEPS: usize = 64;
 pub const MAX_INVARIANTS: usize = 64;
 /// Values of a Zipf distribution (the workload keeps a table of their weights).
@@ -144,6 +147,8 @@ struct Raw {
     #[serde(default)]
     cache: BTreeMap<Spanned<String>, Spanned<RawCache>>,
     #[serde(default)]
+    systems: BTreeMap<Spanned<String>, Spanned<RawSystem>>,
+    #[serde(default)]
     events: BTreeMap<Spanned<String>, Spanned<RawEvent>>,
     #[serde(default)]
     requests: BTreeMap<Spanned<String>, Spanned<RawRequest>>,
@@ -188,6 +193,15 @@ struct RawRows {
 struct RawCache {
     #[serde(rename = "type")]
     kind: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    #[serde(default)]
+    error_rate: Option<RawExpr>,
+    #[serde(default)]
+    outages_ms: Vec<Spanned<Vec<RawExpr>>>,
 }
 
 #[derive(Deserialize)]
@@ -795,6 +809,13 @@ impl Compiler<'_> {
             caches.push(Cache { name: name.get_ref().clone(), kind });
         }
 
+        let mut systems = Vec::new();
+        self.bound(0..0, raw.systems.len(), MAX_SYSTEMS, "external systems")?;
+        for (name, sys) in &raw.systems {
+            self.at_name(name, "system")?;
+            systems.push(self.system(name.get_ref(), sys, &params)?);
+        }
+
         let mut events = Vec::new();
         self.bound(0..0, raw.events.len(), MAX_EVENTS, "events")?;
         for (name, e) in &raw.events {
@@ -844,6 +865,7 @@ impl Compiler<'_> {
             enums,
             tables,
             caches,
+            systems,
             events,
             requests: Vec::new(),
             listeners: Vec::new(),
@@ -1256,6 +1278,38 @@ impl Compiler<'_> {
     }
 
     /// A rate: a positive number, or a parameter that holds one.
+    /// An external system's declaration: an error rate (a probability) and outage windows
+    /// (`[start, end]` in ms of simulated time, constants, start before end).
+    fn system(
+        &self,
+        name: &str,
+        raw: &Spanned<RawSystem>,
+        params: &BTreeMap<String, Param>,
+    ) -> Result<System, ScenarioError> {
+        let r = raw.get_ref();
+        let error_rate = match &r.error_rate {
+            None => 0.0,
+            Some(e) => {
+                Self::number(e.get_ref().text.trim(), params).filter(|p| (0.0..=1.0).contains(p)).ok_or_else(|| {
+                    self.err(e.span(), "a probability from 0 to 1 (a number or params.<name>) that a call fails")
+                })?
+            }
+        };
+        self.bound(raw.span(), r.outages_ms.len(), MAX_OUTAGES, "outage windows")?;
+        let mut outages_us = Vec::new();
+        for w in &r.outages_ms {
+            let expected = format!("an outage window [start, end] in ms, 0 <= start < end <= {MAX_DELAY_MS}");
+            let [start, end] = w.get_ref().as_slice() else { return Err(self.err(w.span(), expected)) };
+            let (start, end) =
+                (self.constant(start, params, Type::Int)?.as_int(), self.constant(end, params, Type::Int)?.as_int());
+            if !(0 <= start && start < end && end <= MAX_DELAY_MS) {
+                return Err(self.err(w.span(), format!("{expected}, not [{start}, {end}]")));
+            }
+            outages_us.push((start as u64 * 1_000, end as u64 * 1_000));
+        }
+        Ok(System { name: name.to_string(), error_rate, outages_us })
+    }
+
     fn rate(&self, raw: &RawExpr, params: &BTreeMap<String, Param>) -> Result<f64, ScenarioError> {
         let t = &raw.get_ref().text;
         let v = if let Ok(f) = t.parse::<f64>() {
@@ -1680,7 +1734,11 @@ impl Compiler<'_> {
                 let key = self.expr(&need(&r.key, "key")?, f, None)?;
                 Step::Cache { cache, command: CacheCommand::Del { key }, answer: None }
             }
-            _ => Step::Call { system: r.call.as_ref().expect("call").get_ref().clone() },
+            _ => {
+                let system = r.call.as_ref().expect("call").get_ref().clone();
+                let declared = wf.systems.iter().position(|x| x.name == system).map(|i| i as u16);
+                Step::Call { system, declared }
+            }
         })
     }
 

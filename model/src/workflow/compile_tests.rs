@@ -496,3 +496,44 @@ fn steps_exist_where_their_condition_holds_and_double_clicks_are_bounded() {
     bad_coupon("rate = \"params.duplicate_request_rate\"", "rate = 2", "2,", "a probability from 0 to 1");
     bad_coupon("after_ms = 10", "after_ms = -10", "-10", "a delay from 0 to 86400000 ms");
 }
+
+/// An external system's declaration: an error rate and outage windows, constants (numbers or
+/// parameters), each refused at its place when it is not one; a call names it, and a call to a
+/// system the file does not declare stays a call that always answers.
+#[test]
+fn an_external_system_has_an_error_rate_and_outage_windows() {
+    let cart = "[cache.cart]\ntype = \"keys\"\n";
+    let systems =
+        "[systems.email]\nerror_rate = \"params.email_errors\"\noutages_ms = [[2000, \"params.email_back_ms\"]]\n\n";
+    let steps = "  { del = \"cart\", key = \"event.user\" },\n";
+    let text = ORDER
+        .replacen("[params]\n", "[params]\nemail_errors = 0.0\nemail_back_ms = 4000\n", 1)
+        .replacen(cart, &format!("{cart}\n{systems}"), 1)
+        .replacen(steps, &format!("{steps}  {{ call = \"email\" }},\n  {{ call = \"sms\" }},\n"), 1);
+    let params = [("email_errors".into(), Param::Float(0.25)), ("email_back_ms".into(), Param::Int(4500))];
+    let wf = compile("order.toml", &text, &params).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        wf.systems,
+        vec![System { name: "email".into(), error_rate: 0.25, outages_us: vec![(2_000_000, 4_500_000)] }]
+    );
+    assert!(wf.systems[0].down_at(2_000_000) && wf.systems[0].down_at(4_499_999) && !wf.systems[0].down_at(4_500_000));
+    let calls: Vec<(&str, Option<u16>)> = wf.listeners[0]
+        .handler
+        .after
+        .iter()
+        .filter_map(|s| match s {
+            Step::Call { system, declared } => Some((system.as_str(), *declared)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls, [("email", Some(0)), ("sms", None)]);
+
+    let t = ("order.toml", text.as_str());
+    let rate = "error_rate = \"params.email_errors\"";
+    bad_in(t, rate, "error_rate = 1.5", "1.5", "a probability from 0 to 1");
+    let window = "[[2000, \"params.email_back_ms\"]]";
+    bad_in(t, window, "[[5000, 3000]]", "[5000, 3000]", "0 <= start < end <= 86400000, not [5000, 3000]");
+    bad_in(t, window, "[[1, 2, 3]]", "[1, 2, 3]", "an outage window [start, end] in ms");
+    bad_in(t, window, "[[0, \"params.nope\"]]", "params.nope", "");
+    bad_in(t, rate, "latency_ms = 5", "latency_ms", "unknown field");
+}

@@ -166,17 +166,24 @@ impl State {
     /// sized by the handler): all its writes, or none.
     pub fn transaction(&mut self, wf: &Workflow, steps: &[Step], frame: &mut [Value]) -> Outcome {
         let mut out = Outcome::default();
-        self.transaction_into(wf, steps, frame, &mut out);
+        self.transaction_into(wf, steps, frame, &mut out, &mut |_| None);
         out
     }
 
-    /// [`State::transaction`] into `out` (cleared first, its buffers reused).
-    pub fn transaction_into(&mut self, wf: &Workflow, steps: &[Step], frame: &mut [Value], out: &mut Outcome) {
+    /// [`State::transaction`] into `out` (cleared first, its buffers reused). `fails(system)`
+    /// answers each call to a declared external system: the reason it fails (an exception
+    /// the step throws), or none.
+    pub fn transaction_into(
+        &mut self,
+        wf: &Workflow,
+        steps: &[Step],
+        frame: &mut [Value],
+        out: &mut Outcome,
+        fails: &mut dyn FnMut(u16) -> Option<Arc<str>>,
+    ) {
         out.clear();
         // The buffers of the last transaction, empty, reused.
         let mut txn = std::mem::take(&mut self.txn);
-        txn.staged.clear();
-        txn.read_ids.clear();
         for (i, step) in steps.iter().enumerate() {
             let i = i as u16;
             let res = match step {
@@ -187,10 +194,10 @@ impl State {
                 Step::Insert { table, id, values, on_duplicate } => {
                     self.insert(wf, (*table, *on_duplicate), id, values, frame, &mut txn, i)
                 }
-                other => self.common(other, frame, out, i),
+                other => self.common(other, frame, out, i, fails),
             };
             if let Err(stop) = res {
-                self.txn = txn;
+                self.txn = txn.emptied();
                 return out.roll_back(stop);
             }
         }
@@ -199,7 +206,7 @@ impl State {
         for &((t, id), (existed, ref after)) in &txn.staged {
             let before = if existed { self.row(t, id) } else { None };
             if let Some(message) = self.unique_conflict(wf, &txn, t, id, before, after) {
-                self.txn = txn;
+                self.txn = txn.emptied();
                 return out.roll_back(Stop::Thrown { step: steps.len() as u16, message: message.into() });
             }
         }
@@ -229,7 +236,7 @@ impl State {
             }
             out.writes.push(Write { table: t, id, before });
         }
-        self.txn = txn;
+        self.txn = txn.emptied();
     }
 
     /// In-transaction publishing's preview: the event a transaction sends when it reaches its
@@ -269,15 +276,22 @@ impl State {
     /// cache commands, guards, publications and calls, in order, until one stops them.
     pub fn steps(&mut self, steps: &[Step], frame: &mut [Value]) -> Outcome {
         let mut out = Outcome::default();
-        self.steps_into(steps, frame, &mut out);
+        self.steps_into(steps, frame, &mut out, &mut |_| None);
         out
     }
 
-    /// [`State::steps`] into `out` (cleared first, its buffers reused).
-    pub fn steps_into(&mut self, steps: &[Step], frame: &mut [Value], out: &mut Outcome) {
+    /// [`State::steps`] into `out` (cleared first, its buffers reused); `fails` as for
+    /// [`State::transaction_into`].
+    pub fn steps_into(
+        &mut self,
+        steps: &[Step],
+        frame: &mut [Value],
+        out: &mut Outcome,
+        fails: &mut dyn FnMut(u16) -> Option<Arc<str>>,
+    ) {
         out.clear();
         for (i, step) in steps.iter().enumerate() {
-            if let Err(stop) = self.common(step, frame, out, i as u16) {
+            if let Err(stop) = self.common(step, frame, out, i as u16, fails) {
                 out.stop = Some(stop);
                 return;
             }
@@ -488,7 +502,14 @@ impl State {
     }
 
     /// The steps that run the same inside and outside a transaction.
-    fn common(&mut self, step: &Step, frame: &mut [Value], out: &mut Outcome, i: u16) -> Result<(), Stop> {
+    fn common(
+        &mut self,
+        step: &Step,
+        frame: &mut [Value],
+        out: &mut Outcome,
+        i: u16,
+        fails: &mut dyn FnMut(u16) -> Option<Arc<str>>,
+    ) -> Result<(), Stop> {
         match step {
             Step::Require { cond, otherwise, message, .. } => {
                 if !eval(cond, frame, i)?.as_bool() {
@@ -502,7 +523,12 @@ impl State {
             Step::Publish { event, values } => {
                 out.published.push((*event, eval_all(values, frame, i)?));
             }
-            Step::Call { system } => {
+            Step::Call { system, declared } => {
+                // A call that fails throws (Spring's `RestClientException` and the like): in a
+                // transaction, a rollback; in a listener, its error handler's turn.
+                if let Some(message) = declared.and_then(&mut *fails) {
+                    return Err(Stop::Thrown { step: i, message });
+                }
                 out.calls.push(system.clone());
                 out.effects.push(i);
             }
@@ -579,6 +605,13 @@ struct Txn {
 }
 
 impl Txn {
+    /// Empty, its buffers kept: what the state holds between transactions.
+    fn emptied(mut self) -> Self {
+        self.staged.clear();
+        self.read_ids.clear();
+        self
+    }
+
     fn get(&self, t: u16, id: i64) -> Option<&Staged> {
         self.staged.iter().find(|(k, _)| *k == (t, id)).map(|(_, s)| s)
     }
@@ -978,5 +1011,32 @@ unique = ["user_coupon.coupon", "user_coupon.user"]
         let out = st.transaction(&wf, steps, &mut create(&wf, 1, 2, 1));
         assert_eq!(out.stop, Some(Stop::Error { step: 2, error: EvalError::Overflow }));
         assert!(out.writes.is_empty());
+    }
+
+    /// A call to a declared external system that fails throws at its step: the transaction
+    /// rolls back, nothing is written or published; answered, it commits and the call is made.
+    #[test]
+    fn a_failed_call_rolls_its_transaction_back() {
+        let publish = "  { publish = \"order-created\"";
+        let text = ORDER.replacen("[cache.cart]", "[systems.gateway]\nerror_rate = 0.5\n\n[cache.cart]", 1).replacen(
+            publish,
+            &format!("  {{ call = \"gateway\" }},\n{publish}"),
+            1,
+        );
+        let wf = compile("order.toml", &text, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let steps = &wf.request("create-order").expect("r").handler.transaction;
+        let mut st = State::new(&wf, &mut |_| false);
+        let before = st.clone();
+        let mut out = Outcome::default();
+        let mut asked = Vec::new();
+        st.transaction_into(&wf, steps, &mut create(&wf, 1, 2, 1), &mut out, &mut |s| {
+            asked.push(s);
+            Some("gateway is down".into())
+        });
+        assert_eq!(out.stop, Some(Stop::Thrown { step: 4, message: "gateway is down".into() }));
+        assert!(out.writes.is_empty() && out.published.is_empty() && out.calls.is_empty());
+        assert_eq!((st == before, asked), (true, vec![0]));
+        st.transaction_into(&wf, steps, &mut create(&wf, 1, 2, 1), &mut out, &mut |_| None);
+        assert_eq!((out.stop, out.writes.len(), out.calls.clone()), (None, 2, vec!["gateway".to_string()]));
     }
 }

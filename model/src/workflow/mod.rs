@@ -32,6 +32,8 @@ pub struct Workflow {
     pub enums: Vec<Vec<String>>,
     pub tables: Vec<Table>,
     pub caches: Vec<Cache>,
+    /// The external systems the file declares, in name order.
+    pub systems: Vec<System>,
     pub events: Vec<EventDecl>,
     pub requests: Vec<RequestDecl>,
     pub listeners: Vec<ListenerDecl>,
@@ -68,6 +70,26 @@ pub enum CacheKind {
     Counter,
     /// Plain keys (`SET`, `DEL`).
     Keys,
+}
+
+/// A named external system a `call` step calls (a payment gateway, an e-mail provider): when it
+/// fails the call (`[systems.<name>]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct System {
+    pub name: String,
+    /// The probability that a call fails with an error (drawn per call from the run's
+    /// `external` random stream).
+    pub error_rate: f64,
+    /// Windows of simulated time, `[start, end)` in microseconds from the run's start, in which
+    /// every call fails (the system is down).
+    pub outages_us: Vec<(u64, u64)>,
+}
+
+impl System {
+    /// Whether the system is down at `now` (in an outage window).
+    pub fn down_at(&self, now: u64) -> bool {
+        self.outages_us.iter().any(|&(start, end)| now >= start && now < end)
+    }
 }
 
 /// A Redis structure.
@@ -225,8 +247,9 @@ pub enum Step {
     Publish { event: u16, values: Vec<Expr> },
     /// A Redis command on `cache`; SADD's answer (1 or 0) goes to slot `answer`.
     Cache { cache: u16, command: CacheCommand, answer: Option<u16> },
-    /// Call a named external system.
-    Call { system: String },
+    /// Call a named external system: `declared` is its index in [`Workflow::systems`] when the
+    /// file declares it (outage windows, an error rate); an undeclared one always answers.
+    Call { system: String, declared: Option<u16> },
 }
 
 /// A Redis command.

@@ -157,11 +157,14 @@ pub enum Stream {
     Faults,
     /// Business conditions that are not per request: which users start without funds.
     Business,
+    /// A workflow's external systems: which calls fail with an error (their error rates).
+    External,
 }
 
 impl Stream {
     /// Every stream, in declaration order.
-    pub const ALL: [Stream; 5] = [Stream::Workload, Stream::Network, Stream::Client, Stream::Faults, Stream::Business];
+    pub const ALL: [Stream; 6] =
+        [Stream::Workload, Stream::Network, Stream::Client, Stream::Faults, Stream::Business, Stream::External];
 
     /// The stream's stable name; it is hashed into the stream's seed, so it must never change.
     pub fn name(self) -> &'static str {
@@ -171,6 +174,7 @@ impl Stream {
             Stream::Client => "client",
             Stream::Faults => "faults",
             Stream::Business => "business",
+            Stream::External => "external",
         }
     }
 }
@@ -293,7 +297,7 @@ mod tests {
             }
         }
         let names: Vec<_> = Stream::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["workload", "network", "client", "faults", "business"], "append-only");
+        assert_eq!(names, ["workload", "network", "client", "faults", "business", "external"], "append-only");
     }
 
     #[test]
