@@ -20,7 +20,7 @@ use evsim_model::scenario::{PublishStrategy, Scenario};
 use evsim_model::workflow::exec::{self, State, Stop};
 use evsim_model::workflow::expr::Value;
 use evsim_model::workflow::idmap::{IdMap, KeyMap};
-use evsim_model::workflow::{Draw, Handler, InvariantDecl, Propagation, Step, Workflow};
+use evsim_model::workflow::{Draw, InvariantDecl, Propagation, Step, Workflow};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -48,6 +48,9 @@ pub struct WorkflowRun {
     external: SimRng,
     /// Per declared external system, its calls so far.
     calls: Vec<SystemStats>,
+    /// Per handler, the events its `publish` steps publish and their subjects' expressions, in
+    /// step order: what a rolled-back transaction's entry names.
+    subjects: Vec<Vec<(u16, evsim_model::workflow::expr::Expr)>>,
     /// What a handler's transaction and the steps after it did, their buffers kept likewise.
     outcomes: (exec::Outcome, exec::Outcome),
 }
@@ -292,6 +295,18 @@ impl WorkflowRun {
             outcomes: Default::default(),
             external,
             calls: vec![SystemStats::default(); wf.systems.len()],
+            subjects: (0..wf.handler_names().len() as u16)
+                .map(|h| {
+                    let h = wf.handler(h);
+                    let publishes = h.transaction.iter().chain(&h.after).filter_map(|s| match s {
+                        Step::Publish { event, values } => {
+                            Some((*event, values[wf.events[*event as usize].subject as usize].clone()))
+                        }
+                        _ => None,
+                    });
+                    publishes.collect()
+                })
+                .collect(),
             wf,
         }
     }
@@ -487,7 +502,9 @@ impl WorkflowRun {
         self.keep_outcomes(out, after);
         let op = match (self.has_transaction(handler), committed) {
             (true, true) => Some(Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }),
-            (true, false) => Some(Op::TxnRolledBack { handler, id, event: self.would_publish(h, &frame, inputs) }),
+            (true, false) => {
+                Some(Op::TxnRolledBack { handler, id, event: self.would_publish(handler, &frame, inputs) })
+            }
             (false, true) => None,
             (false, false) => Some(Op::Refused { handler, id }),
         };
@@ -678,10 +695,8 @@ impl WorkflowRun {
 
     /// The event a handler would publish whose subject depends on its input alone (the first
     /// `inputs` slots of `frame`): what a rolled-back transaction's entry names.
-    fn would_publish(&self, h: &Handler, frame: &[Value], inputs: u16) -> Option<EventId> {
-        h.transaction.iter().chain(&h.after).find_map(|s| {
-            let Step::Publish { event, values } = s else { return None };
-            let subject = &values[self.wf.events[*event as usize].subject as usize];
+    fn would_publish(&self, handler: u16, frame: &[Value], inputs: u16) -> Option<EventId> {
+        self.subjects[handler as usize].iter().find_map(|(event, subject)| {
             if !subject.reads_only_below(inputs) {
                 return None;
             }

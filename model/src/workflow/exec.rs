@@ -13,7 +13,7 @@
 //! transaction support.
 
 use super::expr::{EvalError, Expr, Value};
-use super::idmap::IdMap;
+use super::idmap::{IdMap, KeyMap, KeySet};
 use super::{CacheCommand, CacheKind, InvariantDecl, Otherwise, RowDraw, Step, Workflow};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,13 +26,15 @@ struct Rows {
     unique: Vec<BTreeSet<Vec<Value>>>,
 }
 
-/// One cache structure's contents.
+/// One cache structure's contents. Redis answers commands by key, and no command iterates a
+/// structure, so they are hashed (see [`KeyMap`]): the order of their contents never reaches a
+/// run's behaviour.
 #[derive(Clone, Debug, PartialEq)]
 enum CacheData {
-    Set(BTreeMap<Value, BTreeSet<Value>>),
-    Sorted(BTreeMap<Value, i64>),
-    Counter(BTreeMap<Value, i64>),
-    Keys(BTreeSet<Value>),
+    Set(KeyMap<Value, KeySet<Value>>),
+    Sorted(KeyMap<Value, i64>),
+    Counter(KeyMap<Value, i64>),
+    Keys(KeySet<Value>),
 }
 
 /// The DB's tables and the cache of a workflow's run.
@@ -112,10 +114,10 @@ impl State {
             .caches
             .iter()
             .map(|c| match c.kind {
-                CacheKind::Set => CacheData::Set(BTreeMap::new()),
-                CacheKind::SortedSet => CacheData::Sorted(BTreeMap::new()),
-                CacheKind::Counter => CacheData::Counter(BTreeMap::new()),
-                CacheKind::Keys => CacheData::Keys(BTreeSet::new()),
+                CacheKind::Set => CacheData::Set(KeyMap::default()),
+                CacheKind::SortedSet => CacheData::Sorted(KeyMap::default()),
+                CacheKind::Counter => CacheData::Counter(KeyMap::default()),
+                CacheKind::Keys => CacheData::Keys(KeySet::default()),
             })
             .collect();
         let mut st =
@@ -252,7 +254,7 @@ impl State {
             let i = i as u16;
             match step {
                 Step::Require { cond, .. } => {
-                    if !eval(cond, frame, i)?.as_bool() {
+                    if !cond.truth(frame).map_err(|error| Stop::Error { step: i, error })? {
                         return Ok(None);
                     }
                 }
@@ -306,7 +308,7 @@ impl State {
             match inv {
                 InvariantDecl::Always { table, cond, .. } => {
                     for w in writes.iter().filter(|w| w.table == *table) {
-                        if !cond.eval(self.written(w))?.as_bool() {
+                        if !cond.truth(self.written(w))? {
                             broken.push((n as u16, *table, w.id));
                         }
                     }
@@ -339,7 +341,7 @@ impl State {
                     for w in writes.iter().filter(|w| w.table == *table) {
                         let Some(before) = &w.before else { continue };
                         let frame: Vec<Value> = before.iter().chain(self.written(w)).cloned().collect();
-                        if !cond.eval(&frame)?.as_bool() {
+                        if !cond.truth(&frame)? {
                             broken.push((n as u16, *table, w.id));
                         }
                     }
@@ -358,7 +360,7 @@ impl State {
             match inv {
                 InvariantDecl::Always { table, cond, .. } | InvariantDecl::Eventually { table, cond, .. } => {
                     for (id, row) in self.rows(*table) {
-                        if !cond.eval(row)?.as_bool() {
+                        if !cond.truth(row)? {
                             broken.push((n as u16, *table, id));
                         }
                     }
@@ -512,7 +514,7 @@ impl State {
     ) -> Result<(), Stop> {
         match step {
             Step::Require { cond, otherwise, message, .. } => {
-                if !eval(cond, frame, i)?.as_bool() {
+                if !cond.truth(frame).map_err(|error| Stop::Error { step: i, error })? {
                     let message = message.clone();
                     return Err(match otherwise {
                         Otherwise::Reject => Stop::Rejected { step: i, message },

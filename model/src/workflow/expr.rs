@@ -733,6 +733,24 @@ impl Expr {
         })
     }
 
+    /// A condition's truth, without building the boolean values of its comparisons and
+    /// connectives (a guard and an invariant are conditions, evaluated on every transaction).
+    pub fn truth(&self, frame: &[Value]) -> Result<bool, EvalError> {
+        match self {
+            Expr::Not(e) => Ok(!e.truth(frame)?),
+            Expr::Bin(op, a, b) => match op {
+                BinOp::And => Ok(a.truth(frame)? && b.truth(frame)?),
+                BinOp::Or => Ok(a.truth(frame)? || b.truth(frame)?),
+                BinOp::Lt => Ok(a.int(frame)? < b.int(frame)?),
+                BinOp::Le => Ok(a.int(frame)? <= b.int(frame)?),
+                BinOp::Gt => Ok(a.int(frame)? > b.int(frame)?),
+                BinOp::Ge => Ok(a.int(frame)? >= b.int(frame)?),
+                _ => Ok(self.eval(frame)?.as_bool()),
+            },
+            _ => Ok(self.eval(frame)?.as_bool()),
+        }
+    }
+
     /// An integer operand: a slot or a constant read in place (no value built, cloned and
     /// dropped), anything else evaluated.
     #[inline]
@@ -837,6 +855,17 @@ mod tests {
         assert_eq!(eval("product.stock < request.qty or not ok"), Ok(Value::Bool(false)));
         assert_eq!(eval("'PAID' != order.status"), Ok(Value::Bool(true)));
         assert_eq!(eval("request.note == \"hi\""), Ok(Value::Bool(true)));
+        // A condition's truth, evaluated without building booleans, is its value's.
+        for src in [
+            "product.stock >= request.qty && order.status == 'PENDING'",
+            "product.stock < request.qty or not ok",
+            "not (product.stock > 4 and request.qty <= 2)",
+            "product.stock - 5 >= 0 or request.qty / 0 > 1",
+            "request.qty / (request.qty - 3) > 0",
+        ] {
+            let (e, _) = compile(src, &Toy, None).unwrap_or_else(|e| panic!("{src}: {e}"));
+            assert_eq!(e.truth(&frame()), e.eval(&frame()).map(|v| v.as_bool()), "{src}");
+        }
     }
 
     #[test]

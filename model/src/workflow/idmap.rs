@@ -4,13 +4,16 @@
 //! not a tree walk. Any other id (negative, or far past the vector's end) goes to an ordered map,
 //! so a far-off id costs no memory for the ids between.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A hash map for lookups by small integer keys that is **never iterated**: what it holds is
 /// found by key, so its order cannot reach a run's behaviour (anything iterated is ordered).
 /// The hash is fixed (no per-process seed), so even its memory layout is the same every run.
 pub type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// A set found by key and never iterated, as [`KeyMap`].
+pub type KeySet<K> = HashSet<K, BuildHasherDefault<KeyHasher>>;
 
 /// A multiplicative hash over the key's integers (as rustc's FxHash): one multiply and a
 /// rotate per word, enough for ids and indexes, which nobody picks to collide.
@@ -32,6 +35,10 @@ impl Hasher for KeyHasher {
 
     fn write_u16(&mut self, n: u16) {
         self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
     }
 
     fn write_u64(&mut self, n: u64) {
