@@ -450,23 +450,9 @@ impl WorkflowRun {
         let mut compensate = None;
         let (mut out, mut after) = std::mem::take(&mut self.outcomes);
         let committed = !db_down && {
-            self.state.transaction_into(
-                &wf,
-                &h.transaction,
-                &mut frame,
-                &mut out,
-                &mut answers(&wf, &mut self.external, &mut self.calls, now),
-            );
-            self.failed(handler, &out.stop);
+            broken = self.transaction(&wf, handler, &mut frame, &mut out, now);
             if out.stop.is_none() {
-                broken = self.broken(&out.writes);
-                self.state.steps_into(
-                    &h.after,
-                    &mut frame,
-                    &mut after,
-                    &mut answers(&wf, &mut self.external, &mut self.calls, now),
-                );
-                self.failed(handler, &after.stop);
+                self.after_steps(&wf, handler, &mut frame, &mut after, now);
                 events.reserve_exact(out.published.len() + after.published.len());
                 for (event, values) in out.published.drain(..).chain(after.published.drain(..)) {
                     events.push(self.message(event, values));
@@ -510,6 +496,39 @@ impl WorkflowRun {
         };
         self.scratch = frame;
         Some(Decided { committed, op, events, broken, compensate })
+    }
+
+    /// Handler `handler`'s transaction into `out`, at `now`: the rows its commit left breaking
+    /// an invariant (none when it rolled back); an expression that failed is remembered.
+    #[inline]
+    fn transaction(
+        &mut self,
+        wf: &Workflow,
+        handler: u16,
+        frame: &mut [Value],
+        out: &mut exec::Outcome,
+        now: Micros,
+    ) -> Vec<Op> {
+        let steps = &wf.handler(handler).transaction;
+        self.state.transaction_into(wf, steps, frame, out, &mut answers(wf, &mut self.external, &mut self.calls, now));
+        self.failed(handler, &out.stop);
+        self.broken(&out.writes)
+    }
+
+    /// Handler `handler`'s steps after its transaction (or all of them, without one), into
+    /// `after`, at `now`; an expression that failed is remembered.
+    #[inline]
+    fn after_steps(
+        &mut self,
+        wf: &Workflow,
+        handler: u16,
+        frame: &mut [Value],
+        after: &mut exec::Outcome,
+        now: Micros,
+    ) {
+        let steps = &wf.handler(handler).after;
+        self.state.steps_into(steps, frame, after, &mut answers(wf, &mut self.external, &mut self.calls, now));
+        self.failed(handler, &after.stop);
     }
 
     /// The run's figures under the workflow's names, from its history `entries`.
@@ -576,15 +595,7 @@ impl WorkflowRun {
         let mut stop = None;
         let mut broken = Vec::new();
         if !h.transaction.is_empty() {
-            self.state.transaction_into(
-                &wf,
-                &h.transaction,
-                &mut frame,
-                &mut out,
-                &mut answers(&wf, &mut self.external, &mut self.calls, now),
-            );
-            self.failed(handler, &out.stop);
-            broken = self.broken(&out.writes);
+            broken = self.transaction(&wf, handler, &mut frame, &mut out, now);
             // A committed transaction that wrote is one effect, at its first write.
             if out.stop.is_none() && !out.writes.is_empty() {
                 let first_write =
@@ -597,13 +608,7 @@ impl WorkflowRun {
         // Steps are numbered through the transaction, then the steps after it.
         let first = h.transaction.len() as u16;
         if stop.is_none() {
-            self.state.steps_into(
-                &h.after,
-                &mut frame,
-                &mut after,
-                &mut answers(&wf, &mut self.external, &mut self.calls, now),
-            );
-            self.failed(handler, &after.stop);
+            self.after_steps(&wf, handler, &mut frame, &mut after, now);
             stop = after.stop.take().map(|s| match s {
                 Stop::Rejected { step, message } => Stop::Rejected { step: step + first, message },
                 other => other,
@@ -666,6 +671,9 @@ impl WorkflowRun {
 
     /// The rows `writes` leave breaking an `always` invariant, as entries.
     fn broken(&mut self, writes: &[exec::Write]) -> Vec<Op> {
+        if writes.is_empty() {
+            return Vec::new();
+        }
         match self.state.check_always(&self.wf, writes) {
             Ok(rows) => rows.into_iter().map(|(invariant, _, row)| Op::InvariantBroken { invariant, row }).collect(),
             Err(e) => {
