@@ -14,16 +14,23 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Build with --release for meaningful figures:\n  cargo run --release -- bench scenarios/order-basic.toml --orders 10000\n  cargo run --release -- bench scenarios/order-basic.toml --orders 1000000 --repeat 3\n  cargo run --release -- bench scenarios/order-failover-acks-all.toml                   # with faults\n  cargo run --release -- bench scenarios/order-failover-acks-all.toml --without-faults  # its baseline"
+    after_help = "Build with --release for meaningful figures:\n  cargo run --release -- bench scenarios/order-basic.toml --orders 10000\n  cargo run --release -- bench scenarios/order-basic.toml --orders 1000000 --repeat 3\n  cargo run --release -- bench scenarios/order-failover-acks-all.toml                   # with faults\n  cargo run --release -- bench scenarios/order-failover-acks-all.toml --without-faults  # its baseline\n  cargo run --release -- bench scenarios/order-workflow.toml --set workflow.params.stock_per_product=30000 --set workflow.params.users=10000  # order-basic's bench, as a workflow"
 )]
 pub struct BenchArgs {
     /// Scenario to measure.
     #[arg(default_value = "scenarios/order-basic.toml")]
     scenario: PathBuf,
-    /// Requests (orders, coupon requests) to simulate: the workload runs for requests / rate
-    /// seconds of simulated time (10,000 is order-basic as written).
+    /// Requests (orders, coupon requests, a workflow's requests) to simulate: the workload runs
+    /// for requests / rate seconds of simulated time (10,000 is order-basic as written), at the
+    /// sum of the rates of every request stream. The compiled-in workload's users and stock grow
+    /// with it (so that orders keep committing); a workflow's parameters stay as the scenario
+    /// binds them (grow them with --set).
     #[arg(long, default_value_t = 10_000)]
     orders: u64,
+    /// Change a setting before measuring, as `evsim sweep --set` does (repeatable):
+    /// `--set workflow.params.stock_per_product=30000`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Repetitions; the best and the median are reported.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
@@ -67,6 +74,24 @@ pub fn bench(args: BenchArgs) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    if !args.set.is_empty() {
+        // The same file with the settings changed (read again: it parsed just now).
+        let name = args.scenario.display().to_string();
+        let source = std::fs::read_to_string(&args.scenario).unwrap_or_default();
+        let changed = args
+            .set
+            .iter()
+            .map(|s| evsim_reports::vary::parse_set(s))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|sets| evsim_reports::vary::Base::new(&name, &source, &sets)?.scenario(&[], &[], "--set"));
+        scenario = match changed {
+            Ok(s) => s,
+            Err(e) => {
+                crate::report_error(e);
+                return EXIT_BAD_INPUT;
+            }
+        };
+    }
     let faults = if args.without_faults {
         scenario.faults.clear();
         scenario.swarm = None;
@@ -81,10 +106,14 @@ pub fn bench(args: BenchArgs) -> u8 {
     }
     // Keep the scenario's rates; stretch the workload to the requested number of requests.
     let w = &scenario.workload;
-    let rate = w.rate_per_sec + w.coupon_rate_per_sec + w.queue_rate_per_sec;
+    // A workflow's request types that arrive at their own rate (follow-ups come after them).
+    let arriving = scenario.workflow.iter().flat_map(|wf| &wf.requests).filter(|r| r.follows.is_none());
+    let rate =
+        w.rate_per_sec + w.coupon_rate_per_sec + w.queue_rate_per_sec + arriving.map(|r| r.rate_per_sec).sum::<f64>();
     if rate <= 0.0 {
         crate::report_error(
-            "the scenario's workload sends no requests (rate_per_sec, coupon_rate_per_sec and queue_rate_per_sec are 0)",
+            "the scenario's workload sends no requests (rate_per_sec, coupon_rate_per_sec and queue_rate_per_sec are 0, \
+             and it has no workflow requests)",
         );
         return EXIT_BAD_INPUT;
     }

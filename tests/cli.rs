@@ -367,3 +367,24 @@ fn a_sweep_varies_a_workflow_parameter() {
     assert_eq!(records.len(), 2);
     assert!(records[0] < records[1] / 5, "less stock, fewer orders committed: {records:?}");
 }
+
+/// `evsim bench` measures a workflow scenario at the sum of its request streams' rates, with
+/// the workflow's parameters changed by `--set` (so that orders keep committing); a setting
+/// the scenario lacks is bad input.
+#[test]
+fn bench_measures_a_workflow_with_its_parameters_set() {
+    let args = ["bench", "scenarios/order-workflow.toml", "--orders", "2000", "--repeat", "1", "--json"];
+    let scaled = [&args[..], &["--set", "workflow.params.stock_per_product=6000"]].concat();
+    let o = evsim(&scaled);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let records = v["records"].as_u64().expect("records");
+    // Every order commits with the stock grown: about 2,000 records at 1,000 requests a second.
+    assert!((1800..2200).contains(&records), "{v}");
+    let plain: serde_json::Value = serde_json::from_slice(&evsim(&args).stdout).expect("one JSON object");
+    assert!(plain["records"].as_u64().expect("records") < records, "without --set, stock runs out: {plain}");
+
+    let bad = evsim(&[&args[..], &["--set", "workflow.params.nope=1"]].concat());
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("nope"), "{}", stderr(&bad));
+}
