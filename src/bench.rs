@@ -5,7 +5,7 @@
 //! figures are reported: the simulation alone, and the whole run (simulation, every checker and
 //! the history hash), which is what `evsim run` costs per seed.
 
-use crate::{EXIT_BAD_INPUT, EXIT_HELD, EXIT_VIOLATED, load_scenario};
+use crate::{EXIT_BAD_INPUT, EXIT_HELD, EXIT_VIOLATED};
 use evsim_model::checkers::Invariant;
 use evsim_sim::{World, run_scenario};
 use serde::Serialize;
@@ -70,14 +70,16 @@ fn best_median(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 pub fn bench(args: BenchArgs) -> u8 {
-    let mut scenario = match load_scenario(&args.scenario) {
-        Ok(s) => s,
+    let (name, source) = match crate::read_text(&args.scenario, "scenario") {
+        Ok(read) => read,
         Err(code) => return code,
     };
+    let mut scenario = match evsim_sim::files::parse_scenario(&name, &source) {
+        Ok(s) => s,
+        Err(e) => return crate::bad_input(e),
+    };
     if !args.set.is_empty() {
-        // The same file with the settings changed (read again: it parsed just now).
-        let name = args.scenario.display().to_string();
-        let source = std::fs::read_to_string(&args.scenario).unwrap_or_default();
+        // The same text with the settings changed.
         let changed = args
             .set
             .iter()

@@ -98,26 +98,30 @@ impl Requests {
     /// Request type `stream`'s next request: its id and its fields' values, drawn in order, then
     /// whether the client sends it twice: the duplicate's id (the next one), if it does.
     pub fn next(&mut self, stream: usize) -> (u64, Vec<Value>, Option<u64>) {
+        let mut values = Vec::new();
+        let (id, duplicate) = self.next_into(stream, &mut values);
+        (id, values, duplicate)
+    }
+
+    /// As [`Requests::next`], the fields' values put in `values` (cleared first).
+    pub fn next_into(&mut self, stream: usize, values: &mut Vec<Value>) -> (u64, Option<u64>) {
         let s = &mut self.streams[stream];
         let id = s.next_id;
         s.next_id += 1;
-        let values = s
-            .fields
-            .iter()
-            .map(|d| match d {
-                // The compiler keeps 0 <= lo <= hi (so the span fits); one draw, also when the
-                // range holds one value.
-                Drawer::Uniform { lo, hi } => Value::Int(lo + self.rng.below((hi - lo) as u64 + 1) as i64),
-                Drawer::Zipf(cdf) => Value::Int(zipf_draw(&mut self.rng, cdf) as i64),
-                Drawer::Const(v) => *v,
-            })
-            .collect();
+        values.clear();
+        values.extend(s.fields.iter().map(|d| match d {
+            // The compiler keeps 0 <= lo <= hi (so the span fits); one draw, also when the
+            // range holds one value.
+            Drawer::Uniform { lo, hi } => Value::Int(lo + self.rng.below((hi - lo) as u64 + 1) as i64),
+            Drawer::Zipf(cdf) => Value::Int(zipf_draw(&mut self.rng, cdf) as i64),
+            Drawer::Const(v) => *v,
+        }));
         let s = &mut self.streams[stream];
         let duplicate = (s.duplicate_rate > 0.0 && self.rng.chance(s.duplicate_rate)).then(|| {
             s.next_id += 1;
             s.next_id - 1
         });
-        (id, values, duplicate)
+        (id, duplicate)
     }
 }
 
@@ -174,7 +178,7 @@ mod tests {
     #[test]
     fn the_order_workflow_decides_each_request_as_the_order_service_does() {
         use evsim_model::db::{Db, OrderStatus, Txn, TxnOutcome};
-        use evsim_model::workflow::exec::{State, frame};
+        use evsim_model::workflow::exec::{State, fill};
         let (products, stock, users, quantity_max) = (50u32, 40i64, 5_000u32, 3u32);
         let bindings = [
             ("products".to_string(), Param::Int(i64::from(products))),
@@ -199,7 +203,8 @@ mod tests {
                 };
                 let (user, product, qty) = (field(0) as u64, field(1) as u32, field(2) as u32);
                 let rust = db.apply(&Txn::CreateOrder { order: id, user, product, qty }, &mut facts);
-                let mut f = frame(handler, std::iter::once(Value::Int(id as i64)).chain(v.iter().cloned()));
+                let mut f = Vec::new();
+                fill(&mut f, handler, Some(id as i64), &v);
                 let lang = st.transaction(&wf, &handler.transaction, &mut f);
                 let where_ = format!("seed {seed}, order {id}");
                 assert_eq!(rust == TxnOutcome::Committed, lang.stop.is_none(), "{where_}: {rust:?} / {:?}", lang.stop);

@@ -44,6 +44,9 @@ pub struct WorkflowRun {
     error: Option<String>,
     /// The frame handlers run in, kept between them so that running one allocates nothing.
     scratch: Vec<Value>,
+    /// Buffers of decided requests' inputs, for the next requests' (a request then allocates
+    /// nothing for its fields).
+    spare: Vec<Vec<Value>>,
     /// Which calls to an external system fail with an error: the `external` stream.
     external: SimRng,
     /// Per declared external system, its calls so far.
@@ -51,8 +54,9 @@ pub struct WorkflowRun {
     /// Per handler, the events its `publish` steps publish and their subjects' expressions, in
     /// step order: what a rolled-back transaction's entry names.
     subjects: Vec<Vec<(u16, evsim_model::workflow::expr::Expr)>>,
-    /// What a handler's transaction and the steps after it did, their buffers kept likewise.
-    outcomes: (exec::Outcome, exec::Outcome),
+    /// What a handler's transaction and the steps after it did, their buffers kept likewise
+    /// (`None` while a handler runs: taking them out leaves nothing to drop).
+    outcomes: Option<(exec::Outcome, exec::Outcome)>,
 }
 
 /// The header's declaration of a workflow's events: in file order, each announcing a committed
@@ -292,7 +296,8 @@ impl WorkflowRun {
             follow_ups: KeyMap::default(),
             error: None,
             scratch: Vec::new(),
-            outcomes: Default::default(),
+            spare: Vec::new(),
+            outcomes: None,
             external,
             calls: vec![SystemStats::default(); wf.systems.len()],
             subjects: (0..wf.handler_names().len() as u16)
@@ -384,7 +389,8 @@ impl WorkflowRun {
         handler: u16,
         alive: impl Fn(u16) -> bool,
     ) -> (u64, Option<u16>, Option<(u64, Micros)>) {
-        let (id, values, duplicate) = self.requests.next(handler as usize);
+        let mut values = self.spare.pop().unwrap_or_default();
+        let (id, duplicate) = self.requests.next_into(handler as usize, &mut values);
         let duplicate = duplicate.map(|again| {
             self.follow_ups.insert((handler, again), values.clone());
             let after = self.wf.requests[handler as usize].duplicate.as_ref().map_or(0, |d| d.after_us);
@@ -393,6 +399,8 @@ impl WorkflowRun {
         let live = self.instance(handler, id, alive);
         if live.is_some() {
             self.inputs.insert((handler, id), values);
+        } else {
+            self.spare.push(values);
         }
         (id, live, duplicate)
     }
@@ -444,11 +452,16 @@ impl WorkflowRun {
         let compensation = wf.requests.get(handler as usize).and_then(|r| r.compensation);
         let mut frame = std::mem::take(&mut self.scratch);
         exec::fill(&mut frame, h, Some(id as i64), &values);
-        let kept = compensation.map(|_| values);
+        let kept = if compensation.is_some() {
+            Some(values)
+        } else {
+            self.spare.push(values);
+            None
+        };
         let mut events = Vec::new();
         let mut broken = Vec::new();
         let mut compensate = None;
-        let (mut out, mut after) = std::mem::take(&mut self.outcomes);
+        let (mut out, mut after) = self.outcomes.take().unwrap_or_default();
         let committed = !db_down && {
             broken = self.transaction(&wf, handler, &mut frame, &mut out, now);
             if out.stop.is_none() {
@@ -485,7 +498,8 @@ impl WorkflowRun {
                 false
             }
         };
-        self.keep_outcomes(out, after);
+        // Their buffers serve the next handler.
+        self.outcomes = Some((out, after));
         let op = match (self.has_transaction(handler), committed) {
             (true, true) => Some(Op::TxnCommitted { handler, id, event: events.first().map(|m| m.value.id()) }),
             (true, false) => {
@@ -536,12 +550,6 @@ impl WorkflowRun {
         stats(&self.wf, entries, &self.calls)
     }
 
-    /// Keep `out` and `after`'s buffers for the next handler (what `take` left in their place
-    /// is empty: nothing to drop).
-    fn keep_outcomes(&mut self, out: exec::Outcome, after: exec::Outcome) {
-        std::mem::forget(std::mem::replace(&mut self.outcomes, (out, after)));
-    }
-
     /// Whether handler `handler` runs a transaction (one without goes through no database: its
     /// steps run as soon as the request arrives).
     pub fn has_transaction(&self, handler: u16) -> bool {
@@ -589,7 +597,7 @@ impl WorkflowRun {
         };
         let mut frame = std::mem::take(&mut self.scratch);
         exec::fill(&mut frame, h, None, values);
-        let (mut out, mut after) = std::mem::take(&mut self.outcomes);
+        let (mut out, mut after) = self.outcomes.take().unwrap_or_default();
         out.clear();
         after.clear();
         let mut stop = None;
@@ -626,7 +634,8 @@ impl WorkflowRun {
         for (event, values) in out.published.drain(..).chain(after.published.drain(..)) {
             sends.push((event, self.message(event, values)));
         }
-        self.keep_outcomes(out, after);
+        // Their buffers serve the next handler.
+        self.outcomes = Some((out, after));
         Listened { acked: !matches!(stop, Some(Stop::Thrown { .. } | Stop::Error { .. })), ops, sends }
     }
 

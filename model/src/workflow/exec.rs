@@ -688,11 +688,10 @@ pub fn fill(frame: &mut Vec<Value>, handler: &super::Handler, id: Option<i64>, i
     frame.resize(handler.frame as usize, Value::Int(0));
 }
 
-/// A frame for `handler` with `input` in its first slots and the rest zero.
-pub fn frame(handler: &super::Handler, input: impl IntoIterator<Item = Value>) -> Vec<Value> {
+/// A new frame for `handler` with `input` in its first slots and the rest zero (as [`fill`]).
+pub fn frame<const N: usize>(handler: &super::Handler, input: [Value; N]) -> Vec<Value> {
     let mut f = Vec::with_capacity(handler.frame as usize);
-    f.extend(input);
-    f.resize(handler.frame as usize, Value::Int(0));
+    fill(&mut f, handler, None, &input);
     f
 }
 

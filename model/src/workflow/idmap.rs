@@ -93,10 +93,14 @@ impl<T> IdMap<T> {
 
     /// The value at `id`, inserting `value` first when there is none.
     pub fn get_or_insert(&mut self, id: i64, value: T) -> &T {
-        if self.get(id).is_none() {
-            self.insert(id, value);
+        match usize::try_from(id) {
+            Ok(i) if i < self.dense.len() => self.dense[i].get_or_insert(value),
+            _ if self.sparse.contains_key(&id) => &self.sparse[&id],
+            _ => {
+                self.insert(id, value);
+                self.get(id).expect("inserted just now")
+            }
         }
-        self.get(id).expect("inserted just now")
     }
 
     /// Every id and its value, in id order.
