@@ -156,11 +156,13 @@ fn mock_cluster_runs_the_waiting_queue_workflow_like_the_simulator() {
 /// A listener that produces to another topic (`common::with_listener_chain`: `shipper`
 /// publishes `order-shipped` with its group's KafkaTemplate, `notifier` reads it) runs on
 /// rdkafka as in the simulator: the same decisions, placement and verdicts, and one e-mail per
-/// committed order on both.
+/// committed order on both. The template sends with its group's producer settings (a
+/// `linger.ms` of its own here, which librdkafka must accept).
 #[test]
 fn mock_cluster_runs_a_listener_that_publishes_like_the_simulator() {
     use evsim_model::history::{History, Op};
-    let s = for_real(common::with_listener_chain(common::scenario("order-basic")), 2_000, 100.0);
+    let mut s = for_real(common::with_listener_chain(common::scenario("order-basic")), 2_000, 100.0);
+    s.consumers.iter_mut().find(|c| c.name == "shipper").expect("shipper").producer.linger_ms = 20;
     let (sim, real) = assert_agree(&s, BrokerKind::Mock);
     assert!(real.passed(), "{:?}", real.verdicts);
     let emails = |h: &History| {

@@ -163,6 +163,42 @@ fn a_listener_publishes_to_another_topic_for_the_next_listener() {
     assert_eq!(o.stats.handler_failures, 0, "every record carried its quantity");
 }
 
+/// A publishing listener's KafkaTemplate takes the group's producer settings
+/// (`[consumers.<name>.producer]`): with `linger.ms = 200`, `shipper`'s sends wait for their
+/// batch to fill or the linger to pass, so they are acknowledged about 100 ms later on average,
+/// against a few milliseconds with the Java producer's defaults; every shipment still arrives.
+#[test]
+fn a_publishing_listeners_template_sends_with_its_groups_producer_settings() {
+    let latency = |linger_ms: Option<u64>| {
+        let mut s = common::with_listener_chain(common::scenario("order-basic"));
+        if let Some(ms) = linger_ms {
+            s.consumers.iter_mut().find(|c| c.name == "shipper").expect("shipper").producer.linger_ms = ms;
+        }
+        let o = evsim_sim::run_scenario(&s, 1);
+        assert!(o.passed(), "{:?} {:?}", o.stopped, o.vacuous);
+        let h = &o.history;
+        let mut sent = std::collections::BTreeMap::new();
+        let (mut total, mut acked) = (0u64, 0u64);
+        for e in &h.entries {
+            match &e.op {
+                Op::Send { value, .. } if h.event_name(value.kind()) == "order-shipped" => {
+                    sent.insert(*value, e.time);
+                }
+                Op::SendOk { value, .. } if h.event_name(value.kind()) == "order-shipped" => {
+                    total += e.time - sent[value];
+                    acked += 1;
+                }
+                _ => {}
+            }
+        }
+        assert!(acked > 4_000 && acked == sent.len() as u64, "{acked} of {} shipments acknowledged", sent.len());
+        total / acked
+    };
+    let (default, lingering) = (latency(None), latency(Some(200)));
+    assert!(default < 20_000, "{default} us with linger.ms = 5");
+    assert!(lingering > 60_000 && lingering <= 200_000 + default, "{lingering} us with linger.ms = 200");
+}
+
 /// A workflow run's statistics are named after what the workflow declares, and add up with the
 /// run's other figures: every create-order request decided, each consumed record's two cache
 /// commands, and the payment workflow's compensation counted under its own name, once per

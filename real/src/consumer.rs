@@ -213,13 +213,13 @@ pub(crate) fn spawn(ctx: &Ctx, group: GroupId, instance: u32, node: NodeId) -> R
     let consumer = Arc::new(consumer_for(ctx, group, instance, callbacks)?);
     let spec = &ctx.scenario.consumers[group.0 as usize];
     let dlq = match &spec.dlq_topic {
-        Some(topic) => Some((producer_for(&ctx.bootstrap, &Default::default())?, topic.clone())),
+        Some(topic) => Some((producer_for(&ctx.bootstrap, &spec.producer)?, topic.clone())),
         None => None,
     };
-    // A workflow listener that publishes sends with a KafkaTemplate of its own (the Java
-    // producer's defaults), as the simulator's does.
+    // A workflow listener that publishes sends with a KafkaTemplate of its own (the group's
+    // producer settings), as the simulator's does.
     let template = if evsim_sim::workflow::listener_publishes(&ctx.scenario, &spec.name) {
-        Some(producer_for(&ctx.bootstrap, &Default::default())?)
+        Some(producer_for(&ctx.bootstrap, &spec.producer)?)
     } else {
         None
     };
@@ -453,8 +453,8 @@ fn handle(
             let wf = ctx.scenario.workflow.as_ref().expect("a workflow");
             let topic = ctx.topic_id(&wf.events[event as usize].topic).expect("a validated topic");
             let producer = template.expect("a publishing listener has its KafkaTemplate").clone();
-            let to =
-                Sender { producer, node, partitioner: evsim_model::scenario::ProducerConfig::default().partitioner };
+            let partitioner = ctx.scenario.consumers[group.0 as usize].producer.partitioner;
+            let to = Sender { producer, node, partitioner };
             send_recorded(ctx, to, topic, message, |_| true, |_| {});
         }
     };

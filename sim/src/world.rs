@@ -345,12 +345,12 @@ impl World {
                 let listener = crate::workflow::listener_of(scenario, &spec.name);
                 let mut consumer = Consumer::new(node, gid, subscribed.clone(), spec.clone(), listener);
                 consumer.instance_id = spec.consumer.group_instance_id.as_ref().map(|id| format!("{id}-{i}"));
-                // A KafkaTemplate of this instance, with the Java producer's defaults: its index.
+                // A KafkaTemplate of this instance, with the group's producer settings: its index.
                 let mut template = |owner: ProducerOwner| {
                     let producer_id = producers.len() as u32 + 1;
                     let p = Producer::new(
                         node,
-                        Default::default(),
+                        spec.producer.clone(),
                         &scenario.topics,
                         partitions.len(),
                         scenario.brokers,

@@ -393,6 +393,9 @@ pub struct ConsumerSpec {
     /// With `retry-then-dlq`: the dead-letter topic.
     pub dlq_topic: Option<String>,
     pub consumer: ConsumerConfig,
+    /// The listener's `KafkaTemplate` (`[consumers.<name>.producer]`): what its steps publish
+    /// with, and the dead-letter recoverer's.
+    pub producer: ProducerConfig,
 }
 
 /// A whole, validated scenario.

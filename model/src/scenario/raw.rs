@@ -251,6 +251,8 @@ pub(super) struct RawConsumer {
     pub dlq_topic: Option<Spanned<String>>,
     #[serde(default)]
     pub consumer: Option<Props>,
+    #[serde(default)]
+    pub producer: Option<Props>,
 }
 
 fn default_async_delay_us() -> Spanned<u64> {

@@ -338,6 +338,32 @@ fn retry_then_dlq_needs_its_dead_letter_topic() {
     assert!(e.message.contains("retries needs"), "{e}");
 }
 
+/// `[consumers.<name>.producer]` configures the listener's KafkaTemplate (here the
+/// dead-letter recoverer's) by Kafka's names; without a template it would be ignored, so it is
+/// refused at its place, as an unknown setting in it is.
+#[test]
+fn a_listeners_kafka_template_takes_producer_settings_and_only_when_it_has_one() {
+    let producer = "\n[consumers.order-event-consumer.producer]\nacks = \"1\"\nlinger.ms = 50\n";
+    let with_dlq = edit(
+        "commit_strategy = \"commit-after-process\"",
+        "commit_strategy = \"retry-then-dlq\"\ndlq_topic = \"order-created.DLT\"",
+    )
+    .replace("[topics.order-created]", "[topics.\"order-created.DLT\"]\npartitions = 1\n\n[topics.order-created]");
+    let s = parse(&format!("{with_dlq}{producer}")).unwrap();
+    let p = &s.consumers[0].producer;
+    assert_eq!((p.acks, p.linger_ms), (Acks::Leader, 50));
+    // Without a setting, the Java producer's defaults, as before.
+    assert_eq!(parse(&with_dlq).unwrap().consumers[0].producer, ProducerConfig::default());
+
+    let src = format!("{BASIC}{producer}");
+    let e = parse(&src).unwrap_err();
+    assert!(e.message.contains("KafkaTemplate, but it has none"), "{e}");
+    assert_eq!(e.line, line_of(&src, "acks = \"1\"") - 1, "at the table: {e}");
+    let src = format!("{with_dlq}\n[consumers.order-event-consumer.producer]\nlinger = 5\n");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, line_of(&src, "linger = 5"), "{e}");
+}
+
 #[test]
 fn expected_counterexamples_are_read_and_bad_ones_named_at_their_place() {
     let ok = format!(

@@ -1083,20 +1083,7 @@ impl Validator<'_> {
             self.workflow_service(wf, &name, &topic, &raw)?;
         }
         let async_delay_us = self.bounded(&raw.async_delay_us, &format!("{section}.async_delay_us"), HOUR_US)?;
-        let producer_section = format!("{section}.producer");
-        let mut r = self.reader(&producer_section, raw.producer);
-        let idempotence_given = r.has("enable.idempotence");
-        let mut producer = ProducerConfig::read(&mut r)?;
-        let idempotence_span = r.span_of("enable.idempotence").unwrap_or_default();
-        r.finish()?;
-        if let Some(conflict) = producer.idempotence_conflict() {
-            if idempotence_given {
-                return self.err(idempotence_span, format!("[{producer_section}]: {conflict}"));
-            }
-            // The Java client (3.2+, KAFKA-13598) turns the default idempotence off quietly when
-            // the other settings conflict with it, and refuses only an explicit `true`.
-            producer.enable_idempotence = false;
-        }
+        let producer = self.producer(&section, raw.producer)?;
         let ms = |v: &Option<Spanned<u64>>, what: &str, default: u64| match v {
             None => Ok(default),
             Some(v) => self.bounded(v, &format!("{section}.{what}"), YEAR_MS).and_then(|n| {
@@ -1122,6 +1109,25 @@ impl Validator<'_> {
             dedup,
             producer,
         })
+    }
+
+    /// The `[<section>.producer]` table: a Java producer's settings, by Kafka's names.
+    fn producer(&self, section: &str, raw: Option<Props>) -> Result<ProducerConfig, ScenarioError> {
+        let producer_section = format!("{section}.producer");
+        let mut r = self.reader(&producer_section, raw);
+        let idempotence_given = r.has("enable.idempotence");
+        let mut producer = ProducerConfig::read(&mut r)?;
+        let idempotence_span = r.span_of("enable.idempotence").unwrap_or_default();
+        r.finish()?;
+        if let Some(conflict) = producer.idempotence_conflict() {
+            if idempotence_given {
+                return self.err(idempotence_span, format!("[{producer_section}]: {conflict}"));
+            }
+            // The Java client (3.2+, KAFKA-13598) turns the default idempotence off quietly when
+            // the other settings conflict with it, and refuses only an explicit `true`.
+            producer.enable_idempotence = false;
+        }
+        Ok(producer)
     }
 
     fn consumer(
@@ -1293,6 +1299,19 @@ impl Validator<'_> {
                 format!("[{consumer_section}]: `heartbeat.interval.ms` must be lower than `session.timeout.ms` (Kafka requires it)"),
             );
         }
+        // The listener's KafkaTemplate (the one its steps publish with, and the dead-letter
+        // recoverer's): a setting for one it does not have would be ignored.
+        let publishes = listener.is_some_and(|(_, l)| l.handler.publishes());
+        if let Some(span) = oc.producer.as_ref().filter(|_| !publishes && dlq_topic.is_none()).map(|p| p.span.clone()) {
+            return self.err(
+                span.unwrap_or(table),
+                format!(
+                    "[{section}.producer] configures the listener's KafkaTemplate, but it has none; expected it only \
+                     with a listener whose steps publish, or with commit_strategy = \"retry-then-dlq\""
+                ),
+            );
+        }
+        let producer = self.producer(&section, oc.producer)?;
         Ok(ConsumerSpec {
             name,
             kind,
@@ -1311,6 +1330,7 @@ impl Validator<'_> {
             retries,
             dlq_topic,
             consumer,
+            producer,
         })
     }
 }
