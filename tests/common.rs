@@ -223,17 +223,24 @@ pub fn with_fanout_workflow(mut s: Scenario) -> Scenario {
 /// Scenario `s` (seeds 002/003's coupons) with its coupon API and issuer group run from
 /// `scenarios/workflows/coupon.toml`, bound to its workload settings and its API's dedup.
 #[allow(dead_code)]
-pub fn with_coupon_workflow(mut s: Scenario) -> Scenario {
+pub fn with_coupon_workflow(s: Scenario) -> Scenario {
+    with_coupon_workflow_dedup(s, None)
+}
+
+/// [`with_coupon_workflow`] with the workflow's `dedup` parameter set to `dedup` when given
+/// (`cache-set-after-send` has no compiled-in form).
+#[allow(dead_code)]
+pub fn with_coupon_workflow_dedup(mut s: Scenario, dedup: Option<&str>) -> Scenario {
     use evsim_model::scenario::{CouponDedup, ServiceKind};
     use evsim_model::workflow::Param;
     let path = root().join("scenarios/workflows/coupon.toml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let api = s.services.iter().find(|x| x.kind == ServiceKind::CouponApi).expect("a coupon API");
-    let dedup = match api.dedup {
+    let dedup = dedup.unwrap_or(match api.dedup {
         CouponDedup::None => "none",
         CouponDedup::CacheSet => "cache-set",
         CouponDedup::DbUnique => "db-unique",
-    };
+    });
     let w = &s.workload;
     let bindings = [
         ("users".to_string(), Param::Int(i64::from(w.users))),

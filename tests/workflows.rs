@@ -276,3 +276,58 @@ fn an_external_systems_error_rate_fails_that_share_of_calls_the_same_way_each_ti
         |o: &evsim_sim::RunOutcome| o.history.entries.iter().filter(|e| matches!(e.op, Op::Requested { .. })).count();
     assert_eq!(requested(&a), requested(&plain), "the workload stream is untouched");
 }
+
+/// Seed 003's own alternative, `dedup = "cache-set-after-send"`: the coupon API checks the set
+/// (SISMEMBER), sends and waits for the acknowledgement (`send(...).get()`), and only then adds
+/// the user. With the API's producer lingering 20 ms, each send is acknowledged more than 10 ms
+/// after it was made, so a double click (10 ms later) finds the user not yet added: it is sent
+/// too, and the issuer gives that user a second coupon (coupon-once). Seed 003's design, adding
+/// first, refuses the double click whatever the send's latency. The same requests arrive in
+/// both runs.
+#[test]
+fn seed_003s_add_after_send_waits_for_the_acknowledgement_and_lets_a_quick_double_click_through() {
+    let run = |dedup: &str| {
+        let mut s = common::with_coupon_workflow_dedup(common::scenario("coupon-seed003"), Some(dedup));
+        s.services.iter_mut().find(|x| x.name == "coupon-api").expect("the API").producer.linger_ms = 20;
+        let o = evsim_sim::run_scenario(&s, 1);
+        assert_eq!(o.stopped, None);
+        let h = &o.history;
+        let sends = h.entries.iter().filter(|e| matches!(e.op, Op::Send { .. })).count();
+        let refused = h.entries.iter().filter(|e| matches!(e.op, Op::Refused { .. })).count();
+        assert_eq!(o.stats.workflow.as_ref().expect("stats").requests["issue-coupon"].refused, refused as u64);
+        let once = Invariant::declared("coupon-once");
+        let violated = o.verdicts.iter().any(|v| v.invariant == once && !v.violations.is_empty());
+        (sends, refused, violated)
+    };
+    let (first, after) = (run("cache-set"), run("cache-set-after-send"));
+    assert!(first.1 > 1_000 && !first.2, "adding first refuses every repeat: {first:?}");
+    assert_eq!(first.0 + first.1, after.0 + after.1, "every request is sent or refused, once");
+    assert!(after.0 > first.0 + 10, "double clicks got through while the first send waited: {after:?} {first:?}");
+    assert!(after.2, "a user was issued the coupon twice: {after:?}");
+}
+
+/// A request that waits for its send is made on the request's own thread: a service that hands
+/// its sends to an `@Async` worker (`after-commit-async`) is refused at its `publish`, and
+/// `after-commit` is accepted.
+#[test]
+fn a_request_that_waits_for_its_send_needs_after_commit_publishing() {
+    let path = common::root().join("scenarios/coupon-seed003.toml");
+    let base = std::fs::read_to_string(&path).expect("coupon-seed003");
+    let text = base
+        .replace("kind = \"coupon-api\"\n", "")
+        .replace("kind = \"coupon-issuer\"\n", "")
+        .replace("coupon_rate_per_sec = 200", "coupon_rate_per_sec = 0")
+        .replacen("dedup = \"cache-set\"", "publish = \"after-commit\"", 1)
+        + "\n[workflow]\nfile = \"workflows/coupon.toml\"\nparams = { dedup = \"cache-set-after-send\" }\n";
+    let file = path.display().to_string();
+    let s = evsim_sim::files::parse_scenario(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.workflow.as_ref().expect("a workflow").request("issue-coupon").expect("issue-coupon").handler.waits());
+    let text = text.replace("publish = \"after-commit\"", "publish = \"after-commit-async\"");
+    let e = evsim_sim::files::parse_scenario(&file, &text).expect_err("async publishing refused");
+    assert!(e.message.contains("wait for a send"), "{e}");
+    assert_eq!(
+        e.line,
+        text[..text.find("publish = \"after-commit-async\"").expect("there")].lines().count() + 1,
+        "{e}"
+    );
+}

@@ -65,11 +65,17 @@ pub enum Input {
     /// A workflow transaction ([`crate::db::Txn::Workflow`]) has finished: whether it
     /// committed, and the events it publishes; for a rolled-back request, the compensation
     /// handler to run next in a transaction of its own, if it has one (`requires-new`).
+    ///
+    /// With `waiting`, the request's steps wait for the last of `events` to be acknowledged
+    /// (`send(...).get()`): the service sends it with a token of its own ([`crate::workflow::
+    /// service::waiting_token`]) and, on its delivery report, asks for [`Command::Resume`]; a
+    /// `WorkflowDone` follows when the steps go on.
     WorkflowDone {
         token: Token,
         committed: bool,
         events: Vec<Message>,
         compensate: Option<u16>,
+        waiting: bool,
     },
     /// The answer to a [`Command::Preview`]: the event the transaction publishes when it
     /// reaches its `publish` step, if it reaches one.
@@ -122,6 +128,9 @@ pub enum Command {
     /// its `publish` step against the current rows, writing nothing, for the event it sends
     /// before the commit; the answer comes back as [`Input::WorkflowPreviewed`].
     Preview { token: Token, handler: u16, id: u64 },
+    /// Request `id`'s steps, blocked on a send, go on: `sent` says whether the broker
+    /// acknowledged it. The answer comes back as [`Input::WorkflowDone`].
+    Resume { token: Token, handler: u16, id: u64, sent: bool },
 }
 
 /// A call to a system outside the architecture.

@@ -247,6 +247,17 @@ pub(crate) fn service_input(ctx: &Ctx, s: u16, input: Input) {
                     let event = core.wf.as_mut().and_then(|run| run.preview(handler, id, db_down));
                     actions.push(Action::Input(Input::WorkflowPreviewed { token, event }));
                 }
+                Command::Resume { token, handler, id, sent } => {
+                    let run = core.wf.as_mut().expect("a workflow run");
+                    if let Some(d) = run.resume(handler, id, now, sent) {
+                        if let Some(op) = d.op {
+                            ctx.record(node, op);
+                        }
+                        let (committed, events, waiting) = (d.committed, d.events, d.waiting);
+                        let done = Input::WorkflowDone { token, committed, events, compensate: None, waiting };
+                        actions.push(Action::Input(done));
+                    }
+                }
                 Command::Steps { .. } => unreachable!("only listeners run a workflow's steps"),
             }
         }
@@ -357,7 +368,7 @@ async fn db_worker(ctx: Ctx) {
 /// as the simulator runs it): its decision recorded, the outbox rows of its events written with
 /// it when the service publishes through an outbox, the service told what it publishes.
 fn workflow_txn(ctx: &Ctx, s: u16, token: Token, handler: u16, id: u64, incarnation: u32, queued: bool) {
-    let (committed, events, compensate) = {
+    let (committed, events, compensate, waiting) = {
         let mut guard = ctx.core.borrow_mut();
         let core = &mut *guard;
         if queued {
@@ -396,9 +407,9 @@ fn workflow_txn(ctx: &Ctx, s: u16, token: Token, handler: u16, id: u64, incarnat
         for op in decided.broken {
             ctx.record(node, op);
         }
-        (decided.committed, decided.events, decided.compensate)
+        (decided.committed, decided.events, decided.compensate, decided.waiting)
     };
-    service_input(ctx, s, Input::WorkflowDone { token, committed, events, compensate });
+    service_input(ctx, s, Input::WorkflowDone { token, committed, events, compensate, waiting });
 }
 
 /// The workflow's requests, each type a Poisson stream drawn as the simulator draws it: the

@@ -47,6 +47,9 @@ pub struct WorkflowRun {
     /// Buffers of decided requests' inputs, for the next requests' (a request then allocates
     /// nothing for its fields).
     spare: Vec<Vec<Value>>,
+    /// Requests blocked on a send (`wait = true`): (request type, id) -> their frame and the
+    /// step to go on from.
+    suspended: KeyMap<(u16, u64), (Vec<Value>, u16)>,
     /// Which calls to an external system fail with an error: the `external` stream.
     external: SimRng,
     /// Per declared external system, its calls so far.
@@ -273,6 +276,9 @@ pub struct Decided {
     /// A rolled-back request whose compensation commits on its own (`requires-new`): the
     /// compensation's handler, to run next as a transaction of its own (same id).
     pub compensate: Option<u16>,
+    /// The steps after the transaction stopped at a publish that waits for its acknowledgement
+    /// (the last of `events`): [`WorkflowRun::resume`] goes on when the delivery report comes.
+    pub waiting: bool,
 }
 
 impl WorkflowRun {
@@ -297,6 +303,7 @@ impl WorkflowRun {
             error: None,
             scratch: Vec::new(),
             spare: Vec::new(),
+            suspended: KeyMap::default(),
             outcomes: None,
             external,
             calls: vec![SystemStats::default(); wf.systems.len()],
@@ -304,7 +311,7 @@ impl WorkflowRun {
                 .map(|h| {
                     let h = wf.handler(h);
                     let publishes = h.transaction.iter().chain(&h.after).filter_map(|s| match s {
-                        Step::Publish { event, values } => {
+                        Step::Publish { event, values, .. } => {
                             Some((*event, values[wf.events[*event as usize].subject as usize].clone()))
                         }
                         _ => None,
@@ -462,20 +469,17 @@ impl WorkflowRun {
         let mut broken = Vec::new();
         let mut compensate = None;
         let (mut out, mut after) = self.outcomes.take().unwrap_or_default();
+        let mut waiting = false;
         let committed = !db_down && {
             broken = self.transaction(&wf, handler, &mut frame, &mut out, now);
             if out.stop.is_none() {
-                self.after_steps(&wf, handler, &mut frame, &mut after, now);
+                self.after_steps(&wf, handler, 0, &mut frame, &mut after, now);
                 events.reserve_exact(out.published.len() + after.published.len());
-                for (event, values) in out.published.drain(..).chain(after.published.drain(..)) {
+                for (event, values) in out.published.drain(..) {
                     events.push(self.message(event, values));
                 }
-                // Without a transaction, a guard that stops the steps refuses the request (what
-                // its steps published before the guard is sent all the same).
-                let refused = !self.has_transaction(handler) && after.stop.is_some();
-                if !refused {
-                    self.compute_follow_ups(handler, id, &frame);
-                }
+                let refused;
+                (refused, waiting) = self.after_done(handler, id, &frame, &mut after, &mut events);
                 !refused
             } else {
                 // `catch (e) { compensate(); throw e; }`: a compensation that requires a new
@@ -509,7 +513,59 @@ impl WorkflowRun {
             (false, false) => Some(Op::Refused { handler, id }),
         };
         self.scratch = frame;
-        Some(Decided { committed, op, events, broken, compensate })
+        Some(Decided { committed, op, events, broken, compensate, waiting })
+    }
+
+    /// The steps after a transaction (or all of them) ran into `after`: their events into
+    /// `events`, then whether they refused the request and whether they wait for a send. A
+    /// request that waits keeps its frame until [`WorkflowRun::resume`]; one that completed
+    /// has its follow-ups computed.
+    #[inline]
+    fn after_done(
+        &mut self,
+        handler: u16,
+        id: u64,
+        frame: &[Value],
+        after: &mut exec::Outcome,
+        events: &mut Vec<Message>,
+    ) -> (bool, bool) {
+        for (event, values) in after.published.drain(..) {
+            events.push(self.message(event, values));
+        }
+        // Without a transaction, a guard that stops the steps refuses the request (what its
+        // steps published before the guard is sent all the same).
+        let refused = !self.has_transaction(handler) && after.stop.is_some();
+        if let Some(next) = after.waiting.filter(|_| after.stop.is_none()) {
+            self.suspended.insert((handler, id), (frame.to_vec(), next));
+            return (false, true);
+        }
+        if !refused {
+            self.compute_follow_ups(handler, id, frame);
+        }
+        (refused, false)
+    }
+
+    /// Request `id`, blocked on a send by a publish that waits, has its delivery report: when
+    /// `sent`, its steps go on from the next one (until the next publish that waits); when not,
+    /// the send's `.get()` throws and the steps stop there. None when it is not blocked (its
+    /// instance crashed). `committed` is whether the request went through: its transaction
+    /// committed (what came after it does not undo that), or, without one, its steps all ran.
+    pub fn resume(&mut self, handler: u16, id: u64, now: Micros, sent: bool) -> Option<Decided> {
+        let (mut frame, next) = self.suspended.remove(&(handler, id))?;
+        let transacts = self.has_transaction(handler);
+        let mut events = Vec::new();
+        let (refused, waiting) = if sent {
+            let wf = self.wf.clone();
+            let (out, mut after) = self.outcomes.take().unwrap_or_default();
+            self.after_steps(&wf, handler, next, &mut frame, &mut after, now);
+            let done = self.after_done(handler, id, &frame, &mut after, &mut events);
+            self.outcomes = Some((out, after));
+            done
+        } else {
+            (!transacts, false)
+        };
+        let op = (refused && !transacts).then_some(Op::Refused { handler, id });
+        Some(Decided { committed: !refused, op, events, broken: Vec::new(), compensate: None, waiting })
     }
 
     /// Handler `handler`'s transaction into `out`, at `now`: the rows its commit left breaking
@@ -529,19 +585,20 @@ impl WorkflowRun {
         self.broken(&out.writes)
     }
 
-    /// Handler `handler`'s steps after its transaction (or all of them, without one), into
-    /// `after`, at `now`; an expression that failed is remembered.
+    /// Handler `handler`'s steps after its transaction (or all of them, without one), from
+    /// step `from`, into `after`, at `now`; an expression that failed is remembered.
     #[inline]
     fn after_steps(
         &mut self,
         wf: &Workflow,
         handler: u16,
+        from: u16,
         frame: &mut [Value],
         after: &mut exec::Outcome,
         now: Micros,
     ) {
         let steps = &wf.handler(handler).after;
-        self.state.steps_into(steps, frame, after, &mut answers(wf, &mut self.external, &mut self.calls, now));
+        self.state.steps_from(steps, from, frame, after, &mut answers(wf, &mut self.external, &mut self.calls, now));
         self.failed(handler, &after.stop);
     }
 
@@ -616,7 +673,7 @@ impl WorkflowRun {
         // Steps are numbered through the transaction, then the steps after it.
         let first = h.transaction.len() as u16;
         if stop.is_none() {
-            self.after_steps(&wf, handler, &mut frame, &mut after, now);
+            self.after_steps(&wf, handler, 0, &mut frame, &mut after, now);
             stop = after.stop.take().map(|s| match s {
                 Stop::Rejected { step, message } => Stop::Rejected { step: step + first, message },
                 other => other,
@@ -798,7 +855,9 @@ impl World {
         let now = self.now();
         let run = self.wf.as_mut().expect("a workflow run");
         let transacts = run.has_transaction(handler);
-        let Some(Decided { committed, op, events, broken, compensate }) = run.decide(handler, id, now, db_down) else {
+        let Some(Decided { committed, op, events, broken, compensate, waiting }) =
+            run.decide(handler, id, now, db_down)
+        else {
             return;
         };
         if transacts {
@@ -826,7 +885,20 @@ impl World {
         for op in broken {
             self.record(node, op);
         }
-        self.service_input(service, Input::WorkflowDone { token, committed, events, compensate });
+        self.service_input(service, Input::WorkflowDone { token, committed, events, compensate, waiting });
+    }
+
+    /// Request `id`'s steps, blocked on a send, have its delivery report (`sent`): they go on,
+    /// and the service hears how they ended.
+    pub(crate) fn workflow_resume(&mut self, service: u16, token: u64, handler: u16, id: u64, sent: bool) {
+        let node = self.services[service as usize].node;
+        let now = self.now();
+        let run = self.wf.as_mut().expect("a workflow run");
+        let Some(Decided { committed, op, events, waiting, .. }) = run.resume(handler, id, now, sent) else { return };
+        if let Some(op) = op {
+            self.record(node, op);
+        }
+        self.service_input(service, Input::WorkflowDone { token, committed, events, compensate: None, waiting });
     }
 
     /// A workflow listener's steps on `record`, by consumer `node` of `group`: each step that
@@ -856,5 +928,50 @@ impl World {
             }
         }
         acked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{Seeds, Stream};
+    use evsim_model::workflow::{Param, compile};
+
+    const COUPON: &str = include_str!("../../scenarios/workflows/coupon.toml");
+
+    /// Seed 003's add-after-send API (`cache-set-after-send`): a request stops at the send it
+    /// waits for; a failed send refuses it without adding the user (so the same user's next
+    /// request is sent again), an acknowledged one adds the user (so the next one is refused).
+    #[test]
+    fn a_request_blocked_on_its_send_goes_on_by_the_delivery_report() {
+        let bindings = [("dedup".to_string(), Param::Str("cache-set-after-send".into()))];
+        let wf = Arc::new(compile("coupon.toml", COUPON, &bindings).unwrap_or_else(|e| panic!("{e}")));
+        let seeds = Seeds::new(7);
+        let (rng, business, external) =
+            (seeds.stream(Stream::Workload), seeds.stream(Stream::Business), seeds.stream(Stream::External));
+        let mut run = WorkflowRun::new(wf, rng, business, external, &["coupon-api"]);
+        let (id, live, _) = run.next_request(0, |_| true);
+        assert_eq!(live, Some(0));
+        let values = run.inputs[&(0, id)].clone();
+        let ask = |run: &mut WorkflowRun, id: u64| {
+            run.inputs.insert((0, id), values.clone());
+            run.decide(0, id, 1_000, false).expect("held")
+        };
+        let first = ask(&mut run, id);
+        assert!(first.waiting && first.committed && first.op.is_none(), "{first:?}");
+        assert_eq!(first.events.len(), 1);
+        let failed = run.resume(0, id, 2_000, false).expect("blocked");
+        assert_eq!((failed.committed, failed.op, failed.waiting), (false, Some(Op::Refused { handler: 0, id }), false));
+        assert!(run.resume(0, id, 2_000, true).is_none(), "settled");
+
+        let again = ask(&mut run, 100);
+        assert!(again.waiting, "the failed send left the user out of the set: {again:?}");
+        let sent = run.resume(0, 100, 3_000, true).expect("blocked");
+        assert_eq!((sent.committed, sent.op, sent.waiting), (true, None, false));
+        let third = ask(&mut run, 101);
+        assert_eq!(
+            (third.committed, third.op, third.events.len()),
+            (false, Some(Op::Refused { handler: 0, id: 101 }), 0)
+        );
     }
 }

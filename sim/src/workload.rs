@@ -355,6 +355,7 @@ impl World {
                 }
                 Command::External { .. } => unreachable!("services make no external calls yet"),
                 Command::Steps { .. } => unreachable!("only listeners run a workflow's steps this way"),
+                Command::Resume { token, handler, id, sent } => self.workflow_resume(service, token, handler, id, sent),
                 Command::Preview { token, handler, id } => {
                     let event = self.workflow_preview(handler, id);
                     self.service_input(service, Input::WorkflowPreviewed { token, event });

@@ -898,6 +898,18 @@ impl Validator<'_> {
                     ),
                 );
             }
+            // A blocking send is a plain send after the commit, whose report the steps wait for.
+            if r.handler.waits() && strategy == PublishStrategy::AfterCommitAsync {
+                return self.err(
+                    publish_span,
+                    format!(
+                        "[{section}] publishes with `after-commit-async`, but the workflow's `{}` requests wait for a \
+                         send (`wait = true`); expected publish = \"after-commit\" (a blocking send is made on the \
+                         request's own thread)",
+                        r.name
+                    ),
+                );
+            }
             if strategy == PublishStrategy::InTransaction {
                 let first = r.handler.transaction.iter().position(is_publish);
                 let work_before = first

@@ -309,6 +309,7 @@ struct RawStep {
     publish: Option<Spanned<String>>,
     sadd: Option<Spanned<String>>,
     srem: Option<Spanned<String>>,
+    sismember: Option<Spanned<String>>,
     zincrby: Option<Spanned<String>>,
     incrby: Option<Spanned<String>>,
     del: Option<Spanned<String>>,
@@ -318,6 +319,8 @@ struct RawStep {
     #[serde(rename = "as")]
     answer: Option<Spanned<String>>,
     call: Option<Spanned<String>>,
+    /// `publish` only: wait for the broker's acknowledgement (`kafkaTemplate.send(...).get()`).
+    wait: Option<Spanned<bool>>,
     /// A condition on the parameters: the step exists only where it holds.
     when: Option<RawExpr>,
 }
@@ -1549,13 +1552,14 @@ impl Compiler<'_> {
 
     fn step(&self, wf: &Workflow, f: &mut Frame, s: &Spanned<RawStep>, in_txn: bool) -> Result<Step, ScenarioError> {
         let r = s.get_ref();
-        let verbs: [(&str, bool); 11] = [
+        let verbs: [(&str, bool); 12] = [
             ("read", r.read.is_some()),
             ("require", r.require.is_some()),
             ("update", r.update.is_some()),
             ("insert", r.insert.is_some()),
             ("publish", r.publish.is_some()),
             ("sadd", r.sadd.is_some()),
+            ("sismember", r.sismember.is_some()),
             ("srem", r.srem.is_some()),
             ("zincrby", r.zincrby.is_some()),
             ("incrby", r.incrby.is_some()),
@@ -1575,7 +1579,7 @@ impl Compiler<'_> {
         }
         let verb = named[0];
         // Which options each verb takes; any other is an error at the step.
-        let options: [(&str, bool, &[&str]); 11] = [
+        let options: [(&str, bool, &[&str]); 12] = [
             ("id", r.id.is_some(), &["read", "insert"]),
             ("lock", r.lock.is_some(), &["read"]),
             ("otherwise", r.otherwise.is_some(), &["read", "require"]),
@@ -1583,10 +1587,11 @@ impl Compiler<'_> {
             ("on_duplicate", r.on_duplicate.is_some(), &["insert"]),
             ("set", r.set.is_some(), &["update"]),
             ("values", r.values.is_some(), &["insert", "publish"]),
-            ("key", r.key.is_some(), &["sadd", "srem", "incrby", "del"]),
-            ("member", r.member.is_some(), &["sadd", "srem", "zincrby"]),
+            ("key", r.key.is_some(), &["sadd", "srem", "sismember", "incrby", "del"]),
+            ("member", r.member.is_some(), &["sadd", "srem", "sismember", "zincrby"]),
             ("by", r.by.is_some(), &["zincrby", "incrby"]),
-            ("as", r.answer.is_some(), &["sadd"]),
+            ("as", r.answer.is_some(), &["sadd", "sismember"]),
+            ("wait", r.wait.is_some(), &["publish"]),
         ];
         for (opt, on, verbs) in options {
             if on && !verbs.contains(&verb) {
@@ -1689,10 +1694,22 @@ impl Compiler<'_> {
                     s,
                     &format!("event {}", name.get_ref()),
                 )?;
-                Step::Publish { event, values }
+                let wait = r.wait.as_ref().is_some_and(|w| *w.get_ref());
+                if let Some(w) = r.wait.as_ref().filter(|_| wait && (in_txn || f.input.0 != "request")) {
+                    return Err(self.err(
+                        w.span(),
+                        "`wait = true` only in a request's `steps` (after its transaction): a send inside the \
+                         transaction is the service's `publish = \"in-transaction\"`, and a listener's or a \
+                         compensation's blocking send is not modelled yet",
+                    ));
+                }
+                Step::Publish { event, values, wait }
             }
-            "sadd" | "srem" => {
-                let name = r.sadd.as_ref().or(r.srem.as_ref()).expect("sadd or srem");
+            "sadd" | "srem" | "sismember" => {
+                let name = r.sadd.as_ref().or(r.srem.as_ref()).or(r.sismember.as_ref()).expect("a set command");
+                if verb == "sismember" && r.answer.is_none() {
+                    return Err(self.err(s.span(), "`as` for `sismember` (the name its answer goes by)"));
+                }
                 let cache = self.cache_of(wf, name, &[CacheKind::Set])?;
                 let key = self.expr(&need(&r.key, "key")?, f, None)?;
                 let member = self.expr(&need(&r.member, "member")?, f, None)?;
@@ -1706,10 +1723,10 @@ impl Compiler<'_> {
                         Some(slot)
                     }
                 };
-                let command = if verb == "sadd" {
-                    CacheCommand::Sadd { key, member }
-                } else {
-                    CacheCommand::Srem { key, member }
+                let command = match verb {
+                    "sadd" => CacheCommand::Sadd { key, member },
+                    "srem" => CacheCommand::Srem { key, member },
+                    _ => CacheCommand::Sismember { key, member },
                 };
                 Step::Cache { cache, command, answer }
             }

@@ -42,7 +42,7 @@ fn the_order_workflow_compiles_to_seed_001s_order_service() {
     assert!(matches!(t[1], Step::Require { otherwise: Otherwise::Reject, .. }));
     assert!(matches!(&t[2], Step::Update { from: 4, set, .. } if set.len() == 1));
     assert!(matches!(&t[3], Step::Insert { values, .. } if values.len() == 4));
-    assert!(matches!(&t[4], Step::Publish { event: 0, values } if values.len() == 4));
+    assert!(matches!(&t[4], Step::Publish { event: 0, values, wait: false } if values.len() == 4));
     // request.id, user, product, qty, then the product row's stock.
     assert_eq!(r.handler.frame, 5);
 
@@ -536,4 +536,41 @@ fn an_external_system_has_an_error_rate_and_outage_windows() {
     bad_in(t, window, "[[1, 2, 3]]", "[1, 2, 3]", "an outage window [start, end] in ms");
     bad_in(t, window, "[[0, \"params.nope\"]]", "params.nope", "");
     bad_in(t, rate, "latency_ms = 5", "latency_ms", "unknown field");
+}
+
+/// `wait = true` (a blocking send) belongs to a request's steps after its transaction: in a
+/// transaction, a listener or a compensation it is refused at the option. `sismember` names its
+/// answer. The coupon workflow's add-after-send API compiles to a check, a send that waits,
+/// then the SADD.
+#[test]
+fn a_blocking_send_is_a_request_s_and_sismember_names_its_answer() {
+    let publish = "{ publish = \"order-created\", values = { order_id = \"request.id\"";
+    let waiting = "{ publish = \"order-created\", wait = true, values = { order_id = \"request.id\"";
+    bad(publish, waiting, "true", "only in a request's `steps`");
+    let del = "{ del = \"cart\", key = \"event.user\" },";
+    let listener_waits = "{ del = \"cart\", key = \"event.user\" },\n  { publish = \"order-created\", wait = true, values = { order_id = \"event.order_id\", user = \"event.user\", product = \"event.product\", qty = \"event.qty\" } },";
+    bad(del, listener_waits, "true", "a listener's or a compensation's blocking send");
+    bad(del, "{ del = \"cart\", key = \"event.user\", wait = true },", "{ del", "`wait` only with publish");
+
+    const COUPON: &str = include_str!("../../../scenarios/workflows/coupon.toml");
+    let coupon = ("coupon.toml", COUPON);
+    let check =
+        "{ sismember = \"coupon_requests\", key = \"request.coupon\", member = \"request.user\", as = \"present\",";
+    let unnamed = "{ sismember = \"coupon_requests\", key = \"request.coupon\", member = \"request.user\",";
+    let bindings = [("dedup".to_string(), Param::Str("cache-set-after-send".into()))];
+    let text = coupon.1.replacen(check, unnamed, 1);
+    let e = compile(coupon.0, &text, &bindings).expect_err("a sismember without `as`");
+    assert_eq!((e.line, e.column), line_col(&text, text.find(unnamed).expect("there")), "{e}");
+    assert!(e.message.contains("`as` for `sismember`"), "{e}");
+
+    let wf = compile("coupon.toml", COUPON, &bindings).unwrap_or_else(|e| panic!("{e}"));
+    let h = &wf.request("issue-coupon").expect("issue-coupon").handler;
+    assert!(h.waits());
+    assert!(matches!(&h.after[0], Step::Cache { command: CacheCommand::Sismember { .. }, answer: Some(_), .. }));
+    assert!(matches!(&h.after[1], Step::Require { .. }));
+    assert!(matches!(&h.after[2], Step::Publish { wait: true, .. }));
+    assert!(matches!(&h.after[3], Step::Cache { command: CacheCommand::Sadd { .. }, answer: None, .. }));
+    assert!(
+        !compile("coupon.toml", COUPON, &[]).expect("compiles").request("issue-coupon").expect("r").handler.waits()
+    );
 }

@@ -84,6 +84,9 @@ pub struct Outcome {
     /// The steps that took effect outside the DB, in order: cache commands (which stay when a
     /// transaction rolls back) and external calls. A listener's effects, by step.
     pub effects: Vec<u16>,
+    /// The steps stopped at a publish that waits for its acknowledgement (the last event of
+    /// `published`): the step to go on from once it came.
+    pub waiting: Option<u16>,
 }
 
 impl State {
@@ -258,7 +261,7 @@ impl State {
                         return Ok(None);
                     }
                 }
-                Step::Publish { event, values } => {
+                Step::Publish { event, values, .. } => {
                     return Ok(Some((*event, eval_all(values, frame, i)?)));
                 }
                 Step::Read { .. }
@@ -291,10 +294,27 @@ impl State {
         out: &mut Outcome,
         fails: &mut dyn FnMut(u16) -> Option<Arc<str>>,
     ) {
+        self.steps_from(steps, 0, frame, out, fails);
+    }
+
+    /// [`State::steps_into`] from step `from` on (numbered in the whole list): the steps left
+    /// when a publish that waits was acknowledged. They stop after the next publish that waits
+    /// (`out.waiting`).
+    pub fn steps_from(
+        &mut self,
+        steps: &[Step],
+        from: u16,
+        frame: &mut [Value],
+        out: &mut Outcome,
+        fails: &mut dyn FnMut(u16) -> Option<Arc<str>>,
+    ) {
         out.clear();
-        for (i, step) in steps.iter().enumerate() {
-            if let Err(stop) = self.common(step, frame, out, i as u16, fails) {
+        for (i, step) in (from..).zip(steps.get(from as usize..).unwrap_or_default()) {
+            if let Err(stop) = self.common(step, frame, out, i, fails) {
                 out.stop = Some(stop);
+                return;
+            }
+            if let Step::Publish { wait: true, .. } = step {
                 return;
             }
         }
@@ -522,8 +542,11 @@ impl State {
                     });
                 }
             }
-            Step::Publish { event, values } => {
+            Step::Publish { event, values, wait } => {
                 out.published.push((*event, eval_all(values, frame, i)?));
+                if *wait {
+                    out.waiting = Some(i + 1);
+                }
             }
             Step::Call { system, declared } => {
                 // A call that fails throws (Spring's `RestClientException` and the like): in a
@@ -539,7 +562,9 @@ impl State {
                 if let Some(slot) = answer {
                     frame[*slot as usize] = Value::Bool(added);
                 }
-                out.effects.push(i);
+                if !matches!(command, CacheCommand::Sismember { .. }) {
+                    out.effects.push(i);
+                }
             }
             Step::Read { .. } | Step::Update { .. } | Step::Insert { .. } => {
                 // The compiler keeps these inside transactions.
@@ -555,6 +580,11 @@ impl State {
         Ok(match (command, data) {
             (CacheCommand::Sadd { key, member }, CacheData::Set(m)) => {
                 m.entry(eval(key, frame, step)?).or_default().insert(eval(member, frame, step)?)
+            }
+            (CacheCommand::Sismember { key, member }, CacheData::Set(m)) => {
+                let k = eval(key, frame, step)?;
+                let v = eval(member, frame, step)?;
+                m.get(&k).is_some_and(|s| s.contains(&v))
             }
             (CacheCommand::Srem { key, member }, CacheData::Set(m)) => {
                 let k = eval(key, frame, step)?;
@@ -650,6 +680,7 @@ impl Outcome {
         self.published.clear();
         self.calls.clear();
         self.effects.clear();
+        self.waiting = None;
     }
 }
 

@@ -208,6 +208,11 @@ impl Handler {
     pub fn publishes(&self) -> bool {
         self.transaction.iter().chain(&self.after).any(|s| matches!(s, Step::Publish { .. }))
     }
+
+    /// Whether a step after its transaction waits for a send's acknowledgement.
+    pub fn waits(&self) -> bool {
+        self.after.iter().any(|s| matches!(s, Step::Publish { wait: true, .. }))
+    }
 }
 
 /// What a failed `require` does.
@@ -243,9 +248,12 @@ pub enum Step {
     /// it as `on_duplicate` says: `Throw` (Spring's unchecked `DataIntegrityViolationException`)
     /// unless the handler catches it (`Reject`: roll back, answer rejected, acknowledge).
     Insert { table: u16, id: Expr, values: Vec<Expr>, on_duplicate: Otherwise },
-    /// Publish `event` with every field's value, by the service's publishing strategy.
-    Publish { event: u16, values: Vec<Expr> },
-    /// A Redis command on `cache`; SADD's answer (1 or 0) goes to slot `answer`.
+    /// Publish `event` with every field's value, by the service's publishing strategy. With
+    /// `wait` (a request's steps after its transaction only), the handler blocks on the send
+    /// (`kafkaTemplate.send(...).get()`): the steps after it run once the broker acknowledged
+    /// it, and a failed send throws.
+    Publish { event: u16, values: Vec<Expr>, wait: bool },
+    /// A Redis command on `cache`; SADD's and SISMEMBER's answer (1 or 0) goes to slot `answer`.
     Cache { cache: u16, command: CacheCommand, answer: Option<u16> },
     /// Call a named external system: `declared` is its index in [`Workflow::systems`] when the
     /// file declares it (outage windows, an error rate); an undeclared one always answers.
@@ -255,12 +263,35 @@ pub enum Step {
 /// A Redis command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CacheCommand {
-    Sadd { key: Expr, member: Expr },
-    Srem { key: Expr, member: Expr },
-    Zincrby { member: Expr, by: Expr },
-    Incrby { key: Expr, by: Expr },
-    Set { key: Expr, value: Expr },
-    Del { key: Expr },
+    Sadd {
+        key: Expr,
+        member: Expr,
+    },
+    /// `SISMEMBER`: a read, whose answer (whether the member is in the set) goes to the step's
+    /// `as`; not an effect.
+    Sismember {
+        key: Expr,
+        member: Expr,
+    },
+    Srem {
+        key: Expr,
+        member: Expr,
+    },
+    Zincrby {
+        member: Expr,
+        by: Expr,
+    },
+    Incrby {
+        key: Expr,
+        by: Expr,
+    },
+    Set {
+        key: Expr,
+        value: Expr,
+    },
+    Del {
+        key: Expr,
+    },
 }
 
 /// A record listener (`@KafkaListener`) of one event.

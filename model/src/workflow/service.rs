@@ -28,7 +28,18 @@ pub fn request_token(handler: u16, id: u64) -> Token {
 
 /// The request type and id of a [`request_token`].
 pub fn token_request(token: Token) -> (u16, u64) {
-    ((token >> 56) as u16, token & crate::history::MAX_SUBJECT)
+    (((token & !WAITING) >> 56) as u16, token & crate::history::MAX_SUBJECT)
+}
+
+/// The bit that marks the send a request's steps wait for: request types stay below 128
+/// ([`super::compile::MAX_REQUESTS`]), so a request's token never has it.
+const WAITING: Token = 1 << 63;
+const _: () = assert!(super::compile::MAX_REQUESTS < 128);
+
+/// The token the send that request `token`'s steps wait for is made with: its delivery report
+/// is told apart from those of the request's other sends.
+pub fn waiting_token(token: Token) -> Token {
+    token | WAITING
 }
 
 /// A `[services.*]` instance that handles a workflow's requests: each request is one
@@ -73,6 +84,13 @@ impl Service for WorkflowService {
                     None => out.push(Command::Transact { token, txn }),
                 }
             }
+            Input::Delivered { token, result } if token & WAITING != 0 && token != crate::publish::OUTBOX_SCHEDULER => {
+                // The send the request's steps wait for: they go on (or its `.get()` throws).
+                let token = token & !WAITING;
+                if let Some(&Txn::Workflow { handler, id }) = self.pending.get(&token) {
+                    out.push(Command::Resume { token, handler, id, sent: result.is_ok() });
+                }
+            }
             Input::Delivered { token, result } => {
                 // In-transaction: the acknowledgement lets the transaction commit; a failed
                 // send rolls it back. After-commit strategies ignore delivery reports (a failed
@@ -82,7 +100,7 @@ impl Service for WorkflowService {
                     self.pending.remove(&token);
                 }
             }
-            Input::WorkflowDone { token, committed, events, compensate } => {
+            Input::WorkflowDone { token, committed, events, compensate, waiting } => {
                 let Some(txn) = self.pending.remove(&token) else { return };
                 if let Some(handler) = compensate {
                     // The request failed; its compensation runs in a transaction of its own
@@ -106,9 +124,18 @@ impl Service for WorkflowService {
                     return;
                 }
                 // What it published (nothing, when a transaction rolled back; the steps before a
-                // refusing guard, for a handler without one), then the answer.
+                // refusing guard, for a handler without one), then the answer; or, when its steps
+                // wait for the last send, that send with a token of its own and no answer yet
+                // (scenario validation keeps such a service's publishing after-commit).
+                let mut events = events.into_iter();
+                let waited = if waiting { events.next_back() } else { None };
                 for event in events {
                     self.publisher.committed(token, event, out);
+                }
+                if let Some(event) = waited {
+                    self.publisher.committed(waiting_token(token), event, out);
+                    self.pending.insert(token, txn);
+                    return;
                 }
                 let response = if committed { Response::Ok } else { Response::Rejected };
                 out.push(Command::Respond { token, response });
@@ -150,7 +177,7 @@ mod tests {
         let event = Message { key: Some(7), value: Event::Declared { id: EventId::order_created(7) } };
         s.on_input(
             1,
-            Input::WorkflowDone { token: 7, committed: true, events: vec![event], compensate: None },
+            Input::WorkflowDone { token: 7, committed: true, events: vec![event], compensate: None, waiting: false },
             &mut out,
         );
         assert_eq!(
@@ -163,16 +190,57 @@ mod tests {
         out.clear();
         s.on_input(2, Input::Request(Request::Workflow { handler: 0, id: 8 }), &mut out);
         out.clear();
-        s.on_input(3, Input::WorkflowDone { token: 8, committed: false, events: vec![], compensate: None }, &mut out);
+        s.on_input(
+            3,
+            Input::WorkflowDone { token: 8, committed: false, events: vec![], compensate: None, waiting: false },
+            &mut out,
+        );
         assert_eq!(out, vec![Command::Respond { token: 8, response: Response::Rejected }]);
         // A crash forgot the request: a late answer is ignored.
         out.clear();
         s.on_input(
             4,
-            Input::WorkflowDone { token: 9, committed: true, events: vec![event], compensate: None },
+            Input::WorkflowDone { token: 9, committed: true, events: vec![event], compensate: None, waiting: false },
             &mut out,
         );
         assert!(out.is_empty());
+    }
+
+    /// Steps that wait for a send (`send(...).get()`): the events before it are sent as usual,
+    /// the one waited for with the waiting token, and the client hears nothing until its
+    /// delivery report has let the steps go on (`Resume`, then a second `WorkflowDone`). The
+    /// request's other delivery reports and a report for a forgotten request change nothing.
+    #[test]
+    fn a_request_waiting_for_its_send_goes_on_only_on_that_sends_delivery_report() {
+        let mut s = WorkflowService::new(TopicId(0), Publishing::new(PublishStrategy::AfterCommit));
+        let mut out = Vec::new();
+        let token = request_token(2, 5);
+        assert_eq!(token_request(waiting_token(token)), (2, 5));
+        s.on_input(0, Input::Request(Request::Workflow { handler: 2, id: 5 }), &mut out);
+        out.clear();
+        let first = Message { key: Some(5), value: Event::Declared { id: EventId::order_created(5) } };
+        let waited = Message { key: Some(6), value: Event::Declared { id: EventId::order_created(6) } };
+        let done = |events, waiting| Input::WorkflowDone { token, committed: true, events, compensate: None, waiting };
+        s.on_input(1, done(vec![first, waited], true), &mut out);
+        assert_eq!(
+            out,
+            vec![
+                Command::Produce { token, topic: TopicId(0), message: first },
+                Command::Produce { token: waiting_token(token), topic: TopicId(0), message: waited },
+            ]
+        );
+        out.clear();
+        s.on_input(2, Input::Delivered { token, result: Ok(Some(1)) }, &mut out);
+        assert!(out.is_empty(), "not the send it waits for: {out:?}");
+        let failed = Err(crate::history::ErrorCode::MsgTimedOut);
+        s.on_input(3, Input::Delivered { token: waiting_token(token), result: failed }, &mut out);
+        assert_eq!(out, vec![Command::Resume { token, handler: 2, id: 5, sent: false }]);
+        out.clear();
+        s.on_input(4, done(vec![], false), &mut out);
+        assert_eq!(out, vec![Command::Respond { token, response: Response::Ok }]);
+        out.clear();
+        s.on_input(5, Input::Delivered { token: waiting_token(token), result: Ok(Some(2)) }, &mut out);
+        assert!(out.is_empty(), "the request is settled: {out:?}");
     }
 
     /// A failed request whose compensation requires a new transaction: the compensation runs
@@ -185,13 +253,25 @@ mod tests {
         let token = request_token(1, 5);
         s.on_input(0, Input::Request(Request::Workflow { handler: 1, id: 5 }), &mut out);
         out.clear();
-        s.on_input(1, Input::WorkflowDone { token, committed: false, events: vec![], compensate: Some(4) }, &mut out);
+        s.on_input(
+            1,
+            Input::WorkflowDone { token, committed: false, events: vec![], compensate: Some(4), waiting: false },
+            &mut out,
+        );
         assert_eq!(out, vec![Command::Transact { token, txn: Txn::Workflow { handler: 4, id: 5 } }]);
         out.clear();
-        s.on_input(2, Input::WorkflowDone { token, committed: true, events: vec![], compensate: None }, &mut out);
+        s.on_input(
+            2,
+            Input::WorkflowDone { token, committed: true, events: vec![], compensate: None, waiting: false },
+            &mut out,
+        );
         assert_eq!(out, vec![Command::Respond { token, response: Response::Rejected }]);
         out.clear();
-        s.on_input(3, Input::WorkflowDone { token, committed: true, events: vec![], compensate: None }, &mut out);
+        s.on_input(
+            3,
+            Input::WorkflowDone { token, committed: true, events: vec![], compensate: None, waiting: false },
+            &mut out,
+        );
         assert!(out.is_empty(), "settled once");
     }
 
@@ -216,7 +296,11 @@ mod tests {
         let txn = Txn::Workflow { handler: 1, id: 7 };
         assert_eq!(out, vec![Command::Transact { token, txn }]);
         out.clear();
-        s.on_input(3, Input::WorkflowDone { token, committed: true, events: vec![event], compensate: None }, &mut out);
+        s.on_input(
+            3,
+            Input::WorkflowDone { token, committed: true, events: vec![event], compensate: None, waiting: false },
+            &mut out,
+        );
         assert_eq!(out, vec![Command::Respond { token, response: Response::Ok }]);
         // A failed send: rejected, no transaction.
         out.clear();
