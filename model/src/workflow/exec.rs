@@ -281,25 +281,14 @@ impl State {
     /// cache commands, guards, publications and calls, in order, until one stops them.
     pub fn steps(&mut self, steps: &[Step], frame: &mut [Value]) -> Outcome {
         let mut out = Outcome::default();
-        self.steps_into(steps, frame, &mut out, &mut |_| None);
+        self.steps_from(steps, 0, frame, &mut out, &mut |_| None);
         out
     }
 
-    /// [`State::steps`] into `out` (cleared first, its buffers reused); `fails` as for
-    /// [`State::transaction_into`].
-    pub fn steps_into(
-        &mut self,
-        steps: &[Step],
-        frame: &mut [Value],
-        out: &mut Outcome,
-        fails: &mut dyn FnMut(u16) -> Option<Arc<str>>,
-    ) {
-        self.steps_from(steps, 0, frame, out, fails);
-    }
-
-    /// [`State::steps_into`] from step `from` on (numbered in the whole list): the steps left
-    /// when a publish that waits was acknowledged. They stop after the next publish that waits
-    /// (`out.waiting`).
+    /// [`State::steps`] from step `from` on (numbered in the whole list: 0, or the step after
+    /// a publish that waited) into `out` (cleared first, its buffers reused); `fails` as for
+    /// [`State::transaction_into`]. They stop after the next publish that waits, the step to
+    /// go on from in `out.waiting`.
     pub fn steps_from(
         &mut self,
         steps: &[Step],
@@ -315,6 +304,7 @@ impl State {
                 return;
             }
             if let Step::Publish { wait: true, .. } = step {
+                out.waiting = Some(i + 1);
                 return;
             }
         }
@@ -542,11 +532,8 @@ impl State {
                     });
                 }
             }
-            Step::Publish { event, values, wait } => {
+            Step::Publish { event, values, .. } => {
                 out.published.push((*event, eval_all(values, frame, i)?));
-                if *wait {
-                    out.waiting = Some(i + 1);
-                }
             }
             Step::Call { system, declared } => {
                 // A call that fails throws (Spring's `RestClientException` and the like): in a
@@ -719,17 +706,17 @@ pub fn fill(frame: &mut Vec<Value>, handler: &super::Handler, id: Option<i64>, i
     frame.resize(handler.frame as usize, Value::Int(0));
 }
 
-/// A new frame for `handler` with `input` in its first slots and the rest zero (as [`fill`]).
-pub fn frame<const N: usize>(handler: &super::Handler, input: [Value; N]) -> Vec<Value> {
-    let mut f = Vec::with_capacity(handler.frame as usize);
-    fill(&mut f, handler, None, &input);
-    f
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::workflow::compile;
+
+    /// A new frame for `handler` with `input` in its first slots and the rest zero (as [`fill`]).
+    fn frame<const N: usize>(handler: &crate::workflow::Handler, input: [Value; N]) -> Vec<Value> {
+        let mut f = Vec::new();
+        fill(&mut f, handler, None, &input);
+        f
+    }
 
     const ORDER: &str = include_str!("../../../scenarios/workflows/order.toml");
 
